@@ -1,0 +1,173 @@
+"""One dependency graph over stacks and layers (networkx): checks, orders and selections. Pure.
+
+Edges point from a dependency to its dependent (``stack.network -> stack.database``): from
+``depends_on`` and from ``${stack.X.outputs.Y}`` / ``${layer.X.outputs.Y}`` references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import networkx as nx
+
+from envctl.core.errors import ConfigError, Location
+from envctl.core.model import Environment, Node
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Why ``upstream`` must converge before ``downstream``: depends_on, or the references listed."""
+
+    upstream: str
+    downstream: str
+    reasons: tuple[str, ...]
+    location: Location | None
+
+
+class EnvGraph:
+    """The checked graph of one environment."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.g: nx.DiGraph = nx.DiGraph()
+        for node_id in sorted(env.nodes):
+            self.g.add_node(node_id)
+        edges: dict[tuple[str, str], Edge] = {}
+        for node in env.nodes.values():
+            for dep in node.depends_on:
+                loc = node.depends_lines.get(dep) or Location(node.config_file or node.path)
+                if dep not in env.nodes:
+                    raise ConfigError(
+                        f"depends_on names {dep!r}, which is not a node of environment {env.name}",
+                        node=node.id,
+                        location=loc,
+                        hint=_known(env, dep),
+                    )
+                if dep == node.id:
+                    raise ConfigError("a node cannot depend on itself", node=node.id, location=loc)
+                self._add(edges, dep, node.id, "depends_on", loc)
+            for ref in node.upstream_refs:
+                assert ref.node is not None
+                if ref.node not in env.nodes:
+                    raise ConfigError(
+                        f"${{{ref.text}}} refers to {ref.node}, which is not a node of environment {env.name}",
+                        node=node.id,
+                        location=ref.location,
+                        hint=_known(env, ref.node),
+                    )
+                if ref.node == node.id:
+                    raise ConfigError(
+                        f"${{{ref.text}}}: a node cannot consume its own outputs",
+                        node=node.id,
+                        location=ref.location,
+                    )
+                target = env.nodes[ref.node]
+                if target.layer is not None and ref.name not in target.layer.outputs:
+                    raise ConfigError(
+                        f"${{{ref.text}}}: {ref.node} declares no output {ref.name!r}",
+                        node=node.id,
+                        location=ref.location,
+                        hint=f"declare it under outputs: in {target.path}/layer.yaml",
+                    )
+                self._add(edges, ref.node, node.id, ref.text, ref.location)
+        for node in env.nodes.values():
+            for ref in node.refs:
+                if ref.kind == "var" and ref.name not in env.vars:
+                    raise ConfigError(
+                        f"${{{ref.text}}}: environment {env.name} has no var {ref.name!r}",
+                        node=node.id,
+                        location=ref.location,
+                        hint=f"add it under vars: in {env.path}/environment.yaml",
+                    )
+        self.edges = edges
+        self._check_acyclic()
+
+    def _add(self, edges: dict[tuple[str, str], Edge], up: str, down: str, reason: str, loc: Location) -> None:
+        key = (up, down)
+        old = edges.get(key)
+        edges[key] = Edge(up, down, (*old.reasons, reason) if old else (reason,), old.location if old else loc)
+        self.g.add_edge(up, down)
+
+    def _check_acyclic(self) -> None:
+        try:
+            cycle = nx.find_cycle(self.g)
+        except nx.NetworkXNoCycle:
+            return
+        nodes = [u for u, _ in cycle]
+        # start the printed cycle at its smallest node id so the message is stable
+        i = nodes.index(min(nodes))
+        nodes = nodes[i:] + nodes[:i]
+        path = " -> ".join([*nodes, nodes[0]])
+        first = self.edges[(nodes[-1], nodes[0])]
+        raise ConfigError(
+            f"dependency cycle: {path}",
+            node=nodes[0],
+            location=first.location,
+            hint="remove one depends_on or output reference on this path",
+        )
+
+    # --- orders and selections ------------------------------------------------------------
+
+    def upstream(self, node_id: str) -> list[str]:
+        return sorted(self.g.predecessors(node_id))
+
+    def downstream(self, node_id: str) -> list[str]:
+        return sorted(self.g.successors(node_id))
+
+    def order(self) -> list[str]:
+        """A deterministic topological order (ties broken by node id)."""
+        return list(nx.lexicographical_topological_sort(self.g))
+
+    def levels(self) -> list[list[str]]:
+        """Nodes grouped by depth: what could run together if everything took the same time."""
+        return [sorted(gen) for gen in nx.topological_generations(self.g)]
+
+    def with_dependencies(self, targets: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for t in targets:
+            if t not in self.g:
+                raise ConfigError(f"--target {t}: no such node in environment {self.env.name}",
+                                  hint=_known(self.env, t))
+            out.add(t)
+            out |= nx.ancestors(self.g, t)
+        return out
+
+    def with_dependents(self, nodes: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for n in nodes:
+            out.add(n)
+            out |= nx.descendants(self.g, n)
+        return out
+
+    def affected(self, changed_paths: Iterable[str]) -> set[str]:
+        """Nodes whose directory or used module changed, plus everything downstream of them.
+
+        A change to the environment's own settings (``environment.yaml``) or to ``envctl.yaml``
+        affects every node.
+        """
+        env_files = {f"{self.env.path}/environment.yaml", "envctl.yaml"}
+        hit: set[str] = set()
+        for raw in changed_paths:
+            p = PurePosixPath(raw)
+            if raw in env_files:
+                return set(self.g.nodes)
+            for node in self.env.nodes.values():
+                dirs = [node.path]
+                if node.stack is not None:
+                    dirs.extend(node.stack.module_dirs)
+                if any(p == PurePosixPath(d) or PurePosixPath(d) in p.parents for d in dirs):
+                    hit.add(node.id)
+        return self.with_dependents(hit)
+
+    def subgraph_order(self, nodes: set[str]) -> list[str]:
+        return [n for n in self.order() if n in nodes]
+
+    def node(self, node_id: str) -> Node:
+        return self.env.nodes[node_id]
+
+
+def _known(env: Environment, wanted: str) -> str:
+    names = sorted(env.nodes)
+    return f"nodes of {env.name}: {', '.join(names) or 'none'}"

@@ -1,0 +1,119 @@
+"""The ``${...}`` reference language: find references in text and substitute resolved values.
+
+Grammar: ``stack.NAME.outputs.KEY``, ``layer.NAME.outputs.KEY``, ``env.name``, ``env.vars.KEY``
+and (inside manifests only) ``inputs.KEY``. ``$${`` is an escape for a literal ``${``.
+Pure: no I/O. Every error is a ``ConfigError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from envctl.core.errors import ConfigError, Location
+from envctl.core.model import Ref
+
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})")
+_OUTPUT = re.compile(rf"^(stack|layer)\.({_NAME})\.outputs\.({_NAME})$")
+_VAR = re.compile(rf"^env\.vars\.({_NAME})$")
+_INPUT = re.compile(rf"^inputs\.({_NAME})$")
+_WHOLE = re.compile(r"^\$\{([^}]*)\}$")
+
+HINT = (
+    "references are ${stack.NAME.outputs.KEY}, ${layer.NAME.outputs.KEY}, ${env.name}, "
+    "${env.vars.KEY} and, in manifests, ${inputs.KEY}; write $${ for a literal ${"
+)
+
+
+def parse_ref(expr: str, location: Location, *, allow_inputs: bool) -> Ref:
+    """Parse the inside of one ``${...}``."""
+    e = expr.strip()
+    if m := _OUTPUT.match(e):
+        return Ref("output", m.group(3), location, node=f"{m.group(1)}.{m.group(2)}")
+    if e == "env.name":
+        return Ref("env", "name", location)
+    if m := _VAR.match(e):
+        return Ref("var", m.group(1), location)
+    if m := _INPUT.match(e):
+        if not allow_inputs:
+            raise ConfigError(
+                f"${{{e}}} is only allowed inside a layer's manifests",
+                location=location,
+                hint="in stack.yaml/layer.yaml, reference stack/layer outputs or env values instead",
+            )
+        return Ref("input", m.group(1), location)
+    raise ConfigError(f"unknown reference ${{{expr}}}", location=location, hint=HINT)
+
+
+def _line_of(text: str, offset: int, first_line: int) -> int:
+    return first_line + text.count("\n", 0, offset)
+
+
+def find_refs(
+    text: str, file: str, first_line: int = 1, *, allow_inputs: bool = False
+) -> Iterator[Ref]:
+    """Every reference in ``text``; ``first_line`` is the file line where ``text`` starts."""
+    if m := _UNCLOSED.search(text):
+        raise ConfigError(
+            "unclosed ${ (missing })",
+            location=Location(file, _line_of(text, m.start(), first_line)),
+            hint=HINT,
+        )
+    for m in _TOKEN.finditer(text):
+        if m.group(0) == "$${":
+            continue
+        yield parse_ref(
+            m.group(1),
+            Location(file, _line_of(text, m.start(), first_line)),
+            allow_inputs=allow_inputs,
+        )
+
+
+Resolver = Callable[[Ref], Any]
+
+
+def substitute_text(text: str, resolve: Resolver, file: str, first_line: int = 1) -> str:
+    """Replace every reference in ``text`` by ``str(resolve(ref))``; ``$${`` becomes ``${``.
+
+    Used on manifest text before YAML parsing, so ``replicas: ${inputs.n}`` yields a number.
+    """
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        ref = parse_ref(
+            m.group(1), Location(file, _line_of(text, m.start(), first_line)), allow_inputs=True
+        )
+        value = resolve(ref)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    return _TOKEN.sub(repl, text)
+
+
+def substitute_value(value: Any, resolve: Resolver, location: Location) -> Any:
+    """Resolve references inside a YAML value (``inputs:`` of stack.yaml/layer.yaml).
+
+    A string that is exactly one reference takes the referenced value with its type (a number
+    stays a number, a list stays a list), as Terraform does; otherwise references are formatted
+    into the string.
+    """
+    if isinstance(value, str):
+        if (m := _WHOLE.match(value)) is not None:
+            return resolve(parse_ref(m.group(1), location, allow_inputs=False))
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            return str(resolve(parse_ref(m.group(1), location, allow_inputs=False)))
+
+        return _TOKEN.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: substitute_value(v, resolve, location) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_value(v, resolve, location) for v in value]
+    return value

@@ -1,0 +1,360 @@
+"""Kubernetes object identity, ordering, normalisation, diff and masking: pure helpers of the engine.
+
+Imports only the standard library and ``envctl.core``; no ``kubernetes``, no network, so every
+rule here (the kind order, what counts as a change, how a Secret is masked) is unit-tested offline.
+Objects are plain ``dict`` values as the API server returns them in JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from envctl.core.changes import SENSITIVE, sensitive_marker
+
+# Labels and annotations envctl puts on every object it applies.
+LABEL_ENV = "envctl.io/environment"
+LABEL_LAYER = "envctl.io/layer"
+ANNOTATION_INVENTORY = "envctl.io/inventory-id"
+# Per-object prune policy (Git side, read from the live object): "disabled" never prunes the
+# object; "allow" lets envctl prune kinds it protects by default (CRDs, PVCs, Namespaces).
+ANNOTATION_PRUNE = "envctl.io/prune"
+FIELD_MANAGER = "envctl"
+INVENTORY_NAMESPACE = "envctl-system"
+
+# Kinds the API server serves cluster-scoped in every cluster. Used offline (render) to decide
+# where a default namespace goes; online the REST mapping is the authority.
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PersistentVolume",
+        "StorageClass",
+        "PriorityClass",
+        "IngressClass",
+        "RuntimeClass",
+        "CSIDriver",
+        "CSINode",
+        "VolumeAttachment",
+        "Node",
+        "APIService",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
+        "CertificateSigningRequest",
+        "ComponentStatus",
+        "ClusterTrustBundle",
+        "DeviceClass",
+        "IPAddress",
+        "ServiceCIDR",
+    }
+)
+
+# Apply order (Helm's install order, as flux's ssa uses). Unknown kinds (custom resources) go
+# after every built-in kind and before webhooks, so a webhook never blocks the objects it serves.
+KIND_ORDER: tuple[str, ...] = (
+    "CustomResourceDefinition",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+)
+LAST_KINDS: tuple[str, ...] = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+STAGE_ONE_KINDS = frozenset({"CustomResourceDefinition", "Namespace"})
+
+# Metadata the server owns; never part of a diff.
+_SERVER_METADATA = (
+    "managedFields",
+    "resourceVersion",
+    "generation",
+    "uid",
+    "creationTimestamp",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+
+@dataclass(frozen=True, order=True)
+class ObjRef:
+    """The identity of one object: ``apps/v1 Deployment app/web`` (cluster-scoped: ``v1 Namespace app``)."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0] if "/" in self.api_version else ""
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def group_kind(self) -> str:
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.api_version} {self.kind} {where}"
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjRef:
+        meta = obj.get("metadata") or {}
+        return cls(
+            str(obj.get("apiVersion", "")),
+            str(obj.get("kind", "")),
+            str(meta.get("namespace") or ""),
+            str(meta.get("name", "")),
+        )
+
+    def to_json(self) -> dict[str, str]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ObjRef:
+        return cls(str(data["apiVersion"]), str(data["kind"]), str(data.get("namespace") or ""), str(data["name"]))
+
+    def same_object(self, other: ObjRef) -> bool:
+        """Same group, kind, namespace and name (the version may differ: same stored object)."""
+        return (self.group, self.kind, self.namespace, self.name) == (
+            other.group,
+            other.kind,
+            other.namespace,
+            other.name,
+        )
+
+
+def kind_rank(kind: str) -> int:
+    """Position of a kind in the apply order; deletes use the reverse."""
+    if kind in KIND_ORDER:
+        return KIND_ORDER.index(kind)
+    if kind in LAST_KINDS:
+        return len(KIND_ORDER) + 1 + LAST_KINDS.index(kind)
+    return len(KIND_ORDER)
+
+
+def apply_stages(objects: Iterable[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Group objects into apply stages: one stage per kind rank, in order; objects keep their order."""
+    by_rank: dict[int, list[dict[str, Any]]] = {}
+    for obj in objects:
+        by_rank.setdefault(kind_rank(str(obj.get("kind", ""))), []).append(dict(obj))
+    return [by_rank[r] for r in sorted(by_rank)]
+
+
+def sort_for_apply(refs: Iterable[ObjRef]) -> list[ObjRef]:
+    return sorted(refs, key=lambda r: (kind_rank(r.kind), r))
+
+
+def sort_for_delete(refs: Iterable[ObjRef]) -> list[ObjRef]:
+    return sorted(refs, key=lambda r: (-kind_rank(r.kind), r))
+
+
+def normalise(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The comparable part of an object: no status, no server-owned metadata, no empty maps."""
+    if obj is None:
+        return None
+    out = copy.deepcopy(dict(obj))
+    out.pop("status", None)
+    meta = dict(out.get("metadata") or {})
+    for key in _SERVER_METADATA:
+        meta.pop(key, None)
+    annotations = dict(meta.get("annotations") or {})
+    # kubectl's client-side bookkeeping; not something a user changes on purpose.
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    annotations.pop("deployment.kubernetes.io/revision", None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    if not meta.get("labels"):
+        meta.pop("labels", None)
+    out["metadata"] = meta
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    if key.replace("-", "").replace("_", "").isalnum():
+        return f"{path}.{key}" if path else key
+    return f'{path}["{key}"]'
+
+
+def diff_paths(before: Any, after: Any, path: str = "") -> list[str]:
+    """Field paths (``spec.replicas``, ``data.key``, ``spec.containers[0].image``) that differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for key in sorted(set(before) | set(after), key=str):
+            if key not in before or key not in after:
+                out.append(_join(path, str(key)))
+            else:
+                out.extend(diff_paths(before[key], after[key], _join(path, str(key))))
+        return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        out = []
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            out.extend(diff_paths(b, a, f"{path}[{i}]"))
+        return out
+    return [] if before == after else [path or "."]
+
+
+def is_secret(obj: Mapping[str, Any] | None) -> bool:
+    return bool(obj) and obj is not None and obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1"
+
+
+def _secret_values_map(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``data`` merged with base64-encoded ``stringData``, the way the server stores a Secret."""
+    import base64
+
+    if obj is None:
+        return {}
+    out: dict[str, Any] = dict(obj.get("data") or {})
+    for k, v in (obj.get("stringData") or {}).items():
+        out[k] = base64.b64encode(str(v).encode()).decode()
+    return out
+
+
+def mask_secret_pair(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Mask ``data``/``stringData`` values of a Secret pair: ``(sensitive)`` or ``(sensitive, changed) sha256:…``.
+
+    Values are compared as the server stores them (``stringData`` folded into ``data``), so a value
+    moved from ``stringData`` to ``data`` unchanged is not reported as changed.
+    """
+    b_vals, a_vals = _secret_values_map(before), _secret_values_map(after)
+    b = copy.deepcopy(dict(before)) if before is not None else None
+    a = copy.deepcopy(dict(after)) if after is not None else None
+    for key in ("data", "stringData"):
+        if b is not None and isinstance(b.get(key), dict):
+            b[key] = {k: SENSITIVE for k in b[key]}
+        if a is not None and isinstance(a.get(key), dict):
+            a[key] = {k: sensitive_marker(b_vals.get(k), a_vals.get(k)) for k in a[key]}
+    return b, a
+
+
+def mask_object(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An object safe to show or store: Secret values replaced by markers, the rest unchanged."""
+    if obj is None:
+        return None
+    if is_secret(obj):
+        return mask_secret_pair(None, obj)[1]
+    return dict(obj)
+
+
+def secret_values(obj: Mapping[str, Any]) -> Iterator[str]:
+    """Every secret value of an object (raw ``data`` and ``stringData``); used to scrub error text."""
+    if not is_secret(obj):
+        return
+    for key in ("data", "stringData"):
+        for v in (obj.get(key) or {}).values():
+            if isinstance(v, str) and v:
+                yield v
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every known secret value (and its base64 form) in a message with ``(sensitive)``."""
+    import base64
+
+    for s in secrets:
+        if len(s) < 3:
+            continue
+        text = text.replace(s, SENSITIVE)
+        try:
+            decoded = base64.b64decode(s, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            decoded = ""
+        if len(decoded) >= 3:
+            text = text.replace(decoded, SENSITIVE)
+        encoded = base64.b64encode(s.encode()).decode()
+        text = text.replace(encoded, SENSITIVE)
+    return text
+
+
+def fields_v1_paths(fields: Mapping[str, Any], path: str = "") -> Iterator[str]:
+    """Leaf paths of a managedFields ``fieldsV1`` set, in the same notation as :func:`diff_paths`.
+
+    ``f:spec`` -> ``spec``; list items keyed ``k:{"name":"web"}`` or ``v:...`` are folded into ``[*]``
+    because diff paths use indexes; a caller matches paths with :func:`path_matches`.
+    """
+    leaf = True
+    for key, sub in fields.items():
+        if key == ".":
+            continue
+        leaf = False
+        if key.startswith("f:"):
+            child = _join(path, key[2:])
+        elif key.startswith(("k:", "v:", "i:")):
+            child = f"{path}[*]"
+        else:
+            continue
+        if isinstance(sub, dict) and sub:
+            yield from fields_v1_paths(sub, child)
+        else:
+            yield child
+    if leaf and path:
+        yield path
+
+
+def path_matches(owned: str, changed: str) -> bool:
+    """True when a managedFields path covers (or is covered by) a diff path; ``[*]`` matches any index."""
+    import re
+
+    pattern = re.escape(owned).replace(re.escape("[*]"), r"\[\d+\]")
+    return bool(re.fullmatch(pattern + r"(\..*|\[.*)?", changed)) or bool(
+        re.fullmatch(re.escape(changed) + r"(\..*|\[.*)?", owned.replace("[*]", "[0]"))
+    )
+
+
+def managers_of(live: Mapping[str, Any], paths: Iterable[str], *, exclude: str = FIELD_MANAGER) -> dict[str, str]:
+    """For each changed path, the field manager (other than ``exclude``) that owns it, from managedFields."""
+    entries = []
+    for mf in (live.get("metadata") or {}).get("managedFields") or []:
+        manager = str(mf.get("manager", ""))
+        if manager == exclude:
+            continue
+        owned = list(fields_v1_paths(mf.get("fieldsV1") or {}))
+        entries.append((manager, owned, str(mf.get("time", ""))))
+    # The most recent writer wins when several managers share a path.
+    entries.sort(key=lambda e: e[2], reverse=True)
+    out: dict[str, str] = {}
+    for p in paths:
+        for manager, owned, _ in entries:
+            if any(path_matches(o, p) for o in owned):
+                out[p] = manager
+                break
+    return out

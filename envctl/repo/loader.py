@@ -1,0 +1,473 @@
+"""Load one environment of the repository into core values, checking every file on the way.
+
+Reads ``envctl.yaml`` (repo defaults), ``environments/<env>/environment.yaml``, every stack
+(``stacks/<name>/``: ``*.tf`` and/or ``stack.yaml``) and layer (``layers/<name>/``: manifests or
+``kustomization.yaml``, and ``layer.yaml``). Collects every ``${...}`` reference with its line.
+Graph-level checks (unknown nodes, cycles, undeclared inputs) live in ``envctl.core.graph``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from envctl.core.durations import parse_duration
+from envctl.core.errors import ConfigError, Location, UsageError
+from envctl.core.model import (
+    Environment,
+    KubernetesSettings,
+    LayerOutput,
+    LayerSpec,
+    Node,
+    Ref,
+    Snapshot,
+    StackSpec,
+    TerraformSettings,
+)
+from envctl.core.refs import find_refs
+from envctl.repo.snapshot import _clean
+from envctl.repo.yamlfile import YamlDoc, load_yaml
+
+ENV_DIR = "environments"
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+MAX_MANIFEST_BYTES = 10 << 20
+APPROVAL_KINDS = ("terraform", "terraform-destroy", "kubernetes", "kubernetes-delete", "all", "none")
+_TF_MODULE_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILINE)
+
+ENV_KEYS = {"name", "vars", "kubernetes", "terraform", "approval", "notifications", "drift"}
+STACK_KEYS = {"depends_on", "inputs", "module"}
+LAYER_KEYS = {
+    "depends_on", "inputs", "namespace", "prune", "wait", "outputs", "force", "allow_empty", "allow_secrets",
+}
+
+
+def list_environments(snapshot: Snapshot) -> list[str]:
+    """Names of the environments: directories of ``environments/`` holding an ``environment.yaml``."""
+    return [
+        n
+        for n in snapshot.listdir(ENV_DIR)
+        if snapshot.exists(f"{ENV_DIR}/{n}/environment.yaml")
+    ]
+
+
+# --- small typed accessors -------------------------------------------------------------------
+
+
+def _check_keys(doc: YamlDoc, data: Mapping[str, Any], allowed: set[str], *path: str | int) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key {key!r}",
+                location=doc.loc(*path, key),
+                hint=f"allowed keys here: {', '.join(sorted(allowed))}",
+            )
+
+
+def _want(doc: YamlDoc, value: Any, typ: type | tuple[type, ...], what: str, *path: str | int) -> Any:
+    ok = isinstance(value, typ) and not (isinstance(value, bool) and typ in (int, float, (int, float)))
+    if not ok:
+        raise ConfigError(
+            f"{'.'.join(str(p) for p in path) or 'document'} must be {what}, "
+            f"not {type(value).__name__}",
+            location=doc.loc(*path),
+        )
+    return value
+
+
+def _mapping(doc: YamlDoc, value: Any, *path: str | int) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return dict(_want(doc, value, dict, "a mapping", *path))
+
+
+def _str_list(doc: YamlDoc, value: Any, *path: str | int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = _want(doc, value, list, "a list of strings", *path)
+    for i, item in enumerate(items):
+        _want(doc, item, str, "a string", *path, i)
+    return tuple(items)
+
+
+def _load_doc(snapshot: Snapshot, path: str, *, required: bool = False) -> YamlDoc | None:
+    if not snapshot.exists(path):
+        if required:
+            raise ConfigError(f"{path} is missing", location=Location(path))
+        return None
+    doc = load_yaml(snapshot.read_bytes(path), path)
+    if doc.data is None:
+        doc.data = {}
+    _want(doc, doc.data, dict, "a mapping")
+    return doc
+
+
+def _refs_in(doc: YamlDoc, value: Any, *path: str | int) -> list[Ref]:
+    if isinstance(value, str):
+        loc = doc.loc(*path)
+        return list(find_refs(value, doc.file, loc.line or 1))
+    if isinstance(value, dict):
+        return [r for k, v in value.items() for r in _refs_in(doc, v, *path, k)]
+    if isinstance(value, list):
+        return [r for i, v in enumerate(value) for r in _refs_in(doc, v, *path, i)]
+    return []
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _environment_settings(env: str, docs: list[YamlDoc]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for doc in docs:
+        _check_keys(doc, doc.data, ENV_KEYS)
+        data = _merge(data, doc.data)
+    return data
+
+
+def load_environment(snapshot: Snapshot, env: str) -> Environment:
+    """Load and check environment ``env``; a missing environment is a usage error listing the known ones."""
+    base = f"{ENV_DIR}/{env}"
+    if not NAME_RE.match(env) or not snapshot.exists(f"{base}/environment.yaml"):
+        known = list_environments(snapshot)
+        raise UsageError(
+            f"no environment {env!r} in this repository",
+            hint=f"known environments: {', '.join(known) or 'none'}; "
+            f"an environment is a directory {ENV_DIR}/<name>/ with an environment.yaml",
+        )
+    repo_doc = _load_doc(snapshot, "envctl.yaml")
+    env_doc = _load_doc(snapshot, f"{base}/environment.yaml", required=True)
+    assert env_doc is not None
+    docs = [d for d in (repo_doc, env_doc) if d is not None]
+    data = _environment_settings(env, docs)
+
+    def where(*path: str | int) -> YamlDoc:
+        # the file that set this key last, for error locations
+        for d in reversed(docs):
+            cur: Any = d.data
+            for p in path:
+                if not isinstance(cur, dict) or p not in cur:
+                    break
+                cur = cur[p]
+            else:
+                return d
+        return env_doc
+
+    name = data.get("name", env)
+    _want(where("name"), name, str, "a string", "name")
+    if name != env:
+        raise ConfigError(
+            f"name {name!r} does not match the directory {base}",
+            location=where("name").loc("name"),
+            hint=f"set name: {env}, or rename the directory",
+        )
+    vars_ = _mapping(where("vars"), data.get("vars"), "vars")
+    for doc in docs:
+        if refs := _refs_in(doc, doc.data):
+            raise ConfigError(
+                f"references are not allowed in {doc.file}",
+                location=refs[0].location,
+                hint="environment settings are plain values; use env.vars from stacks and layers",
+            )
+
+    kube: KubernetesSettings | None = None
+    if "kubernetes" in data:
+        k = _mapping(where("kubernetes"), data["kubernetes"], "kubernetes")
+        _check_keys(where("kubernetes"), k, {"kubeconfig", "context"}, "kubernetes")
+        for key in ("kubeconfig", "context"):
+            if key in k and k[key] is not None:
+                _want(where("kubernetes", key), k[key], str, "a string", "kubernetes", key)
+        kube = KubernetesSettings(kubeconfig=k.get("kubeconfig"), context=k.get("context"))
+
+    t = _mapping(where("terraform"), data.get("terraform"), "terraform")
+    td = where("terraform")
+    _check_keys(td, t, {"engine", "binary", "backend", "plugin_dir", "allow_external_data"}, "terraform")
+    engine = t.get("engine", "embedded")
+    if engine not in ("embedded", "cli"):
+        raise ConfigError(
+            f"terraform.engine must be embedded or cli, not {engine!r}", location=td.loc("terraform", "engine")
+        )
+    backend = t.get("backend", "local")
+    if backend not in ("local", "kubernetes", "stack"):
+        raise ConfigError(
+            f"terraform.backend must be local, kubernetes or stack, not {backend!r}",
+            location=td.loc("terraform", "backend"),
+        )
+    binary = _want(td, t.get("binary", "terraform"), str, "a string", "terraform", "binary")
+    plugin_dir = t.get("plugin_dir")
+    if plugin_dir is not None:
+        _want(td, plugin_dir, str, "a string", "terraform", "plugin_dir")
+    allow_ext = _want(td, t.get("allow_external_data", False), bool, "true or false", "terraform",
+                      "allow_external_data")
+    tf = TerraformSettings(engine=engine, binary=binary, backend=backend, plugin_dir=plugin_dir,
+                           allow_external_data=allow_ext)
+
+    a = _mapping(where("approval"), data.get("approval"), "approval")
+    ad = where("approval")
+    _check_keys(ad, a, {"required_for"}, "approval")
+    required = _str_list(ad, a.get("required_for", ["terraform"]), "approval", "required_for")
+    for i, kind in enumerate(required):
+        if kind not in APPROVAL_KINDS:
+            raise ConfigError(
+                f"approval.required_for: unknown kind {kind!r}",
+                location=ad.loc("approval", "required_for", i),
+                hint=f"use one of {', '.join(APPROVAL_KINDS)}",
+            )
+
+    hooks: list[str] = []
+    nd = where("notifications")
+    raw_n = data.get("notifications") or []
+    for i, item in enumerate(_want(nd, raw_n, list, "a list", "notifications")):
+        item = _mapping(nd, item, "notifications", i)
+        _check_keys(nd, item, {"webhook"}, "notifications", i)
+        url = _want(nd, item.get("webhook"), str, "a URL", "notifications", i, "webhook")
+        if not re.match(r"^https?://", url):
+            raise ConfigError(
+                "notifications: webhook must be an http(s) URL", location=nd.loc("notifications", i, "webhook")
+            )
+        hooks.append(url)
+
+    d = _mapping(where("drift"), data.get("drift"), "drift")
+    _check_keys(where("drift"), d, {"every"}, "drift")
+    every = d.get("every")
+    if every is not None:
+        _want(where("drift"), every, str, "a duration such as 1h", "drift", "every")
+        try:
+            parse_duration(every)
+        except ValueError as e:
+            raise ConfigError(str(e), location=where("drift").loc("drift", "every")) from None
+
+    nodes: dict[str, Node] = {}
+    for kind, loader in (("stack", _load_stack), ("layer", _load_layer)):
+        for n in snapshot.listdir(f"{base}/{kind}s"):
+            path = f"{base}/{kind}s/{n}"
+            if not snapshot.is_dir(path):
+                continue
+            node = loader(snapshot, path, n)
+            if node is None:
+                continue
+            nodes[node.id] = node
+    _check_names(nodes)
+    return Environment(
+        name=env,
+        path=base,
+        vars=vars_,
+        kubernetes=kube,
+        terraform=tf,
+        approval_required_for=required,
+        notifications=tuple(hooks),
+        drift_every=every,
+        nodes=nodes,
+    )
+
+
+def _check_names(nodes: Mapping[str, Node]) -> None:
+    seen: dict[str, Node] = {}
+    for node in nodes.values():
+        if not NAME_RE.match(node.name):
+            raise ConfigError(
+                f"{node.id}: name {node.name!r} is not a valid node name",
+                location=Location(node.path),
+                hint="use lower-case letters, digits, - and _ (at most 63 characters)",
+            )
+        key = node.name.replace("_", "-")
+        if key in seen:
+            other = seen[key]
+            raise ConfigError(
+                f"two nodes share the name {node.name!r}: {other.path} and {node.path}",
+                node=node.id,
+                location=Location(node.path),
+                hint="give each stack and layer of an environment its own name",
+            )
+        seen[key] = node
+
+
+def _common(doc: YamlDoc | None, node_id: str) -> tuple[tuple[str, ...], dict[str, Any], list[Ref]]:
+    if doc is None:
+        return (), {}, []
+    depends = _str_list(doc, doc.data.get("depends_on"), "depends_on")
+    inputs = _mapping(doc, doc.data.get("inputs"), "inputs")
+    for k in inputs:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", k):
+            raise ConfigError(f"input name {k!r} is not valid", node=node_id, location=doc.loc("inputs", k))
+    refs = _refs_in(doc, inputs, "inputs")
+    return depends, inputs, refs
+
+
+def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
+    files = snapshot.listdir(path)
+    tf_files = tuple(f"{path}/{f}" for f in files if f.endswith((".tf", ".tf.json")))
+    cfg = f"{path}/stack.yaml"
+    doc = _load_doc(snapshot, cfg)
+    node_id = f"stack.{name}"
+    module: str | None = None
+    if doc is not None:
+        _check_keys(doc, doc.data, STACK_KEYS)
+        if "module" in doc.data:
+            raw = _want(doc, doc.data["module"], str, "a repo-relative path such as modules/network", "module")
+            try:
+                module = _clean(raw)
+            except ConfigError as e:
+                raise ConfigError(e.message, node=node_id, location=doc.loc("module"), hint=e.hint) from None
+            if not snapshot.is_dir(module) or not any(
+                f.endswith(".tf") for f in snapshot.listdir(module)
+            ):
+                raise ConfigError(
+                    f"module {raw!r} is not a directory with *.tf files",
+                    node=node_id,
+                    location=doc.loc("module"),
+                    hint="module paths are relative to the repository root, e.g. modules/network",
+                )
+    if not tf_files and module is None:
+        if doc is None:
+            return None
+        raise ConfigError(
+            "stack has neither *.tf files nor module: in stack.yaml",
+            node=node_id,
+            location=Location(cfg),
+            hint="add Terraform files to the directory or set module: modules/<name>",
+        )
+    depends, inputs, refs = _common(doc, node_id)
+    module_dirs = _module_dirs(snapshot, path, tf_files, module)
+    return Node(
+        id=node_id,
+        kind="stack",
+        name=name,
+        path=path,
+        depends_on=depends,
+        inputs=inputs,
+        refs=tuple(refs),
+        config_file=cfg if doc else None,
+        stack=StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs),
+        depends_lines=_dep_lines(doc),
+    )
+
+
+def _module_dirs(snapshot: Snapshot, path: str, tf_files: tuple[str, ...], module: str | None) -> tuple[str, ...]:
+    """Repo directories of local modules the stack uses, transitively (for --changed-since)."""
+    found: set[str] = set()
+    todo: list[tuple[str, list[str]]] = [(path, list(tf_files))]
+    if module:
+        todo.append((module, [f"{module}/{f}" for f in snapshot.listdir(module) if f.endswith(".tf")]))
+        found.add(module)
+    while todo:
+        base, files = todo.pop()
+        for f in files:
+            text = snapshot.read_bytes(f).decode("utf-8", "replace")
+            for m in _TF_MODULE_SOURCE.finditer(text):
+                try:
+                    target = _clean(f"{base}/{m.group(1)}")
+                except ConfigError as e:
+                    line = text.count("\n", 0, m.start()) + 1
+                    raise ConfigError(e.message, location=Location(f, line), hint=e.hint) from None
+                if target not in found and snapshot.is_dir(target):
+                    found.add(target)
+                    todo.append((target, [f"{target}/{x}" for x in snapshot.listdir(target) if x.endswith(".tf")]))
+    return tuple(sorted(found))
+
+
+def _dep_lines(doc: YamlDoc | None) -> dict[str, Location]:
+    if doc is None:
+        return {}
+    deps = doc.data.get("depends_on") or []
+    return {d: doc.loc("depends_on", i) for i, d in enumerate(deps) if isinstance(d, str)}
+
+
+def _duration(doc: YamlDoc, value: Any, *path: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    _want(doc, value, str, "a duration such as 5m", *path)
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ConfigError(str(e), location=doc.loc(*path)) from None
+
+
+def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
+    node_id = f"layer.{name}"
+    cfg = f"{path}/layer.yaml"
+    doc = _load_doc(snapshot, cfg)
+    files = snapshot.listdir(path)
+    kustomize = any(f in ("kustomization.yaml", "kustomization.yml", "Kustomization") for f in files)
+    manifests = tuple(
+        f"{path}/{f}"
+        for f in files
+        if f.endswith(MANIFEST_SUFFIXES) and f not in ("layer.yaml", "layer.yml") and not snapshot.is_dir(f"{path}/{f}")
+    )
+    if doc is None and not manifests:
+        return None
+    spec_kw: dict[str, Any] = {"kustomize": kustomize, "manifests": manifests}
+    depends, inputs, refs = _common(doc, node_id)
+    if doc is not None:
+        data = doc.data
+        _check_keys(doc, data, LAYER_KEYS)
+        if "namespace" in data:
+            ns = _want(doc, data["namespace"], str, "a namespace name", "namespace")
+            if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns):
+                raise ConfigError(f"namespace {ns!r} is not a valid name", node=node_id, location=doc.loc("namespace"))
+            spec_kw["namespace"] = ns
+        for flag in ("prune", "force", "allow_empty", "allow_secrets"):
+            if flag in data:
+                spec_kw[flag] = _want(doc, data[flag], bool, "true or false", flag)
+        if "wait" in data:
+            w = data["wait"]
+            if isinstance(w, bool):
+                spec_kw["wait"] = w
+            else:
+                w = _mapping(doc, w, "wait")
+                _check_keys(doc, w, {"timeout"}, "wait")
+                if "timeout" in w:
+                    spec_kw["wait_timeout"] = _duration(doc, w["timeout"], "wait", "timeout")
+        outs: dict[str, LayerOutput] = {}
+        for oname, o in _mapping(doc, data.get("outputs"), "outputs").items():
+            o = _mapping(doc, o, "outputs", oname)
+            _check_keys(doc, o, {"object", "path"}, "outputs", oname)
+            obj = _want(doc, o.get("object"), str, "apiVersion/Kind/[namespace/]name", "outputs", oname, "object")
+            jp = _want(doc, o.get("path"), str, "a path such as .status.x", "outputs", oname, "path")
+            if len(obj.split("/")) not in (3, 4, 5) or not jp.startswith("."):
+                raise ConfigError(
+                    f"outputs.{oname}: object must be apiVersion/Kind/[namespace/]name and path start with '.'",
+                    node=node_id,
+                    location=doc.loc("outputs", oname),
+                )
+            outs[oname] = LayerOutput(object=obj, path=jp)
+        spec_kw["outputs"] = outs
+    # references inside the manifests: inputs.* must be declared, others create edges
+    for mf in manifests:
+        raw = snapshot.read_bytes(mf)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ConfigError(
+                f"manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB", node=node_id, location=Location(mf)
+            )
+        text = raw.decode("utf-8", "replace")
+        for ref in find_refs(text, mf, allow_inputs=True):
+            if ref.kind == "input":
+                if ref.name not in inputs:
+                    raise ConfigError(
+                        f"manifest uses ${{inputs.{ref.name}}} but the layer does not declare input {ref.name!r}",
+                        node=node_id,
+                        location=ref.location,
+                        hint=f"add '{ref.name}:' under inputs: in {cfg}",
+                    )
+            else:
+                refs.append(ref)
+    return Node(
+        id=node_id,
+        kind="layer",
+        name=name,
+        path=path,
+        depends_on=depends,
+        inputs=inputs,
+        refs=tuple(refs),
+        config_file=cfg if doc else None,
+        layer=LayerSpec(**spec_kw),
+        depends_lines=_dep_lines(doc),
+    )
+

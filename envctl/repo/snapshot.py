@@ -1,0 +1,213 @@
+"""Snapshots of the repository: the working tree, or one Git revision read without checkout.
+
+Both refuse paths that leave the repository (``..`` and symlinks pointing outside), so a hostile
+repo cannot make envctl read, or print, a file elsewhere on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from envctl.core.errors import ConfigError, Location, UsageError
+
+if TYPE_CHECKING:
+    import git
+
+
+def _clean(path: str) -> str:
+    """Normalise a repo-relative POSIX path; refuse absolute paths and ``..`` escapes."""
+    p = PurePosixPath(path)
+    if p.is_absolute():
+        raise ConfigError(f"path {path!r} is absolute", hint="use a path relative to the repository root")
+    parts: list[str] = []
+    for part in p.parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise ConfigError(
+                    f"path {path!r} leads outside the repository",
+                    hint="keep modules, manifests and var files inside the environment repository",
+                )
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _open_repo(root: Path) -> git.Repo | None:
+    import git
+
+    try:
+        return git.Repo(root, search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+
+
+def find_repo_root(start: Path) -> Path:
+    """The Git work tree around ``start``, or ``start`` itself when it is not in a Git repo."""
+    import git
+
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return start.resolve()
+    if repo.working_tree_dir is None:
+        return start.resolve()
+    return Path(repo.working_tree_dir).resolve()
+
+
+class WorkTreeSnapshot:
+    """The files as they are on disk under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @cached_property
+    def _repo(self) -> git.Repo | None:
+        return _open_repo(self.root)
+
+    @property
+    def commit(self) -> str | None:
+        repo = self._repo
+        if repo is None:
+            return None
+        try:
+            return str(repo.head.commit.hexsha)
+        except ValueError:  # no commits yet
+            return None
+
+    @cached_property
+    def dirty(self) -> bool:
+        repo = self._repo
+        return True if repo is None else bool(repo.is_dirty(untracked_files=True))
+
+    def _abs(self, path: str) -> Path:
+        rel = _clean(path)
+        full = self.root / rel if rel else self.root
+        real = Path(os.path.realpath(full))
+        if real != self.root and self.root not in real.parents:
+            raise ConfigError(
+                f"{rel} is a symlink that leads outside the repository",
+                location=Location(rel),
+                hint="replace the symlink with the file itself",
+            )
+        return full
+
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            return self._abs(path).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise ConfigError(f"cannot read {path}", location=Location(path)) from e
+        except PermissionError as e:
+            raise ConfigError(f"{path} is not readable", location=Location(path)) from e
+
+    def exists(self, path: str) -> bool:
+        return self._abs(path).exists()
+
+    def is_dir(self, path: str) -> bool:
+        return self._abs(path).is_dir()
+
+    def listdir(self, path: str) -> list[str]:
+        d = self._abs(path)
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if p.name != ".git")
+
+    def walk_files(self, path: str) -> Iterator[str]:
+        base = _clean(path)
+        d = self._abs(base)
+        if not d.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(d):
+            dirnames[:] = sorted(n for n in dirnames if n not in (".git", ".terraform", ".envctl"))
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for f in sorted(filenames):
+                yield f"{rel_dir}/{f}" if rel_dir != "." else f
+
+
+class GitSnapshot:
+    """The files of one commit, read from the object database; the working tree is not touched."""
+
+    def __init__(self, root: Path, rev: str) -> None:
+        import git
+
+        self.root = root.resolve()
+        repo = _open_repo(self.root)
+        if repo is None:
+            raise UsageError(f"--rev {rev} needs a Git repository, and {self.root} is not one")
+        try:
+            self._commit = repo.commit(rev)
+        except (git.BadName, ValueError, git.GitCommandError) as e:
+            raise UsageError(
+                f"unknown revision {rev!r}", hint="give a commit SHA, branch or tag that exists"
+            ) from e
+        self._tree = self._commit.tree
+
+    @property
+    def commit(self) -> str | None:
+        return str(self._commit.hexsha)
+
+    @property
+    def dirty(self) -> bool:
+        return False
+
+    def _obj(self, path: str) -> object | None:
+        rel = _clean(path)
+        if not rel:
+            return self._tree
+        try:
+            return self._tree / rel  # type: ignore[no-any-return]
+        except KeyError:
+            return None
+
+    def read_bytes(self, path: str) -> bytes:
+        import git
+
+        obj = self._obj(path)
+        if not isinstance(obj, git.Blob):
+            raise ConfigError(f"cannot read {path} at {self.commit}", location=Location(path))
+        if obj.mode == 0o120000:
+            raise ConfigError(
+                f"{_clean(path)} is a symlink; envctl does not follow symlinks in a Git revision",
+                location=Location(_clean(path)),
+                hint="replace the symlink with the file itself",
+            )
+        data: bytes = obj.data_stream.read()
+        return data
+
+    def exists(self, path: str) -> bool:
+        return self._obj(path) is not None
+
+    def is_dir(self, path: str) -> bool:
+        import git
+
+        return isinstance(self._obj(path), git.Tree)
+
+    def listdir(self, path: str) -> list[str]:
+        import git
+
+        obj = self._obj(path)
+        if not isinstance(obj, git.Tree):
+            return []
+        return sorted(str(o.name) for o in obj)
+
+    def walk_files(self, path: str) -> Iterator[str]:
+        import git
+
+        obj = self._obj(path)
+        if not isinstance(obj, git.Tree):
+            return
+        paths = sorted(str(b.path) for b in obj.traverse() if isinstance(b, git.Blob))
+        yield from paths
+
+
+def open_snapshot(root: Path, rev: str | None) -> WorkTreeSnapshot | GitSnapshot:
+    """The working tree under ``root``, or the commit ``rev`` of the repo at ``root``."""
+    if not root.is_dir():
+        raise UsageError(f"--repo {root} is not a directory")
+    return GitSnapshot(root, rev) if rev else WorkTreeSnapshot(root)
