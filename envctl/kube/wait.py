@@ -1,0 +1,179 @@
+"""Readiness after apply: rolled-out workloads, complete Jobs, established CRDs, ``Ready`` conditions.
+
+``readiness`` is the pure rule for one live object (unit-tested); ``wait_for`` polls the objects
+not ready yet, concurrently, until all are ready, one failed, or the layer's timeout passes, and
+then raises ONE error listing every object still not ready and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from envctl.core.errors import EngineError
+from envctl.kube.client import ApiError, KubeContext, Mapping_, translate
+from envctl.kube.objects import ObjRef
+
+
+class Status(str, Enum):
+    READY = "ready"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    status: Status
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.status is Status.READY
+
+
+READY = Readiness(Status.READY)
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(c.get("type")): c for c in (obj.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
+
+
+def _pending(reason: str) -> Readiness:
+    return Readiness(Status.PENDING, reason)
+
+
+def readiness(obj: Mapping[str, Any]) -> Readiness:
+    """Whether one live object is ready, kstatus-style, with a reason a human can act on."""
+    kind = obj.get("kind")
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    conds = _conditions(obj)
+    generation = meta.get("generation")
+    observed = status.get("observedGeneration")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet") and generation is not None:
+        if observed is None or observed < generation:
+            return _pending("the controller has not observed the latest generation")
+    if kind == "Deployment":
+        progressing = conds.get("Progressing") or {}
+        if progressing.get("reason") == "ProgressDeadlineExceeded":
+            return Readiness(Status.FAILED, f"progress deadline exceeded: {progressing.get('message', '')}".strip())
+        want = int(spec.get("replicas", 1))
+        updated = int(status.get("updatedReplicas") or 0)
+        total = int(status.get("replicas") or 0)
+        available = int(status.get("availableReplicas") or 0)
+        if updated < want:
+            return _pending(f"{updated} of {want} replicas updated")
+        if total > updated:
+            return _pending(f"{total - updated} old replicas pending termination")
+        if available < want:
+            return _pending(f"{available} of {want} replicas available")
+        return READY
+    if kind == "StatefulSet":
+        want = int(spec.get("replicas", 1))
+        ready = int(status.get("readyReplicas") or 0)
+        if ready < want:
+            return _pending(f"{ready} of {want} replicas ready")
+        strategy = spec.get("updateStrategy") or {}
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+            updated = int(status.get("updatedReplicas") or 0)
+            if updated < want - partition:
+                return _pending(f"{updated} of {want - partition} replicas updated")
+            if partition == 0 and status.get("updateRevision") != status.get("currentRevision"):
+                return _pending("rolling update in progress")
+        return READY
+    if kind == "DaemonSet":
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        available = int(status.get("numberAvailable") or 0)
+        if updated < desired:
+            return _pending(f"{updated} of {desired} pods updated")
+        if available < desired:
+            return _pending(f"{available} of {desired} pods available")
+        return READY
+    if kind == "Job":
+        if (conds.get("Failed") or {}).get("status") == "True":
+            failed = conds["Failed"]
+            return Readiness(Status.FAILED, f"job failed: {failed.get('reason', '')} {failed.get('message', '')}".strip())
+        if (conds.get("Complete") or {}).get("status") == "True":
+            return READY
+        return _pending("job not complete")
+    if kind == "CustomResourceDefinition":
+        if (conds.get("NamesAccepted") or {}).get("status") == "False":
+            return Readiness(Status.FAILED, f"names not accepted: {conds['NamesAccepted'].get('message', '')}")
+        if (conds.get("Established") or {}).get("status") == "True":
+            return READY
+        return _pending("not established yet")
+    if kind == "Namespace" and obj.get("apiVersion") == "v1":
+        phase = status.get("phase", "Active")
+        return READY if phase == "Active" else _pending(f"namespace is {phase}")
+    if "Ready" in conds:
+        ready = conds["Ready"]
+        if ready.get("status") == "True":
+            if observed is not None and generation is not None and observed < generation:
+                return _pending("the controller has not observed the latest generation")
+            return READY
+        text = " ".join(str(x) for x in (ready.get("reason"), ready.get("message")) if x)
+        return _pending(f"Ready is {ready.get('status', 'Unknown')}" + (f": {text}" if text else ""))
+    return READY
+
+
+@dataclass
+class Waitable:
+    ref: ObjRef
+    mapping: Mapping_
+    last: Mapping[str, Any] | None = None
+
+
+def wait_for(ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout: float) -> None:
+    """Poll until every object is ready; raise one EngineError naming every object that is not."""
+    deadline = time.monotonic() + timeout
+    state: dict[ObjRef, Readiness] = {}
+    todo = []
+    for w in items:
+        r = readiness(w.last) if w.last is not None else _pending("not read yet")
+        state[w.ref] = r
+        if not r.ready:
+            todo.append(w)
+
+    def poll(w: Waitable) -> Readiness:
+        try:
+            live = ctx.get(w.ref, w.mapping)
+        except ApiError as e:
+            raise translate(e, w.ref, node=node_id) from e
+        return readiness(live) if live is not None else _pending("object not found")
+
+    first = True
+    while todo:
+        if not first:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(ctx.poll_interval, max(0.0, deadline - time.monotonic())))
+        first = False
+        results = ctx.parallel(poll, todo)
+        still = []
+        for w, r in zip(todo, results, strict=True):
+            if isinstance(r, BaseException):
+                raise r
+            state[w.ref] = r
+            if not r.ready:
+                still.append(w)
+        todo = still
+        failed = [w for w in todo if state[w.ref].status is Status.FAILED]
+        if failed:
+            raise EngineError(
+                f"{len(failed)} object(s) failed: " + "; ".join(f"{w.ref}: {state[w.ref].reason}" for w in failed),
+                node=node_id,
+            )
+    if todo:
+        listing = "; ".join(f"{w.ref}: {state[w.ref].reason}" for w in todo)
+        raise EngineError(
+            f"timed out after {timeout:g}s waiting for {len(todo)} object(s): {listing}",
+            node=node_id,
+            detail="\n".join(f"{w.ref}: {state[w.ref].reason}" for w in todo),
+            hint="raise wait.timeout in layer.yaml, or set wait: false",
+        )

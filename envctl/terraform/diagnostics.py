@@ -1,0 +1,173 @@
+"""Terraform diagnostics -> envctl errors a user can act on. Pure functions.
+
+Terraform's ``-json`` output carries each diagnostic with severity, summary, detail and a
+source range. envctl reports the first error as the message, names the node, the repository
+file and line (mapped back from the workspace copy), keeps the failed command and the other
+diagnostics as detail, adds a hint, and scrubs known secret values from every text it keeps.
+
+Imports only the standard library and ``envctl.core``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from envctl.core.errors import EngineError, EnvctlError, Location, StalePlanError
+
+REDACTED = "(sensitive value)"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: str
+    summary: str
+    detail: str
+    filename: str | None
+    line: int | None
+
+
+def parse_json_lines(stdout: str) -> list[dict[str, Any]]:
+    """The machine-readable lines of a ``-json`` command's output (other lines are skipped)."""
+    out: list[dict[str, Any]] = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def _diag(d: dict[str, Any]) -> Diagnostic:
+    rng = d.get("range") or {}
+    start = rng.get("start") or {}
+    return Diagnostic(
+        severity=str(d.get("severity", "error")),
+        summary=str(d.get("summary", "")),
+        detail=str(d.get("detail", "")),
+        filename=rng.get("filename"),
+        line=start.get("line"),
+    )
+
+
+def diagnostics_from_stream(stdout: str) -> list[Diagnostic]:
+    """Diagnostics of a streaming ``-json`` command (plan, apply, init)."""
+    return [_diag(m["diagnostic"]) for m in parse_json_lines(stdout) if m.get("type") == "diagnostic"]
+
+
+def diagnostics_from_validate(stdout: str) -> list[Diagnostic]:
+    """Diagnostics of ``validate -json`` (one JSON document)."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return []
+    return [_diag(d) for d in doc.get("diagnostics") or ()] if isinstance(doc, dict) else []
+
+
+def diagnostics_from_text(stderr: str) -> list[Diagnostic]:
+    """Diagnostics of a command without ``-json`` (``Error: summary`` blocks in the text)."""
+    out: list[Diagnostic] = []
+    lines = [ln.strip().lstrip("│╷╵").strip() for ln in stderr.splitlines()]
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if ln.startswith(("Error: ", "Warning: ")):
+            sev, _, summary = ln.partition(": ")
+            body: list[str] = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith(("Error: ", "Warning: ")):
+                if lines[i]:
+                    body.append(lines[i])
+                i += 1
+            fname = line_no = None
+            if body and body[0].startswith("on ") and " line " in body[0]:
+                loc = body.pop(0)[3:]
+                fname, _, rest = loc.partition(" line ")
+                digits = "".join(ch for ch in rest if ch.isdigit())[:9]
+                line_no = int(digits) if digits else None
+            out.append(Diagnostic(sev.lower(), summary, "\n".join(body), fname, line_no))
+            continue
+        i += 1
+    return out
+
+
+class Redactor:
+    """Replaces known secret values (sensitive variables' inputs) in any text envctl keeps."""
+
+    def __init__(self, secrets: Iterable[Any] = ()) -> None:
+        found: set[str] = set()
+        for s in secrets:
+            _collect(s, found)
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, REDACTED)
+        return text
+
+
+def _collect(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        out.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect(v, out)
+    elif value is not None and not isinstance(value, bool):
+        out.add(json.dumps(value))
+
+
+STALE_SUMMARIES = ("Saved plan is stale", "Saved plan does not match", "Saved plan is for a different")
+
+
+def error_from(
+    diags: Sequence[Diagnostic],
+    *,
+    node: str,
+    command: str,
+    what: str,
+    hint: str,
+    to_repo_path: Callable[[str], str | None],
+    redact: Redactor,
+    fallback: str = "",
+) -> EnvctlError:
+    """One ``EngineError`` (or ``StalePlanError``) for a failed Terraform command."""
+    errors = [d for d in diags if d.severity == "error"] or list(diags)
+    first = errors[0] if errors else None
+    location = None
+    if first is not None and first.filename:
+        repo_path = to_repo_path(first.filename)
+        location = Location(repo_path or first.filename, first.line)
+    lines = [f"command: {command}"]
+    for d in errors:
+        where = ""
+        if d.filename:
+            where = f" ({to_repo_path(d.filename) or d.filename}:{d.line})" if d.line else f" ({d.filename})"
+        lines.append(f"{d.severity}: {d.summary}{where}")
+        lines.extend("  " + ln for ln in d.detail.splitlines() if ln.strip())
+    if not errors and fallback:
+        lines.append(_tail(fallback))
+    detail = redact("\n".join(lines))
+    summary = first.summary if first else "Terraform failed"
+    if first is not None and first.summary.startswith(STALE_SUMMARIES):
+        return StalePlanError(
+            redact(f"the saved plan is stale: {first.summary}"),
+            node=node,
+            detail=detail,
+            hint="the state changed since this plan was made (another apply ran): run envctl plan again",
+        )
+    return EngineError(redact(f"{what} failed: {summary}"), node=node, location=location, hint=hint, detail=detail)
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
