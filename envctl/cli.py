@@ -35,7 +35,7 @@ EnvOpt = Annotated[
 ]
 RepoOpt = Annotated[
     Path | None,
-    typer.Option("--repo", help="Environment repository [default: the Git repo around the current directory]."),
+    typer.Option("--repo", help="Environment repository (default: the Git repo around the current directory)."),
 ]
 RevOpt = Annotated[
     str | None,
@@ -156,6 +156,264 @@ def graph(
 
     _, _, g = _load(repo, rev, env)
     typer.echo(RENDERERS[fmt](g))
+
+
+def _session(repo: Path | None, rev: str | None, env: str | None, parallelism: int = 4) -> Any:
+    from envctl.converge import Session
+
+    snapshot, environment, g = _load(repo, rev, env)
+    return Session(_root(repo), snapshot, environment, g, parallelism=parallelism, progress=_progress)
+
+
+def _progress(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _render_plan(result: Any, fmt: str) -> str:
+    from envctl.views import plan as pv
+
+    d = _display_path(result.plan_dir)
+    if fmt == "json":
+        return pv.plan_json(result.bundle, result.needs_approval, d)
+    if fmt == "markdown":
+        return pv.plan_markdown(result.bundle, result.needs_approval, d)
+    return pv.plan_text(result.bundle, result.needs_approval, d, color=sys.stdout.isatty())
+
+
+def _display_path(p: Path) -> str:
+    try:
+        return os.path.relpath(p)
+    except ValueError:
+        return str(p)
+
+
+def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
+    from envctl.core.errors import EnvctlError, ExitCode
+
+    real = {n: e for n, e in errors.items() if e.reference != "envctl-error" or "not planned" not in e.message}
+    first: EnvctlError | None = None
+    for e in errors.values():
+        if first is None or (first.exit_code == ExitCode.ERROR and e.exit_code != ExitCode.ERROR):
+            first = e
+    from envctl.views.errors import error_text
+
+    for n, e in errors.items():
+        if n not in real:
+            typer.echo(f"{n}: {e.message}", err=True)
+        else:
+            typer.echo(error_text(e), err=True)
+    assert first is not None
+    raise typer.Exit(int(first.exit_code))
+
+
+@app.command()
+def plan(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    rev: RevOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Plan only this node and what it needs (repeatable).")
+    ] = None,
+    changed_since: Annotated[
+        str | None, typer.Option("--changed-since", help="Plan nodes affected by changes since this Git ref.")
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
+    ] = False,
+    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")] = 4,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Plan every selected node and write a plan bundle; nothing is changed."""
+    _set_debug(debug)
+    _format(fmt, ("text", "json", "markdown"))
+    if target and changed_since:
+        from envctl.core.errors import UsageError
+
+        raise UsageError("--target and --changed-since cannot be combined")
+    from envctl.converge import plan_environment
+
+    s = _session(repo, rev, env, parallelism)
+    result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
+    if result.errors:
+        _plan_errors(result.errors, fmt)
+    typer.echo(_render_plan(result, fmt))
+    if detailed_exitcode and result.bundle.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+def approve(
+    plan_ref: Annotated[str, typer.Argument(metavar="PLAN", help="Plan directory or plan id.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $USER).")] = None,
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Record an approval bound to this plan's fingerprint, environment and commit."""
+    _set_debug(debug)
+    from envctl.converge import approve_plan
+    from envctl.core.errors import UsageError
+    from envctl.store import Store
+
+    store = Store(_root(repo))
+    bundle, _ = store.read_bundle(plan_ref)
+    if env and env != bundle.environment:
+        raise UsageError(f"plan {bundle.id} is for environment {bundle.environment}, not {env}")
+    s = _session(repo, None, bundle.environment)
+    who = by or os.environ.get("USER") or "unknown"
+    approval = approve_plan(s, bundle, who)
+    typer.echo(f"Approved plan {approval.plan_id} ({approval.fingerprint[:12]}) for {approval.environment} "
+               f"by {approval.by}")
+
+
+def _tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("CI") not in ("true", "1")
+
+
+def _ask(question: str, expected: str) -> bool:
+    typer.echo(question, err=True)
+    try:
+        answer = input(f"Type '{expected}' to approve: ")
+    except EOFError:
+        return False
+    return answer.strip() == expected
+
+
+@app.command()
+def apply(
+    plan_ref: Annotated[str | None, typer.Argument(metavar="[PLAN]", help="A saved plan (directory or id).")] = None,
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    rev: RevOpt = None,
+    approve_: Annotated[bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")] = False,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
+    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")] = 4,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")] = False,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")] = 0.0,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Converge the environment in dependency order; infrastructure changes need approval."""
+    _set_debug(debug)
+    _format(fmt, ("text", "json"))
+    from envctl.converge import apply_bundle, check_recorded_approval, plan_environment
+    from envctl.core.errors import ApprovalRequiredError, UsageError
+    from envctl.core.schedule import Status
+    from envctl.views import plan as pv
+
+    if plan_ref:
+        from envctl.store import Store
+
+        bundle, plan_dir = Store(_root(repo)).read_bundle(plan_ref)
+        if env and env != bundle.environment:
+            raise UsageError(f"plan {bundle.id} is for environment {bundle.environment}, not {env}",
+                             hint=f"use -e {bundle.environment} or plan {env}")
+        s = _session(repo, rev, bundle.environment, parallelism)
+        needing = __import__("envctl.core.approval", fromlist=["x"]).nodes_needing_approval(
+            bundle, s.env.approval_required_for)
+    else:
+        s = _session(repo, rev, env, parallelism)
+        result = plan_environment(s)
+        if result.errors:
+            _plan_errors(result.errors, fmt)
+        bundle, plan_dir, needing = result.bundle, result.plan_dir, result.needs_approval
+        if fmt == "text":
+            typer.echo(_render_plan(result, "text"))
+    if not bundle.has_changes:
+        typer.echo("No changes. Nothing to apply.")
+        return
+    interactive = _tty() and not auto_approve
+    if needing and not auto_approve:
+        if approve_:
+            check_recorded_approval(s, bundle)
+        elif interactive:
+            if plan_ref:
+                typer.echo(pv.plan_text(bundle, needing, _display_path(plan_dir), color=True))
+            if not _ask(f"\nenvctl will change {', '.join(needing)} in environment {bundle.environment}.",
+                        bundle.environment):
+                raise ApprovalRequiredError("apply cancelled: the plan was not approved")
+        else:
+            raise ApprovalRequiredError(
+                f"changes to {', '.join(needing)} need approval and this is not a terminal",
+                hint=f"envctl approve {_display_path(plan_dir)} --by NAME, then envctl apply "
+                f"{_display_path(plan_dir)} --approve; or pass --auto-approve",
+            )
+
+    def prompt(node: str, p: Any) -> bool:
+        if not interactive:
+            return False
+        from envctl.core.bundle import PlanBundle
+
+        one = PlanBundle(bundle.id, bundle.environment, bundle.commit, bundle.dirty, bundle.created, (node,),
+                         {node: p})
+        typer.echo(pv.plan_text(one, [node], _display_path(plan_dir), color=True), err=True)
+        return _ask(f"{node} changed after its upstream was applied.", bundle.environment)
+
+    res = apply_bundle(s, bundle, plan_dir, auto_approve=auto_approve or (not needing), prompt=prompt,
+                       resume=resume, lock_timeout=lock_timeout)
+    if approve_:
+        s.store.consume_approval(bundle.id)
+    from envctl.views.errors import error_text
+
+    for e in res.errors.values():
+        typer.echo(error_text(e), err=True)
+    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
+    statuses = {r.status for r in res.results.values()}
+    if res.interrupted:
+        raise typer.Exit(130)
+    if statuses <= {Status.DONE}:
+        return
+    if statuses & {Status.FAILED}:
+        stale = [e for e in res.errors.values() if e.reference == "stale-plan"]
+        done = Status.DONE in statuses
+        raise typer.Exit(5 if done or len(res.results) > 1 else (4 if stale else 1))
+    if Status.BLOCKED in statuses:
+        raise typer.Exit(3)
+    raise typer.Exit(5)
+
+
+@app.command()
+def status(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Last converged commit per node, the lock holder, the last drift result."""
+    _set_debug(debug)
+    _format(fmt, ("text", "json"))
+    import json
+
+    from envctl.store import Store, describe_holder
+
+    _, environment, g = _load(repo, None, env)
+    store = Store(_root(repo))
+    last: dict[str, dict[str, Any]] = {}
+    for j in store.journals(environment.name):
+        for n, r in dict(j.get("nodes", {})).items():
+            if r.get("status") == "done":
+                last[n] = {"commit": r.get("commit"), "at": r.get("at"), "run": j.get("run")}
+    lock = store.read_file_lock(environment.name)
+    drift = store.last_drift(environment.name)
+    if fmt == "json":
+        typer.echo(json.dumps({"format_version": "1", "environment": environment.name,
+                               "nodes": {n: last.get(n) for n in g.order()}, "lock": lock,
+                               "last_drift": drift}, indent=2))
+        return
+    typer.echo(f"environment {environment.name}")
+    for n in g.order():
+        r = last.get(n)
+        if r:
+            typer.echo(f"  {n}: converged at {(r['commit'] or 'working tree')[:12]} on {r['at']}")
+        else:
+            typer.echo(f"  {n}: never converged")
+    typer.echo(f"lock: {describe_holder(lock) if lock else 'free'}")
+    if drift:
+        typer.echo(f"last drift check: {drift.get('at')}: {drift.get('summary')}")
+    else:
+        typer.echo("last drift check: never")
 
 
 def _set_debug(value: bool) -> None:

@@ -16,7 +16,10 @@ from envctl.core.model import Ref
 
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})")
+# One left-to-right pass: an escape, a closed reference, or an unclosed "${" (the last
+# alternative only matches when no "}" follows), so hostile text is scanned in linear time.
+_SCAN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_SHOWN = 60  # characters of a bad reference quoted in an error message
 _OUTPUT = re.compile(rf"^(stack|layer)\.({_NAME})\.outputs\.({_NAME})$")
 _VAR = re.compile(rf"^env\.vars\.({_NAME})$")
 _INPUT = re.compile(rf"^inputs\.({_NAME})$")
@@ -45,31 +48,46 @@ def parse_ref(expr: str, location: Location, *, allow_inputs: bool) -> Ref:
                 hint="in stack.yaml/layer.yaml, reference stack/layer outputs or env values instead",
             )
         return Ref("input", m.group(1), location)
-    raise ConfigError(f"unknown reference ${{{expr}}}", location=location, hint=HINT)
+    shown = expr if len(expr) <= _SHOWN else expr[:_SHOWN] + "..."
+    raise ConfigError(f"unknown reference ${{{shown}}}", location=location, hint=HINT)
 
 
-def _line_of(text: str, offset: int, first_line: int) -> int:
-    return first_line + text.count("\n", 0, offset)
+class _Lines:
+    """Line numbers of increasing offsets in one text, counted incrementally (linear overall)."""
+
+    def __init__(self, text: str, first_line: int) -> None:
+        self.text = text
+        self.first = first_line
+        self.pos = 0
+        self.line = first_line
+
+    def at(self, offset: int) -> int:
+        if offset < self.pos:  # not expected: offsets only grow
+            self.pos, self.line = 0, self.first
+        self.line += self.text.count("\n", self.pos, offset)
+        self.pos = offset
+        return self.line
 
 
 def find_refs(
     text: str, file: str, first_line: int = 1, *, allow_inputs: bool = False
 ) -> Iterator[Ref]:
-    """Every reference in ``text``; ``first_line`` is the file line where ``text`` starts."""
-    if m := _UNCLOSED.search(text):
-        raise ConfigError(
-            "unclosed ${ (missing })",
-            location=Location(file, _line_of(text, m.start(), first_line)),
-            hint=HINT,
-        )
-    for m in _TOKEN.finditer(text):
-        if m.group(0) == "$${":
+    """Every reference in ``text``; ``first_line`` is the file line where ``text`` starts.
+
+    An unclosed ``${`` anywhere is an error even if valid references came before it, so callers
+    that collect the references into a list see either all of them or the error.
+    """
+    lines = _Lines(text, first_line)
+    found: list[Ref] = []
+    for m in _SCAN.finditer(text):
+        token = m.group(0)
+        if token == "$${":
             continue
-        yield parse_ref(
-            m.group(1),
-            Location(file, _line_of(text, m.start(), first_line)),
-            allow_inputs=allow_inputs,
-        )
+        location = Location(file, lines.at(m.start()))
+        if token == "${":
+            raise ConfigError("unclosed ${ (missing })", location=location, hint=HINT)
+        found.append(parse_ref(m.group(1), location, allow_inputs=allow_inputs))
+    yield from found
 
 
 Resolver = Callable[[Ref], Any]
@@ -80,13 +98,12 @@ def substitute_text(text: str, resolve: Resolver, file: str, first_line: int = 1
 
     Used on manifest text before YAML parsing, so ``replicas: ${inputs.n}`` yields a number.
     """
+    lines = _Lines(text, first_line)
 
     def repl(m: re.Match[str]) -> str:
         if m.group(0) == "$${":
             return "${"
-        ref = parse_ref(
-            m.group(1), Location(file, _line_of(text, m.start(), first_line)), allow_inputs=True
-        )
+        ref = parse_ref(m.group(1), Location(file, lines.at(m.start())), allow_inputs=True)
         value = resolve(ref)
         if isinstance(value, bool):
             return "true" if value else "false"

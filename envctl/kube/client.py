@@ -31,7 +31,9 @@ _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 class ApiError(Exception):
     """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation."""
 
-    def __init__(self, status: int, reason: str, message: str, causes: Sequence[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, causes: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
@@ -69,12 +71,16 @@ def conflicts_of(err: ApiError) -> list[FieldConflict]:
     return out
 
 
-def translate(err: ApiError, ref: ObjRef | None, *, node: str | None = None, secrets: Iterable[str] = ()) -> EnvctlError:
+def translate(
+    err: ApiError, ref: ObjRef | None, *, node: str | None = None, secrets: Iterable[str] = ()
+) -> EnvctlError:
     """Turn an API failure into the envctl error a user can act on, naming the object; secrets scrubbed."""
     what = f"{ref}: " if ref is not None else ""
     message = scrub(err.message, list(secrets))
     if err.status == 0:
-        return UnavailableError(f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?")
+        return UnavailableError(
+            f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
+        )
     if err.status == 409 and err.reason == "Conflict" and conflicts_of(err):
         conflicts = conflicts_of(err)
         listing = ", ".join(f".{c.path} (owned by {c.manager})" for c in conflicts)
@@ -82,7 +88,7 @@ def translate(err: ApiError, ref: ObjRef | None, *, node: str | None = None, sec
             f"{what}field conflict with another manager: {listing}",
             node=node,
             conflicts=conflicts,
-            hint="remove the field from Git, let the other manager give it up, or set force: true in layer.yaml",
+            hint="drop the field from Git, let the other manager release it, or set force: true",
         )
     causes = "; ".join(
         scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": "), list(secrets)) for c in err.causes
@@ -91,7 +97,9 @@ def translate(err: ApiError, ref: ObjRef | None, *, node: str | None = None, sec
     if err.status in (400, 422):
         return ConfigError(f"{what}rejected by the API server: {message}", node=node, detail=detail)
     if err.status in (401, 403):
-        return EngineError(f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials")
+        return EngineError(
+            f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
+        )
     if err.status in _RETRY_STATUSES:
         return UnavailableError(f"{what}API server busy or unavailable ({err.status}): {message}", node=node)
     return EngineError(f"{what}{err.status} {err.reason}: {message}", node=node, detail=detail)
@@ -134,7 +142,9 @@ class KubeContext:
     _state: _State = field(default_factory=_State, compare=False, repr=False)
 
     @classmethod
-    def from_env(cls, env: Environment, snapshot: Snapshot | None = None, *, concurrency: int = 16) -> KubeContext:
+    def from_env(
+        cls, env: Environment, snapshot: Snapshot | None = None, *, concurrency: int = 16
+    ) -> KubeContext:
         settings = env.kubernetes
         kubeconfig = settings.kubeconfig if settings is not None else None
         return cls(
@@ -174,10 +184,10 @@ class KubeContext:
             )
         cfg = client.Configuration()
         try:
-            config.load_kube_config(
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path, context=self.context, client_configuration=cfg, persist_config=False
             )
-            contexts, active = config.list_kube_config_contexts(config_file=path)
+            contexts, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
         except ConfigException as e:
             raise ConfigError(f"kubeconfig {path}: {e}") from e
         chosen = next((c for c in contexts if c["name"] == self.context), active) if self.context else active
@@ -237,7 +247,9 @@ class KubeContext:
             err = _api_error(status, resp.reason or "", data)
             if status in _RETRY_STATUSES and attempt < 5:
                 retry_after = resp.headers.get("Retry-After")
-                time.sleep(min(float(retry_after), 5.0) if retry_after and retry_after.isdigit() else 0.2 * attempt)
+                time.sleep(
+                    min(float(retry_after), 5.0) if retry_after and retry_after.isdigit() else 0.2 * attempt
+                )
                 continue
             raise err
 
@@ -318,14 +330,20 @@ class KubeContext:
                 return None
             raise
 
-    def apply(self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool) -> dict[str, Any]:
-        """Server-side apply of one object as ``field_manager``; returns the resulting (or would-be) object."""
+    def apply(
+        self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool
+    ) -> dict[str, Any]:
+        """Server-side apply of one object as ``field_manager``; returns the result (or would-be result)."""
         ref = ObjRef.of(obj)
         query = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
         if dry_run:
             query["dryRun"] = "All"
         return self.request(
-            "PATCH", self.path(ref, mapping), query=query, body=obj, content_type="application/apply-patch+yaml"
+            "PATCH",
+            self.path(ref, mapping),
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
         )
 
     def delete(self, ref: ObjRef, mapping: Mapping_, *, dry_run: bool = False) -> bool:
@@ -341,7 +359,7 @@ class KubeContext:
             raise
         return True
 
-    def list(self, path: str, *, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def list_items(self, path: str, *, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         params = dict(query or {})
         params.setdefault("limit", 500)

@@ -14,7 +14,15 @@ from typing import Any
 
 from envctl.core.changes import Action, Change
 from envctl.core.errors import ConfigError, EnvctlError
-from envctl.kube.client import ApiError, ConflictError, FieldConflict, KubeContext, Mapping_, conflicts_of, translate
+from envctl.kube.client import (
+    ApiError,
+    ConflictError,
+    FieldConflict,
+    KubeContext,
+    Mapping_,
+    conflicts_of,
+    translate,
+)
 from envctl.kube.objects import (
     ObjRef,
     diff_paths,
@@ -66,7 +74,13 @@ def object_change(
     paths = tuple(diff_paths(before, after))
     if replace:
         return Change(
-            str(ref), Action.REPLACE, shown_before, shown_after, (*reasons, "an immutable field changes"), paths, manager
+            str(ref),
+            Action.REPLACE,
+            shown_before,
+            shown_after,
+            (*reasons, "an immutable field changes"),
+            paths,
+            manager,
         )
     if not paths:
         return Change(str(ref), Action.NOOP, None, None, reasons, (), manager)
@@ -85,7 +99,11 @@ def crd_kinds(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str
 
 
 def layer_namespaces(objects: Sequence[Mapping[str, Any]]) -> set[str]:
-    return {str(o["metadata"]["name"]) for o in objects if o.get("kind") == "Namespace" and o.get("apiVersion") == "v1"}
+    return {
+        str(o["metadata"]["name"])
+        for o in objects
+        if o.get("kind") == "Namespace" and o.get("apiVersion") == "v1"
+    }
 
 
 def prepare(
@@ -102,7 +120,9 @@ def prepare(
     items = [Prepared(copy.deepcopy(dict(o)), ObjRef.of(o)) for o in objects]
 
     def one(p: Prepared) -> Prepared:
-        dry_run_one(ctx, node_id, p, force=force, crds=crds, namespaces=namespaces, upstream_pending=upstream_pending)
+        dry_run_one(
+            ctx, node_id, p, force=force, crds=crds, namespaces=namespaces, upstream_pending=upstream_pending
+        )
         return p
 
     results = ctx.parallel(one, items)
@@ -152,7 +172,9 @@ def dry_run_one(
             ns_live = ctx.get(ObjRef("v1", "Namespace", "", p.ref.namespace), Mapping_("namespaces", False))
             if ns_live is None:
                 p.pending = f"create after Namespace {p.ref.namespace}"
-                p.change = Change(str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,))
+                p.change = Change(
+                    str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,)
+                )
                 return
         try:
             p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=False)
@@ -174,14 +196,12 @@ def dry_run_one(
 
 def conflict_error(node_id: str, prepared: Sequence[Prepared]) -> ConflictError | None:
     """One error listing every field conflict of a layer (None when there are none)."""
-    lines = [
-        f"{p.ref}: .{c.path} (owned by {c.manager})" for p in prepared for c in p.conflicts
-    ]
+    lines = [f"{p.ref}: .{c.path} (owned by {c.manager})" for p in prepared for c in p.conflicts]
     if not lines:
         return None
     return ConflictError(
         f"field conflicts with other managers in {len(lines)} field(s): " + "; ".join(lines),
         node=node_id,
         conflicts=[c for p in prepared for c in p.conflicts],
-        hint="remove the fields from Git, let the other manager give them up, or set force: true in layer.yaml",
+        hint="drop the fields from Git, let the other manager release them, or set force: true in layer.yaml",
     )

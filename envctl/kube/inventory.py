@@ -84,7 +84,9 @@ def _ensure_namespace(ctx: KubeContext, node_id: str) -> None:
         raise translate(e, ref, node=node_id) from e
 
 
-def write_inventory(ctx: KubeContext, node_id: str, previous: Inventory, entries: Iterable[ObjRef]) -> Inventory:
+def write_inventory(
+    ctx: KubeContext, node_id: str, previous: Inventory, entries: Iterable[ObjRef]
+) -> Inventory:
     """Replace the inventory's entries; fails if someone else wrote it since ``previous`` was read."""
     refs = tuple(sorted(set(entries)))
     layer = node_id.split(".", 1)[-1]
@@ -102,22 +104,32 @@ def write_inventory(ctx: KubeContext, node_id: str, previous: Inventory, entries
         },
         "annotations": annotations,
     }
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"objects": encode_entries(refs)}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {"objects": encode_entries(refs)},
+    }
     ref = _ref(previous.name)
     try:
         if previous.exists:
             meta["resourceVersion"] = previous.resource_version
-            doc = ctx.request("PUT", ctx.path(ref, _CONFIGMAPS), body=body, query={"fieldManager": FIELD_MANAGER})
+            doc = ctx.request(
+                "PUT", ctx.path(ref, _CONFIGMAPS), body=body, query={"fieldManager": FIELD_MANAGER}
+            )
         else:
             _ensure_namespace(ctx, node_id)
             doc = ctx.request(
-                "POST", ctx.path(ref, _CONFIGMAPS, name=False), body=body, query={"fieldManager": FIELD_MANAGER}
+                "POST",
+                ctx.path(ref, _CONFIGMAPS, name=False),
+                body=body,
+                query={"fieldManager": FIELD_MANAGER},
             )
     except ApiError as e:
         if e.status == 409:
             raise EngineError(
-                f"the inventory of {node_id} ({INVENTORY_NAMESPACE}/{previous.name}) changed while envctl was "
-                "applying: another run is converging this layer",
+                f"the inventory of {node_id} ({INVENTORY_NAMESPACE}/{previous.name}) changed while envctl "
+                "was applying: another run is converging this layer",
                 node=node_id,
                 hint="re-run once the other run has finished",
             ) from e

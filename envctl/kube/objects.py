@@ -144,11 +144,18 @@ class ObjRef:
         )
 
     def to_json(self) -> dict[str, str]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name}
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ObjRef:
-        return cls(str(data["apiVersion"]), str(data["kind"]), str(data.get("namespace") or ""), str(data["name"]))
+        return cls(
+            str(data["apiVersion"]), str(data["kind"]), str(data.get("namespace") or ""), str(data["name"])
+        )
 
     def same_object(self, other: ObjRef) -> bool:
         """Same group, kind, namespace and name (the version may differ: same stored object)."""
@@ -251,7 +258,7 @@ def _secret_values_map(obj: Mapping[str, Any] | None) -> dict[str, Any]:
 def mask_secret_pair(
     before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Mask ``data``/``stringData`` values of a Secret pair: ``(sensitive)`` or ``(sensitive, changed) sha256:…``.
+    """Mask ``data``/``stringData`` of a Secret pair: ``(sensitive)`` or ``(sensitive, changed) sha256:…``.
 
     Values are compared as the server stores them (``stringData`` folded into ``data``), so a value
     moved from ``stringData`` to ``data`` unchanged is not reported as changed.
@@ -340,7 +347,9 @@ def path_matches(owned: str, changed: str) -> bool:
     )
 
 
-def managers_of(live: Mapping[str, Any], paths: Iterable[str], *, exclude: str = FIELD_MANAGER) -> dict[str, str]:
+def managers_of(
+    live: Mapping[str, Any], paths: Iterable[str], *, exclude: str = FIELD_MANAGER
+) -> dict[str, str]:
     """For each changed path, the field manager (other than ``exclude``) that owns it, from managedFields."""
     entries = []
     for mf in (live.get("metadata") or {}).get("managedFields") or []:

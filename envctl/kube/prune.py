@@ -22,14 +22,16 @@ _IGNORED_KINDS = frozenset({"Event", "Lease"})
 
 @dataclass(frozen=True)
 class PruneDecision:
-    """``delete``: prune it; ``check_namespace``: delete only if the namespace is empty; ``reason``: why not."""
+    """``delete``: prune it; ``check_namespace``: only if the namespace is empty; ``reason``: why not."""
 
     delete: bool
     reason: str = ""
     check_namespace: bool = False
 
 
-def prune_decision(ref: ObjRef, live: Mapping[str, Any] | None, *, env_label: str, layer_label: str) -> PruneDecision:
+def prune_decision(
+    ref: ObjRef, live: Mapping[str, Any] | None, *, env_label: str, layer_label: str
+) -> PruneDecision:
     if live is None:
         return PruneDecision(False, "already gone")
     meta = live.get("metadata") or {}
@@ -44,7 +46,9 @@ def prune_decision(ref: ObjRef, live: Mapping[str, Any] | None, *, env_label: st
     if ref.kind in PROTECTED_KINDS and policy != "allow":
         if ref.kind == "Namespace":
             return PruneDecision(True, check_namespace=True)
-        return PruneDecision(False, f"kept: a {ref.kind} is pruned only when annotated {ANNOTATION_PRUNE}: allow")
+        return PruneDecision(
+            False, f"kept: a {ref.kind} is pruned only when annotated {ANNOTATION_PRUNE}: allow"
+        )
     return PruneDecision(True)
 
 
@@ -59,18 +63,22 @@ def namespace_in_use(ctx: KubeContext, namespace: str, leaving: Sequence[ObjRef]
         except ApiError:
             continue
         for r in doc.get("resources", []):
-            if r.get("namespaced") and "/" not in r["name"] and "list" in (r.get("verbs") or []):
-                if r["kind"] not in _IGNORED_KINDS:
-                    resources.append((gv, str(r["kind"]), str(r["name"])))
+            listable = "list" in (r.get("verbs") or [])
+            if r.get("namespaced") and "/" not in r["name"] and listable and r["kind"] not in _IGNORED_KINDS:
+                resources.append((gv, str(r["kind"]), str(r["name"])))
 
     def count(res: tuple[str, str, str]) -> list[str]:
         gv, kind, plural = res
         base = "/api/v1" if gv == "v1" else f"/apis/{gv}"
         found = []
-        for item in ctx.list(f"{base}/namespaces/{namespace}/{plural}", query={"limit": 50}):
+        for item in ctx.list_items(f"{base}/namespaces/{namespace}/{plural}", query={"limit": 50}):
             meta = item.get("metadata") or {}
             name = str(meta.get("name", ""))
-            if (kind, name) in leaving_keys or (kind, name) in _NAMESPACE_DEFAULTS or meta.get("ownerReferences"):
+            if (
+                (kind, name) in leaving_keys
+                or (kind, name) in _NAMESPACE_DEFAULTS
+                or meta.get("ownerReferences")
+            ):
                 continue
             found.append(f"{gv} {kind} {namespace}/{name}")
         return found

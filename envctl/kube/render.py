@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
-from envctl.core.model import Environment, Node, Snapshot
+from envctl.core.model import Environment, Node, Ref, Snapshot
+from envctl.core.refs import HINT, parse_ref
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     CLUSTER_SCOPED_KINDS,
@@ -32,10 +33,12 @@ from envctl.kube.objects import (
     is_secret,
 )
 
-_REF = re.compile(r"\$(\$)?\{([^}\n]*)\}")
-_INPUT = re.compile(r"inputs\.([A-Za-z_][A-Za-z0-9_-]*)")
+_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})")
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
-_NOT_MANIFESTS = frozenset({"layer.yaml", "layer.yml", "kustomization.yaml", "kustomization.yml", "Kustomization"})
+_NOT_MANIFESTS = frozenset(
+    {"layer.yaml", "layer.yml", "kustomization.yaml", "kustomization.yml", "Kustomization"}
+)
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
@@ -66,31 +69,42 @@ def format_input(value: Any) -> str:
         return str(value)
 
 
-def substitute(text: str, inputs: Mapping[str, Any], file: str) -> str:
-    """Replace ``${inputs.NAME}``; ``$${`` escapes. Any other or undeclared reference is a ConfigError at file:line."""
+def substitute(text: str, inputs: Mapping[str, Any], file: str, env: Environment | None = None) -> str:
+    """Replace every ``${...}`` reference of a manifest (``$${`` escapes); unknown ones fail at file:line.
+
+    ``${inputs.NAME}`` comes from ``inputs[NAME]``; ``${env.name}`` and ``${env.vars.K}`` from ``env``;
+    ``${stack.X.outputs.Y}`` used directly in a manifest from ``inputs["stack.X.outputs.Y"]``.
+    """
+
+    def resolve(ref: Ref) -> Any:
+        if ref.kind == "input":
+            if ref.name in inputs:
+                return inputs[ref.name]
+            raise ConfigError(
+                f"undeclared input ${{inputs.{ref.name}}}",
+                location=ref.location,
+                hint=f"declare it under inputs: in layer.yaml (known: {', '.join(sorted(inputs)) or 'none'})",
+            )
+        if ref.kind == "env" and env is not None:
+            return env.name
+        if ref.kind == "var" and env is not None and ref.name in env.vars:
+            return env.vars[ref.name]
+        if ref.text in inputs:
+            return inputs[ref.text]
+        raise ConfigError(f"${{{ref.text}}} has no value here", location=ref.location, hint=HINT)
+
+    if m := _UNCLOSED.search(text):
+        raise ConfigError(
+            "unclosed ${ (missing })", location=Location(file, text.count("\n", 0, m.start()) + 1), hint=HINT
+        )
 
     def repl(m: re.Match[str]) -> str:
-        if m.group(1):
-            return "${" + m.group(2) + "}"
-        inner = m.group(2).strip()
-        line = text.count("\n", 0, m.start()) + 1
-        ref = _INPUT.fullmatch(inner)
-        if ref is None:
-            raise ConfigError(
-                f"unknown reference ${{{inner}}} in a manifest (only ${{inputs.NAME}} is substituted)",
-                location=Location(file, line),
-                hint="write $${ to keep a literal ${ in a manifest",
-            )
-        name = ref.group(1)
-        if name not in inputs:
-            raise ConfigError(
-                f"undeclared input ${{inputs.{name}}}",
-                location=Location(file, line),
-                hint=f"declare it under inputs: in layer.yaml (declared: {', '.join(sorted(inputs)) or 'none'})",
-            )
-        return format_input(inputs[name])
+        if m.group(0) == "$${":
+            return "${"
+        where = Location(file, text.count("\n", 0, m.start()) + 1)
+        return format_input(resolve(parse_ref(m.group(1), where, allow_inputs=True)))
 
-    return _REF.sub(repl, text)
+    return _TOKEN.sub(repl, text)
 
 
 def parse_manifests(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
@@ -160,13 +174,15 @@ def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str]) -> No
                 continue
             target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
             if target.startswith(".."):
-                raise ConfigError(f"kustomization refers outside the repository: {ref}", location=Location(path))
+                raise ConfigError(
+                    f"kustomization refers outside the repository: {ref}", location=Location(path)
+                )
             if snapshot.is_dir(target):
                 _kustomize_sources(snapshot, target, seen)
         break
 
 
-def _run_kustomize(snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
+def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
     dirs: set[str] = set()
     _kustomize_sources(snapshot, node.path, dirs)
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
@@ -174,7 +190,7 @@ def _run_kustomize(snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) ->
             for file in snapshot.walk_files(directory):
                 data = snapshot.read_bytes(file)
                 if file.endswith(_MANIFEST_SUFFIXES) or Path(file).name == "Kustomization":
-                    data = substitute(data.decode(), inputs, file).encode()
+                    data = substitute(data.decode(), inputs, file, env).encode()
                 dest = Path(tmp, file)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(data)
@@ -208,7 +224,9 @@ def is_kustomize(snapshot: Snapshot, node: Node) -> bool:
     return any(snapshot.exists(f"{node.path}/{n}") for n in KUSTOMIZATION_FILES)
 
 
-def render_layer(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+def render_layer(
+    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
@@ -217,15 +235,21 @@ def render_layer(env: Environment, snapshot: Snapshot, node: Node, inputs: Mappi
     spec = node.layer
     parsed: list[tuple[dict[str, Any], Location]] = []
     if is_kustomize(snapshot, node):
-        where = f"{node.path}/kustomization.yaml"
-        parsed = [(o, Location(where)) for o, _ in parse_manifests(_run_kustomize(snapshot, node, inputs), where)]
+        kfile = f"{node.path}/kustomization.yaml"
+        parsed = [
+            (o, Location(kfile))
+            for o, _ in parse_manifests(_run_kustomize(env, snapshot, node, inputs), kfile)
+        ]
     else:
         for file in manifest_files(snapshot, node):
-            text = substitute(snapshot.read_bytes(file).decode(), inputs, file)
+            text = substitute(snapshot.read_bytes(file).decode(), inputs, file, env)
             parsed.extend((o, Location(file, line)) for o, line in parse_manifests(text, file))
 
     cluster_crs = {
-        (str((o.get("spec") or {}).get("group", "")), str(((o.get("spec") or {}).get("names") or {}).get("kind", "")))
+        (
+            str((o.get("spec") or {}).get("group", "")),
+            str(((o.get("spec") or {}).get("names") or {}).get("kind", "")),
+        )
         for o, _ in parsed
         if o.get("kind") == "CustomResourceDefinition" and (o.get("spec") or {}).get("scope") == "Cluster"
     }
@@ -256,5 +280,5 @@ def render_layer(env: Environment, snapshot: Snapshot, node: Node, inputs: Mappi
 
 
 def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:
-    """Addresses of Secrets that carry values in Git (``envctl validate`` refuses them without allow_secrets)."""
+    """Secrets that carry values in Git (``envctl validate`` refuses them without allow_secrets)."""
     return [str(ObjRef.of(o)) for o in objects if is_secret(o) and (o.get("data") or o.get("stringData"))]

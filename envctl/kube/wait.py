@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from envctl.core.errors import EngineError
@@ -18,7 +18,7 @@ from envctl.kube.client import ApiError, KubeContext, Mapping_, translate
 from envctl.kube.objects import ObjRef
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     READY = "ready"
     PENDING = "pending"
     FAILED = "failed"
@@ -38,7 +38,11 @@ READY = Readiness(Status.READY)
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {str(c.get("type")): c for c in (obj.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
+    return {
+        str(c.get("type")): c
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    }
 
 
 def _pending(reason: str) -> Readiness:
@@ -54,13 +58,15 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
     conds = _conditions(obj)
     generation = meta.get("generation")
     observed = status.get("observedGeneration")
-    if kind in ("Deployment", "StatefulSet", "DaemonSet") and generation is not None:
-        if observed is None or observed < generation:
-            return _pending("the controller has not observed the latest generation")
+    workload = kind in ("Deployment", "StatefulSet", "DaemonSet")
+    if workload and generation is not None and (observed is None or observed < generation):
+        return _pending("the controller has not observed the latest generation")
     if kind == "Deployment":
         progressing = conds.get("Progressing") or {}
         if progressing.get("reason") == "ProgressDeadlineExceeded":
-            return Readiness(Status.FAILED, f"progress deadline exceeded: {progressing.get('message', '')}".strip())
+            return Readiness(
+                Status.FAILED, f"progress deadline exceeded: {progressing.get('message', '')}".strip()
+            )
         want = int(spec.get("replicas", 1))
         updated = int(status.get("updatedReplicas") or 0)
         total = int(status.get("replicas") or 0)
@@ -98,13 +104,17 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
     if kind == "Job":
         if (conds.get("Failed") or {}).get("status") == "True":
             failed = conds["Failed"]
-            return Readiness(Status.FAILED, f"job failed: {failed.get('reason', '')} {failed.get('message', '')}".strip())
+            return Readiness(
+                Status.FAILED, f"job failed: {failed.get('reason', '')} {failed.get('message', '')}".strip()
+            )
         if (conds.get("Complete") or {}).get("status") == "True":
             return READY
         return _pending("job not complete")
     if kind == "CustomResourceDefinition":
         if (conds.get("NamesAccepted") or {}).get("status") == "False":
-            return Readiness(Status.FAILED, f"names not accepted: {conds['NamesAccepted'].get('message', '')}")
+            return Readiness(
+                Status.FAILED, f"names not accepted: {conds['NamesAccepted'].get('message', '')}"
+            )
         if (conds.get("Established") or {}).get("status") == "True":
             return READY
         return _pending("not established yet")
@@ -112,13 +122,13 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
         phase = status.get("phase", "Active")
         return READY if phase == "Active" else _pending(f"namespace is {phase}")
     if "Ready" in conds:
-        ready = conds["Ready"]
-        if ready.get("status") == "True":
+        cond = conds["Ready"]
+        if cond.get("status") == "True":
             if observed is not None and generation is not None and observed < generation:
                 return _pending("the controller has not observed the latest generation")
             return READY
-        text = " ".join(str(x) for x in (ready.get("reason"), ready.get("message")) if x)
-        return _pending(f"Ready is {ready.get('status', 'Unknown')}" + (f": {text}" if text else ""))
+        text = " ".join(str(x) for x in (cond.get("reason"), cond.get("message")) if x)
+        return _pending(f"Ready is {cond.get('status', 'Unknown')}" + (f": {text}" if text else ""))
     return READY
 
 
@@ -135,9 +145,9 @@ def wait_for(ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout:
     state: dict[ObjRef, Readiness] = {}
     todo = []
     for w in items:
-        r = readiness(w.last) if w.last is not None else _pending("not read yet")
-        state[w.ref] = r
-        if not r.ready:
+        first_look = readiness(w.last) if w.last is not None else _pending("not read yet")
+        state[w.ref] = first_look
+        if not first_look.ready:
             todo.append(w)
 
     def poll(w: Waitable) -> Readiness:
@@ -166,7 +176,8 @@ def wait_for(ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout:
         failed = [w for w in todo if state[w.ref].status is Status.FAILED]
         if failed:
             raise EngineError(
-                f"{len(failed)} object(s) failed: " + "; ".join(f"{w.ref}: {state[w.ref].reason}" for w in failed),
+                f"{len(failed)} object(s) failed: "
+                + "; ".join(f"{w.ref}: {state[w.ref].reason}" for w in failed),
                 node=node_id,
             )
     if todo:

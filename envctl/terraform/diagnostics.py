@@ -108,6 +108,10 @@ class Redactor:
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
+
     def __call__(self, text: str) -> str:
         for s in self._secrets:
             text = text.replace(s, REDACTED)
@@ -166,7 +170,9 @@ def error_from(
             detail=detail,
             hint="the state changed since this plan was made (another apply ran): run envctl plan again",
         )
-    return EngineError(redact(f"{what} failed: {summary}"), node=node, location=location, hint=hint, detail=detail)
+    return EngineError(
+        redact(f"{what} failed: {summary}"), node=node, location=location, hint=hint, detail=detail
+    )
 
 
 def _tail(text: str, lines: int = 20) -> str:

@@ -200,7 +200,9 @@ class CliEngine:
         except OSError as e:
             raise UnavailableError(f"cannot run {self.binary}: {e.strerror}", hint="check the binary") from e
         out, err = _communicate(proc, None, command)
-        return RunResult(command, proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        return RunResult(
+            command, proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        )
 
     def version(self) -> str:
         with self._lock:

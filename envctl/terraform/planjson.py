@@ -9,8 +9,8 @@ Imports only the standard library and ``envctl.core``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envctl.core.changes import SENSITIVE, Action, Change, sensitive_marker
@@ -71,6 +71,8 @@ def mask_pair(before: Any, after: Any, before_sens: Any, after_sens: Any) -> tup
         b = None if before is None else SENSITIVE
         if after is None:
             a = None
+        elif before is None:
+            a = SENSITIVE  # a new value: nothing to compare with
         elif after == UNKNOWN:
             a = f"{SENSITIVE} {UNKNOWN}"
         else:
@@ -157,7 +159,9 @@ def resource_change(rc: Mapping[str, Any], *, drift: bool = False) -> Change:
     action = action_of(ch.get("actions") or ["no-op"])
     before_raw = ch.get("before")
     after_raw = with_unknowns(ch.get("after"), ch.get("after_unknown", False))
-    before, after = mask_pair(before_raw, after_raw, ch.get("before_sensitive", False), ch.get("after_sensitive", False))
+    before, after = mask_pair(
+        before_raw, after_raw, ch.get("before_sensitive", False), ch.get("after_sensitive", False)
+    )
     reasons: list[str] = []
     if drift:
         if action is Action.DELETE:
@@ -232,4 +236,29 @@ def summarize(plan: Mapping[str, Any], *, refresh_only: bool = False) -> PlanSum
         outputs_unknown=tuple(unknown),
         drifted=len([c for c in drift if c.action.changes]),
         errored=bool(plan.get("errored")),
+    )
+
+
+def scrub(value: Any, secrets: Sequence[str]) -> Any:
+    """Mask any string that contains a known secret.
+
+    Terraform's sensitivity marks do not always follow a value into attributes a provider
+    computes from it (``terraform_data.output`` echoes a sensitive ``input`` unmarked), so
+    envctl also masks every string holding the value of a sensitive variable or output.
+    """
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return SENSITIVE if any(s in value for s in secrets) else value
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def scrub_changes(changes: Iterable[Change], secrets: Sequence[str]) -> tuple[Change, ...]:
+    return tuple(
+        replace(c, before=scrub(c.before, secrets), after=scrub(c.after, secrets)) if secrets else c
+        for c in changes
     )

@@ -1,0 +1,707 @@
+"""Plan and converge a whole environment: the application layer that drives the adapters.
+
+It walks the one graph with the core's ready queue, resolves each node's inputs from upstream
+outputs, calls the Terraform adapter for stacks and the Kubernetes adapter for layers, and records
+everything in the store (plan bundles, journal). It never formats output: it reports progress
+through a callback and returns core values that ``envctl.views`` render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from envctl.core.approval import Approval, check_approval, needs_approval, nodes_needing_approval
+from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
+from envctl.core.changes import SENSITIVE, NodePlan
+from envctl.core.errors import (
+    ApprovalRequiredError,
+    EnvctlError,
+    EngineError,
+    StalePlanError,
+    UsageError,
+)
+from envctl.core.graph import EnvGraph
+from envctl.core.model import Environment, Node, Ref, Snapshot
+from envctl.core.refs import find_refs, substitute_value
+from envctl.core.schedule import ReadyQueue, Status
+from envctl.store import Store, holder_identity, now
+
+if TYPE_CHECKING:
+    from envctl.kube import KubeContext
+    from envctl.terraform.stack import StackContext
+
+Progress = Callable[[str], None]
+ALL_OUTPUTS = "*"  # in outputs_unknown: every output of the node is unknown until apply
+PLACEHOLDER = "(known after apply)"
+
+
+class _Pending(Exception):
+    """An input cannot be resolved until an upstream node is applied."""
+
+
+@dataclass
+class Values:
+    """Known outputs per node and which of them are secret (so their text can be scrubbed)."""
+
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, node: str, values: Mapping[str, Any], sensitive: set[str] | None = None) -> None:
+        with self.lock:
+            self.outputs[node] = dict(values)
+            for name in sensitive or ():
+                _collect_strings(values.get(name), self.secrets)
+
+
+def _collect_strings(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        if len(value) >= 4:
+            out.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_strings(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _collect_strings(v, out)
+    elif value is not None and not isinstance(value, bool):
+        text = str(value)
+        if len(text) >= 4:
+            out.add(text)
+
+
+def scrub(value: Any, secrets: set[str]) -> Any:
+    """Replace every occurrence of a secret string inside ``value`` (defence in depth for views)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for s in secrets:
+            if s in value:
+                value = value.replace(s, SENSITIVE)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secrets) for v in value]
+    if isinstance(value, tuple):
+        return tuple(scrub(v, secrets) for v in value)
+    return value
+
+
+def scrub_plan(plan: NodePlan, secrets: set[str]) -> NodePlan:
+    if not secrets:
+        return plan
+    changes = tuple(dataclasses.replace(c, before=scrub(c.before, secrets), after=scrub(c.after, secrets))
+                    for c in plan.changes)
+    return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), secrets)))
+
+
+@dataclass
+class Session:
+    """One command's view of the world: repo, files, environment, graph, store."""
+
+    root: Path
+    snapshot: Snapshot
+    env: Environment
+    graph: EnvGraph
+    parallelism: int = 4
+    progress: Progress = lambda _msg: None
+    _kube: KubeContext | None = None
+    _kube_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def store(self) -> Store:
+        return Store(self.root)
+
+    def stack_ctx(self) -> StackContext:
+        from envctl.terraform.stack import StackContext
+
+        return StackContext(self.env, self.snapshot, self.root)
+
+    def kube(self) -> KubeContext:
+        from envctl.kube import KubeContext
+
+        with self._kube_lock:
+            if self._kube is None:
+                self._kube = KubeContext.from_env(self.env, self.snapshot, concurrency=16)
+            return self._kube
+
+    @property
+    def has_layers(self) -> bool:
+        return any(n.kind == "layer" for n in self.env.nodes.values())
+
+    def source_hash(self) -> str:
+        """A hash of every file that shapes this environment: its directory and the repo's modules."""
+        h = hashlib.sha256()
+        for base in (self.env.path, "modules"):
+            for f in self.snapshot.walk_files(base):
+                h.update(f.encode() + b"\0" + hashlib.sha256(self.snapshot.read_bytes(f)).digest())
+        if self.snapshot.exists("envctl.yaml"):
+            h.update(self.snapshot.read_bytes("envctl.yaml"))
+        return h.hexdigest()
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+def _input_refs(node: Node, key: str) -> list[Ref]:
+    raw = node.inputs[key]
+    refs: list[Ref] = []
+    _walk_refs(raw, node.config_file or node.path, refs)
+    return refs
+
+
+def _walk_refs(value: Any, file: str, out: list[Ref]) -> None:
+    if isinstance(value, str):
+        out.extend(find_refs(value, file))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _walk_refs(v, file, out)
+    elif isinstance(value, list):
+        for v in value:
+            _walk_refs(v, file, out)
+
+
+def resolve_inputs(
+    s: Session, node: Node, values: Values, pending_outputs: Mapping[str, set[str]]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Resolved inputs and the names of inputs that wait on an upstream change."""
+    resolved: dict[str, Any] = {}
+    pending: list[str] = []
+    for key in node.inputs:
+        loc = next((r.location for r in node.refs if r.location.file == node.config_file), None)
+
+        def resolve(ref: Ref) -> Any:
+            if ref.kind == "env":
+                return s.env.name
+            if ref.kind == "var":
+                return s.env.vars[ref.name]
+            assert ref.node is not None
+            waiting = pending_outputs.get(ref.node, set())
+            if ref.name in waiting or ALL_OUTPUTS in waiting:
+                raise _Pending(ref.text)
+            outs = values.outputs.get(ref.node)
+            if outs is None or ref.name not in outs:
+                raise _Pending(ref.text)
+            return outs[ref.name]
+
+        from envctl.core.errors import Location
+
+        try:
+            resolved[key] = substitute_value(
+                node.inputs[key], resolve, loc or Location(node.config_file or node.path)
+            )
+        except _Pending:
+            pending.append(key)
+            resolved[key] = PLACEHOLDER
+    return resolved, tuple(pending)
+
+
+def inputs_hash(inputs: Mapping[str, Any]) -> str:
+    return sha256(canonical(inputs))
+
+
+def _waiting_on(node: Node, pending: tuple[str, ...]) -> list[str]:
+    ups: set[str] = set()
+    for key in pending:
+        for ref in _input_refs(node, key):
+            if ref.node:
+                ups.add(ref.node)
+    return sorted(ups)
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanResult:
+    bundle: PlanBundle
+    plan_dir: Path
+    errors: dict[str, EnvctlError]
+    needs_approval: list[str]
+
+
+def select_nodes(s: Session, targets: list[str], changed_since: str | None) -> set[str]:
+    if targets:
+        return s.graph.with_dependencies(targets)
+    if changed_since:
+        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit))
+    return set(s.env.nodes)
+
+
+def changed_paths(root: Path, ref: str, head: str | None) -> list[str]:
+    import git
+
+    try:
+        repo = git.Repo(root)
+        base = repo.commit(ref)
+        if head:
+            diffs = base.diff(repo.commit(head))
+        else:
+            diffs = base.diff(None)
+            diffs += base.diff(repo.head.commit) if not repo.head.is_detached else []
+        paths: set[str] = set()
+        for d in diffs:
+            for p in (d.a_path, d.b_path):
+                if p:
+                    paths.add(p)
+        if not head:
+            paths.update(repo.untracked_files)
+        return sorted(paths)
+    except (git.BadName, ValueError, git.GitCommandError, git.InvalidGitRepositoryError) as e:
+        raise UsageError(f"--changed-since {ref}: not a revision of this repository") from e
+
+
+def _plan_node(
+    s: Session, node: Node, values: Values, pending_outputs: dict[str, set[str]], plan_dir: Path
+) -> tuple[NodePlan, str]:
+    inputs, pending = resolve_inputs(s, node, values, pending_outputs)
+    ih = inputs_hash(inputs)
+    if pending:
+        ups = ", ".join(_waiting_on(node, pending))
+        if node.kind == "stack":
+            note = f"will be planned once {ups} is applied (inputs {', '.join(pending)} change)"
+        else:
+            count = _count_objects(s, node, inputs)
+            what = f"{count} objects" if count is not None else "its objects"
+            note = f"will apply {what} once {ups} is applied (inputs {', '.join(pending)} change)"
+        return NodePlan(node.id, pending_upstream=pending, outputs_unknown=(ALL_OUTPUTS,), notes=(note,)), ih
+    if node.kind == "stack":
+        from envctl.terraform.stack import plan_stack
+
+        plan = plan_stack(s.stack_ctx(), node, inputs, plan_dir / "stacks")
+        planfile = Path(plan.artifacts["planfile"])
+        arts = dict(plan.artifacts)
+        arts["planfile"] = planfile.relative_to(plan_dir).as_posix()
+        arts["planfile_sha256"] = sha256(planfile.read_bytes())
+        arts["state_sha256"] = _state_hash(s, node)
+        arts.pop("workdir", None)
+        plan = dataclasses.replace(plan, artifacts=arts)
+    else:
+        from envctl.kube import plan_layer, render_layer
+
+        objects = render_layer(s.env, s.snapshot, node, inputs)
+        plan = plan_layer(s.kube(), node, objects)
+        plan = dataclasses.replace(plan, artifacts={**plan.artifacts, "objects_sha256": _objects_hash(objects)})
+    return scrub_plan(plan, values.secrets), ih
+
+
+def _count_objects(s: Session, node: Node, inputs: Mapping[str, Any]) -> int | None:
+    from envctl.kube import render_layer
+
+    try:
+        return len(render_layer(s.env, s.snapshot, node, inputs))
+    except EnvctlError:
+        return None
+
+
+def _objects_hash(objects: list[dict[str, Any]]) -> str:
+    return sha256(canonical(objects))
+
+
+def _state_hash(s: Session, node: Node) -> str:
+    if s.env.terraform.backend != "local":
+        return ""
+    from envctl.terraform.workspace import local_state_file
+
+    f = local_state_file(s.root, s.env.name, node.name)
+    return sha256(f.read_bytes()) if f.is_file() else "absent"
+
+
+def read_current_outputs(s: Session, node: Node, values: Values) -> None:
+    """Outputs of a node as it is now (state file or live objects); nothing if it never ran."""
+    if node.kind == "stack":
+        from envctl.terraform.stack import read_outputs
+
+        outs = read_outputs(s.stack_ctx(), node)
+        values.put(node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive})
+    elif node.layer is not None and node.layer.outputs:
+        from envctl.kube import read_layer_outputs
+
+        try:
+            values.put(node.id, read_layer_outputs(s.kube(), node))
+        except EngineError:
+            return  # not applied yet: downstream inputs stay pending
+
+
+def _run_graph(
+    s: Session,
+    nodes: list[str],
+    work: Callable[[str], Status],
+    stop_event: threading.Event | None = None,
+) -> ReadyQueue:
+    """Run ``work`` over ``nodes`` with a ready queue and ``s.parallelism`` threads."""
+    edges = [(u, d) for (u, d) in s.graph.edges if u in nodes and d in nodes]
+    queue = ReadyQueue.build(nodes, edges)
+    running: dict[Future[Status], str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, s.parallelism)) as pool:
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                queue.stop()
+            for n in queue.ready():
+                if len(running) >= max(1, s.parallelism):
+                    break
+                queue.start(n)
+                running[pool.submit(work, n)] = n
+            if not running:
+                break
+            done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                n = running.pop(fut)
+                try:
+                    result = fut.result()
+                except EnvctlError as e:
+                    queue.mark(n, Status.FAILED, e.message)
+                    continue
+                queue.mark(n, result)
+    queue.close()
+    return queue
+
+
+def plan_environment(
+    s: Session, *, targets: list[str] | None = None, changed_since: str | None = None, out: Path | None = None
+) -> PlanResult:
+    """Plan the selected nodes in graph order (parallel, bounded) and write the plan bundle."""
+    selected = select_nodes(s, targets or [], changed_since)
+    order = s.graph.subgraph_order(selected)
+    values = Values()
+    pending_outputs: dict[str, set[str]] = {}
+    for n in s.graph.order():
+        if n not in selected:
+            read_current_outputs(s, s.env.nodes[n], values)
+    plan_id, default_dir = s.store.new_plan_dir(s.env.name)
+    plan_dir = (out or default_dir).resolve()
+    plan_dir.mkdir(parents=True, exist_ok=True)
+    plans: dict[str, NodePlan] = {}
+    hashes: dict[str, str] = {}
+    errors: dict[str, EnvctlError] = {}
+    lock = threading.Lock()
+
+    def work(n: str) -> Status:
+        node = s.env.nodes[n]
+        s.progress(f"{n}: planning")
+        t0 = time.monotonic()
+        try:
+            read_current_outputs(s, node, values)
+            plan, ih = _plan_node(s, node, values, pending_outputs, plan_dir)
+        except EnvctlError as e:
+            e.node = e.node or n
+            with lock:
+                errors[n] = e
+            s.progress(f"{n}: plan failed")
+            raise
+        with lock:
+            plans[n] = plan
+            hashes[n] = ih
+            pending_outputs[n] = set(plan.outputs_changing) | set(plan.outputs_unknown)
+        c = plan.counts
+        what = "pending upstream" if plan.pending_upstream else (
+            f"{c.add} to add, {c.change} to change, {c.destroy} to destroy, {c.replace} to replace")
+        s.progress(f"{n}: planned in {time.monotonic() - t0:.1f}s ({what})")
+        return Status.DONE
+
+    queue = _run_graph(s, order, work)
+    for n in order:
+        if queue.status[n] is Status.SKIPPED and n not in errors:
+            errors[n] = EnvctlError(f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n)
+    bundle = PlanBundle(
+        id=plan_id,
+        environment=s.env.name,
+        commit=s.snapshot.commit,
+        dirty=s.snapshot.dirty,
+        created=now(),
+        order=tuple(n for n in order if n in plans),
+        nodes=plans,
+        inputs_hash={**hashes, "_source": s.source_hash()},
+        targets=tuple(sorted(targets or ())),
+    )
+    if not errors:
+        s.store.write_bundle(plan_dir, bundle)
+    return PlanResult(bundle, plan_dir, errors, nodes_needing_approval(bundle, s.env.approval_required_for))
+
+
+# --- apply --------------------------------------------------------------------------------------
+
+
+Prompt = Callable[[str, NodePlan | None], bool]
+
+
+@dataclass
+class NodeResult:
+    node: str
+    status: Status
+    reason: str = ""
+    plan: NodePlan | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ApplyResult:
+    run_id: str
+    plan_id: str
+    results: dict[str, NodeResult]
+    interrupted: bool = False
+    errors: dict[str, EnvctlError] = field(default_factory=dict)
+
+    def of(self, status: Status) -> list[str]:
+        return [n for n, r in self.results.items() if r.status is status]
+
+
+def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
+    """Refuse a stale plan before anything is applied (exit 4)."""
+    if bundle.environment != s.env.name:
+        raise UsageError(
+            f"the plan is for environment {bundle.environment}, not {s.env.name}",
+            hint=f"run with -e {bundle.environment}, or plan {s.env.name}",
+        )
+    if bundle.commit != s.snapshot.commit:
+        raise StalePlanError(
+            f"the plan was made at commit {str(bundle.commit)[:12]}, the repository is now at "
+            f"{str(s.snapshot.commit)[:12]}",
+            hint="run envctl plan again",
+        )
+    if bundle.inputs_hash.get("_source") != s.source_hash():
+        raise StalePlanError("files of the environment changed since the plan was made", hint="run envctl plan again")
+    if s.store.was_applied(bundle.id) and not resume:
+        raise StalePlanError(f"plan {bundle.id} was already applied",
+                             hint="run envctl plan again (or --resume to finish an interrupted run)")
+    for n in bundle.order:
+        plan = bundle.nodes[n]
+        if "state_sha256" in plan.artifacts and not resume and _state_hash(s, s.env.nodes[n]) != plan.artifacts[
+                "state_sha256"]:
+            raise StalePlanError(f"the Terraform state of {n} changed since the plan was made", node=n,
+                                 hint="run envctl plan again")
+
+
+def approve_plan(s: Session, bundle: PlanBundle, by: str) -> Approval:
+    approval = Approval(bundle.id, bundle.fingerprint, bundle.environment, bundle.commit, by, now())
+    s.store.record_approval(approval)
+    return approval
+
+
+def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
+    approval = s.store.read_approval(bundle.id)
+    if approval is None:
+        raise ApprovalRequiredError(
+            f"plan {bundle.id} has no recorded approval",
+            hint=f"run: envctl approve {bundle.id} --by NAME",
+        )
+    check_approval(approval, bundle)
+
+
+@contextmanager
+def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[dict[str, Any]]:
+    """The one lock per environment (a file lock under .envctl/locks; see README for the Lease plan)."""
+    holder = holder_identity(run_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with s.store.file_lock(s.env.name, holder):
+                yield holder
+            return
+        except EnvctlError as e:
+            if e.reference != "environment-locked" or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+@contextmanager
+def interrupts(stop: threading.Event, progress: Progress) -> Iterator[None]:
+    """First Ctrl-C: stop scheduling, let running nodes finish. Second: exit at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            progress("second interrupt: exiting now; running Terraform may leave its state locked")
+            raise KeyboardInterrupt
+        stop.set()
+        progress("interrupt: no new nodes will start; waiting for running ones (Ctrl-C again to exit now)")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def apply_bundle(
+    s: Session,
+    bundle: PlanBundle,
+    plan_dir: Path,
+    *,
+    auto_approve: bool,
+    prompt: Prompt | None,
+    resume: bool = False,
+    lock_timeout: float = 0.0,
+) -> ApplyResult:
+    """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it."""
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    stop = threading.Event()
+    with environment_lock(s, run_id, lock_timeout) as holder:
+        preflight(s, bundle, resume=resume)
+        done_before = _resumable(s, bundle) if resume else {}
+        values = Values()
+        for n in s.graph.order():
+            if n not in bundle.nodes:
+                read_current_outputs(s, s.env.nodes[n], values)
+        results: dict[str, NodeResult] = {}
+        lock = threading.Lock()
+        journal: dict[str, Any] = {
+            "run": run_id, "plan": bundle.id, "environment": s.env.name, "commit": bundle.commit,
+            "started": now(), "holder": holder, "nodes": {},
+        }
+        policy = s.env.approval_required_for
+
+        def record(r: NodeResult) -> None:
+            with lock:
+                results[r.node] = r
+                journal["nodes"][r.node] = {
+                    "status": r.status.value, "reason": r.reason, "at": now(), "commit": bundle.commit,
+                    "fingerprint": node_fingerprint(bundle.nodes[r.node]), "seconds": round(r.seconds, 3),
+                }
+                s.store.write_journal(s.env.name, run_id, journal)
+
+        def work(n: str) -> Status:
+            node = s.env.nodes[n]
+            planned = bundle.nodes[n]
+            t0 = time.monotonic()
+            if done_before.get(n) == node_fingerprint(planned):
+                read_current_outputs(s, node, values)
+                s.progress(f"{n}: already converged by an earlier run of this plan, skipped")
+                record(NodeResult(n, Status.DONE, "resumed", planned))
+                return Status.DONE
+            try:
+                status, reason, plan = _apply_node(s, node, planned, bundle, plan_dir, values,
+                                                   auto_approve, prompt, policy)
+            except EnvctlError as e:
+                e.node = e.node or n
+                s.progress(f"{n}: failed: {e.message}")
+                record(NodeResult(n, Status.FAILED, scrub(e.message, values.secrets), None,
+                                  time.monotonic() - t0))
+                with lock:
+                    errors[n] = e
+                return Status.FAILED
+            record(NodeResult(n, status, reason, plan, time.monotonic() - t0))
+            return status
+
+        errors: dict[str, EnvctlError] = {}
+        s.store.mark_applied(bundle, run_id)
+        with interrupts(stop, s.progress):
+            queue = _run_graph(s, list(bundle.order), work, stop)
+        for n in bundle.order:
+            st = queue.status[n]
+            if n not in results or results[n].status is not st:
+                results[n] = NodeResult(n, st, queue.reason.get(n, ""))
+                journal["nodes"][n] = {"status": st.value, "reason": queue.reason.get(n, ""), "at": now(),
+                                       "commit": bundle.commit, "fingerprint": node_fingerprint(bundle.nodes[n])}
+        journal["finished"] = now()
+        journal["interrupted"] = stop.is_set()
+        s.store.write_journal(s.env.name, run_id, journal)
+        return ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+
+
+def _resumable(s: Session, bundle: PlanBundle) -> dict[str, str]:
+    done: dict[str, str] = {}
+    for j in s.store.journals(s.env.name):
+        if j.get("plan") != bundle.id:
+            continue
+        for n, r in dict(j.get("nodes", {})).items():
+            if r.get("status") == "done":
+                done[n] = str(r.get("fingerprint"))
+    return done
+
+
+def _apply_node(
+    s: Session,
+    node: Node,
+    planned: NodePlan,
+    bundle: PlanBundle,
+    plan_dir: Path,
+    values: Values,
+    auto_approve: bool,
+    prompt: Prompt | None,
+    policy: tuple[str, ...],
+) -> tuple[Status, str, NodePlan]:
+    inputs, pending = resolve_inputs(s, node, values, {})
+    if pending:
+        raise EngineError(f"inputs {', '.join(pending)} are still unknown after upstream nodes converged",
+                          node=node.id)
+    same_inputs = bundle.inputs_hash.get(node.id) == inputs_hash(inputs) and not planned.pending_upstream
+    plan = planned
+    if node.kind == "stack":
+        from envctl.terraform.stack import apply_stack, plan_stack
+
+        ctx = s.stack_ctx()
+        if same_inputs and "planfile" in planned.artifacts:
+            planfile = plan_dir / planned.artifacts["planfile"]
+        else:
+            s.progress(f"{node.id}: re-planning with the new upstream outputs")
+            plan = scrub_plan(plan_stack(ctx, node, inputs, plan_dir / "replans"), values.secrets)
+            planfile = Path(plan.artifacts["planfile"])
+            blocked = _needs_new_approval(node, planned, plan, auto_approve, prompt, policy, s)
+            if blocked:
+                return Status.BLOCKED, blocked, plan
+        if plan.has_changes:
+            s.progress(f"{node.id}: applying")
+            outs = apply_stack(ctx, node, planfile)
+        else:
+            from envctl.terraform.stack import read_outputs
+
+            outs = read_outputs(ctx, node)
+        values.put(node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive})
+        return Status.DONE, "", plan
+
+    from envctl.kube import apply_layer, plan_layer, read_layer_outputs, render_layer
+
+    kube = s.kube()
+    objects = render_layer(s.env, s.snapshot, node, inputs)
+    if not same_inputs:
+        s.progress(f"{node.id}: re-planning with the new upstream outputs")
+        plan = scrub_plan(plan_layer(kube, node, objects), values.secrets)
+        blocked = _needs_new_approval(node, planned, plan, auto_approve, prompt, policy, s)
+        if blocked:
+            return Status.BLOCKED, blocked, plan
+    elif planned.artifacts.get("objects_sha256") not in (None, _objects_hash(objects)):
+        raise StalePlanError("the rendered objects differ from the plan", node=node.id, hint="run envctl plan again")
+    s.progress(f"{node.id}: applying {len(objects)} objects")
+    applied = scrub_plan(apply_layer(kube, node, objects), values.secrets)
+    if node.layer is not None and node.layer.outputs:
+        values.put(node.id, read_layer_outputs(kube, node))
+    return Status.DONE, "", applied
+
+
+def _changes_key(plan: NodePlan) -> str:
+    return sha256(canonical([c.to_json() for c in plan.changes]))
+
+
+def _needs_new_approval(
+    node: Node,
+    planned: NodePlan,
+    plan: NodePlan,
+    auto_approve: bool,
+    prompt: Prompt | None,
+    policy: tuple[str, ...],
+    s: Session,
+) -> str:
+    """'' when the new plan may go ahead; else why the branch stops for a new approval."""
+    if auto_approve or not needs_approval(plan, policy):
+        return ""
+    if _changes_key(plan) == _changes_key(planned):
+        return ""
+    if prompt is not None and prompt(node.id, plan):
+        return ""
+    return "changed after re-planning with the new upstream outputs: needs a new approval"

@@ -1,0 +1,104 @@
+"""The plan bundle: what was planned, at which commit, for which environment, and its fingerprint.
+
+Pure: canonical JSON form and sha256 fingerprints. Reading and writing the bundle directory is the
+store's job (``envctl.store``). The fingerprint covers every node's change set and the hash of each
+saved Terraform plan file, so a flipped byte anywhere makes the bundle refuse to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from envctl.core.changes import NodePlan
+from envctl.core.errors import StalePlanError
+
+BUNDLE_VERSION = "1"
+
+
+def canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def node_fingerprint(plan: NodePlan) -> str:
+    """The fingerprint of one node's plan; an approval binds to these."""
+    return sha256(canonical(plan.to_json()))
+
+
+@dataclass(frozen=True)
+class PlanBundle:
+    """``nodes`` in ``order``; ``inputs_hash[n]``: hash of the resolved inputs the node was planned with."""
+
+    id: str
+    environment: str
+    commit: str | None
+    dirty: bool
+    created: str
+    order: tuple[str, ...]
+    nodes: dict[str, NodePlan]
+    inputs_hash: dict[str, str] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "format_version": BUNDLE_VERSION,
+            "id": self.id,
+            "environment": self.environment,
+            "commit": self.commit,
+            "dirty": self.dirty,
+            "created": self.created,
+            "order": list(self.order),
+            "targets": list(self.targets),
+            "inputs_hash": dict(self.inputs_hash),
+            "nodes": {n: self.nodes[n].to_json() for n in self.order},
+            "node_fingerprints": {n: node_fingerprint(self.nodes[n]) for n in self.order},
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        return sha256(canonical(self.body()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "fingerprint": self.fingerprint}
+
+    @property
+    def has_changes(self) -> bool:
+        return any(p.has_changes for p in self.nodes.values())
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "plan bundle") -> PlanBundle:
+        """Parse and verify; any mismatch is a ``StalePlanError`` (exit 4), never a traceback."""
+        try:
+            if not isinstance(data, dict) or data.get("format_version") != BUNDLE_VERSION:
+                raise ValueError("unknown format_version")
+            order = tuple(str(n) for n in data["order"])
+            nodes = {n: NodePlan.from_json(data["nodes"][n]) for n in order}
+            bundle = cls(
+                id=str(data["id"]),
+                environment=str(data["environment"]),
+                commit=data["commit"] if data["commit"] is None else str(data["commit"]),
+                dirty=bool(data["dirty"]),
+                created=str(data["created"]),
+                order=order,
+                nodes=nodes,
+                inputs_hash={str(k): str(v) for k, v in dict(data.get("inputs_hash", {})).items()},
+                targets=tuple(str(t) for t in data.get("targets", ())),
+            )
+            claimed = str(data["fingerprint"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StalePlanError(
+                f"{where} is not a valid envctl plan ({e.__class__.__name__}: {e})",
+                hint="run envctl plan again",
+            ) from None
+        if bundle.fingerprint != claimed or bundle.to_json() != data:
+            raise StalePlanError(
+                f"{where} was modified after it was written (fingerprint mismatch)",
+                hint="never edit a plan bundle; run envctl plan again",
+            )
+        return bundle

@@ -1,0 +1,366 @@
+"""Plan and apply one layer: dry-run everything, then apply in stages, prune, record inventory, wait.
+
+Shape of flux's ``ssa.ResourceManager.ApplyAllStaged``: every object is dry-run first (one bad
+object, or one field conflict without ``force: true``, means nothing is written); CRDs and
+Namespaces go first and are waited for; the rest follow one kind at a time in a fixed order,
+concurrently within a kind; only objects whose dry-run differs from the live object are applied.
+Both operations return a ``NodePlan``: planned changes, or the changes that happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.errors import ConfigError, EngineError
+from envctl.core.model import LayerSpec, Node
+from envctl.kube.client import ApiError, KubeContext, translate
+from envctl.kube.diff import Prepared, conflict_error, dry_run_one, prepare
+from envctl.kube.diff import crd_kinds as _crd_kinds
+from envctl.kube.diff import layer_namespaces as _layer_namespaces
+from envctl.kube.inventory import Inventory, read_inventory, write_inventory
+from envctl.kube.objects import (
+    FIELD_MANAGER,
+    STAGE_ONE_KINDS,
+    ObjRef,
+    kind_rank,
+    mask_object,
+    mask_secret_pair,
+    normalise,
+    secret_values,
+    sort_for_delete,
+)
+from envctl.kube.prune import PruneCandidate, delete_objects, namespace_in_use, prune_decision
+from envctl.kube.render import label_value
+from envctl.kube.wait import Waitable, wait_for
+
+_ADOPT = "envctl becomes a field manager of this object"
+
+
+def _spec(node: Node) -> LayerSpec:
+    return node.layer if node.layer is not None else LayerSpec()
+
+
+def _owned_by_envctl(live: Mapping[str, Any] | None) -> bool:
+    for mf in (live or {}).get("metadata", {}).get("managedFields") or []:
+        if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply":
+            return True
+    return False
+
+
+def _with_adoption(p: Prepared) -> Change | None:
+    """A no-op on an object envctl does not manage yet is still a change: envctl takes ownership."""
+    c = p.change
+    if c is not None and c.action is Action.NOOP and p.live is not None and not _owned_by_envctl(p.live):
+        return Change(c.address, Action.UPDATE, None, None, (*c.reasons, _ADOPT), ("metadata.managedFields",))
+    return c
+
+
+def _stale(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
+    return [e for e in inventory.entries if not any(e.same_object(p.ref) for p in prepared)]
+
+
+def _check_empty(node: Node, objects: Sequence[Any], stale: Sequence[ObjRef], allow_empty: bool) -> None:
+    if not objects and stale and not allow_empty:
+        raise ConfigError(
+            f"the layer renders no objects; refusing to prune the {len(stale)} object(s) of its inventory",
+            node=node.id,
+            hint="if deleting everything is intended, use --allow-empty or allow_empty: true in layer.yaml",
+        )
+
+
+def _prune_candidates(
+    ctx: KubeContext, node: Node, stale: Sequence[ObjRef]
+) -> tuple[list[PruneCandidate], list[str], list[ObjRef]]:
+    """Which stale inventory objects prune deletes; notes for those kept; refs that are already gone."""
+    env_label, layer_label = label_value(ctx.env_name), label_value(node.name)
+
+    def look(ref: ObjRef) -> tuple[ObjRef, Any, Any]:
+        resolved = ctx.resolve(ref)
+        if resolved is None:
+            return ref, None, None
+        ref2, mapping = resolved
+        try:
+            return ref2, mapping, ctx.get(ref2, mapping)
+        except ApiError as e:
+            raise translate(e, ref2, node=node.id) from e
+
+    candidates: list[PruneCandidate] = []
+    notes: list[str] = []
+    gone: list[ObjRef] = []
+    looked = ctx.parallel(look, list(stale))
+    for r in looked:
+        if isinstance(r, BaseException):
+            raise r
+    deleting = [r[0] for r in looked if not isinstance(r, BaseException) and r[2] is not None]
+    for r in looked:
+        assert not isinstance(r, BaseException)
+        ref, mapping, live = r
+        decision = prune_decision(ref, live, env_label=env_label, layer_label=layer_label)
+        if live is None:
+            gone.append(ref)
+            continue
+        if decision.check_namespace:
+            others = namespace_in_use(ctx, ref.name, deleting)
+            if others:
+                notes.append(f"{ref}: kept: the namespace still holds other objects ({', '.join(others)})")
+                continue
+        if not decision.delete:
+            notes.append(f"{ref}: {decision.reason}")
+            continue
+        candidates.append(PruneCandidate(ref, mapping, live))
+    candidates.sort(key=lambda c: (-kind_rank(c.ref.kind), c.ref))
+    return candidates, notes, gone
+
+
+def _delete_change(c: PruneCandidate) -> Change:
+    return Change(
+        str(c.ref), Action.DELETE, mask_object(normalise(c.live)), None, ("no longer in Git (pruned)",)
+    )
+
+
+def _outputs_unknown(node: Node, changes: Sequence[Change]) -> tuple[str, ...]:
+    changing = {c.address for c in changes if c.action.changes}
+    out = []
+    for name, output in _spec(node).outputs.items():
+        parts = output.object.split("/")
+        for i, part in enumerate(parts):
+            if part[:1].isupper():
+                api_version, kind, rest = "/".join(parts[:i]), part, parts[i + 1 :]
+                ns, obj = (rest[0], rest[1]) if len(rest) == 2 else ("", rest[-1] if rest else "")
+                if any(str(ObjRef(api_version, kind, n, obj)) in changing for n in {ns, ""}):
+                    out.append(name)
+                break
+    return tuple(sorted(out))
+
+
+def offline_plan_layer(node: Node, objects: Sequence[Mapping[str, Any]], waiting_for: str) -> NodePlan:
+    """The plan of a layer whose cluster does not exist yet: every object will be created."""
+    changes = tuple(
+        Change(
+            str(ObjRef.of(o)), Action.CREATE, None, mask_object(dict(o)), (f"once {waiting_for} is applied",)
+        )
+        for o in objects
+    )
+    return NodePlan(
+        node.id,
+        changes,
+        outputs_unknown=tuple(sorted(_spec(node).outputs)),
+        notes=(f"will create {len(changes)} objects once {waiting_for} is applied",),
+    )
+
+
+def plan_layer(
+    ctx: KubeContext,
+    node: Node,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    upstream_pending: bool = False,
+    allow_empty: bool = False,
+) -> NodePlan:
+    """Dry-run every object and diff it with the live one; add the deletions the inventory implies.
+
+    ``upstream_pending``: an upstream node is not applied yet, so kinds the cluster does not serve
+    are planned as "create after" instead of failing.
+    """
+    spec = _spec(node)
+    prepared = prepare(ctx, node.id, objects, force=spec.force, upstream_pending=upstream_pending)
+    changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
+    notes: list[str] = []
+    if not spec.force:
+        err = conflict_error(node.id, prepared)
+        if err is not None:
+            notes.append(f"apply will fail: {err.message}")
+    inventory = read_inventory(ctx, node.id)
+    stale = _stale(inventory, prepared)
+    _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
+    if stale and spec.prune:
+        candidates, kept, _ = _prune_candidates(ctx, node, stale)
+        changes.extend(_delete_change(c) for c in candidates)
+        notes.extend(kept)
+    elif stale:
+        notes.append(f"{len(stale)} object(s) left Git but prune is off: " + ", ".join(map(str, stale)))
+    return NodePlan(
+        node.id, tuple(changes), outputs_unknown=_outputs_unknown(node, changes), notes=tuple(notes)
+    )
+
+
+def _apply_one(ctx: KubeContext, node: Node, p: Prepared, force: bool) -> Change:
+    assert p.mapping is not None and p.change is not None
+    change = _with_adoption(p)
+    assert change is not None
+    if not change.action.changes:
+        p.dry = p.live
+        return change
+    try:
+        if p.replace:
+            ctx.delete(p.ref, p.mapping)
+            _wait_gone(ctx, p)
+        result = ctx.apply(p.obj, p.mapping, dry_run=False, force=force)
+    except ApiError as e:
+        raise translate(e, p.ref, node=node.id, secrets=list(secret_values(p.obj))) from e
+    p.dry = result
+    before, after = normalise(p.live), normalise(result)
+    if p.ref.kind == "Secret":
+        before, after = mask_secret_pair(before, after)
+    return Change(change.address, change.action, before, after, change.reasons, change.fields, change.manager)
+
+
+def _wait_gone(ctx: KubeContext, p: Prepared, timeout: float = 60.0) -> None:
+    import time
+
+    assert p.mapping is not None
+    deadline = time.monotonic() + timeout
+    while ctx.get(p.ref, p.mapping) is not None:
+        if time.monotonic() > deadline:
+            raise EngineError(f"{p.ref}: still present {timeout:g}s after deleting it for re-creation")
+        time.sleep(ctx.poll_interval)
+
+
+def _apply_stage(
+    ctx: KubeContext, node: Node, items: Sequence[Prepared], force: bool
+) -> dict[ObjRef, Change]:
+    """Apply a set of objects kind by kind; stop after the first kind with a failure (all failures listed)."""
+    done: dict[ObjRef, Change] = {}
+    by_rank: dict[int, list[Prepared]] = {}
+    for p in items:
+        by_rank.setdefault(kind_rank(p.ref.kind), []).append(p)
+    for rank in sorted(by_rank):
+        group = by_rank[rank]
+        results = ctx.parallel(lambda p: _apply_one(ctx, node, p, force), group)
+        failures = [(p, r) for p, r in zip(group, results, strict=True) if isinstance(r, BaseException)]
+        for p, r in zip(group, results, strict=True):
+            if not isinstance(r, BaseException):
+                done[p.ref] = r
+        if failures:
+            if len(failures) == 1:
+                raise failures[0][1]
+            raise EngineError(
+                f"{len(failures)} object(s) failed to apply: " + "; ".join(str(r) for _, r in failures),
+                node=node.id,
+            )
+    return done
+
+
+def apply_layer(
+    ctx: KubeContext,
+    node: Node,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    allow_empty: bool = False,
+    wait: bool | None = None,
+) -> NodePlan:
+    """Converge one layer and return what happened (``changes`` with the applied objects, masked).
+
+    Order: dry-run all (nothing written if one fails or conflicts without force) -> inventory
+    records the new objects -> CRDs and Namespaces, waited for -> the rest, kind by kind ->
+    prune (reverse kind order) -> inventory -> readiness wait (``wait`` overrides layer.yaml).
+    """
+    spec = _spec(node)
+    prepared = prepare(ctx, node.id, objects, force=spec.force)
+    if not spec.force:
+        err = conflict_error(node.id, prepared)
+        if err is not None:
+            raise err
+    inventory = read_inventory(ctx, node.id)
+    stale = _stale(inventory, prepared)
+    _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
+    candidates: list[PruneCandidate] = []
+    kept_notes: list[str] = []
+    gone: list[ObjRef] = []
+    if stale and spec.prune:
+        candidates, kept_notes, gone = _prune_candidates(ctx, node, stale)
+
+    # Record intent first: a run killed mid-apply never leaves an object the inventory forgot.
+    current = [p.ref for p in prepared]
+    if not set(current) <= set(inventory.entries):
+        inventory = write_inventory(ctx, node.id, inventory, [*inventory.entries, *current])
+
+    applied: dict[ObjRef, Change] = {}
+    first = [p for p in prepared if p.ref.kind in STAGE_ONE_KINDS and p.pending is None]
+    applied.update(_apply_stage(ctx, node, first, spec.force))
+    changed_first = [p for p in first if applied[p.ref].action.changes]
+    if changed_first:
+        wait_for(
+            ctx,
+            node.id,
+            [Waitable(p.ref, p.mapping, p.dry) for p in changed_first if p.mapping is not None],
+            timeout=min(spec.wait_timeout, 120.0),
+        )
+        for p in changed_first:
+            if p.ref.kind == "CustomResourceDefinition":
+                group = (p.obj.get("spec") or {}).get("group", "")
+                for v in (p.obj.get("spec") or {}).get("versions") or []:
+                    ctx.forget(f"{group}/{v.get('name')}")
+
+    pending = [p for p in prepared if p.pending is not None]
+    if pending:
+        crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
+
+        def again(p: Prepared) -> Prepared:
+            dry_run_one(ctx, node.id, p, force=spec.force, crds=crds, namespaces=namespaces)
+            if p.pending is not None:
+                raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
+            return p
+
+        for r in ctx.parallel(again, pending):
+            if isinstance(r, BaseException):
+                raise r
+        if not spec.force:
+            err = conflict_error(node.id, pending)
+            if err is not None:
+                raise err
+        newly = [p.ref for p in pending if p.ref not in set(inventory.entries)]
+        if newly:
+            inventory = write_inventory(ctx, node.id, inventory, [*inventory.entries, *newly])
+        stage_two_first = [p for p in pending if p.ref.kind in STAGE_ONE_KINDS]
+        applied.update(_apply_stage(ctx, node, stage_two_first, spec.force))
+
+    rest = [p for p in prepared if p.ref.kind not in STAGE_ONE_KINDS]
+    applied.update(_apply_stage(ctx, node, rest, spec.force))
+
+    failed = delete_objects(ctx, node.id, candidates)
+    deleted = [c for c in candidates if c.ref not in failed]
+    keep = [p.ref for p in prepared] + list(failed)
+    if not spec.prune:
+        keep += stale
+    if set(inventory.entries) != set(keep):
+        inventory = write_inventory(ctx, node.id, inventory, keep)
+    if failed:
+        raise EngineError(
+            f"{len(failed)} object(s) could not be pruned: " + "; ".join(str(e) for e in failed.values()),
+            node=node.id,
+        )
+
+    changes = [applied[p.ref] for p in prepared if p.ref in applied]
+    changes.extend(_delete_change(c) for c in sort_by_delete(deleted))
+    notes = list(kept_notes)
+    if gone:
+        notes.append(f"{len(gone)} inventory object(s) were already gone")
+    if wait if wait is not None else spec.wait:
+        wait_for(
+            ctx,
+            node.id,
+            [Waitable(p.ref, p.mapping, p.dry) for p in prepared if p.mapping is not None],
+            timeout=spec.wait_timeout,
+        )
+    return NodePlan(node.id, tuple(changes), notes=tuple(notes))
+
+
+def sort_by_delete(candidates: Sequence[PruneCandidate]) -> list[PruneCandidate]:
+    order = {r: i for i, r in enumerate(sort_for_delete(c.ref for c in candidates))}
+    return sorted(candidates, key=lambda c: order[c.ref])
+
+
+def wait_layer(
+    ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any]], *, timeout: float | None = None
+) -> None:
+    """Wait until every object of the layer is ready (DESIGN.md §4); one error lists all that are not."""
+    items = []
+    for o in objects:
+        resolved = ctx.resolve(ObjRef.of(o))
+        if resolved is None:
+            raise EngineError(f"{ObjRef.of(o)}: kind not served by the cluster", node=node.id)
+        items.append(Waitable(resolved[0], resolved[1]))
+    wait_for(ctx, node.id, items, timeout=_spec(node).wait_timeout if timeout is None else timeout)

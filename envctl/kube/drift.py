@@ -1,0 +1,75 @@
+"""Drift of one layer: what Git renders against what the cluster holds, and who changed it.
+
+Reported per object: envctl-owned fields another manager changed (named from ``managedFields``,
+with the time of its last write), objects missing from the cluster, and inventory objects that
+left Git but are still live. The comparison is the same dry-run diff as a plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.model import LayerSpec, Node
+from envctl.kube.apply import _prune_candidates, _stale
+from envctl.kube.client import KubeContext
+from envctl.kube.diff import prepare
+from envctl.kube.inventory import read_inventory
+from envctl.kube.objects import managers_of, mask_object, normalise
+
+
+def _write_time(live: Mapping[str, Any], manager: str) -> str:
+    times = [
+        str(mf.get("time", ""))
+        for mf in (live.get("metadata") or {}).get("managedFields") or []
+        if mf.get("manager") == manager
+    ]
+    return max(times) if times else ""
+
+
+def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any]]) -> NodePlan:
+    """Changes that re-converging would make; ``manager`` names who changed the object when known."""
+    spec = node.layer if node.layer is not None else LayerSpec()
+    prepared = prepare(ctx, node.id, objects, force=spec.force)
+    changes: list[Change] = []
+    for p in prepared:
+        c = p.change
+        assert c is not None
+        if p.live is None:
+            changes.append(Change(c.address, Action.CREATE, None, c.after, ("missing from the cluster",)))
+            continue
+        if not c.action.changes:
+            changes.append(c)
+            continue
+        owners = managers_of(p.live, c.fields)
+        for conflict in p.conflicts:
+            owners.setdefault(conflict.path, conflict.manager)
+        manager = next(iter(owners.values()), None)
+        reasons = []
+        for path in c.fields:
+            who = owners.get(path)
+            if who:
+                when = _write_time(p.live, who)
+                reasons.append(f"{path} changed by {who}" + (f" at {when}" if when else ""))
+            else:
+                reasons.append(f"{path} differs from Git")
+        changes.append(Change(c.address, c.action, c.before, c.after, tuple(reasons), c.fields, manager))
+    inventory = read_inventory(ctx, node.id)
+    stale = _stale(inventory, prepared)
+    notes: list[str] = []
+    if stale:
+        candidates, kept, _ = _prune_candidates(ctx, node, stale)
+        action = Action.DELETE if spec.prune else Action.NOOP
+        for cand in candidates:
+            changes.append(
+                Change(
+                    str(cand.ref),
+                    action,
+                    mask_object(normalise(cand.live)),
+                    None,
+                    ("no longer in Git, still in the cluster",),
+                )
+            )
+        notes.extend(kept)
+    return NodePlan(node.id, tuple(changes), notes=tuple(notes))

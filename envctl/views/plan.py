@@ -1,0 +1,189 @@
+"""Render plans and apply results: text (summary table, then diffs), versioned JSON, Markdown.
+
+Values in a plan are already masked by the adapters; views only lay them out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from envctl.core.changes import Action, Change, NodePlan
+
+if TYPE_CHECKING:
+    from envctl.converge import ApplyResult
+    from envctl.core.bundle import PlanBundle
+
+FORMAT_VERSION = "1"
+_SYMBOL = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.DELETE: "-",
+    Action.REPLACE: "-/+",
+    Action.READ: "<=",
+    Action.NOOP: " ",
+    Action.PENDING: "?",
+}
+
+
+def _status(p: NodePlan) -> str:
+    if p.pending_upstream:
+        return "pending upstream"
+    if p.destructive:
+        return "DESTRUCTIVE"
+    return "changes" if p.has_changes else "no changes"
+
+
+def _value(v: Any) -> str:
+    text = json.dumps(v, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _change_lines(c: Change) -> list[str]:
+    head = f"  {_SYMBOL[c.action]} {c.address} ({c.action.value})"
+    if c.reasons:
+        head += f"  because: {'; '.join(c.reasons)}"
+    lines = [head]
+    if c.manager:
+        lines.append(f"      manager: {c.manager}")
+    if c.action is Action.UPDATE and isinstance(c.before, dict) and isinstance(c.after, dict) and c.fields:
+        for f in c.fields[:30]:
+            lines.append(f"      ~ {f}")
+    elif c.action in (Action.CREATE, Action.REPLACE) and c.after is not None:
+        lines.append(f"      {_value(c.after)}")
+    return lines
+
+
+def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, color: bool = False) -> str:
+    rows = []
+    for n in bundle.order:
+        p = bundle.nodes[n]
+        c = p.counts
+        rows.append((n, str(c.add), str(c.change), str(c.destroy), str(c.replace), _status(p)))
+    head = ("NODE", "ADD", "CHANGE", "DESTROY", "REPLACE", "STATUS")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [
+        f"Plan {bundle.id} for environment {bundle.environment} at "
+        f"{(bundle.commit or 'no commit')[:12]}{' (uncommitted changes)' if bundle.dirty else ''}",
+        "",
+        fmt.format(*head),
+    ]
+    for r in rows:
+        line = fmt.format(*r)
+        if color and r[5] == "DESTRUCTIVE":
+            line = f"\x1b[31;1m{line}\x1b[0m"
+        out.append(line)
+    out.append("")
+    for n in bundle.order:
+        p = bundle.nodes[n]
+        shown = [c for c in p.changes if c.action.changes]
+        if not shown and not p.notes and not p.pending_upstream:
+            continue
+        out.append(f"{n}:")
+        if p.pending_upstream:
+            out.append(f"  ? pending upstream: inputs {', '.join(p.pending_upstream)}")
+        for c in shown:
+            out.extend(_change_lines(c))
+        out.extend(f"  note: {note}" for note in p.notes)
+        out.append("")
+    total = sum(bundle.nodes[n].counts.total for n in bundle.order)
+    pend = [n for n in bundle.order if bundle.nodes[n].pending_upstream]
+    if not bundle.has_changes:
+        out.append("No changes. The environment matches the configuration.")
+    else:
+        out.append(f"{total} change(s) in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
+                   + (f"; {len(pend)} node(s) pending upstream" if pend else ""))
+    if needs_approval:
+        out.append(f"Approval required for: {', '.join(needs_approval)}")
+    out.append(f"Saved plan: {plan_dir}")
+    out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
+    return "\n".join(out)
+
+
+def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
+    data = {
+        "format_version": FORMAT_VERSION,
+        "type": "plan",
+        "plan_id": bundle.id,
+        "plan_dir": plan_dir,
+        "environment": bundle.environment,
+        "commit": bundle.commit,
+        "dirty": bundle.dirty,
+        "fingerprint": bundle.fingerprint,
+        "has_changes": bundle.has_changes,
+        "needs_approval": needs_approval,
+        "nodes": [
+            {
+                **{k: v for k, v in bundle.nodes[n].to_json().items() if k != "artifacts"},
+                "status": _status(bundle.nodes[n]),
+                "counts": bundle.nodes[n].counts.__dict__,
+            }
+            for n in bundle.order
+        ],
+    }
+    return json.dumps(data, indent=2, default=str)
+
+
+def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
+    out = [
+        f"### envctl plan for `{bundle.environment}` at `{(bundle.commit or 'working tree')[:12]}`",
+        "",
+        "| node | add | change | destroy | replace | status |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for n in bundle.order:
+        p = bundle.nodes[n]
+        c = p.counts
+        status = _status(p)
+        status = f"**{status}**" if status == "DESTRUCTIVE" else status
+        out.append(f"| `{n}` | {c.add} | {c.change} | {c.destroy} | {c.replace} | {status} |")
+    out.append("")
+    for n in bundle.order:
+        p = bundle.nodes[n]
+        shown = [c for c in p.changes if c.action.changes]
+        if not shown and not p.notes and not p.pending_upstream:
+            continue
+        body: list[str] = []
+        if p.pending_upstream:
+            body.append(f"? pending upstream: inputs {', '.join(p.pending_upstream)}")
+        for c in shown:
+            body.extend(_change_lines(c))
+        body.extend(f"note: {note}" for note in p.notes)
+        out += ["<details>", f"<summary><code>{n}</code>: {_status(p)}</summary>", "", "```diff", *body, "```",
+                "", "</details>", ""]
+    if needs_approval:
+        out.append(f"Approval required for: {', '.join(f'`{n}`' for n in needs_approval)}")
+    return "\n".join(out)
+
+
+def apply_text(result: ApplyResult) -> str:
+    out = ["", f"Run {result.run_id} of plan {result.plan_id}:"]
+    for n, r in result.results.items():
+        extra = f" ({r.reason})" if r.reason else ""
+        t = f" in {r.seconds:.1f}s" if r.seconds else ""
+        out.append(f"  {n}: {r.status.value}{t}{extra}")
+    counts: dict[str, int] = {}
+    for r in result.results.values():
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    out.append("Summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if result.interrupted:
+        out.append("Interrupted: nodes that did not start can be converged with envctl apply --resume.")
+    return "\n".join(out)
+
+
+def apply_json(result: ApplyResult) -> str:
+    return json.dumps(
+        {
+            "format_version": FORMAT_VERSION,
+            "type": "apply",
+            "run": result.run_id,
+            "plan_id": result.plan_id,
+            "interrupted": result.interrupted,
+            "nodes": [
+                {"node": n, "status": r.status.value, "reason": r.reason, "seconds": round(r.seconds, 3)}
+                for n, r in result.results.items()
+            ],
+        },
+        indent=2,
+    )

@@ -1,0 +1,176 @@
+"""Pure rules of the Kubernetes engine: addresses, kind order, normalisation, diff, Secret masking."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from envctl.core.changes import Action
+from envctl.kube.client import ApiError, ConflictError, conflicts_of, translate
+from envctl.core.errors import ConfigError, UnavailableError
+from envctl.kube.diff import object_change
+from envctl.kube.objects import (
+    ObjRef,
+    apply_stages,
+    diff_paths,
+    managers_of,
+    normalise,
+    sort_for_apply,
+    sort_for_delete,
+)
+
+DEPLOY: dict[str, Any] = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "web",
+        "namespace": "app",
+        "uid": "u",
+        "resourceVersion": "7",
+        "generation": 2,
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "managedFields": [{"manager": "envctl"}],
+        "annotations": {"deployment.kubernetes.io/revision": "1"},
+    },
+    "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}},
+    "status": {"replicas": 2},
+}
+
+
+def test_addresses_read_like_kubectl() -> None:
+    assert str(ObjRef.of(DEPLOY)) == "apps/v1 Deployment app/web"
+    assert str(ObjRef("v1", "Namespace", "", "app")) == "v1 Namespace app"
+
+
+def test_crds_and_namespaces_first_webhooks_last_deletes_reversed() -> None:
+    refs = [
+        ObjRef("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "", "w"),
+        ObjRef("example.com/v1", "Widget", "app", "w"),
+        ObjRef("apps/v1", "Deployment", "app", "web"),
+        ObjRef("v1", "ConfigMap", "app", "c"),
+        ObjRef("v1", "Namespace", "", "app"),
+        ObjRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "widgets.example.com"),
+    ]
+    kinds = [r.kind for r in sort_for_apply(refs)]
+    assert kinds == [
+        "CustomResourceDefinition",
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Widget",
+        "ValidatingWebhookConfiguration",
+    ]
+    assert [r.kind for r in sort_for_delete(refs)] == list(reversed(kinds))
+    stages = apply_stages([r.to_json() | {"metadata": {"name": r.name}} for r in refs])
+    assert [s[0]["kind"] for s in stages][:2] == ["CustomResourceDefinition", "Namespace"]
+
+
+def test_normalise_drops_server_fields_and_status() -> None:
+    n = normalise(DEPLOY)
+    assert n is not None
+    assert "status" not in n
+    assert set(n["metadata"]) == {"name", "namespace"}
+
+
+def test_unchanged_object_is_a_no_op_even_when_server_metadata_moved() -> None:
+    after = copy.deepcopy(DEPLOY)
+    after["metadata"]["resourceVersion"] = "8"
+    after["metadata"]["generation"] = 3
+    after["status"] = {"replicas": 0}
+    change = object_change(ObjRef.of(DEPLOY), DEPLOY, after)
+    assert change.action is Action.NOOP
+
+
+def test_changed_field_paths_are_listed() -> None:
+    after = copy.deepcopy(DEPLOY)
+    after["spec"]["replicas"] = 3
+    after["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    after["metadata"]["labels"] = {"a": "b"}
+    change = object_change(ObjRef.of(DEPLOY), DEPLOY, after)
+    assert change.action is Action.UPDATE
+    assert change.fields == (
+        "metadata.labels",
+        "spec.replicas",
+        "spec.template.spec.containers[0].image",
+    )
+    assert object_change(ObjRef.of(DEPLOY), None, after).action is Action.CREATE
+
+
+def test_diff_paths_quote_keys_with_dots() -> None:
+    assert diff_paths({"a": {"x.y/z": 1}}, {"a": {"x.y/z": 2}}) == ['a["x.y/z"]']
+
+
+def _secret(**data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "app"}, "data": data}
+
+
+def test_secret_values_never_appear_in_a_change() -> None:
+    before, after = (
+        _secret(password="aHVudGVyMg==", user="YWRtaW4="),
+        _secret(password="c3dvcmRmaXNo", user="YWRtaW4="),
+    )
+    change = object_change(ObjRef.of(before), before, after)
+    text = json.dumps(change.to_json())
+    for value in ("aHVudGVyMg==", "c3dvcmRmaXNo", "YWRtaW4=", "hunter2", "swordfish", "admin"):
+        assert value not in text
+    assert change.action is Action.UPDATE
+    assert change.fields == ("data.password",)
+    assert change.after["data"]["password"].startswith("(sensitive, changed) sha256:")
+    assert change.after["data"]["user"] == "(sensitive)"
+    assert change.before["data"]["password"] == "(sensitive)"
+    created = object_change(ObjRef.of(after), None, after)
+    assert "c3dvcmRmaXNo" not in json.dumps(created.to_json())
+
+
+def test_the_manager_of_a_changed_field_comes_from_managed_fields() -> None:
+    live = copy.deepcopy(DEPLOY)
+    live["metadata"]["managedFields"] = [
+        {
+            "manager": "envctl",
+            "operation": "Apply",
+            "time": "2026-01-01T00:00:00Z",
+            "fieldsV1": {"f:spec": {"f:template": {}}},
+        },
+        {
+            "manager": "kubectl-edit",
+            "operation": "Update",
+            "time": "2026-01-02T00:00:00Z",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        },
+        {
+            "manager": "other",
+            "operation": "Apply",
+            "time": "2026-01-03T00:00:00Z",
+            "fieldsV1": {
+                "f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': {"f:image": {}}}}}}
+            },
+        },
+    ]
+    owners = managers_of(live, ["spec.replicas", "spec.template.spec.containers[0].image", "metadata.labels"])
+    assert owners == {"spec.replicas": "kubectl-edit", "spec.template.spec.containers[0].image": "other"}
+
+
+def test_api_errors_translate_by_status_and_name_the_object() -> None:
+    ref = ObjRef.of(DEPLOY)
+    conflict = ApiError(
+        409,
+        "Conflict",
+        "Apply failed with 1 conflict",
+        [
+            {
+                "reason": "FieldManagerConflict",
+                "message": 'conflict with "other" using apps/v1',
+                "field": ".spec.replicas",
+            }
+        ],
+    )
+    assert [(c.path, c.manager) for c in conflicts_of(conflict)] == [("spec.replicas", "other")]
+    err = translate(conflict, ref, node="layer.app")
+    assert isinstance(err, ConflictError)
+    assert "spec.replicas" in str(err) and "other" in str(err) and "apps/v1 Deployment app/web" in str(err)
+    invalid = translate(ApiError(422, "Invalid", "spec.replicas: Invalid value: -1", []), ref)
+    assert isinstance(invalid, ConfigError) and "apps/v1 Deployment app/web" in str(invalid)
+    assert isinstance(translate(ApiError(0, "Unavailable", "connection refused"), ref), UnavailableError)
+    scrubbed = translate(ApiError(422, "Invalid", "bad value hunter2"), ref, secrets=["hunter2"])
+    assert "hunter2" not in str(scrubbed)

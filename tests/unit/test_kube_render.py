@@ -1,0 +1,159 @@
+"""Rendering a layer offline: substitution before parsing, escapes, errors with file and line, kustomize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envctl.core.errors import ConfigError
+from envctl.core.model import Environment, LayerSpec, Node
+from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER
+from envctl.kube.render import plaintext_secrets, render_layer
+from envctl.repo.snapshot import WorkTreeSnapshot
+
+LAYER = "environments/dev/layers/app"
+ENV = Environment(name="dev", path="environments/dev", vars={"replicas": 3})
+
+
+def make(tmp_path: Path, files: dict[str, str], **spec: object) -> tuple[WorkTreeSnapshot, Node]:
+    for name, text in files.items():
+        p = tmp_path / LAYER / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    node = Node(id="layer.app", kind="layer", name="app", path=LAYER, layer=LayerSpec(**spec))  # type: ignore[arg-type]
+    return WorkTreeSnapshot(tmp_path), node
+
+
+def test_input_substitution_happens_before_parsing_so_numbers_stay_numbers(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+            "spec:\n  replicas: ${inputs.replicas}\n  paused: ${inputs.paused}\n"
+            "  template: {metadata: {annotations: {tag: 'v${inputs.tag}'}}}\n"
+        },
+        namespace="app",
+    )
+    [obj] = render_layer(ENV, snap, node, {"replicas": 2, "paused": False, "tag": "1.2"})
+    assert obj["spec"]["replicas"] == 2
+    assert obj["spec"]["paused"] is False
+    assert obj["spec"]["template"]["metadata"]["annotations"]["tag"] == "v1.2"
+
+
+def test_escape_keeps_a_literal_reference(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {script: 'echo $${HOME}'}\n"
+        },
+    )
+    [obj] = render_layer(ENV, snap, node, {})
+    assert obj["data"]["script"] == "echo ${HOME}"
+
+
+def test_env_references_resolve_in_manifests(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {env: ${env.name}}\n"
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata: {n: '${env.vars.replicas}'}\n"
+        },
+    )
+    objs = render_layer(ENV, snap, node, {})
+    assert objs[0]["data"]["env"] == "dev"
+    assert objs[1]["data"]["n"] == "3"
+
+
+def test_undeclared_input_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  x: ${inputs.nope}\n"},
+    )
+    with pytest.raises(ConfigError) as err:
+        render_layer(ENV, snap, node, {"other": 1})
+    assert err.value.location is not None
+    assert err.value.location.file == f"{LAYER}/cm.yaml"
+    assert err.value.location.line == 6
+    assert "nope" in err.value.message
+
+
+def test_unknown_reference_is_an_error_never_an_empty_string(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {x: '${HOME}'}\n"}
+    )
+    with pytest.raises(ConfigError) as err:
+        render_layer(ENV, snap, node, {})
+    assert err.value.location is not None and err.value.location.line == 4
+
+
+def test_multi_document_files_default_namespace_and_inventory_labels(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "a.yaml": "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n---\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {team: x}}\n---\n",
+            "b.yml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other, namespace: elsewhere}\n",
+            "layer.yaml": "namespace: app\n",
+        },
+        namespace="app",
+    )
+    objs = render_layer(ENV, snap, node, {})
+    assert [(o["kind"], o["metadata"].get("namespace")) for o in objs] == [
+        ("Namespace", None),
+        ("ConfigMap", "app"),
+        ("ConfigMap", "elsewhere"),
+    ]
+    for o in objs:
+        assert o["metadata"]["labels"][LABEL_ENV] == "dev"
+        assert o["metadata"]["labels"][LABEL_LAYER] == "app"
+        assert o["metadata"]["annotations"][ANNOTATION_INVENTORY] == "dev/layer.app"
+    assert objs[1]["metadata"]["labels"]["team"] == "x"
+
+
+def test_duplicate_objects_and_missing_names_are_refused(tmp_path: Path) -> None:
+    doc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+    snap, node = make(tmp_path, {"a.yaml": doc + "---\n" + doc})
+    with pytest.raises(ConfigError, match="defined twice"):
+        render_layer(ENV, snap, node, {})
+    snap, node = make(tmp_path, {"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"})
+    with pytest.raises(ConfigError, match=r"metadata\.name"):
+        render_layer(ENV, snap, node, {})
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    snap, node = make(tmp_path, {"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c\n  x: [\n"})
+    with pytest.raises(ConfigError) as err:
+        render_layer(ENV, snap, node, {})
+    assert err.value.location is not None and err.value.location.line is not None
+
+
+def test_kustomize_renders_with_inputs(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: k-\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {n: '${inputs.n}'}\n",
+        },
+        namespace="app",
+        kustomize=True,
+    )
+    [obj] = render_layer(ENV, snap, node, {"n": 5})
+    assert obj["metadata"]["name"] == "k-c"
+    assert obj["metadata"]["namespace"] == "app"
+    assert obj["data"]["n"] == "5"
+
+
+def test_kustomize_failure_is_a_config_error(tmp_path: Path) -> None:
+    snap, node = make(tmp_path, {"kustomization.yaml": "resources: [missing.yaml]\n"}, kustomize=True)
+    with pytest.raises(ConfigError, match="kustomize failed"):
+        render_layer(ENV, snap, node, {})
+
+
+def test_plaintext_secrets_are_listed_for_validate(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {"s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n"},
+        namespace="app",
+    )
+    assert plaintext_secrets(render_layer(ENV, snap, node, {})) == ["v1 Secret app/s"]

@@ -1,0 +1,123 @@
+"""Prune safety, readiness rules and output paths: the decisions, without a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from envctl.core.errors import ConfigError
+from envctl.kube.inventory import decode_entries, encode_entries, inventory_name
+from envctl.kube.objects import LABEL_ENV, LABEL_LAYER, ObjRef
+from envctl.kube.outputs import extract, parse_object
+from envctl.kube.prune import prune_decision
+from envctl.kube.wait import Status, readiness
+
+
+def live(
+    kind: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {
+            "name": "x",
+            "labels": {LABEL_ENV: "dev", LABEL_LAYER: "app"} if labels is None else labels,
+            "annotations": annotations or {},
+        },
+    }
+
+
+def decide(kind: str, **kw: Any) -> Any:
+    return prune_decision(ObjRef("v1", kind, "", "x"), live(kind, **kw), env_label="dev", layer_label="app")
+
+
+def test_prune_deletes_only_objects_that_still_carry_this_layers_labels() -> None:
+    assert decide("ConfigMap").delete
+    assert not decide("ConfigMap", labels={LABEL_ENV: "dev", LABEL_LAYER: "other"}).delete
+    assert not decide("ConfigMap", labels={}).delete
+
+
+def test_prune_keeps_crds_and_pvcs_unless_the_object_opts_in() -> None:
+    assert not decide("CustomResourceDefinition").delete
+    assert not decide("PersistentVolumeClaim").delete
+    assert decide("PersistentVolumeClaim", annotations={"envctl.io/prune": "allow"}).delete
+    assert not decide("ConfigMap", annotations={"envctl.io/prune": "disabled"}).delete
+
+
+def test_prune_checks_a_namespace_is_empty_first() -> None:
+    d = decide("Namespace")
+    assert d.delete and d.check_namespace
+    assert not decide("Namespace", annotations={"envctl.io/prune": "allow"}).check_namespace
+
+
+def test_inventory_entries_round_trip_and_name_is_valid() -> None:
+    refs = [ObjRef("apps/v1", "Deployment", "app", "web"), ObjRef("v1", "Namespace", "", "app")]
+    assert sorted(decode_entries(encode_entries(refs))) == sorted(refs)
+    assert inventory_name("Dev_Env", "layer.app") == "dev-env.layer.app"
+
+
+def deployment(status: dict[str, Any], replicas: int = 2, generation: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "generation": generation},
+        "spec": {"replicas": replicas},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "ready", "reason"),
+    [
+        ({}, False, "not observed"),
+        ({"observedGeneration": 1, "updatedReplicas": 1, "replicas": 1}, False, "1 of 2 replicas updated"),
+        (
+            {"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 1},
+            False,
+            "1 of 2",
+        ),
+        ({"observedGeneration": 1, "updatedReplicas": 2, "replicas": 2, "availableReplicas": 2}, True, ""),
+    ],
+)
+def test_deployment_is_ready_when_rolled_out(status: dict[str, Any], ready: bool, reason: str) -> None:
+    r = readiness(deployment(status))
+    assert r.ready is ready
+    assert reason in r.reason
+
+
+def test_job_crd_and_ready_condition_rules() -> None:
+    job = {"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert readiness(job).ready
+    failed = {
+        "kind": "Job",
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimit"}]},
+    }
+    assert readiness(failed).status is Status.FAILED
+    crd = {
+        "kind": "CustomResourceDefinition",
+        "status": {"conditions": [{"type": "Established", "status": "False"}]},
+    }
+    assert not readiness(crd).ready
+    widget = {
+        "kind": "Widget",
+        "status": {"conditions": [{"type": "Ready", "status": "False", "message": "db down"}]},
+    }
+    assert "db down" in readiness(widget).reason
+    assert readiness({"kind": "ConfigMap"}).ready
+
+
+def test_output_objects_and_paths() -> None:
+    assert parse_object("v1/Service/ingress/edge") == ObjRef("v1", "Service", "ingress", "edge")
+    assert parse_object("apps/v1/Deployment/app/web") == ObjRef("apps/v1", "Deployment", "app", "web")
+    assert parse_object("v1/Namespace/app") == ObjRef("v1", "Namespace", "", "app")
+    obj = {
+        "status": {"loadBalancer": {"ingress": [{"hostname": "h"}]}},
+        "metadata": {"annotations": {"a.b/c": "v"}},
+    }
+    assert extract(obj, ".status.loadBalancer.ingress[0].hostname") == "h"
+    assert extract(obj, ".metadata.annotations['a.b/c']") == "v"
+    with pytest.raises(KeyError):
+        extract(obj, ".status.loadBalancer.ingress[1].hostname")
+    with pytest.raises(ConfigError):
+        parse_object("Service")
