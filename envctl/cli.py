@@ -35,7 +35,9 @@ EnvOpt = Annotated[
 ]
 RepoOpt = Annotated[
     Path | None,
-    typer.Option("--repo", help="Environment repository (default: the Git repo around the current directory)."),
+    typer.Option(
+        "--repo", help="Environment repository (default: the Git repo around the current directory)."
+    ),
 ]
 RevOpt = Annotated[
     str | None,
@@ -85,7 +87,8 @@ def _pick_env(snapshot: Snapshot, env: str | None) -> str:
         return envs[0]
     raise UsageError(
         "choose an environment with -e/--env",
-        hint=f"environments in this repository: {', '.join(envs) or 'none (add environments/<name>/environment.yaml)'}",
+        hint="environments in this repository: "
+        + (", ".join(envs) or "none (add environments/<name>/environment.yaml)"),
     )
 
 
@@ -188,9 +191,11 @@ def _display_path(p: Path) -> str:
 
 
 def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
-    from envctl.core.errors import EnvctlError, ExitCode
+    from envctl.core.errors import ExitCode
 
-    real = {n: e for n, e in errors.items() if e.reference != "envctl-error" or "not planned" not in e.message}
+    real = {
+        n: e for n, e in errors.items() if e.reference != "envctl-error" or "not planned" not in e.message
+    }
     first: EnvctlError | None = None
     for e in errors.values():
         if first is None or (first.exit_code == ExitCode.ERROR and e.exit_code != ExitCode.ERROR):
@@ -264,8 +269,10 @@ def approve(
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
     approval = approve_plan(s, bundle, who)
-    typer.echo(f"Approved plan {approval.plan_id} ({approval.fingerprint[:12]}) for {approval.environment} "
-               f"by {approval.by}")
+    typer.echo(
+        f"Approved plan {approval.plan_id} ({approval.fingerprint[:12]}) for {approval.environment} "
+        f"by {approval.by}"
+    )
 
 
 def _tty() -> bool:
@@ -283,15 +290,23 @@ def _ask(question: str, expected: str) -> bool:
 
 @app.command()
 def apply(
-    plan_ref: Annotated[str | None, typer.Argument(metavar="[PLAN]", help="A saved plan (directory or id).")] = None,
+    plan_ref: Annotated[
+        str | None, typer.Argument(metavar="[PLAN]", help="A saved plan (directory or id).")
+    ] = None,
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    approve_: Annotated[bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")] = False,
+    approve_: Annotated[
+        bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")
+    ] = False,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")] = 4,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")] = False,
-    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")] = 0.0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
+    ] = False,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")
+    ] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     debug: DebugOpt = False,
 ) -> None:
@@ -308,11 +323,14 @@ def apply(
 
         bundle, plan_dir = Store(_root(repo)).read_bundle(plan_ref)
         if env and env != bundle.environment:
-            raise UsageError(f"plan {bundle.id} is for environment {bundle.environment}, not {env}",
-                             hint=f"use -e {bundle.environment} or plan {env}")
+            raise UsageError(
+                f"plan {bundle.id} is for environment {bundle.environment}, not {env}",
+                hint=f"use -e {bundle.environment} or plan {env}",
+            )
         s = _session(repo, rev, bundle.environment, parallelism)
         needing = __import__("envctl.core.approval", fromlist=["x"]).nodes_needing_approval(
-            bundle, s.env.approval_required_for)
+            bundle, s.env.approval_required_for
+        )
     else:
         s = _session(repo, rev, env, parallelism)
         result = plan_environment(s)
@@ -331,8 +349,10 @@ def apply(
         elif interactive:
             if plan_ref:
                 typer.echo(pv.plan_text(bundle, needing, _display_path(plan_dir), color=True))
-            if not _ask(f"\nenvctl will change {', '.join(needing)} in environment {bundle.environment}.",
-                        bundle.environment):
+            if not _ask(
+                f"\nenvctl will change {', '.join(needing)} in environment {bundle.environment}.",
+                bundle.environment,
+            ):
                 raise ApprovalRequiredError("apply cancelled: the plan was not approved")
         else:
             raise ApprovalRequiredError(
@@ -346,13 +366,21 @@ def apply(
             return False
         from envctl.core.bundle import PlanBundle
 
-        one = PlanBundle(bundle.id, bundle.environment, bundle.commit, bundle.dirty, bundle.created, (node,),
-                         {node: p})
+        one = PlanBundle(
+            bundle.id, bundle.environment, bundle.commit, bundle.dirty, bundle.created, (node,), {node: p}
+        )
         typer.echo(pv.plan_text(one, [node], _display_path(plan_dir), color=True), err=True)
         return _ask(f"{node} changed after its upstream was applied.", bundle.environment)
 
-    res = apply_bundle(s, bundle, plan_dir, auto_approve=auto_approve or (not needing), prompt=prompt,
-                       resume=resume, lock_timeout=lock_timeout)
+    res = apply_bundle(
+        s,
+        bundle,
+        plan_dir,
+        auto_approve=auto_approve or (not needing),
+        prompt=prompt,
+        resume=resume,
+        lock_timeout=lock_timeout,
+    )
     if approve_:
         s.store.consume_approval(bundle.id)
     from envctl.views.errors import error_text
@@ -398,9 +426,18 @@ def status(
     lock = store.read_file_lock(environment.name)
     drift = store.last_drift(environment.name)
     if fmt == "json":
-        typer.echo(json.dumps({"format_version": "1", "environment": environment.name,
-                               "nodes": {n: last.get(n) for n in g.order()}, "lock": lock,
-                               "last_drift": drift}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "format_version": "1",
+                    "environment": environment.name,
+                    "nodes": {n: last.get(n) for n in g.order()},
+                    "lock": lock,
+                    "last_drift": drift,
+                },
+                indent=2,
+            )
+        )
         return
     typer.echo(f"environment {environment.name}")
     for n in g.order():

@@ -26,8 +26,8 @@ from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
 from envctl.core.changes import SENSITIVE, NodePlan
 from envctl.core.errors import (
     ApprovalRequiredError,
-    EnvctlError,
     EngineError,
+    EnvctlError,
     StalePlanError,
     UsageError,
 )
@@ -102,8 +102,10 @@ def scrub(value: Any, secrets: set[str]) -> Any:
 def scrub_plan(plan: NodePlan, secrets: set[str]) -> NodePlan:
     if not secrets:
         return plan
-    changes = tuple(dataclasses.replace(c, before=scrub(c.before, secrets), after=scrub(c.after, secrets))
-                    for c in plan.changes)
+    changes = tuple(
+        dataclasses.replace(c, before=scrub(c.before, secrets), after=scrub(c.after, secrets))
+        for c in plan.changes
+    )
     return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), secrets)))
 
 
@@ -264,7 +266,12 @@ def changed_paths(root: Path, ref: str, head: str | None) -> list[str]:
 
 
 def _plan_node(
-    s: Session, node: Node, values: Values, pending_outputs: dict[str, set[str]], plan_dir: Path
+    s: Session,
+    node: Node,
+    values: Values,
+    pending_outputs: dict[str, set[str]],
+    plan_dir: Path,
+    upstream_changing: bool = False,
 ) -> tuple[NodePlan, str]:
     inputs, pending = resolve_inputs(s, node, values, pending_outputs)
     ih = inputs_hash(inputs)
@@ -292,8 +299,11 @@ def _plan_node(
         from envctl.kube import plan_layer, render_layer
 
         objects = render_layer(s.env, s.snapshot, node, inputs)
-        plan = plan_layer(s.kube(), node, objects)
-        plan = dataclasses.replace(plan, artifacts={**plan.artifacts, "objects_sha256": _objects_hash(objects)})
+        # an upstream that is not applied yet may create namespaces or CRDs these objects need
+        plan = plan_layer(s.kube(), node, objects, upstream_pending=upstream_changing)
+        plan = dataclasses.replace(
+            plan, artifacts={**plan.artifacts, "objects_sha256": _objects_hash(objects)}
+        )
     return scrub_plan(plan, values.secrets), ih
 
 
@@ -325,7 +335,9 @@ def read_current_outputs(s: Session, node: Node, values: Values) -> None:
         from envctl.terraform.stack import read_outputs
 
         outs = read_outputs(s.stack_ctx(), node)
-        values.put(node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive})
+        values.put(
+            node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive}
+        )
     elif node.layer is not None and node.layer.outputs:
         from envctl.kube import read_layer_outputs
 
@@ -394,7 +406,9 @@ def plan_environment(
         t0 = time.monotonic()
         try:
             read_current_outputs(s, node, values)
-            plan, ih = _plan_node(s, node, values, pending_outputs, plan_dir)
+            with lock:
+                changing = any(plans[u].has_changes for u in s.graph.upstream(n) if u in plans)
+            plan, ih = _plan_node(s, node, values, pending_outputs, plan_dir, changing)
         except EnvctlError as e:
             e.node = e.node or n
             with lock:
@@ -406,8 +420,11 @@ def plan_environment(
             hashes[n] = ih
             pending_outputs[n] = set(plan.outputs_changing) | set(plan.outputs_unknown)
         c = plan.counts
-        what = "pending upstream" if plan.pending_upstream else (
-            f"{c.add} to add, {c.change} to change, {c.destroy} to destroy, {c.replace} to replace")
+        what = (
+            "pending upstream"
+            if plan.pending_upstream
+            else (f"{c.add} to add, {c.change} to change, {c.destroy} to destroy, {c.replace} to replace")
+        )
         s.progress(f"{n}: planned in {time.monotonic() - t0:.1f}s ({what})")
         return Status.DONE
 
@@ -472,16 +489,26 @@ def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
             hint="run envctl plan again",
         )
     if bundle.inputs_hash.get("_source") != s.source_hash():
-        raise StalePlanError("files of the environment changed since the plan was made", hint="run envctl plan again")
+        raise StalePlanError(
+            "files of the environment changed since the plan was made", hint="run envctl plan again"
+        )
     if s.store.was_applied(bundle.id) and not resume:
-        raise StalePlanError(f"plan {bundle.id} was already applied",
-                             hint="run envctl plan again (or --resume to finish an interrupted run)")
+        raise StalePlanError(
+            f"plan {bundle.id} was already applied",
+            hint="run envctl plan again (or --resume to finish an interrupted run)",
+        )
     for n in bundle.order:
         plan = bundle.nodes[n]
-        if "state_sha256" in plan.artifacts and not resume and _state_hash(s, s.env.nodes[n]) != plan.artifacts[
-                "state_sha256"]:
-            raise StalePlanError(f"the Terraform state of {n} changed since the plan was made", node=n,
-                                 hint="run envctl plan again")
+        if (
+            "state_sha256" in plan.artifacts
+            and not resume
+            and _state_hash(s, s.env.nodes[n]) != plan.artifacts["state_sha256"]
+        ):
+            raise StalePlanError(
+                f"the Terraform state of {n} changed since the plan was made",
+                node=n,
+                hint="run envctl plan again",
+            )
 
 
 def approve_plan(s: Session, bundle: PlanBundle, by: str) -> Approval:
@@ -561,8 +588,13 @@ def apply_bundle(
         results: dict[str, NodeResult] = {}
         lock = threading.Lock()
         journal: dict[str, Any] = {
-            "run": run_id, "plan": bundle.id, "environment": s.env.name, "commit": bundle.commit,
-            "started": now(), "holder": holder, "nodes": {},
+            "run": run_id,
+            "plan": bundle.id,
+            "environment": s.env.name,
+            "commit": bundle.commit,
+            "started": now(),
+            "holder": holder,
+            "nodes": {},
         }
         policy = s.env.approval_required_for
 
@@ -570,8 +602,12 @@ def apply_bundle(
             with lock:
                 results[r.node] = r
                 journal["nodes"][r.node] = {
-                    "status": r.status.value, "reason": r.reason, "at": now(), "commit": bundle.commit,
-                    "fingerprint": node_fingerprint(bundle.nodes[r.node]), "seconds": round(r.seconds, 3),
+                    "status": r.status.value,
+                    "reason": r.reason,
+                    "at": now(),
+                    "commit": bundle.commit,
+                    "fingerprint": node_fingerprint(bundle.nodes[r.node]),
+                    "seconds": round(r.seconds, 3),
                 }
                 s.store.write_journal(s.env.name, run_id, journal)
 
@@ -585,13 +621,17 @@ def apply_bundle(
                 record(NodeResult(n, Status.DONE, "resumed", planned))
                 return Status.DONE
             try:
-                status, reason, plan = _apply_node(s, node, planned, bundle, plan_dir, values,
-                                                   auto_approve, prompt, policy)
+                status, reason, plan = _apply_node(
+                    s, node, planned, bundle, plan_dir, values, auto_approve, prompt, policy
+                )
             except EnvctlError as e:
                 e.node = e.node or n
                 s.progress(f"{n}: failed: {e.message}")
-                record(NodeResult(n, Status.FAILED, scrub(e.message, values.secrets), None,
-                                  time.monotonic() - t0))
+                record(
+                    NodeResult(
+                        n, Status.FAILED, scrub(e.message, values.secrets), None, time.monotonic() - t0
+                    )
+                )
                 with lock:
                     errors[n] = e
                 return Status.FAILED
@@ -606,8 +646,13 @@ def apply_bundle(
             st = queue.status[n]
             if n not in results or results[n].status is not st:
                 results[n] = NodeResult(n, st, queue.reason.get(n, ""))
-                journal["nodes"][n] = {"status": st.value, "reason": queue.reason.get(n, ""), "at": now(),
-                                       "commit": bundle.commit, "fingerprint": node_fingerprint(bundle.nodes[n])}
+                journal["nodes"][n] = {
+                    "status": st.value,
+                    "reason": queue.reason.get(n, ""),
+                    "at": now(),
+                    "commit": bundle.commit,
+                    "fingerprint": node_fingerprint(bundle.nodes[n]),
+                }
         journal["finished"] = now()
         journal["interrupted"] = stop.is_set()
         s.store.write_journal(s.env.name, run_id, journal)
@@ -638,8 +683,9 @@ def _apply_node(
 ) -> tuple[Status, str, NodePlan]:
     inputs, pending = resolve_inputs(s, node, values, {})
     if pending:
-        raise EngineError(f"inputs {', '.join(pending)} are still unknown after upstream nodes converged",
-                          node=node.id)
+        raise EngineError(
+            f"inputs {', '.join(pending)} are still unknown after upstream nodes converged", node=node.id
+        )
     same_inputs = bundle.inputs_hash.get(node.id) == inputs_hash(inputs) and not planned.pending_upstream
     plan = planned
     if node.kind == "stack":
@@ -662,7 +708,9 @@ def _apply_node(
             from envctl.terraform.stack import read_outputs
 
             outs = read_outputs(ctx, node)
-        values.put(node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive})
+        values.put(
+            node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive}
+        )
         return Status.DONE, "", plan
 
     from envctl.kube import apply_layer, plan_layer, read_layer_outputs, render_layer
@@ -676,7 +724,9 @@ def _apply_node(
         if blocked:
             return Status.BLOCKED, blocked, plan
     elif planned.artifacts.get("objects_sha256") not in (None, _objects_hash(objects)):
-        raise StalePlanError("the rendered objects differ from the plan", node=node.id, hint="run envctl plan again")
+        raise StalePlanError(
+            "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
+        )
     s.progress(f"{node.id}: applying {len(objects)} objects")
     applied = scrub_plan(apply_layer(kube, node, objects), values.secrets)
     if node.layer is not None and node.layer.outputs:

@@ -90,8 +90,10 @@ class Store:
         try:
             data = read_json(path)
         except (OSError, ValueError) as e:
-            raise StalePlanError(f"{path} cannot be read as a plan bundle ({e.__class__.__name__})",
-                                 hint="run envctl plan again") from None
+            raise StalePlanError(
+                f"{path} cannot be read as a plan bundle ({e.__class__.__name__})",
+                hint="run envctl plan again",
+            ) from None
         bundle = PlanBundle.from_json(data, where=str(path))
         plan_dir = path.parent
         for node in bundle.order:
@@ -136,8 +138,10 @@ class Store:
         return self.base / "applied" / f"{plan_id}.json"
 
     def mark_applied(self, bundle: PlanBundle, run_id: str) -> None:
-        write_json(self._applied_path(bundle.id), {"plan": bundle.id, "fingerprint": bundle.fingerprint,
-                                                    "run": run_id, "at": now()})
+        write_json(
+            self._applied_path(bundle.id),
+            {"plan": bundle.id, "fingerprint": bundle.fingerprint, "run": run_id, "at": now()},
+        )
 
     def was_applied(self, plan_id: str) -> bool:
         return self._applied_path(plan_id).exists()
@@ -218,9 +222,17 @@ class Store:
 
 def holder_identity(run_id: str) -> dict[str, Any]:
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
-    return {"holder": f"{user}@{socket.gethostname()}", "host": socket.gethostname(), "pid": os.getpid(),
-            "run": run_id, "since": now()}
+    return {
+        "holder": f"{user}@{socket.gethostname()}",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "run": run_id,
+        "since": now(),
+    }
 
 
 def describe_holder(h: dict[str, Any]) -> str:
-    return f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, since {h.get('since', '?')})"
+    return (
+        f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, "
+        f"since {h.get('since', '?')})"
+    )

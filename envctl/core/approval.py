@@ -65,6 +65,7 @@ def check_approval(approval: Approval, bundle: PlanBundle) -> None:
         or approval.plan_id != bundle.id
     ):
         raise ApprovalRequiredError(
-            f"the recorded approval by {approval.by} is for plan {approval.plan_id}, not for plan {bundle.id}",
+            f"the recorded approval by {approval.by} is for plan {approval.plan_id}, "
+            f"not for plan {bundle.id}",
             hint=f"review this plan, then run: envctl approve {bundle.id}",
         )

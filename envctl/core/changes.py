@@ -10,11 +10,11 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What will happen (plan) or happened (apply) to one resource or object."""
 
     CREATE = "create"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -18,6 +19,7 @@ def parse_duration(text: str) -> float:
             break
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 1h or 1h30m")
+    if not s or pos != len(s) or not math.isfinite(total):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ValueError(f"{shown!r} is not a duration; write e.g. 30s, 5m, 1h or 1h30m")
     return total

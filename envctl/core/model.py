@@ -71,7 +71,7 @@ class Ref:
 class LayerOutput:
     """``outputs:`` entry of a layer: a value read back from a live object after apply."""
 
-    object: str  # apiVersion/Kind/namespace/name, e.g. v1/Service/ingress/edge (namespace omitted if cluster-scoped)
+    object: str  # apiVersion/Kind/[namespace/]name, e.g. v1/Service/ingress/edge
     path: str  # JSONPath-like, e.g. .status.loadBalancer.ingress[0].hostname
 
 

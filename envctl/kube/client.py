@@ -223,7 +223,8 @@ class KubeContext:
         headers: dict[str, str] = {"Accept": "application/json", "Content-Type": content_type}
         headers.update(api.default_headers)
         api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
-        payload = json.dumps(body) if body is not None else None
+        # The REST client JSON-encodes bodies itself for JSON content types; apply patches go as text.
+        payload = body if content_type == "application/json" or body is None else json.dumps(body)
         attempt = 0
         while True:
             attempt += 1

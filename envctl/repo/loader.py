@@ -8,6 +8,7 @@ Graph-level checks (unknown nodes, cycles, undeclared inputs) live in ``envctl.c
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -239,10 +240,7 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     every = d.get("every")
     if every is not None:
         _want(where("drift"), every, str, "a duration such as 1h", "drift", "every")
-        try:
-            parse_duration(every)
-        except ValueError as e:
-            raise ConfigError(str(e), location=where("drift").loc("drift", "every")) from None
+        _duration(where("drift"), every, "drift", "every")
 
     nodes: dict[str, Node] = {}
     for kind, loader in (("stack", _load_stack), ("layer", _load_layer)):
@@ -381,13 +379,26 @@ def _dep_lines(doc: YamlDoc | None) -> dict[str, Location]:
 
 
 def _duration(doc: YamlDoc, value: Any, *path: str) -> float:
+    """A positive, finite number of seconds: a number, or a string such as ``5m``."""
+    what = ".".join(path)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    _want(doc, value, str, "a duration such as 5m", *path)
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise ConfigError(str(e), location=doc.loc(*path)) from None
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+    else:
+        _want(doc, value, str, "a duration such as 5m", *path)
+        try:
+            seconds = parse_duration(value)
+        except ValueError as e:
+            raise ConfigError(f"{what}: {e}", location=doc.loc(*path)) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(
+            f"{what} must be a positive duration such as 5m",
+            location=doc.loc(*path),
+            hint="write wait: false to skip waiting" if path and path[0] == "wait" else None,
+        )
+    return seconds
 
 
 def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:

@@ -7,6 +7,7 @@ repo cannot make envctl read, or print, a file elsewhere on the machine.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -99,12 +100,18 @@ class WorkTreeSnapshot:
         return full
 
     def read_bytes(self, path: str) -> bytes:
+        full = self._abs(path)
         try:
-            return self._abs(path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
-            raise ConfigError(f"cannot read {path}", location=Location(path)) from e
+            # a FIFO or device would block or never end: only regular files are read
+            if not stat.S_ISREG(full.stat().st_mode):
+                raise ConfigError(f"{path} is not a regular file", location=Location(path))
+            return full.read_bytes()
         except PermissionError as e:
             raise ConfigError(f"{path} is not readable", location=Location(path)) from e
+        except OSError as e:  # missing, a directory, a symlink loop, an I/O error
+            raise ConfigError(
+                f"cannot read {path}: {e.strerror or e}", location=Location(path)
+            ) from e
 
     def exists(self, path: str) -> bool:
         return self._abs(path).exists()
@@ -141,12 +148,15 @@ class GitSnapshot:
         if repo is None:
             raise UsageError(f"--rev {rev} needs a Git repository, and {self.root} is not one")
         try:
+            if rev.startswith("-"):  # never let a revision be read as an option of git
+                raise ValueError(rev)
             self._commit = repo.commit(rev)
-        except (git.BadName, ValueError, git.GitCommandError) as e:
+            # objects load lazily: a SHA that is not in the repository only fails here
+            self._tree = self._commit.tree
+        except (git.BadName, git.BadObject, ValueError, git.GitCommandError) as e:
             raise UsageError(
                 f"unknown revision {rev!r}", hint="give a commit SHA, branch or tag that exists"
             ) from e
-        self._tree = self._commit.tree
 
     @property
     def commit(self) -> str | None:

@@ -66,7 +66,17 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(v, (*path, i), doc, limits, depth + 1) for i, v in enumerate(node.value)]
-    return limits.loader.construct_object(node, deep=True)
+    try:
+        return limits.loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError, TypeError) as e:
+        # PyYAML lets Python's own errors through: a date like 2024-13-45, an integer with more
+        # than 4300 digits, ``!!int abc``
+        text = str(e)
+        raise ConfigError(
+            f"malformed YAML: {text[:120]}",
+            location=Location(doc.file, line),
+            hint="quote the value to keep it a string",
+        ) from None
 
 
 class _NoAliasComposer(yaml.SafeLoader):

@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -213,11 +214,13 @@ class CliEngine:
 
 
 def _parse_version(res: RunResult) -> str:
+    # Warnings about the CLI configuration may precede the JSON document on stdout.
+    start = res.stdout.find("{")
     try:
-        return str(json.loads(res.stdout)["terraform_version"])
+        return str(json.loads(res.stdout[start:])["terraform_version"])
     except (ValueError, KeyError, TypeError):
-        first = (res.stdout or res.stderr).strip().splitlines()
-        return first[0].split()[-1].lstrip("v") if first else "unknown"
+        m = re.search(r"\bv?(\d+\.\d+\.\d+[\w.+-]*)", res.stdout + res.stderr)
+        return m.group(1) if m else "unknown"
 
 
 def _tail(text: str, lines: int = 20) -> str:

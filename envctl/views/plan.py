@@ -58,8 +58,8 @@ def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, colo
     rows = []
     for n in bundle.order:
         p = bundle.nodes[n]
-        c = p.counts
-        rows.append((n, str(c.add), str(c.change), str(c.destroy), str(c.replace), _status(p)))
+        k = p.counts
+        rows.append((n, str(k.add), str(k.change), str(k.destroy), str(k.replace), _status(p)))
     head = ("NODE", "ADD", "CHANGE", "DESTROY", "REPLACE", "STATUS")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -92,8 +92,10 @@ def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, colo
     if not bundle.has_changes:
         out.append("No changes. The environment matches the configuration.")
     else:
-        out.append(f"{total} change(s) in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
-                   + (f"; {len(pend)} node(s) pending upstream" if pend else ""))
+        out.append(
+            f"{total} change(s) in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
+            + (f"; {len(pend)} node(s) pending upstream" if pend else "")
+        )
     if needs_approval:
         out.append(f"Approval required for: {', '.join(needs_approval)}")
     out.append(f"Saved plan: {plan_dir}")
@@ -134,10 +136,10 @@ def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) 
     ]
     for n in bundle.order:
         p = bundle.nodes[n]
-        c = p.counts
+        k = p.counts
         status = _status(p)
         status = f"**{status}**" if status == "DESTRUCTIVE" else status
-        out.append(f"| `{n}` | {c.add} | {c.change} | {c.destroy} | {c.replace} | {status} |")
+        out.append(f"| `{n}` | {k.add} | {k.change} | {k.destroy} | {k.replace} | {status} |")
     out.append("")
     for n in bundle.order:
         p = bundle.nodes[n]
@@ -150,8 +152,17 @@ def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) 
         for c in shown:
             body.extend(_change_lines(c))
         body.extend(f"note: {note}" for note in p.notes)
-        out += ["<details>", f"<summary><code>{n}</code>: {_status(p)}</summary>", "", "```diff", *body, "```",
-                "", "</details>", ""]
+        out += [
+            "<details>",
+            f"<summary><code>{n}</code>: {_status(p)}</summary>",
+            "",
+            "```diff",
+            *body,
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     if needs_approval:
         out.append(f"Approval required for: {', '.join(f'`{n}`' for n in needs_approval)}")
     return "\n".join(out)

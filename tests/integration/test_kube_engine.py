@@ -1,0 +1,536 @@
+"""The Kubernetes engine against the real control plane: every point of issue 5 as a named scenario.
+
+Each test gets its own namespace (``namespace`` fixture) and uses it as the environment name too,
+so inventories never collide. Layers are written to a temp repo and rendered with the real
+renderer; the cluster is the real kube-apiserver of ``scripts/control-plane``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubehelpers import get, set_status
+from kubernetes import client
+
+from envctl.core.changes import Action, NodePlan
+from envctl.core.errors import ConfigError, EngineError, UnavailableError
+from envctl.core.model import Environment, KubernetesSettings, LayerOutput, LayerSpec, Node
+from envctl.kube import (
+    ConflictError,
+    KubeContext,
+    apply_layer,
+    drift_layer,
+    plan_layer,
+    read_inventory,
+    read_layer_outputs,
+    render_layer,
+    wait_layer,
+)
+from envctl.kube.inventory import write_inventory
+from envctl.repo.snapshot import WorkTreeSnapshot
+
+pytestmark = pytest.mark.integration
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+
+
+class Layer:
+    """A layer in a temp repo, rendered and converged against the real cluster."""
+
+    def __init__(self, root: Path, kubeconfig: str, namespace: str, name: str = "app") -> None:
+        self.root = root
+        self.namespace = namespace
+        self.name = name
+        self.path = f"environments/{namespace}/layers/{name}"
+        self.env = Environment(
+            name=namespace, path=f"environments/{namespace}", kubernetes=KubernetesSettings(kubeconfig=kubeconfig)
+        )
+        self.ctx = KubeContext.from_env(self.env, None, concurrency=16)
+        self.spec: dict[str, Any] = {"namespace": namespace, "wait": False}
+        self.inputs: dict[str, Any] = {}
+
+    def write(self, files: dict[str, str]) -> Layer:
+        d = self.root / self.path
+        if d.exists():
+            for f in d.iterdir():
+                f.unlink()
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (d / name).write_text(text)
+        return self
+
+    @property
+    def node(self) -> Node:
+        return Node(
+            id=f"layer.{self.name}",
+            kind="layer",
+            name=self.name,
+            path=self.path,
+            inputs={k: None for k in self.inputs},
+            layer=LayerSpec(**self.spec),
+        )
+
+    def render(self) -> list[dict[str, Any]]:
+        return render_layer(self.env, WorkTreeSnapshot(self.root), self.node, self.inputs)
+
+    def plan(self, **kw: Any) -> NodePlan:
+        return plan_layer(self.ctx, self.node, self.render(), **kw)
+
+    def apply(self, **kw: Any) -> NodePlan:
+        return apply_layer(self.ctx, self.node, self.render(), **kw)
+
+    def drift(self) -> NodePlan:
+        return drift_layer(self.ctx, self.node, self.render())
+
+
+def actions(plan: NodePlan) -> dict[str, str]:
+    return {c.address: c.action.value for c in plan.changes}
+
+
+def cm(name: str, **data: str) -> str:
+    body = "".join(f"\n  {k}: {json.dumps(v)}" for k, v in data.items())
+    return f"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:{body or ' {}'}\n"
+
+
+DEPLOYMENT = """---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: ${inputs.replicas}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:${inputs.tag}
+        ports: [{containerPort: 80}]
+"""
+SERVICE = """---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+"""
+CRD = """---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.${inputs.group}
+spec:
+  group: ${inputs.group}
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"""
+WIDGET = """---
+apiVersion: ${inputs.group}/v1
+kind: Widget
+metadata:
+  name: w1
+spec:
+  size: 3
+"""
+
+
+@pytest.fixture
+def layer(tmp_path: Path, kubeconfig: str, namespace: str) -> Layer:
+    return Layer(tmp_path, kubeconfig, namespace)
+
+
+@pytest.fixture
+def api(api_client: client.ApiClient) -> client.ApiClient:
+    return api_client
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True, text=True, check=False
+    )
+
+
+# -- render + plan --------------------------------------------------------------------------
+
+
+def test_plans_creates_applies_them_and_replans_as_unchanged(layer: Layer, api: client.ApiClient) -> None:
+    layer.inputs = {"replicas": 2, "tag": "1.27"}
+    layer.write({"app.yaml": DEPLOYMENT + SERVICE + cm("settings", color="blue")})
+    ns = layer.namespace
+    plan = layer.plan()
+    assert actions(plan) == {
+        f"apps/v1 Deployment {ns}/web": "create",
+        f"v1 Service {ns}/web": "create",
+        f"v1 ConfigMap {ns}/settings": "create",
+    }
+    applied = layer.apply()
+    assert {c.action for c in applied.changes} == {Action.CREATE}
+    live = get(api, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}})
+    assert live is not None and live["spec"]["replicas"] == 2
+    assert {m["manager"] for m in live["metadata"]["managedFields"]} >= {"envctl"}
+    again = layer.plan()
+    assert not again.has_changes, actions(again)
+
+
+def test_plan_reports_changed_fields_by_path_and_apply_changes_only_those(layer: Layer, api: client.ApiClient) -> None:
+    layer.inputs = {"replicas": 2, "tag": "1.27"}
+    layer.write({"app.yaml": DEPLOYMENT + cm("settings", color="blue")})
+    layer.apply()
+    layer.inputs = {"replicas": 3, "tag": "1.27"}
+    plan = layer.plan()
+    changes = {c.address: c for c in plan.changes}
+    web = changes[f"apps/v1 Deployment {layer.namespace}/web"]
+    assert web.action is Action.UPDATE
+    assert web.fields == ("spec.replicas",)
+    assert changes[f"v1 ConfigMap {layer.namespace}/settings"].action is Action.NOOP
+    done = layer.apply()
+    assert actions(done)[f"apps/v1 Deployment {layer.namespace}/web"] == "update"
+    assert actions(done)[f"v1 ConfigMap {layer.namespace}/settings"] == "no-op"
+    assert not layer.plan().has_changes
+
+
+def test_one_invalid_object_fails_the_plan_and_nothing_is_applied(layer: Layer, api: client.ApiClient) -> None:
+    bad = "---\napiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 700000}]}\n"
+    layer.write({"a.yaml": cm("good", a="1") + bad})
+    with pytest.raises(ConfigError) as err:
+        layer.plan()
+    assert f"v1 Service {layer.namespace}/bad" in str(err.value)
+    with pytest.raises(ConfigError):
+        layer.apply()
+    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "good", "namespace": layer.namespace}}) is None
+
+
+def test_unknown_kind_fails_the_plan_unless_an_upstream_is_pending(layer: Layer) -> None:
+    layer.write({"w.yaml": "apiVersion: nope.example.com/v1\nkind: Gadget\nmetadata: {name: g}\n"})
+    with pytest.raises(ConfigError, match="does not serve kind Gadget"):
+        layer.plan()
+    plan = layer.plan(upstream_pending=True)
+    [change] = plan.changes
+    assert change.action is Action.CREATE and "create after" in change.reasons[0]
+
+
+# -- apply: staging, CRDs, conflicts ---------------------------------------------------------
+
+
+def test_a_crd_and_its_custom_resource_in_one_layer(layer: Layer, api: client.ApiClient) -> None:
+    group = f"{layer.namespace}.example.com"
+    layer.inputs = {"group": group}
+    layer.write({"crd.yaml": CRD, "widget.yaml": WIDGET})
+    plan = layer.plan()
+    widget = next(c for c in plan.changes if "Widget" in c.address)
+    assert widget.action is Action.CREATE
+    assert widget.reasons == (f"create after CustomResourceDefinition widgets.{group}",)
+    done = layer.apply()
+    assert {c.action for c in done.changes} == {Action.CREATE}
+    live = get(api, {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": layer.namespace}})
+    assert live is not None and live["spec"]["size"] == 3
+    assert not layer.plan().has_changes
+    # Clean up the cluster-scoped CRD (prune keeps CRDs by design).
+    client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_namespace_and_its_objects_in_one_layer_are_staged(tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient) -> None:
+    layer = Layer(tmp_path, kubeconfig, namespace)
+    target = f"{namespace}-own"
+    layer.spec["namespace"] = target
+    layer.write({"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n", "cm.yaml": cm("c", a="1")})
+    plan = layer.plan()
+    assert actions(plan)[f"v1 ConfigMap {target}/c"] == "create"
+    layer.apply()
+    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": target}}) is not None
+    client.CoreV1Api(api).delete_namespace(target)
+
+
+def test_a_conflict_with_another_manager_is_reported_and_forced_only_with_force(
+    layer: Layer, kubeconfig: str, api: client.ApiClient
+) -> None:
+    ns = layer.namespace
+    other = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: {ns}}}\ndata: {{color: blue}}\n"
+    proc = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=other", "-f", "-", stdin=other)
+    assert proc.returncode == 0, proc.stderr
+    layer.write({"cm.yaml": cm("shared", color="red")})
+    plan = layer.plan()
+    [change] = plan.changes
+    assert change.manager == "other"
+    assert change.reasons == ("conflict: .data.color is owned by other",)
+    assert any("apply will fail" in n for n in plan.notes)
+    with pytest.raises(ConflictError) as err:
+        layer.apply()
+    assert ".data.color" in str(err.value) and "other" in str(err.value)
+    live = get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}})
+    assert live is not None and live["data"]["color"] == "blue"
+    layer.spec["force"] = True
+    layer.apply()
+    live = get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}})
+    assert live is not None and live["data"]["color"] == "red"
+
+
+# -- inventory and prune ----------------------------------------------------------------------
+
+
+def test_prunes_an_object_removed_from_git(layer: Layer, api: client.ApiClient) -> None:
+    ns = layer.namespace
+    layer.write({"a.yaml": cm("keep", a="1") + cm("drop", b="2")})
+    layer.apply()
+    inv = read_inventory(layer.ctx, "layer.app")
+    assert {r.name for r in inv.entries} == {"keep", "drop"}
+    layer.write({"a.yaml": cm("keep", a="1")})
+    plan = layer.plan()
+    assert actions(plan)[f"v1 ConfigMap {ns}/drop"] == "delete"
+    done = layer.apply()
+    assert actions(done)[f"v1 ConfigMap {ns}/drop"] == "delete"
+    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drop", "namespace": ns}}) is None
+    assert {r.name for r in read_inventory(layer.ctx, "layer.app").entries} == {"keep"}
+    assert not layer.plan().has_changes
+
+
+def test_prune_skips_objects_that_lost_the_layer_labels(layer: Layer, api: client.ApiClient) -> None:
+    ns = layer.namespace
+    layer.write({"a.yaml": cm("keep", a="1") + cm("adopted", b="2")})
+    layer.apply()
+    client.CoreV1Api(api).patch_namespaced_config_map(
+        "adopted", ns, {"metadata": {"labels": {"envctl.io/layer": "someone-else"}}}
+    )
+    layer.write({"a.yaml": cm("keep", a="1")})
+    plan = layer.plan()
+    assert f"v1 ConfigMap {ns}/adopted" not in actions(plan)
+    assert any("labels" in n for n in plan.notes)
+    layer.apply()
+    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "adopted", "namespace": ns}}) is not None
+
+
+def test_an_empty_render_refuses_to_prune_without_allow_empty(layer: Layer, api: client.ApiClient) -> None:
+    ns = layer.namespace
+    layer.write({"a.yaml": cm("one", a="1")})
+    layer.apply()
+    layer.write({})
+    with pytest.raises(ConfigError, match="renders no objects"):
+        layer.plan()
+    with pytest.raises(ConfigError) as err:
+        layer.apply()
+    assert err.value.hint is not None and "--allow-empty" in err.value.hint
+    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one", "namespace": ns}}) is not None
+    done = layer.apply(allow_empty=True)
+    assert actions(done) == {f"v1 ConfigMap {ns}/one": "delete"}
+
+
+def test_a_namespace_holding_other_objects_is_not_pruned(tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient) -> None:
+    layer = Layer(tmp_path, kubeconfig, namespace)
+    target = f"{namespace}-p"
+    layer.spec["namespace"] = target
+    layer.write({"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n", "cm.yaml": cm("c", a="1")})
+    layer.apply()
+    client.CoreV1Api(api).create_namespaced_config_map(target, {"metadata": {"name": "not-ours"}, "data": {"x": "1"}})
+    layer.write({"other.yaml": cm("z", a="1").replace("name: z", f"name: z\n  namespace: {namespace}")})
+    plan = layer.plan()
+    assert actions(plan)[f"v1 ConfigMap {target}/c"] == "delete"
+    assert f"v1 Namespace {target}" not in actions(plan)
+    assert any("still holds other objects" in n and "not-ours" in n for n in plan.notes)
+    layer.apply()
+    assert client.CoreV1Api(api).read_namespace(target).status.phase == "Active"
+    client.CoreV1Api(api).delete_namespace(target)
+
+
+def test_inventory_writes_use_optimistic_concurrency(layer: Layer) -> None:
+    layer.write({"a.yaml": cm("one", a="1")})
+    layer.apply()
+    stale = read_inventory(layer.ctx, "layer.app")
+    write_inventory(layer.ctx, "layer.app", stale, stale.entries)
+    with pytest.raises(EngineError, match="another run"):
+        write_inventory(layer.ctx, "layer.app", stale, ())
+
+
+# -- wait --------------------------------------------------------------------------------------
+
+
+def test_wait_lists_every_object_not_ready_and_succeeds_once_rolled_out(layer: Layer, api: client.ApiClient) -> None:
+    layer.inputs = {"replicas": 2, "tag": "1.27"}
+    widget_job = "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n"
+    layer.write({"app.yaml": DEPLOYMENT + widget_job})
+    layer.spec.update(wait=True, wait_timeout=1.5)
+    with pytest.raises(EngineError) as err:
+        layer.apply()
+    text = str(err.value)
+    assert "timed out" in text
+    assert f"apps/v1 Deployment {layer.namespace}/web" in text and "not observed" in text
+    assert f"batch/v1 Job {layer.namespace}/migrate: job not complete" in text
+    ns = layer.namespace
+    web = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}}
+    gen = get(api, web)["metadata"]["generation"]  # type: ignore[index]
+    set_status(api, web, {"observedGeneration": gen, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2})
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": ns}}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    set_status(api, job, {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+        {"type": "Complete", "status": "True", "lastTransitionTime": now}]})
+    wait_layer(layer.ctx, layer.node, layer.render(), timeout=10)
+
+
+# -- drift -------------------------------------------------------------------------------------
+
+
+def test_drift_names_the_manager_that_changed_a_field_missing_objects_and_objects_left_git(
+    layer: Layer, kubeconfig: str, api: client.ApiClient
+) -> None:
+    ns = layer.namespace
+    layer.inputs = {"replicas": 2, "tag": "1.27"}
+    layer.write({"app.yaml": DEPLOYMENT + cm("settings", color="blue") + cm("gone", a="1") + cm("old", a="1")})
+    layer.apply()
+    assert not any(c.action.changes for c in layer.drift().changes)
+    patch = f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{replicas: 5}}\n"
+    proc = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-", stdin=patch)
+    assert proc.returncode == 0, proc.stderr
+    client.CoreV1Api(api).delete_namespaced_config_map("gone", ns)
+    layer.write({"app.yaml": DEPLOYMENT + cm("settings", color="blue") + cm("gone", a="1")})
+    drift = {c.address: c for c in layer.drift().changes}
+    web = drift[f"apps/v1 Deployment {ns}/web"]
+    assert web.action is Action.UPDATE and web.manager == "other"
+    assert web.fields == ("spec.replicas",)
+    assert web.reasons[0].startswith("spec.replicas changed by other")
+    assert drift[f"v1 ConfigMap {ns}/gone"].action is Action.CREATE
+    assert drift[f"v1 ConfigMap {ns}/old"].action is Action.DELETE
+    assert drift[f"v1 ConfigMap {ns}/settings"].action is Action.NOOP
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+
+def test_layer_outputs_are_read_from_live_objects(layer: Layer) -> None:
+    layer.write({"a.yaml": cm("settings", color="blue") + SERVICE})
+    layer.spec["outputs"] = {
+        "color": LayerOutput(object="v1/ConfigMap/settings", path=".data.color"),
+        "ip": LayerOutput(object=f"v1/Service/{layer.namespace}/web", path=".spec.clusterIP"),
+    }
+    plan = layer.plan()
+    assert plan.outputs_unknown == ("color", "ip")
+    layer.apply()
+    outs = read_layer_outputs(layer.ctx, layer.node)
+    assert outs["color"] == "blue"
+    assert outs["ip"].count(".") == 3
+    layer.spec["outputs"] = {"x": LayerOutput(object="v1/ConfigMap/settings", path=".data.missing")}
+    with pytest.raises(EngineError, match="no value at"):
+        read_layer_outputs(layer.ctx, layer.node)
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def test_a_secret_value_never_appears_in_any_output(
+    layer: Layer, api: client.ApiClient, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = f"s3cr3t-{uuid.uuid4().hex}", f"t0psecret-{uuid.uuid4().hex}"
+    forms = [first, second, *(base64.b64encode(v.encode()).decode() for v in (first, second))]
+    secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ${inputs.pw}\n  user: admin\n"
+    layer.spec["allow_secrets"] = True
+    layer.write({"s.yaml": secret})
+    seen: list[str] = []
+    layer.inputs = {"pw": first}
+    seen.append(json.dumps(layer.plan().to_json()))
+    seen.append(json.dumps(layer.apply().to_json()))
+    seen.append(json.dumps(layer.plan().to_json()))
+    layer.inputs = {"pw": second}
+    changed = layer.plan()
+    [c] = changed.changes
+    assert c.action is Action.UPDATE
+    assert c.after["data"]["password"].startswith("(sensitive, changed) sha256:")
+    assert c.after["data"]["user"] == "(sensitive)"
+    seen.append(json.dumps(changed.to_json()))
+    seen.append(json.dumps(layer.apply().to_json()))
+    client.CoreV1Api(api).patch_namespaced_secret("db", layer.namespace, {"data": {"password": base64.b64encode(first.encode()).decode()}})
+    seen.append(json.dumps(layer.drift().to_json()))
+    layer.write({"s.yaml": secret + "  bad key!: x\n"})
+    try:
+        layer.plan()
+    except Exception as e:  # noqa: BLE001 - the error text is what we check
+        seen.append(str(e) + str(getattr(e, "detail", "")))
+    out = capsys.readouterr()
+    seen += [out.out, out.err, caplog.text]
+    blob = "\n".join(seen)
+    for form in forms:
+        assert form not in blob
+
+
+# -- speed -------------------------------------------------------------------------------------
+
+
+def test_a_500_object_layer_applies_and_replans_as_entirely_unchanged(layer: Layer, record_property: Callable[[str, Any], None]) -> None:
+    layer.write({f"cm{i // 100}.yaml": "".join(cm(f"c{j:03d}", idx=str(j), text="x" * 64) for j in range(i, i + 100)) for i in range(0, 500, 100)})
+    objects = layer.render()
+    assert len(objects) == 500
+    t0 = time.perf_counter()
+    plan = plan_layer(layer.ctx, layer.node, objects)
+    t1 = time.perf_counter()
+    done = apply_layer(layer.ctx, layer.node, objects)
+    t2 = time.perf_counter()
+    again = plan_layer(layer.ctx, layer.node, objects)
+    t3 = time.perf_counter()
+    assert plan.counts.add == 500
+    assert done.counts.add == 500
+    assert again.counts.total == 0 and len(again.changes) == 500
+    assert all(c.action is Action.NOOP for c in again.changes)
+    timings = {"plan_s": round(t1 - t0, 2), "apply_s": round(t2 - t1, 2), "replan_s": round(t3 - t2, 2)}
+    record_property("timings", timings)
+    print(f"\n500 objects: {timings}")
+
+
+# -- comparison with kubectl ------------------------------------------------------------------
+
+
+def test_kubectl_diff_server_side_reports_nothing_after_envctl_applies(
+    tmp_path: Path, layer: Layer, kubeconfig: str, api: client.ApiClient
+) -> None:
+    group = f"{layer.namespace}.example.com"
+    layer.inputs = {"replicas": 2, "tag": "1.27", "group": group, "pw": "hunter2"}
+    secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: '${inputs.pw}'}\n"
+    layer.spec["allow_secrets"] = True
+    layer.write({"app.yaml": DEPLOYMENT + SERVICE + cm("settings", color="blue") + secret, "crd.yaml": CRD, "w.yaml": WIDGET})
+    layer.apply()
+    rendered = tmp_path / "rendered.json"
+    rendered.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": layer.render()}))
+    proc = kubectl(kubeconfig, "diff", "--server-side", "--field-manager=envctl", "-f", str(rendered))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"widgets.{group}")
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_an_unreachable_cluster_is_unavailable_not_an_empty_plan(tmp_path: Path, layer: Layer) -> None:
+    cfg = tmp_path / "dead.kubeconfig"
+    cfg.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    layer.write({"a.yaml": cm("one", a="1")})
+    ctx = KubeContext(env_name=layer.namespace, kubeconfig=str(cfg), connect_timeout=1.0)
+    with pytest.raises(UnavailableError):
+        plan_layer(ctx, layer.node, layer.render())
