@@ -424,6 +424,15 @@ def status(
             if r.get("status") == "done":
                 last[n] = {"commit": r.get("commit"), "at": r.get("at"), "run": j.get("run")}
     lock = store.read_file_lock(environment.name)
+    if lock is None and any(n.kind == "layer" for n in environment.nodes.values()):
+        from envctl.core.errors import UnavailableError
+        from envctl.kube import KubeContext
+        from envctl.kube.lease import read_lease
+
+        try:
+            lock = read_lease(KubeContext.from_env(environment), environment.name)
+        except UnavailableError:
+            lock = {"holder": "unknown: the cluster cannot be reached"}
     drift = store.last_drift(environment.name)
     if fmt == "json":
         typer.echo(

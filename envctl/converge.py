@@ -529,13 +529,23 @@ def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
 
 @contextmanager
 def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[dict[str, Any]]:
-    """The one lock per environment (a file lock under .envctl/locks; see README for the Lease plan)."""
+    """The one lock per environment: a Lease in its cluster (when it has layers) and a local file lock.
+
+    The file lock makes two runs on one checkout fail fast without a round trip; the Lease makes
+    two runs anywhere exclusive, and expires when its holder dies.
+    """
     holder = holder_identity(run_id)
     deadline = time.monotonic() + timeout
     while True:
         try:
             with s.store.file_lock(s.env.name, holder):
-                yield holder
+                if s.has_layers:
+                    from envctl.kube.lease import lease_lock
+
+                    with lease_lock(s.kube(), s.env.name, holder):
+                        yield holder
+                else:
+                    yield holder
             return
         except EnvctlError as e:
             if e.reference != "environment-locked" or time.monotonic() >= deadline:

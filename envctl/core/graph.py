@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 import networkx as nx
 
-from envctl.core.errors import ConfigError, Location
+from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import Environment, Node
 
 
@@ -87,7 +87,10 @@ class EnvGraph:
     def _add(self, edges: dict[tuple[str, str], Edge], up: str, down: str, reason: str, loc: Location) -> None:
         key = (up, down)
         old = edges.get(key)
-        edges[key] = Edge(up, down, (*old.reasons, reason) if old else (reason,), old.location if old else loc)
+        if old is None:
+            edges[key] = Edge(up, down, (reason,), loc)
+        elif reason not in old.reasons:  # the same output used twice is one reason
+            edges[key] = Edge(up, down, (*old.reasons, reason), old.location)
         self.g.add_edge(up, down)
 
     def _check_acyclic(self) -> None:
@@ -128,8 +131,9 @@ class EnvGraph:
         out: set[str] = set()
         for t in targets:
             if t not in self.g:
-                raise ConfigError(f"--target {t}: no such node in environment {self.env.name}",
-                                  hint=_known(self.env, t))
+                # a command-line mistake, not a broken repository: exit 64, not 78
+                raise UsageError(f"--target {t}: no such node in environment {self.env.name}",
+                                 hint=_known(self.env, t))
             out.add(t)
             out |= nx.ancestors(self.g, t)
         return out
@@ -150,8 +154,8 @@ class EnvGraph:
         env_files = {f"{self.env.path}/environment.yaml", "envctl.yaml"}
         hit: set[str] = set()
         for raw in changed_paths:
-            p = PurePosixPath(raw)
-            if raw in env_files:
+            p = PurePosixPath(raw)  # also drops "./" and trailing "/" so both spellings match
+            if str(p) in env_files:
                 return set(self.g.nodes)
             for node in self.env.nodes.values():
                 dirs = [node.path]

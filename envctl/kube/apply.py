@@ -31,6 +31,7 @@ from envctl.kube.objects import (
     secret_values,
     sort_for_delete,
 )
+from envctl.kube.outputs import parse_object
 from envctl.kube.prune import PruneCandidate, delete_objects, namespace_in_use, prune_decision
 from envctl.kube.render import label_value
 from envctl.kube.wait import Waitable, wait_for
@@ -121,17 +122,15 @@ def _delete_change(c: PruneCandidate) -> Change:
 
 
 def _outputs_unknown(node: Node, changes: Sequence[Change]) -> tuple[str, ...]:
+    """Outputs whose object is created or changed by this plan: their values are known after apply."""
+    spec = _spec(node)
     changing = {c.address for c in changes if c.action.changes}
     out = []
-    for name, output in _spec(node).outputs.items():
-        parts = output.object.split("/")
-        for i, part in enumerate(parts):
-            if part[:1].isupper():
-                api_version, kind, rest = "/".join(parts[:i]), part, parts[i + 1 :]
-                ns, obj = (rest[0], rest[1]) if len(rest) == 2 else ("", rest[-1] if rest else "")
-                if any(str(ObjRef(api_version, kind, n, obj)) in changing for n in {ns, ""}):
-                    out.append(name)
-                break
+    for name, output in spec.outputs.items():
+        ref = parse_object(output.object, spec.namespace)
+        cluster_ref = ObjRef(ref.api_version, ref.kind, "", ref.name)
+        if str(ref) in changing or str(cluster_ref) in changing:
+            out.append(name)
     return tuple(sorted(out))
 
 

@@ -52,7 +52,9 @@ class Layer:
         self.name = name
         self.path = f"environments/{namespace}/layers/{name}"
         self.env = Environment(
-            name=namespace, path=f"environments/{namespace}", kubernetes=KubernetesSettings(kubeconfig=kubeconfig)
+            name=namespace,
+            path=f"environments/{namespace}",
+            kubernetes=KubernetesSettings(kubeconfig=kubeconfig),
         )
         self.ctx = KubeContext.from_env(self.env, None, concurrency=16)
         self.spec: dict[str, Any] = {"namespace": namespace, "wait": False}
@@ -193,14 +195,18 @@ def test_plans_creates_applies_them_and_replans_as_unchanged(layer: Layer, api: 
     }
     applied = layer.apply()
     assert {c.action for c in applied.changes} == {Action.CREATE}
-    live = get(api, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}})
+    live = get(
+        api, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}}
+    )
     assert live is not None and live["spec"]["replicas"] == 2
     assert {m["manager"] for m in live["metadata"]["managedFields"]} >= {"envctl"}
     again = layer.plan()
     assert not again.has_changes, actions(again)
 
 
-def test_plan_reports_changed_fields_by_path_and_apply_changes_only_those(layer: Layer, api: client.ApiClient) -> None:
+def test_plan_reports_changed_fields_by_path_and_apply_changes_only_those(
+    layer: Layer, api: client.ApiClient
+) -> None:
     layer.inputs = {"replicas": 2, "tag": "1.27"}
     layer.write({"app.yaml": DEPLOYMENT + cm("settings", color="blue")})
     layer.apply()
@@ -217,7 +223,9 @@ def test_plan_reports_changed_fields_by_path_and_apply_changes_only_those(layer:
     assert not layer.plan().has_changes
 
 
-def test_one_invalid_object_fails_the_plan_and_nothing_is_applied(layer: Layer, api: client.ApiClient) -> None:
+def test_one_invalid_object_fails_the_plan_and_nothing_is_applied(
+    layer: Layer, api: client.ApiClient
+) -> None:
     bad = "---\napiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 700000}]}\n"
     layer.write({"a.yaml": cm("good", a="1") + bad})
     with pytest.raises(ConfigError) as err:
@@ -225,7 +233,17 @@ def test_one_invalid_object_fails_the_plan_and_nothing_is_applied(layer: Layer, 
     assert f"v1 Service {layer.namespace}/bad" in str(err.value)
     with pytest.raises(ConfigError):
         layer.apply()
-    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "good", "namespace": layer.namespace}}) is None
+    assert (
+        get(
+            api,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "good", "namespace": layer.namespace},
+            },
+        )
+        is None
+    )
 
 
 def test_unknown_kind_fails_the_plan_unless_an_upstream_is_pending(layer: Layer) -> None:
@@ -250,22 +268,39 @@ def test_a_crd_and_its_custom_resource_in_one_layer(layer: Layer, api: client.Ap
     assert widget.reasons == (f"create after CustomResourceDefinition widgets.{group}",)
     done = layer.apply()
     assert {c.action for c in done.changes} == {Action.CREATE}
-    live = get(api, {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": layer.namespace}})
+    live = get(
+        api,
+        {
+            "apiVersion": f"{group}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w1", "namespace": layer.namespace},
+        },
+    )
     assert live is not None and live["spec"]["size"] == 3
     assert not layer.plan().has_changes
     # Clean up the cluster-scoped CRD (prune keeps CRDs by design).
     client.ApiextensionsV1Api(api).delete_custom_resource_definition(f"widgets.{group}")
 
 
-def test_namespace_and_its_objects_in_one_layer_are_staged(tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient) -> None:
+def test_namespace_and_its_objects_in_one_layer_are_staged(
+    tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient
+) -> None:
     layer = Layer(tmp_path, kubeconfig, namespace)
     target = f"{namespace}-own"
     layer.spec["namespace"] = target
-    layer.write({"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n", "cm.yaml": cm("c", a="1")})
+    layer.write(
+        {
+            "ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n",
+            "cm.yaml": cm("c", a="1"),
+        }
+    )
     plan = layer.plan()
     assert actions(plan)[f"v1 ConfigMap {target}/c"] == "create"
     layer.apply()
-    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": target}}) is not None
+    assert (
+        get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": target}})
+        is not None
+    )
     client.CoreV1Api(api).delete_namespace(target)
 
 
@@ -273,7 +308,10 @@ def test_a_conflict_with_another_manager_is_reported_and_forced_only_with_force(
     layer: Layer, kubeconfig: str, api: client.ApiClient
 ) -> None:
     ns = layer.namespace
-    other = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: {ns}}}\ndata: {{color: blue}}\n"
+    other = (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: {ns}}}\n"
+        "data: {color: blue}\n"
+    )
     proc = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=other", "-f", "-", stdin=other)
     assert proc.returncode == 0, proc.stderr
     layer.write({"cm.yaml": cm("shared", color="red")})
@@ -285,11 +323,15 @@ def test_a_conflict_with_another_manager_is_reported_and_forced_only_with_force(
     with pytest.raises(ConflictError) as err:
         layer.apply()
     assert ".data.color" in str(err.value) and "other" in str(err.value)
-    live = get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}})
+    live = get(
+        api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}}
+    )
     assert live is not None and live["data"]["color"] == "blue"
     layer.spec["force"] = True
     layer.apply()
-    live = get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}})
+    live = get(
+        api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}}
+    )
     assert live is not None and live["data"]["color"] == "red"
 
 
@@ -307,7 +349,10 @@ def test_prunes_an_object_removed_from_git(layer: Layer, api: client.ApiClient) 
     assert actions(plan)[f"v1 ConfigMap {ns}/drop"] == "delete"
     done = layer.apply()
     assert actions(done)[f"v1 ConfigMap {ns}/drop"] == "delete"
-    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drop", "namespace": ns}}) is None
+    assert (
+        get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drop", "namespace": ns}})
+        is None
+    )
     assert {r.name for r in read_inventory(layer.ctx, "layer.app").entries} == {"keep"}
     assert not layer.plan().has_changes
 
@@ -324,7 +369,10 @@ def test_prune_skips_objects_that_lost_the_layer_labels(layer: Layer, api: clien
     assert f"v1 ConfigMap {ns}/adopted" not in actions(plan)
     assert any("labels" in n for n in plan.notes)
     layer.apply()
-    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "adopted", "namespace": ns}}) is not None
+    assert (
+        get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "adopted", "namespace": ns}})
+        is not None
+    )
 
 
 def test_an_empty_render_refuses_to_prune_without_allow_empty(layer: Layer, api: client.ApiClient) -> None:
@@ -337,18 +385,30 @@ def test_an_empty_render_refuses_to_prune_without_allow_empty(layer: Layer, api:
     with pytest.raises(ConfigError) as err:
         layer.apply()
     assert err.value.hint is not None and "--allow-empty" in err.value.hint
-    assert get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one", "namespace": ns}}) is not None
+    assert (
+        get(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one", "namespace": ns}})
+        is not None
+    )
     done = layer.apply(allow_empty=True)
     assert actions(done) == {f"v1 ConfigMap {ns}/one": "delete"}
 
 
-def test_a_namespace_holding_other_objects_is_not_pruned(tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient) -> None:
+def test_a_namespace_holding_other_objects_is_not_pruned(
+    tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient
+) -> None:
     layer = Layer(tmp_path, kubeconfig, namespace)
     target = f"{namespace}-p"
     layer.spec["namespace"] = target
-    layer.write({"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n", "cm.yaml": cm("c", a="1")})
+    layer.write(
+        {
+            "ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n",
+            "cm.yaml": cm("c", a="1"),
+        }
+    )
     layer.apply()
-    client.CoreV1Api(api).create_namespaced_config_map(target, {"metadata": {"name": "not-ours"}, "data": {"x": "1"}})
+    client.CoreV1Api(api).create_namespaced_config_map(
+        target, {"metadata": {"name": "not-ours"}, "data": {"x": "1"}}
+    )
     layer.write({"other.yaml": cm("z", a="1").replace("name: z", f"name: z\n  namespace: {namespace}")})
     plan = layer.plan()
     assert actions(plan)[f"v1 ConfigMap {target}/c"] == "delete"
@@ -363,17 +423,22 @@ def test_inventory_writes_use_optimistic_concurrency(layer: Layer) -> None:
     layer.write({"a.yaml": cm("one", a="1")})
     layer.apply()
     stale = read_inventory(layer.ctx, "layer.app")
-    write_inventory(layer.ctx, "layer.app", stale, stale.entries)
+    write_inventory(layer.ctx, "layer.app", stale, ())
     with pytest.raises(EngineError, match="another run"):
-        write_inventory(layer.ctx, "layer.app", stale, ())
+        write_inventory(layer.ctx, "layer.app", stale, stale.entries)
 
 
 # -- wait --------------------------------------------------------------------------------------
 
 
-def test_wait_lists_every_object_not_ready_and_succeeds_once_rolled_out(layer: Layer, api: client.ApiClient) -> None:
+def test_wait_lists_every_object_not_ready_and_succeeds_once_rolled_out(
+    layer: Layer, api: client.ApiClient
+) -> None:
     layer.inputs = {"replicas": 2, "tag": "1.27"}
-    widget_job = "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n"
+    widget_job = (
+        "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    spec:\n"
+        "      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n"
+    )
     layer.write({"app.yaml": DEPLOYMENT + widget_job})
     layer.spec.update(wait=True, wait_timeout=1.5)
     with pytest.raises(EngineError) as err:
@@ -385,12 +450,32 @@ def test_wait_lists_every_object_not_ready_and_succeeds_once_rolled_out(layer: L
     ns = layer.namespace
     web = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}}
     gen = get(api, web)["metadata"]["generation"]  # type: ignore[index]
-    set_status(api, web, {"observedGeneration": gen, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2})
+    set_status(
+        api,
+        web,
+        {
+            "observedGeneration": gen,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    )
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": ns}}
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    set_status(api, job, {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [
-        {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-        {"type": "Complete", "status": "True", "lastTransitionTime": now}]})
+    set_status(
+        api,
+        job,
+        {
+            "startTime": now,
+            "completionTime": now,
+            "succeeded": 1,
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                {"type": "Complete", "status": "True", "lastTransitionTime": now},
+            ],
+        },
+    )
     wait_layer(layer.ctx, layer.node, layer.render(), timeout=10)
 
 
@@ -402,11 +487,25 @@ def test_drift_names_the_manager_that_changed_a_field_missing_objects_and_object
 ) -> None:
     ns = layer.namespace
     layer.inputs = {"replicas": 2, "tag": "1.27"}
-    layer.write({"app.yaml": DEPLOYMENT + cm("settings", color="blue") + cm("gone", a="1") + cm("old", a="1")})
+    layer.write(
+        {"app.yaml": DEPLOYMENT + cm("settings", color="blue") + cm("gone", a="1") + cm("old", a="1")}
+    )
     layer.apply()
     assert not any(c.action.changes for c in layer.drift().changes)
-    patch = f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{replicas: 5}}\n"
-    proc = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-", stdin=patch)
+    patch = (
+        f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\n"
+        "spec: {replicas: 5}\n"
+    )
+    proc = kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=patch,
+    )
     assert proc.returncode == 0, proc.stderr
     client.CoreV1Api(api).delete_namespaced_config_map("gone", ns)
     layer.write({"app.yaml": DEPLOYMENT + cm("settings", color="blue") + cm("gone", a="1")})
@@ -448,7 +547,10 @@ def test_a_secret_value_never_appears_in_any_output(
 ) -> None:
     first, second = f"s3cr3t-{uuid.uuid4().hex}", f"t0psecret-{uuid.uuid4().hex}"
     forms = [first, second, *(base64.b64encode(v.encode()).decode() for v in (first, second))]
-    secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n  password: ${inputs.pw}\n  user: admin\n"
+    secret = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
+        "stringData:\n  password: ${inputs.pw}\n  user: admin\n"
+    )
     layer.spec["allow_secrets"] = True
     layer.write({"s.yaml": secret})
     seen: list[str] = []
@@ -464,12 +566,14 @@ def test_a_secret_value_never_appears_in_any_output(
     assert c.after["data"]["user"] == "(sensitive)"
     seen.append(json.dumps(changed.to_json()))
     seen.append(json.dumps(layer.apply().to_json()))
-    client.CoreV1Api(api).patch_namespaced_secret("db", layer.namespace, {"data": {"password": base64.b64encode(first.encode()).decode()}})
+    client.CoreV1Api(api).patch_namespaced_secret(
+        "db", layer.namespace, {"data": {"password": base64.b64encode(first.encode()).decode()}}
+    )
     seen.append(json.dumps(layer.drift().to_json()))
     layer.write({"s.yaml": secret + "  bad key!: x\n"})
     try:
         layer.plan()
-    except Exception as e:  # noqa: BLE001 - the error text is what we check
+    except Exception as e:
         seen.append(str(e) + str(getattr(e, "detail", "")))
     out = capsys.readouterr()
     seen += [out.out, out.err, caplog.text]
@@ -481,8 +585,17 @@ def test_a_secret_value_never_appears_in_any_output(
 # -- speed -------------------------------------------------------------------------------------
 
 
-def test_a_500_object_layer_applies_and_replans_as_entirely_unchanged(layer: Layer, record_property: Callable[[str, Any], None]) -> None:
-    layer.write({f"cm{i // 100}.yaml": "".join(cm(f"c{j:03d}", idx=str(j), text="x" * 64) for j in range(i, i + 100)) for i in range(0, 500, 100)})
+def test_a_500_object_layer_applies_and_replans_as_entirely_unchanged(
+    layer: Layer, record_property: Callable[[str, Any], None]
+) -> None:
+    layer.write(
+        {
+            f"cm{i // 100}.yaml": "".join(
+                cm(f"c{j:03d}", idx=str(j), text="x" * 64) for j in range(i, i + 100)
+            )
+            for i in range(0, 500, 100)
+        }
+    )
     objects = layer.render()
     assert len(objects) == 500
     t0 = time.perf_counter()
@@ -509,9 +622,17 @@ def test_kubectl_diff_server_side_reports_nothing_after_envctl_applies(
 ) -> None:
     group = f"{layer.namespace}.example.com"
     layer.inputs = {"replicas": 2, "tag": "1.27", "group": group, "pw": "hunter2"}
-    secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: '${inputs.pw}'}\n"
+    secret = (
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: '${inputs.pw}'}\n"
+    )
     layer.spec["allow_secrets"] = True
-    layer.write({"app.yaml": DEPLOYMENT + SERVICE + cm("settings", color="blue") + secret, "crd.yaml": CRD, "w.yaml": WIDGET})
+    layer.write(
+        {
+            "app.yaml": DEPLOYMENT + SERVICE + cm("settings", color="blue") + secret,
+            "crd.yaml": CRD,
+            "w.yaml": WIDGET,
+        }
+    )
     layer.apply()
     rendered = tmp_path / "rendered.json"
     rendered.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": layer.render()}))
@@ -528,7 +649,8 @@ def test_an_unreachable_cluster_is_unavailable_not_an_empty_plan(tmp_path: Path,
     cfg = tmp_path / "dead.kubeconfig"
     cfg.write_text(
         "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
     )
     layer.write({"a.yaml": cm("one", a="1")})
     ctx = KubeContext(env_name=layer.namespace, kubeconfig=str(cfg), connect_timeout=1.0)

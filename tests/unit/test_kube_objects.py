@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from envctl.core.changes import Action
-from envctl.kube.client import ApiError, ConflictError, conflicts_of, translate
 from envctl.core.errors import ConfigError, UnavailableError
+from envctl.kube.client import ApiError, ConflictError, conflicts_of, translate
 from envctl.kube.diff import object_change
 from envctl.kube.objects import (
     ObjRef,

@@ -45,7 +45,8 @@ def test_escape_keeps_a_literal_reference(tmp_path: Path) -> None:
     snap, node = make(
         tmp_path,
         {
-            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {script: 'echo $${HOME}'}\n"
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+            "data: {script: 'echo $${HOME}'}\n"
         },
     )
     [obj] = render_layer(ENV, snap, node, {})
