@@ -276,7 +276,7 @@ def approve(
 
 
 def _tty() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("CI") not in ("true", "1")
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _ask(question: str, expected: str) -> bool:

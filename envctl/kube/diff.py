@@ -24,6 +24,8 @@ from envctl.kube.client import (
     translate,
 )
 from envctl.kube.objects import (
+    LABEL_ENV,
+    LABEL_LAYER,
     ObjRef,
     diff_paths,
     is_secret,
@@ -118,10 +120,18 @@ def prepare(
     crds = crd_kinds(objects)
     namespaces = layer_namespaces(objects)
     items = [Prepared(copy.deepcopy(dict(o)), ObjRef.of(o)) for o in objects]
+    known = prefetch_live(ctx, node_id, items)
 
     def one(p: Prepared) -> Prepared:
         dry_run_one(
-            ctx, node_id, p, force=force, crds=crds, namespaces=namespaces, upstream_pending=upstream_pending
+            ctx,
+            node_id,
+            p,
+            force=force,
+            crds=crds,
+            namespaces=namespaces,
+            upstream_pending=upstream_pending,
+            known_live=known,
         )
         return p
 
@@ -130,6 +140,48 @@ def prepare(
         if isinstance(r, BaseException):
             raise r
     return items
+
+
+def prefetch_live(
+    ctx: KubeContext, node_id: str, items: Sequence[Prepared], *, min_group: int = 8
+) -> dict[ObjRef, dict[str, Any]]:
+    """Live objects fetched by one LIST per kind and namespace (label selector of this layer).
+
+    Only for groups of at least ``min_group`` objects, where one LIST beats many GETs; an object
+    the LIST does not return (unlabelled, or absent) is still read with its own GET later.
+    """
+    groups: dict[tuple[str, str], tuple[ObjRef, Mapping_, str]] = {}
+    sizes: dict[tuple[str, str], int] = {}
+    for p in items:
+        labels = (p.obj.get("metadata") or {}).get("labels") or {}
+        selector = ",".join(f"{k}={labels[k]}" for k in (LABEL_ENV, LABEL_LAYER) if k in labels)
+        if not selector:
+            continue
+        try:
+            resolved = ctx.resolve(p.ref)
+        except ApiError as e:
+            raise translate(e, p.ref, node=node_id) from e
+        if resolved is None:
+            continue
+        ref, mapping = resolved
+        key = (ctx.path(ref, mapping, name=False), selector)
+        groups[key] = (ref, mapping, selector)
+        sizes[key] = sizes.get(key, 0) + 1
+    wanted = [key for key, n in sizes.items() if n >= min_group]
+
+    def fetch(key: tuple[str, str]) -> list[dict[str, Any]]:
+        return ctx.list_items(key[0], query={"labelSelector": key[1]})
+
+    known: dict[ObjRef, dict[str, Any]] = {}
+    for key, result in zip(wanted, ctx.parallel(fetch, wanted), strict=True):
+        if isinstance(result, BaseException):
+            continue  # a GET per object will follow and report any real problem
+        api_version = groups[key][0].api_version
+        for item in result:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", groups[key][0].kind)
+            known[ObjRef.of(item)] = item
+    return known
 
 
 def dry_run_one(
@@ -141,6 +193,7 @@ def dry_run_one(
     crds: Mapping[tuple[str, str], str] | None = None,
     namespaces: set[str] | None = None,
     upstream_pending: bool = False,
+    known_live: Mapping[ObjRef, dict[str, Any]] | None = None,
 ) -> None:
     """Fill ``p`` with mapping, live object and dry-run result (or a pending reason)."""
     secrets = list(secret_values(p.obj))
@@ -167,7 +220,7 @@ def dry_run_one(
             meta["namespace"] = p.ref.namespace
         else:
             meta.pop("namespace", None)
-        p.live = ctx.get(p.ref, p.mapping)
+        p.live = (known_live or {}).get(p.ref) or ctx.get(p.ref, p.mapping)
         if p.live is None and p.mapping.namespaced and p.ref.namespace in (namespaces or set()):
             ns_live = ctx.get(ObjRef("v1", "Namespace", "", p.ref.namespace), Mapping_("namespaces", False))
             if ns_live is None:

