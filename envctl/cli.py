@@ -462,6 +462,104 @@ def status(
         typer.echo("last drift check: never")
 
 
+@app.command()
+def drift(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    rev: RevOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, json, markdown or html.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
+    notify: Annotated[bool, typer.Option("--notify", help="POST the summary to the configured webhooks.")] = False,
+    webhook: Annotated[
+        list[str] | None, typer.Option("--webhook", help="Also notify this URL (repeatable).")
+    ] = None,
+    converge: Annotated[bool, typer.Option("--converge", help="Re-apply drifted layers.")] = False,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="With --converge: also re-apply drifted stacks.")
+    ] = False,
+    every: Annotated[
+        str | None, typer.Option("--every", help="Keep checking on this schedule (e.g. 1h) until SIGTERM.")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare the live world with Git: exit 0 in sync, 2 drift, 1 or 69 when something could not be checked."""
+    _set_debug(debug)
+    _format(fmt, ("text", "json", "markdown", "html"))
+    interval: float | None = None
+    if every:
+        from envctl.core.durations import parse_duration
+        from envctl.core.errors import UsageError
+
+        try:
+            interval = parse_duration(every)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if interval < 1:
+            raise UsageError("--every must be at least 1s")
+    if interval is None:
+        raise typer.Exit(_drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve))
+    import random
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    code = 0
+    while not stop.is_set():
+        try:
+            code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
+        except Exception as e:  # keep the schedule alive; the error is reported and retried next time
+            from envctl.core.errors import EnvctlError
+
+            if not isinstance(e, EnvctlError):
+                raise
+            from envctl.views.errors import error_text
+
+            typer.echo(error_text(e), err=True)
+            code = int(e.exit_code)
+        wait_s = interval * random.uniform(0.9, 1.1)
+        _progress(f"next drift check in {wait_s:.0f}s (SIGTERM to stop)")
+        stop.wait(wait_s)
+    raise typer.Exit(code)
+
+
+def _drift_once(
+    env: str | None,
+    repo: Path | None,
+    rev: str | None,
+    fmt: str,
+    output: Path | None,
+    notify: bool,
+    webhooks: list[str],
+    converge: bool,
+    auto_approve: bool,
+) -> int:
+    import dataclasses
+
+    from envctl.drift import check_drift, converge_drifted
+    from envctl.views.drift import RENDERERS
+
+    s = _session(repo, rev, env)
+    report = check_drift(s)
+    urls = [*(s.env.notifications if notify else ()), *webhooks]
+    if urls and not report.skipped_reason and (report.has_drift or report.has_errors):
+        from envctl.notify import drift_payload, post_all
+
+        report = dataclasses.replace(report, deliveries=post_all(urls, drift_payload(report.to_json())))
+    text = RENDERERS[fmt](report)
+    if output:
+        from envctl.store import atomic_write
+
+        atomic_write(output, text.encode())
+        _progress(f"drift report written to {output}")
+    else:
+        typer.echo(text)
+    if converge and report.has_drift:
+        for note in converge_drifted(s, report, auto_approve=auto_approve):
+            _progress(f"converge: {note}")
+    return report.exit_code
+
+
 def _set_debug(value: bool) -> None:
     global _debug
     _debug = _debug or value or os.environ.get("ENVCTL_DEBUG") == "1"

@@ -461,6 +461,7 @@ class NodeResult:
     reason: str = ""
     plan: NodePlan | None = None
     seconds: float = 0.0
+    inputs_hash: str = ""  # of the inputs it converged with: drift compares it to find stale nodes
 
 
 @dataclass
@@ -618,6 +619,7 @@ def apply_bundle(
                     "commit": bundle.commit,
                     "fingerprint": node_fingerprint(bundle.nodes[r.node]),
                     "seconds": round(r.seconds, 3),
+                    "inputs_hash": r.inputs_hash,
                 }
                 s.store.write_journal(s.env.name, run_id, journal)
 
@@ -628,7 +630,8 @@ def apply_bundle(
             if done_before.get(n) == node_fingerprint(planned):
                 read_current_outputs(s, node, values)
                 s.progress(f"{n}: already converged by an earlier run of this plan, skipped")
-                record(NodeResult(n, Status.DONE, "resumed", planned))
+                ih = inputs_hash(resolve_inputs(s, node, values, {})[0])
+                record(NodeResult(n, Status.DONE, "resumed", planned, 0.0, ih))
                 return Status.DONE
             try:
                 status, reason, plan = _apply_node(
@@ -645,7 +648,8 @@ def apply_bundle(
                 with lock:
                     errors[n] = e
                 return Status.FAILED
-            record(NodeResult(n, status, reason, plan, time.monotonic() - t0))
+            ih = inputs_hash(resolve_inputs(s, node, values, {})[0]) if status is Status.DONE else ""
+            record(NodeResult(n, status, reason, plan, time.monotonic() - t0, ih))
             return status
 
         errors: dict[str, EnvctlError] = {}

@@ -52,7 +52,8 @@ class EnvGraph:
                 assert ref.node is not None
                 if ref.node not in env.nodes:
                     raise ConfigError(
-                        f"${{{ref.text}}} refers to {ref.node}, which is not a node of environment {env.name}",
+                        f"${{{ref.text}}} refers to {ref.node}, "
+                        f"which is not a node of environment {env.name}",
                         node=node.id,
                         location=ref.location,
                         hint=_known(env, ref.node),
@@ -84,7 +85,9 @@ class EnvGraph:
         self.edges = edges
         self._check_acyclic()
 
-    def _add(self, edges: dict[tuple[str, str], Edge], up: str, down: str, reason: str, loc: Location) -> None:
+    def _add(
+        self, edges: dict[tuple[str, str], Edge], up: str, down: str, reason: str, loc: Location
+    ) -> None:
         key = (up, down)
         old = edges.get(key)
         if old is None:

@@ -59,7 +59,9 @@ def _with_adoption(p: Prepared) -> Change | None:
 
 
 def _stale(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
-    return [e for e in inventory.entries if not any(e.same_object(p.ref) for p in prepared)]
+    """Inventory entries no longer rendered (an apiVersion change of the same object is not stale)."""
+    rendered = {(p.ref.group, p.ref.kind, p.ref.namespace, p.ref.name) for p in prepared}
+    return [e for e in inventory.entries if (e.group, e.kind, e.namespace, e.name) not in rendered]
 
 
 def _check_empty(node: Node, objects: Sequence[Any], stale: Sequence[ObjRef], allow_empty: bool) -> None:

@@ -100,6 +100,12 @@ def translate(
         return EngineError(
             f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
         )
+    if err.status == 404 and 'namespaces "' in err.message:
+        return EngineError(
+            f"{what}{message}",
+            node=node,
+            hint="create the namespace in this layer or in a layer it depends on",
+        )
     if err.status in _RETRY_STATUSES:
         return UnavailableError(f"{what}API server busy or unavailable ({err.status}): {message}", node=node)
     return EngineError(f"{what}{err.status} {err.reason}: {message}", node=node, detail=detail)

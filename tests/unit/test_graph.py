@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable
 
 import pytest
+from conftest import MakeRepo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, LayerOutput, LayerSpec, Node, Ref, StackSpec
-
-from conftest import MakeRepo  # noqa: I001
 
 GraphOf = Callable[..., EnvGraph]
 
@@ -22,8 +22,14 @@ def stack(name: str, deps: Iterable[str] = (), refs: Iterable[Ref] = ()) -> Node
     deps = tuple(deps)
     cfg = f"environments/t/stacks/{name}/stack.yaml"
     return Node(
-        id=f"stack.{name}", kind="stack", name=name, path=f"environments/t/stacks/{name}",
-        depends_on=deps, refs=tuple(refs), config_file=cfg, stack=StackSpec(tf_files=("main.tf",)),
+        id=f"stack.{name}",
+        kind="stack",
+        name=name,
+        path=f"environments/t/stacks/{name}",
+        depends_on=deps,
+        refs=tuple(refs),
+        config_file=cfg,
+        stack=StackSpec(tf_files=("main.tf",)),
         depends_lines={d: Location(cfg, i + 2) for i, d in enumerate(deps)},
     )
 
@@ -48,7 +54,9 @@ def test_edges_come_from_depends_on_and_references(make_repo: MakeRepo, graph_of
     }
     edge = g.edges[("stack.network", "stack.database")]
     assert edge.location == Location("environments/dev/stacks/database/stack.yaml", 3)
-    assert g.edges[("layer.platform", "layer.app")].location == Location("environments/dev/layers/app/layer.yaml", 1)
+    assert g.edges[("layer.platform", "layer.app")].location == Location(
+        "environments/dev/layers/app/layer.yaml", 1
+    )
 
 
 def test_order_and_levels(make_repo: MakeRepo, graph_of: GraphOf) -> None:
@@ -61,7 +69,13 @@ def test_order_and_levels(make_repo: MakeRepo, graph_of: GraphOf) -> None:
 
 
 def test_order_respects_every_edge_and_is_deterministic() -> None:
-    nodes = [stack("a", ["stack.c"]), stack("b"), stack("c", ["stack.b"]), stack("d", ["stack.b"]), stack("e")]
+    nodes = [
+        stack("a", ["stack.c"]),
+        stack("b"),
+        stack("c", ["stack.b"]),
+        stack("d", ["stack.b"]),
+        stack("e"),
+    ]
     g = EnvGraph(env_of(*nodes))
     order = g.order()
     for up, down in g.edges:
@@ -74,7 +88,7 @@ def test_with_dependencies_and_dependents(make_repo: MakeRepo, graph_of: GraphOf
     g = graph_of(make_repo())
     assert g.with_dependencies(["stack.database"]) == {"stack.network", "stack.database"}
     assert g.with_dependents(["stack.network"]) == {"stack.network", "stack.database", "layer.app"}
-    with pytest.raises(UsageError, match="--target stack.nope") as e:
+    with pytest.raises(UsageError, match=r"--target stack\.nope") as e:
         g.with_dependencies(["stack.nope"])
     assert e.value.hint is not None and "stack.network" in e.value.hint
 
@@ -88,12 +102,25 @@ def test_with_dependencies_and_dependents(make_repo: MakeRepo, graph_of: GraphOf
         (["environments/dev/layers/platform/ns.yaml"], {"layer.platform", "layer.app"}),
         (["environments/dev/layers/app/app.yaml"], {"layer.app"}),
         (["environments/dev/layers/app"], {"layer.app"}),
-        (["environments/dev/environment.yaml"], {"stack.network", "stack.database", "layer.platform", "layer.app"}),
-        (["./environments/dev/environment.yaml"],
-         {"stack.network", "stack.database", "layer.platform", "layer.app"}),
+        (
+            ["environments/dev/environment.yaml"],
+            {"stack.network", "stack.database", "layer.platform", "layer.app"},
+        ),
+        (
+            ["./environments/dev/environment.yaml"],
+            {"stack.network", "stack.database", "layer.platform", "layer.app"},
+        ),
         (["envctl.yaml"], {"stack.network", "stack.database", "layer.platform", "layer.app"}),
-        (["README.md", "environments/prod/environment.yaml", "modules/network-old/main.tf",
-          "environments/dev/stacks/network2/main.tf", "environments/dev/layers/app.yaml"], set()),
+        (
+            [
+                "README.md",
+                "environments/prod/environment.yaml",
+                "modules/network-old/main.tf",
+                "environments/dev/stacks/network2/main.tf",
+                "environments/dev/layers/app.yaml",
+            ],
+            set(),
+        ),
         ([], set()),
     ],
 )
@@ -107,7 +134,7 @@ def test_affected_nodes_of_changed_paths(
 
 
 def test_depends_on_a_missing_node_names_file_and_line() -> None:
-    with pytest.raises(ConfigError, match="depends_on names 'stack.ghost'") as e:
+    with pytest.raises(ConfigError, match=r"depends_on names 'stack\.ghost'") as e:
         EnvGraph(env_of(stack("a", ["stack.b", "stack.ghost"]), stack("b")))
     assert e.value.location == Location("environments/t/stacks/a/stack.yaml", 3)
     assert e.value.node == "stack.a"
@@ -121,10 +148,15 @@ def test_reference_to_a_missing_node_names_file_and_line() -> None:
 
 
 def test_reference_to_an_undeclared_layer_output_is_an_error() -> None:
-    layer = Node(id="layer.edge", kind="layer", name="edge", path="environments/t/layers/edge",
-                 layer=LayerSpec(outputs={"host": LayerOutput("v1/Service/ns/edge", ".status")}))
+    layer = Node(
+        id="layer.edge",
+        kind="layer",
+        name="edge",
+        path="environments/t/layers/edge",
+        layer=LayerSpec(outputs={"host": LayerOutput("v1/Service/ns/edge", ".status")}),
+    )
     EnvGraph(env_of(layer, stack("dns", refs=[out("layer.edge", "host")])))
-    with pytest.raises(ConfigError, match="layer.edge declares no output 'ip'") as e:
+    with pytest.raises(ConfigError, match=r"layer\.edge declares no output 'ip'") as e:
         EnvGraph(env_of(layer, stack("dns", refs=[out("layer.edge", "ip", 4)])))
     assert e.value.location == Location("f.yaml", 4)
 
@@ -144,7 +176,9 @@ def test_unknown_env_var_is_an_error() -> None:
 
 
 def test_repeated_reference_gives_one_edge_with_one_reason() -> None:
-    g = EnvGraph(env_of(stack("a"), stack("b", ["stack.a"], refs=[out("stack.a", "x"), out("stack.a", "x", 2)])))
+    g = EnvGraph(
+        env_of(stack("a"), stack("b", ["stack.a"], refs=[out("stack.a", "x"), out("stack.a", "x", 2)]))
+    )
     assert g.edges[("stack.a", "stack.b")].reasons == ("depends_on", "stack.a.outputs.x")
 
 
@@ -169,7 +203,7 @@ def dag_with_back_edge(draw: st.DrawFn) -> tuple[int, set[tuple[int, int]], tupl
     j = draw(st.integers(min_value=i + 1, max_value=n - 1))
     middle = draw(st.lists(st.integers(min_value=i + 1, max_value=j - 1), max_size=4)) if j - i > 1 else []
     path = sorted(set(middle) | {i, j})
-    edges |= set(zip(path, path[1:], strict=False))
+    edges |= set(itertools.pairwise(path))
     return n, edges, (j, i)
 
 
@@ -192,11 +226,27 @@ def test_a_dag_plus_a_back_edge_is_a_cycle_error_naming_a_real_cycle(
         else:
             spec = {"layer": LayerSpec(outputs={"o": LayerOutput("v1/ConfigMap/ns/x", ".data")})}
         if as_refs:
-            nodes.append(Node(id=ids[k], kind=kinds[k], name=names[k], path=f"p/{k}",  # type: ignore[arg-type]
-                              refs=tuple(out(u, "o") for u in ups), **spec))  # type: ignore[arg-type]
+            nodes.append(
+                Node(
+                    id=ids[k],
+                    kind=kinds[k],
+                    name=names[k],
+                    path=f"p/{k}",  # type: ignore[arg-type]
+                    refs=tuple(out(u, "o") for u in ups),
+                    **spec,
+                )
+            )  # type: ignore[arg-type]
         else:
-            nodes.append(Node(id=ids[k], kind=kinds[k], name=names[k], path=f"p/{k}",  # type: ignore[arg-type]
-                              depends_on=tuple(ups), **spec))  # type: ignore[arg-type]
+            nodes.append(
+                Node(
+                    id=ids[k],
+                    kind=kinds[k],
+                    name=names[k],
+                    path=f"p/{k}",  # type: ignore[arg-type]
+                    depends_on=tuple(ups),
+                    **spec,
+                )
+            )  # type: ignore[arg-type]
     with pytest.raises(ConfigError) as e:
         EnvGraph(env_of(*nodes))
     m = _CYCLE.match(e.value.message)
@@ -205,7 +255,7 @@ def test_a_dag_plus_a_back_edge_is_a_cycle_error_naming_a_real_cycle(
     assert len(path) >= 3 and path[0] == path[-1]
     assert len(set(path[:-1])) == len(path) - 1  # a simple cycle
     id_edges = {(ids[u], ids[d]) for u, d in all_edges}
-    for up, down in zip(path, path[1:], strict=False):
+    for up, down in itertools.pairwise(path):
         assert (up, down) in id_edges
     assert e.value.node == path[0]
     assert e.value.location is not None

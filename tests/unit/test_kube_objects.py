@@ -174,3 +174,12 @@ def test_api_errors_translate_by_status_and_name_the_object() -> None:
     assert isinstance(translate(ApiError(0, "Unavailable", "connection refused"), ref), UnavailableError)
     scrubbed = translate(ApiError(422, "Invalid", "bad value hunter2"), ref, secrets=["hunter2"])
     assert "hunter2" not in str(scrubbed)
+
+
+def test_importing_the_engine_does_not_import_the_kubernetes_client() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, envctl.kube; print('kubernetes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import MakeRepo, git
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import Environment
 from envctl.repo import GitSnapshot, WorkTreeSnapshot, list_environments, load_environment, open_snapshot
-
-from conftest import MakeRepo, git  # noqa: I001  (tests/unit is on sys.path: pytest rootdir-relative import)
 
 LoadEnv = Callable[..., Environment]
 
@@ -36,10 +35,16 @@ def test_finds_stacks_and_layers_of_the_environment(make_repo: MakeRepo, load_en
     assert env.vars == {"replicas": 2, "size": "small"}
 
 
-def test_a_directory_without_terraform_or_stack_yaml_is_not_a_stack(make_repo: MakeRepo, load_env: LoadEnv) -> None:
-    root = make_repo({"environments/dev/stacks/notes/README.md": "hello\n",
-                      "environments/dev/layers/empty/README.md": "hello\n",
-                      "environments/dev/stacks/file-not-dir": "x\n"})
+def test_a_directory_without_terraform_or_stack_yaml_is_not_a_stack(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    root = make_repo(
+        {
+            "environments/dev/stacks/notes/README.md": "hello\n",
+            "environments/dev/layers/empty/README.md": "hello\n",
+            "environments/dev/stacks/file-not-dir": "x\n",
+        }
+    )
     assert "stack.notes" not in load_env(root).nodes
     assert "layer.empty" not in load_env(root).nodes
 
@@ -69,10 +74,12 @@ def test_collects_references_with_file_and_line(make_repo: MakeRepo, load_env: L
 
 def test_manifest_references_create_edges_and_escapes_do_not(make_repo: MakeRepo, load_env: LoadEnv) -> None:
     manifest = "environments/dev/layers/platform/cm.yaml"
-    root = make_repo({
-        manifest: "kind: ConfigMap\ndata:\n  a: $${stack.nothing.outputs.x}\n  b: ${env.name}\n"
-                  "  c: ${stack.network.outputs.vpc_id}\n",
-    })
+    root = make_repo(
+        {
+            manifest: "kind: ConfigMap\ndata:\n  a: $${stack.nothing.outputs.x}\n  b: ${env.name}\n"
+            "  c: ${stack.network.outputs.vpc_id}\n",
+        }
+    )
     refs = load_env(root).nodes["layer.platform"].refs
     assert [(r.text, r.location) for r in refs] == [
         ("env.name", Location(manifest, 4)),
@@ -97,9 +104,13 @@ def test_stack_inputs_cannot_use_manifest_inputs(make_repo: MakeRepo, load_env: 
 
 
 def test_records_the_modules_a_stack_uses_transitively(make_repo: MakeRepo, load_env: LoadEnv) -> None:
-    root = make_repo({
-        "environments/dev/stacks/network/main.tf": 'module "m" {\n  source = "../../../../modules/net"\n}\n',
-    })
+    root = make_repo(
+        {
+            "environments/dev/stacks/network/main.tf": (
+                'module "m" {\n  source = "../../../../modules/net"\n}\n'
+            ),
+        }
+    )
     env = load_env(root)
     assert env.nodes["stack.database"].stack.module_dirs == ("modules/db", "modules/net")  # type: ignore[union-attr]
     assert env.nodes["stack.network"].stack.module_dirs == ("modules/net",)  # type: ignore[union-attr]
@@ -117,7 +128,9 @@ def test_module_paths_outside_the_repository_are_refused(
     assert e.value.node == "stack.database"
 
 
-def test_terraform_module_source_leaving_the_repository_is_refused(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+def test_terraform_module_source_leaving_the_repository_is_refused(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
     tf = "environments/dev/stacks/network/main.tf"
     root = make_repo({tf: '\n\nmodule "m" {\n  source = "../../../../../elsewhere"\n}\n'})
     with pytest.raises(ConfigError, match="leads outside the repository") as e:
@@ -133,7 +146,9 @@ def test_module_that_is_not_a_terraform_directory_is_an_error(make_repo: MakeRep
     assert e.value.location == Location(cfg, 1)
 
 
-def test_symlink_leaving_the_repository_is_refused(make_repo: MakeRepo, load_env: LoadEnv, tmp_path: Path) -> None:
+def test_symlink_leaving_the_repository_is_refused(
+    make_repo: MakeRepo, load_env: LoadEnv, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.yaml"
     secret.write_text("password: hunter2\n")
     root = make_repo()
@@ -174,13 +189,17 @@ def test_symlink_inside_the_repository_is_followed(make_repo: MakeRepo, load_env
 
 
 def test_stack_and_layer_with_one_name_are_rejected(make_repo: MakeRepo, load_env: LoadEnv) -> None:
-    root = make_repo({"environments/dev/stacks/x/main.tf": "", "environments/dev/layers/x/cm.yaml": "kind: A\n"})
+    root = make_repo(
+        {"environments/dev/stacks/x/main.tf": "", "environments/dev/layers/x/cm.yaml": "kind: A\n"}
+    )
     with pytest.raises(ConfigError, match="two nodes share the name 'x'") as e:
         load_env(root)
     assert "environments/dev/stacks/x" in e.value.message and "environments/dev/layers/x" in e.value.message
 
 
-def test_names_differing_only_by_dash_and_underscore_are_rejected(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+def test_names_differing_only_by_dash_and_underscore_are_rejected(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
     root = make_repo({"environments/dev/stacks/a_b/main.tf": "", "environments/dev/stacks/a-b/main.tf": ""})
     with pytest.raises(ConfigError, match="two nodes share the name"):
         load_env(root)
@@ -193,7 +212,9 @@ def test_invalid_node_name_is_rejected(make_repo: MakeRepo, load_env: LoadEnv) -
     assert e.value.location == Location("environments/dev/stacks/Bad.Name")
 
 
-def test_unknown_environment_is_a_usage_error_listing_the_known_ones(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+def test_unknown_environment_is_a_usage_error_listing_the_known_ones(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
     root = make_repo({"environments/prod/environment.yaml": "name: prod\n"})
     assert list_environments(WorkTreeSnapshot(root)) == ["dev", "prod"]
     for name in ("staging", "../dev", "", "DEV"):
@@ -209,11 +230,20 @@ def test_environment_name_must_match_its_directory(make_repo: MakeRepo, load_env
     assert e.value.location == Location("environments/dev/environment.yaml", 2)
 
 
-def test_repo_defaults_from_envctl_yaml_are_merged_and_overridden(make_repo: MakeRepo, load_env: LoadEnv) -> None:
-    root = make_repo({
-        "envctl.yaml": "vars: {a: 1, b: 1}\nterraform: {engine: cli, binary: tofu}\napproval: {required_for: [all]}\n",
-        "environments/dev/environment.yaml": "vars: {b: 2, replicas: 1, size: s}\nterraform: {binary: terraform}\n",
-    })
+def test_repo_defaults_from_envctl_yaml_are_merged_and_overridden(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    root = make_repo(
+        {
+            "envctl.yaml": (
+                "vars: {a: 1, b: 1}\nterraform: {engine: cli, binary: tofu}\n"
+                "approval: {required_for: [all]}\n"
+            ),
+            "environments/dev/environment.yaml": (
+                "vars: {b: 2, replicas: 1, size: s}\nterraform: {binary: terraform}\n"
+            ),
+        }
+    )
     env = load_env(root)
     assert env.vars == {"a": 1, "b": 2, "replicas": 1, "size": "s"}
     assert (env.terraform.engine, env.terraform.binary) == ("cli", "terraform")
@@ -228,12 +258,15 @@ def test_error_in_repo_defaults_names_envctl_yaml(make_repo: MakeRepo, load_env:
 
 
 def test_environment_settings_are_read(make_repo: MakeRepo, load_env: LoadEnv) -> None:
-    root = make_repo({
-        "environments/dev/environment.yaml": (
-            "name: dev\nvars: {replicas: 1, size: s}\nkubernetes: {kubeconfig: ~/.kube/config, context: dev}\n"
-            "notifications:\n  - webhook: https://hooks.example.com/x\ndrift: {every: 1h30m}\n"
-        ),
-    })
+    root = make_repo(
+        {
+            "environments/dev/environment.yaml": (
+                "name: dev\nvars: {replicas: 1, size: s}\n"
+                "kubernetes: {kubeconfig: ~/.kube/config, context: dev}\n"
+                "notifications:\n  - webhook: https://hooks.example.com/x\ndrift: {every: 1h30m}\n"
+            ),
+        }
+    )
     env = load_env(root)
     assert env.kubernetes is not None and env.kubernetes.context == "dev"
     assert env.notifications == ("https://hooks.example.com/x",)
@@ -243,48 +276,132 @@ def test_environment_settings_are_read(make_repo: MakeRepo, load_env: LoadEnv) -
 @pytest.mark.parametrize(
     ("files", "message", "location"),
     [
-        ({"environments/dev/layers/platform/layer.yaml": "prune: true\nwait: {timeout: 1" + "0" * 400 + "}\n"},
-         "wait.timeout", ("environments/dev/layers/platform/layer.yaml", 2)),
-        ({"environments/dev/layers/platform/layer.yaml": "wait: {timeout: -5}\n"},
-         "wait.timeout", ("environments/dev/layers/platform/layer.yaml", 1)),
-        ({"environments/dev/layers/platform/layer.yaml": "wait: {timeout: .nan}\n"},
-         "wait.timeout", ("environments/dev/layers/platform/layer.yaml", 1)),
-        ({"environments/dev/layers/platform/layer.yaml": "wait: {timeout: 0s}\n"},
-         "wait.timeout", ("environments/dev/layers/platform/layer.yaml", 1)),
-        ({"environments/dev/layers/platform/layer.yaml": "prune: yes please\n"},
-         "prune must be true or false", ("environments/dev/layers/platform/layer.yaml", 1)),
-        ({"environments/dev/environment.yaml": "name: dev\nvars:\n  when: 2024-13-45\n"},
-         "malformed YAML", ("environments/dev/environment.yaml", 3)),
-        ({"environments/dev/environment.yaml": "name: dev\nvars:\n  big: " + "9" * 5000 + "\n"},
-         "malformed YAML", ("environments/dev/environment.yaml", 3)),
-        ({"environments/dev/environment.yaml": "name: dev\nvars:\n  n: !!int abc\n"},
-         "malformed YAML", ("environments/dev/environment.yaml", 3)),
-        ({"environments/dev/environment.yaml": "a: &x 1\nb: *x\n"},
-         "aliases", ("environments/dev/environment.yaml", 2)),
-        ({"environments/dev/environment.yaml": "name: dev\nname: dev\n"},
-         "duplicate key 'name'", ("environments/dev/environment.yaml", 2)),
-        ({"environments/dev/environment.yaml": "- a\n- b\n"},
-         "must be a mapping", ("environments/dev/environment.yaml", 1)),
-        ({"environments/dev/environment.yaml": b"name: \xff\xfe\n"},
-         "not UTF-8", ("environments/dev/environment.yaml", None)),
-        ({"environments/dev/environment.yaml": "[" * 200 + "]" * 200 + "\n"},
-         "nested", ("environments/dev/environment.yaml", 1)),
-        ({"environments/dev/environment.yaml": "name: dev\ndrift: {every: soon}\n"},
-         "not a duration", ("environments/dev/environment.yaml", 2)),
-        ({"environments/dev/environment.yaml": "name: dev\nnotifications:\n  - webhook: ftp://x\n"},
-         "http", ("environments/dev/environment.yaml", 3)),
-        ({"environments/dev/environment.yaml": "name: dev\nvars: {a: '${env.name}'}\n"},
-         "references are not allowed", ("environments/dev/environment.yaml", 2)),
-        ({"environments/dev/layers/app/layer.yaml": "outputs:\n  x: {object: v1/Service, path: .a}\n"},
-         "outputs.x", ("environments/dev/layers/app/layer.yaml", 2)),
-        ({"environments/dev/layers/app/layer.yaml": "namespace: Not_Valid\n"},
-         "not a valid name", ("environments/dev/layers/app/layer.yaml", 1)),
-        ({"environments/dev/stacks/network/stack.yaml": "inputs:\n  'bad name': 1\n"},
-         "input name", ("environments/dev/stacks/network/stack.yaml", 2)),
+        (
+            {
+                "environments/dev/layers/platform/layer.yaml": "prune: true\nwait: {timeout: 1"
+                + "0" * 400
+                + "}\n"
+            },
+            "wait.timeout",
+            ("environments/dev/layers/platform/layer.yaml", 2),
+        ),
+        (
+            {"environments/dev/layers/platform/layer.yaml": "wait: {timeout: -5}\n"},
+            "wait.timeout",
+            ("environments/dev/layers/platform/layer.yaml", 1),
+        ),
+        (
+            {"environments/dev/layers/platform/layer.yaml": "wait: {timeout: .nan}\n"},
+            "wait.timeout",
+            ("environments/dev/layers/platform/layer.yaml", 1),
+        ),
+        (
+            {"environments/dev/layers/platform/layer.yaml": "wait: {timeout: 0s}\n"},
+            "wait.timeout",
+            ("environments/dev/layers/platform/layer.yaml", 1),
+        ),
+        (
+            {"environments/dev/layers/platform/layer.yaml": "prune: yes please\n"},
+            "prune must be true or false",
+            ("environments/dev/layers/platform/layer.yaml", 1),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars:\n  when: 2024-13-45\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars:\n  big: " + "9" * 5000 + "\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars:\n  n: !!int abc\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars:\n  n: !!int\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars:\n  n: !!bool maybe\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars:\n  n: !!timestamp soon\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\n\x00\n"},
+            "malformed YAML",
+            ("environments/dev/environment.yaml", 2),
+        ),
+        (
+            {"environments/dev/environment.yaml": "a: &x 1\nb: *x\n"},
+            "aliases",
+            ("environments/dev/environment.yaml", 2),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nname: dev\n"},
+            "duplicate key 'name'",
+            ("environments/dev/environment.yaml", 2),
+        ),
+        (
+            {"environments/dev/environment.yaml": "- a\n- b\n"},
+            "must be a mapping",
+            ("environments/dev/environment.yaml", 1),
+        ),
+        (
+            {"environments/dev/environment.yaml": b"name: \xff\xfe\n"},
+            "not UTF-8",
+            ("environments/dev/environment.yaml", None),
+        ),
+        (
+            {"environments/dev/environment.yaml": "[" * 200 + "]" * 200 + "\n"},
+            "nested",
+            ("environments/dev/environment.yaml", 1),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\ndrift: {every: soon}\n"},
+            "not a duration",
+            ("environments/dev/environment.yaml", 2),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nnotifications:\n  - webhook: ftp://x\n"},
+            "http",
+            ("environments/dev/environment.yaml", 3),
+        ),
+        (
+            {"environments/dev/environment.yaml": "name: dev\nvars: {a: '${env.name}'}\n"},
+            "references are not allowed",
+            ("environments/dev/environment.yaml", 2),
+        ),
+        (
+            {"environments/dev/layers/app/layer.yaml": "outputs:\n  x: {object: v1/Service, path: .a}\n"},
+            "outputs.x",
+            ("environments/dev/layers/app/layer.yaml", 2),
+        ),
+        (
+            {"environments/dev/layers/app/layer.yaml": "namespace: Not_Valid\n"},
+            "not a valid name",
+            ("environments/dev/layers/app/layer.yaml", 1),
+        ),
+        (
+            {"environments/dev/stacks/network/stack.yaml": "inputs:\n  'bad name': 1\n"},
+            "input name",
+            ("environments/dev/stacks/network/stack.yaml", 2),
+        ),
     ],
 )
 def test_bad_settings_are_configuration_errors_with_file_and_line(
-    make_repo: MakeRepo, load_env: LoadEnv, files: dict[str, str | bytes], message: str,
+    make_repo: MakeRepo,
+    load_env: LoadEnv,
+    files: dict[str, str | bytes],
+    message: str,
     location: tuple[str, int | None],
 ) -> None:
     root = make_repo(files)

@@ -1,0 +1,159 @@
+"""Check an environment for drift: refresh-only plans for stacks, live comparison for layers.
+
+Read-only towards the world: it never writes Terraform state, inventories or cluster objects
+(``--converge`` is a separate step that goes through the normal apply path). It records the last
+result under ``.envctl/drift/`` for ``envctl status``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from envctl.converge import (
+    Session,
+    Values,
+    _input_refs,
+    inputs_hash,
+    read_current_outputs,
+    resolve_inputs,
+    scrub_plan,
+)
+from envctl.core.changes import Action, NodePlan
+from envctl.core.drift import DriftReport, NodeDrift
+from envctl.core.errors import EnvctlError, ExitCode
+from envctl.store import now
+
+
+def last_converged(s: Session) -> dict[str, dict[str, Any]]:
+    """Per node, the journal entry of its last successful converge."""
+    last: dict[str, dict[str, Any]] = {}
+    for j in s.store.journals(s.env.name):
+        for n, r in dict(j.get("nodes", {})).items():
+            if r.get("status") == "done":
+                last[n] = r
+    return last
+
+
+def lock_holder(s: Session) -> dict[str, Any] | None:
+    holder = s.store.read_file_lock(s.env.name)
+    if holder is None and s.has_layers:
+        from envctl.kube.lease import read_lease
+
+        holder = read_lease(s.kube(), s.env.name)
+    return holder
+
+
+def check_drift(s: Session) -> DriftReport:
+    """Compare every node with the live world, in graph order."""
+    edges = tuple(sorted(s.graph.edges))
+    holder = lock_holder(s)
+    if holder is not None:
+        return DriftReport(
+            s.env.name, s.snapshot.commit, now(), (), edges,
+            skipped_reason=f"apply in progress by {holder.get('holder', 'another run')}, skipped",
+        )
+    last = last_converged(s)
+    values = Values()
+    results: dict[str, NodeDrift] = {}
+    changed_outputs: dict[str, set[str]] = {}
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="envctl-drift-") as tmp:
+        for n in s.graph.order():
+            node = s.env.nodes[n]
+            try:
+                read_current_outputs(s, node, values)
+                result, outs_changed = _check_node(s, n, values, last.get(n), changed_outputs, Path(tmp))
+            except EnvctlError as e:
+                exit_code = 69 if e.exit_code == ExitCode.UNAVAILABLE else 1
+                result, outs_changed = NodeDrift(n, "error", error=str(e), error_exit=exit_code), set()
+            with lock:
+                results[n] = result
+                changed_outputs[n] = outs_changed
+    report = DriftReport(s.env.name, s.snapshot.commit, now(), tuple(results[n] for n in s.graph.order()), edges)
+    s.store.write_drift(s.env.name, {"at": report.at, "summary": report.summary(), "exit_code": report.exit_code,
+                                     "drift": report.has_drift})
+    return report
+
+
+def _check_node(
+    s: Session,
+    n: str,
+    values: Values,
+    last: dict[str, Any] | None,
+    changed_outputs: dict[str, set[str]],
+    tmp: Path,
+) -> tuple[NodeDrift, set[str]]:
+    node = s.env.nodes[n]
+    inputs, pending = resolve_inputs(s, node, values, {})
+    causes = sorted({
+        ref.node
+        for key in node.inputs
+        for ref in _input_refs(node, key)
+        if ref.node and ref.kind == "output" and ref.name in changed_outputs.get(ref.node, set())
+    })
+    if last is None:
+        return NodeDrift(n, "not-applied", notes=("never converged by envctl",)), set()
+    if pending:
+        return NodeDrift(n, "stale", causes=tuple(sorted({r.node for k in pending for r in _input_refs(node, k)
+                                                             if r.node})),
+                         notes=(f"inputs {', '.join(pending)} have no value upstream",)), set()
+    recorded = last.get("inputs_hash")
+    if recorded and recorded != inputs_hash(inputs) and not causes:
+        causes = sorted({r.node for k in node.inputs for r in _input_refs(node, k) if r.node}) or ["env"]
+    if node.kind == "stack":
+        from envctl.terraform.stack import plan_stack
+
+        plan = scrub_plan(plan_stack(s.stack_ctx(), node, inputs, tmp / node.name, refresh_only=True),
+                          values.secrets)
+        outs = set(plan.outputs_changing)
+    else:
+        from envctl.kube import drift_layer, render_layer
+
+        objects = render_layer(s.env, s.snapshot, node, inputs)
+        plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
+        outs = set()
+    changes = tuple(c for c in plan.changes if c.action.changes or (c.action is Action.NOOP and c.reasons
+                                                                     and "no longer in Git" in c.reasons[0]))
+    if changes:
+        return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes), outs
+    if causes or (recorded and recorded != inputs_hash(inputs)):
+        return NodeDrift(n, "stale", (), tuple(causes),
+                         notes=("an upstream output it consumes changed since it last converged",)), outs
+    return NodeDrift(n, "in-sync", notes=plan.notes), outs
+
+
+def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> list[str]:
+    """Re-apply drifted layers (stacks only with --auto-approve, as apply would ask); notes per node."""
+    from envctl.converge import apply_bundle, plan_environment
+
+    targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
+    layers = [t for t in targets if t.startswith("layer.")]
+    stacks = [t for t in targets if t.startswith("stack.")]
+    notes: list[str] = []
+    if stacks and not auto_approve:
+        notes.extend(f"{t}: drifted; infrastructure changes need approval: run envctl apply -e {s.env.name}"
+                     for t in stacks)
+        targets = layers
+    if not targets:
+        return notes
+    result = plan_environment(s, targets=targets)
+    if result.errors:
+        notes.extend(f"{n}: not converged: {e.message}" for n, e in result.errors.items())
+        return notes
+    keep = set(targets)
+    bundle = result.bundle
+    needing = [n for n in result.needs_approval if n in keep]
+    if needing and not auto_approve:
+        notes.extend(f"{n}: needs approval, not converged" for n in needing)
+    applied = apply_bundle(s, bundle, result.plan_dir, auto_approve=auto_approve, prompt=None)
+    for n, r in applied.results.items():
+        if n in keep:
+            notes.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
+    return notes
+
+
+def node_plan_of(d: NodeDrift) -> NodePlan:
+    return NodePlan(d.node, d.changes, notes=d.notes)

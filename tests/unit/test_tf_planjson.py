@@ -1,0 +1,113 @@
+"""Plan JSON -> change set: actions, reasons, fields, unknowns, and masking of sensitive values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from envctl.core.changes import SENSITIVE, Action
+from envctl.terraform import planjson
+
+CANARY = "canary-unit-91c2"
+
+
+def rc(actions: list[str], **change: Any) -> dict[str, Any]:
+    return {"address": "terraform_data.x", "mode": "managed", "change": {"actions": actions, **change}}
+
+
+def test_actions() -> None:
+    assert planjson.action_of(["create"]) is Action.CREATE
+    assert planjson.action_of(["update"]) is Action.UPDATE
+    assert planjson.action_of(["delete", "create"]) is Action.REPLACE
+    assert planjson.action_of(["create", "delete"]) is Action.REPLACE
+    assert planjson.action_of(["delete"]) is Action.DELETE
+    assert planjson.action_of(["forget"]) is Action.DELETE
+    assert planjson.action_of(["read"]) is Action.READ
+    assert planjson.action_of(["no-op"]) is Action.NOOP
+
+
+def test_replace_reasons_and_fields() -> None:
+    change = planjson.resource_change(
+        {
+            **rc(
+                ["delete", "create"],
+                before={"input": "a", "triggers_replace": ["1"], "id": "i"},
+                after={"input": "a", "triggers_replace": ["2"]},
+                after_unknown={"id": True},
+                replace_paths=[["triggers_replace"]],
+            ),
+            "action_reason": "replace_because_cannot_update",
+        }
+    )
+    assert change.action is Action.REPLACE
+    assert change.reasons == (
+        "triggers_replace forces replacement",
+        "an attribute cannot be updated in place",
+    )
+    assert change.fields == ("id", "triggers_replace")
+    assert change.after["id"] == planjson.UNKNOWN
+
+
+def test_sensitive_values_are_masked_with_a_changed_marker() -> None:
+    change = planjson.resource_change(
+        rc(
+            ["update"],
+            before={"input": CANARY, "nested": {"k": [CANARY, "ok"]}},
+            after={"input": CANARY + "2", "nested": {"k": [CANARY, "ok"]}},
+            before_sensitive={"input": True, "nested": {"k": [True, False]}},
+            after_sensitive={"input": True, "nested": {"k": [True, False]}},
+            after_unknown={},
+        )
+    )
+    assert change.before["input"] == SENSITIVE
+    assert change.after["input"].startswith("(sensitive, changed) sha256:")
+    assert change.after["nested"]["k"] == [SENSITIVE, "ok"]
+    assert change.fields == ("input",)
+    assert CANARY not in json.dumps(change.to_json())
+
+
+def test_whole_value_sensitive_and_unknown() -> None:
+    change = planjson.resource_change(
+        rc(["create"], before=None, after={"v": None}, after_unknown={"v": True}, after_sensitive=True)
+    )
+    assert change.before is None and change.after == SENSITIVE
+
+
+def test_scrub_masks_strings_that_carry_a_secret() -> None:
+    value = {"output": f"prefix-{CANARY}", "n": 1, "l": [CANARY, "x"]}
+    assert planjson.scrub(value, [CANARY]) == {"output": SENSITIVE, "n": 1, "l": [SENSITIVE, "x"]}
+
+
+def test_summary_outputs_and_drift() -> None:
+    plan = {
+        "resource_changes": [rc(["no-op"], before={}, after={})],
+        "resource_drift": [
+            rc(["delete"], before={"a": 1}, after=None),
+        ],
+        "output_changes": {
+            "same": {"actions": ["no-op"], "after_unknown": False},
+            "later": {"actions": ["update"], "after_unknown": True},
+            "deep": {"actions": ["create"], "after_unknown": {"x": [False, True]}},
+        },
+    }
+    normal = planjson.summarize(plan)
+    assert normal.outputs_changing == ("deep", "later")
+    assert normal.outputs_unknown == ("deep", "later")
+    assert normal.drifted == 1
+    assert [c.action for c in normal.changes] == [Action.NOOP]
+    refresh = planjson.summarize(plan, refresh_only=True)
+    assert [(c.action, c.reasons) for c in refresh.changes] == [
+        (Action.DELETE, ("deleted outside of Terraform",))
+    ]
+
+
+def test_data_sources_read() -> None:
+    change = planjson.resource_change(
+        {
+            "address": "data.x.y",
+            "mode": "data",
+            "change": {"actions": ["read"]},
+            "action_reason": "read_because_config_unknown",
+        }
+    )
+    assert change.action is Action.READ and change.reasons
