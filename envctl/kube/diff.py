@@ -240,7 +240,10 @@ def dry_run_one(
                 p.dry = normalise(p.obj)
             else:
                 raise
-        p.change = object_change(p.ref, p.live, p.dry, conflicts=p.conflicts, replace=p.replace)
+        # A create shows the object as rendered: server-assigned values (a Service's clusterIP)
+        # would differ between two plans and make a plan's fingerprint unstable.
+        shown = p.dry if p.live is not None else p.obj
+        p.change = object_change(p.ref, p.live, shown, conflicts=p.conflicts, replace=p.replace)
     except ApiError as e:
         raise translate(e, p.ref, node=node_id, secrets=secrets) from e
     except EnvctlError:

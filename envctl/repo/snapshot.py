@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 def _clean(path: str) -> str:
     """Normalise a repo-relative POSIX path; refuse absolute paths and ``..`` escapes."""
+    if "\x00" in path:  # the OS refuses it with ValueError, not OSError
+        raise ConfigError(f"path {path!r} contains a NUL character")
     p = PurePosixPath(path)
     if p.is_absolute():
         raise ConfigError(f"path {path!r} is absolute", hint="use a path relative to the repository root")

@@ -45,6 +45,8 @@ class _Limits:
 def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth: int) -> Any:
     limits.count += 1
     line = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        line += 1  # a block scalar's text starts on the line after its indicator
     if depth > MAX_DEPTH:
         raise ConfigError(f"YAML nested deeper than {MAX_DEPTH} levels", location=Location(doc.file, line))
     if limits.count > MAX_NODES:

@@ -193,6 +193,7 @@ def test_plans_creates_applies_them_and_replans_as_unchanged(layer: Layer, api: 
         f"v1 Service {ns}/web": "create",
         f"v1 ConfigMap {ns}/settings": "create",
     }
+    assert layer.plan().to_json() == plan.to_json(), "two plans of the same state must be identical"
     applied = layer.apply()
     assert {c.action for c in applied.changes} == {Action.CREATE}
     live = get(
@@ -202,6 +203,7 @@ def test_plans_creates_applies_them_and_replans_as_unchanged(layer: Layer, api: 
     assert {m["manager"] for m in live["metadata"]["managedFields"]} >= {"envctl"}
     again = layer.plan()
     assert not again.has_changes, actions(again)
+    assert layer.plan().to_json() == again.to_json()
 
 
 def test_plan_reports_changed_fields_by_path_and_apply_changes_only_those(
@@ -656,3 +658,33 @@ def test_an_unreachable_cluster_is_unavailable_not_an_empty_plan(tmp_path: Path,
     ctx = KubeContext(env_name=layer.namespace, kubeconfig=str(cfg), connect_timeout=1.0)
     with pytest.raises(UnavailableError):
         plan_layer(ctx, layer.node, layer.render())
+
+
+def test_an_immutable_field_change_is_refused_or_replaced_with_force(
+    layer: Layer, api: client.ApiClient
+) -> None:
+    job = (
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    spec:\n"
+        "      restartPolicy: Never\n      containers: [{name: m, image: 'busybox:${inputs.tag}'}]\n"
+    )
+    layer.inputs = {"tag": "1.36"}
+    layer.write({"job.yaml": job})
+    layer.apply()
+    ref = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": layer.namespace},
+    }
+    uid = get(api, ref)["metadata"]["uid"]  # type: ignore[index]
+    layer.inputs = {"tag": "1.37"}
+    with pytest.raises(ConfigError, match="immutable") as err:
+        layer.plan()
+    assert f"batch/v1 Job {layer.namespace}/migrate" in str(err.value)
+    layer.spec["force"] = True
+    [change] = layer.plan().changes
+    assert change.action is Action.REPLACE
+    done = layer.apply()
+    assert [c.action for c in done.changes] == [Action.REPLACE]
+    live = get(api, ref)
+    assert live is not None and live["metadata"]["uid"] != uid
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1.37"

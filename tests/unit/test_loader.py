@@ -473,3 +473,27 @@ def test_rev_in_a_repository_without_commits_is_a_usage_error(make_repo: MakeRep
     with pytest.raises(UsageError):
         open_snapshot(root, "HEAD")
     assert WorkTreeSnapshot(root).commit is None
+
+
+def test_module_path_with_a_nul_character_is_a_configuration_error(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    cfg = "environments/dev/stacks/database/stack.yaml"
+    root = make_repo({cfg: 'inputs: {}\nmodule: "modules/db\\0x"\n'})
+    with pytest.raises(ConfigError, match="NUL") as e:
+        load_env(root)
+    assert e.value.location == Location(cfg, 2)
+
+
+def test_reference_in_a_block_scalar_names_its_own_line(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+    cfg = "environments/dev/stacks/network/stack.yaml"
+    root = make_repo({cfg: "inputs:\n  script: |\n    echo start\n    echo ${env.vars.size}\n"})
+    refs = load_env(root).nodes["stack.network"].refs
+    assert [(r.text, r.location) for r in refs] == [("env.vars.size", Location(cfg, 4))]
+
+
+def test_a_fifo_is_not_read(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+    root = make_repo()
+    os.mkfifo(root / "environments/dev/layers/platform/pipe.yaml")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_env(root)
