@@ -28,6 +28,7 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     ObjRef,
     diff_paths,
+    project,
     is_secret,
     mask_object,
     mask_secret_pair,
@@ -73,7 +74,7 @@ def object_change(
     manager = conflicts[0].manager if conflicts else None
     if before is None:
         return Change(str(ref), Action.CREATE, None, shown_after, reasons, (), manager)
-    paths = tuple(diff_paths(before, after))
+    paths = tuple(diff_paths(project(before, after) if replace else before, after))
     if replace:
         return Change(
             str(ref),

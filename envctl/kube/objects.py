@@ -239,6 +239,15 @@ def diff_paths(before: Any, after: Any, path: str = "") -> list[str]:
     return [] if before == after else [path or "."]
 
 
+def project(live: Any, desired: Any) -> Any:
+    """``live`` reduced to the keys ``desired`` has (recursively): server defaults drop out of a diff."""
+    if isinstance(live, dict) and isinstance(desired, dict):
+        return {k: project(live[k], desired[k]) for k in desired if k in live}
+    if isinstance(live, list) and isinstance(desired, list) and len(live) == len(desired):
+        return [project(a, b) for a, b in zip(live, desired, strict=True)]
+    return live
+
+
 def is_secret(obj: Mapping[str, Any] | None) -> bool:
     return bool(obj) and obj is not None and obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1"
 

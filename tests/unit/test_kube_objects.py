@@ -183,3 +183,24 @@ def test_importing_the_engine_does_not_import_the_kubernetes_client() -> None:
     code = "import sys, envctl.kube; print('kubernetes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_replacement_lists_only_fields_git_sets() -> None:
+    live = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j", "namespace": "a"},
+        "spec": {
+            "backoffLimit": 6,
+            "template": {"spec": {"containers": [{"name": "m", "image": "b:1", "x": 1}]}},
+        },
+    }
+    desired = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j", "namespace": "a"},
+        "spec": {"template": {"spec": {"containers": [{"name": "m", "image": "b:2"}]}}},
+    }
+    change = object_change(ObjRef.of(live), live, desired, replace=True)
+    assert change.action is Action.REPLACE
+    assert change.fields == ("spec.template.spec.containers[0].image",)
