@@ -414,7 +414,8 @@ def status(
     _format(fmt, ("text", "json"))
     import json
 
-    from envctl.store import Store, describe_holder
+    from envctl.core.errors import describe_holder
+    from envctl.store import Store
 
     _, environment, g = _load(repo, None, env)
     store = Store(_root(repo))
@@ -469,7 +470,9 @@ def drift(
     rev: RevOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="text, json, markdown or html.")] = "text",
     output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
-    notify: Annotated[bool, typer.Option("--notify", help="POST the summary to the configured webhooks.")] = False,
+    notify: Annotated[
+        bool, typer.Option("--notify", help="POST the summary to the configured webhooks.")
+    ] = False,
     webhook: Annotated[
         list[str] | None, typer.Option("--webhook", help="Also notify this URL (repeatable).")
     ] = None,
@@ -482,7 +485,7 @@ def drift(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Compare the live world with Git: exit 0 in sync, 2 drift, 1 or 69 when something could not be checked."""
+    """Compare the live world with Git: exit 0 in sync, 2 drift, 1 or 69 when something was not checked."""
     _set_debug(debug)
     _format(fmt, ("text", "json", "markdown", "html"))
     interval: float | None = None
@@ -497,7 +500,8 @@ def drift(
         if interval < 1:
             raise UsageError("--every must be at least 1s")
     if interval is None:
-        raise typer.Exit(_drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve))
+        code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
+        raise typer.Exit(code)
     import random
     import signal
     import threading

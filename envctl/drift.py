@@ -52,7 +52,11 @@ def check_drift(s: Session) -> DriftReport:
     holder = lock_holder(s)
     if holder is not None:
         return DriftReport(
-            s.env.name, s.snapshot.commit, now(), (), edges,
+            s.env.name,
+            s.snapshot.commit,
+            now(),
+            (),
+            edges,
             skipped_reason=f"apply in progress by {holder.get('holder', 'another run')}, skipped",
         )
     last = last_converged(s)
@@ -72,9 +76,18 @@ def check_drift(s: Session) -> DriftReport:
             with lock:
                 results[n] = result
                 changed_outputs[n] = outs_changed
-    report = DriftReport(s.env.name, s.snapshot.commit, now(), tuple(results[n] for n in s.graph.order()), edges)
-    s.store.write_drift(s.env.name, {"at": report.at, "summary": report.summary(), "exit_code": report.exit_code,
-                                     "drift": report.has_drift})
+    report = DriftReport(
+        s.env.name, s.snapshot.commit, now(), tuple(results[n] for n in s.graph.order()), edges
+    )
+    s.store.write_drift(
+        s.env.name,
+        {
+            "at": report.at,
+            "summary": report.summary(),
+            "exit_code": report.exit_code,
+            "drift": report.has_drift,
+        },
+    )
     return report
 
 
@@ -88,26 +101,32 @@ def _check_node(
 ) -> tuple[NodeDrift, set[str]]:
     node = s.env.nodes[n]
     inputs, pending = resolve_inputs(s, node, values, {})
-    causes = sorted({
-        ref.node
-        for key in node.inputs
-        for ref in _input_refs(node, key)
-        if ref.node and ref.kind == "output" and ref.name in changed_outputs.get(ref.node, set())
-    })
+    causes = sorted(
+        {
+            ref.node
+            for key in node.inputs
+            for ref in _input_refs(node, key)
+            if ref.node and ref.kind == "output" and ref.name in changed_outputs.get(ref.node, set())
+        }
+    )
     if last is None:
         return NodeDrift(n, "not-applied", notes=("never converged by envctl",)), set()
     if pending:
-        return NodeDrift(n, "stale", causes=tuple(sorted({r.node for k in pending for r in _input_refs(node, k)
-                                                             if r.node})),
-                         notes=(f"inputs {', '.join(pending)} have no value upstream",)), set()
+        return NodeDrift(
+            n,
+            "stale",
+            causes=tuple(sorted({r.node for k in pending for r in _input_refs(node, k) if r.node})),
+            notes=(f"inputs {', '.join(pending)} have no value upstream",),
+        ), set()
     recorded = last.get("inputs_hash")
     if recorded and recorded != inputs_hash(inputs) and not causes:
         causes = sorted({r.node for k in node.inputs for r in _input_refs(node, k) if r.node}) or ["env"]
     if node.kind == "stack":
         from envctl.terraform.stack import plan_stack
 
-        plan = scrub_plan(plan_stack(s.stack_ctx(), node, inputs, tmp / node.name, refresh_only=True),
-                          values.secrets)
+        plan = scrub_plan(
+            plan_stack(s.stack_ctx(), node, inputs, tmp / node.name, refresh_only=True), values.secrets
+        )
         outs = set(plan.outputs_changing)
     else:
         from envctl.kube import drift_layer, render_layer
@@ -115,13 +134,21 @@ def _check_node(
         objects = render_layer(s.env, s.snapshot, node, inputs)
         plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
         outs = set()
-    changes = tuple(c for c in plan.changes if c.action.changes or (c.action is Action.NOOP and c.reasons
-                                                                     and "no longer in Git" in c.reasons[0]))
+    changes = tuple(
+        c
+        for c in plan.changes
+        if c.action.changes or (c.action is Action.NOOP and c.reasons and "no longer in Git" in c.reasons[0])
+    )
     if changes:
         return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes), outs
     if causes or (recorded and recorded != inputs_hash(inputs)):
-        return NodeDrift(n, "stale", (), tuple(causes),
-                         notes=("an upstream output it consumes changed since it last converged",)), outs
+        return NodeDrift(
+            n,
+            "stale",
+            (),
+            tuple(causes),
+            notes=("an upstream output it consumes changed since it last converged",),
+        ), outs
     return NodeDrift(n, "in-sync", notes=plan.notes), outs
 
 
@@ -134,8 +161,10 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
     stacks = [t for t in targets if t.startswith("stack.")]
     notes: list[str] = []
     if stacks and not auto_approve:
-        notes.extend(f"{t}: drifted; infrastructure changes need approval: run envctl apply -e {s.env.name}"
-                     for t in stacks)
+        notes.extend(
+            f"{t}: drifted; infrastructure changes need approval: run envctl apply -e {s.env.name}"
+            for t in stacks
+        )
         targets = layers
     if not targets:
         return notes

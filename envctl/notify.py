@@ -17,15 +17,20 @@ from typing import Any
 from envctl.core.drift import Delivery
 
 
-def post(url: str, payload: dict[str, Any], *, attempts: int = 3, backoff: float = 0.5,
-         timeout: float = 5.0) -> Delivery:
+def post(
+    url: str, payload: dict[str, Any], *, attempts: int = 3, backoff: float = 0.5, timeout: float = 5.0
+) -> Delivery:
     body = json.dumps(payload).encode()
     detail = ""
     for attempt in range(1, attempts + 1):
-        req = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "envctl"})
+        req = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "envctl"},
+        )
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL from the user's config
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 if 200 <= resp.status < 300:
                     return Delivery(url, True, attempt)
                 detail = f"HTTP {resp.status}"
@@ -47,22 +52,45 @@ def post_all(urls: Sequence[str], payload: dict[str, Any]) -> tuple[Delivery, ..
 def drift_payload(report_json: dict[str, Any]) -> dict[str, Any]:
     """The drift alert: summary, per-node status and addresses, and Slack-compatible text."""
     nodes = [
-        {"node": n["node"], "status": n["status"], "causes": n["causes"],
-         "objects": [{"address": c["address"], "action": c["action"], "manager": c["manager"]}
-                     for c in n["changes"]]}
+        {
+            "node": n["node"],
+            "status": n["status"],
+            "causes": n["causes"],
+            "objects": [
+                {"address": c["address"], "action": c["action"], "manager": c["manager"]}
+                for c in n["changes"]
+            ],
+        }
         for n in report_json["nodes"]
     ]
     drifted = [n["node"] for n in nodes if n["status"] not in ("in-sync",)]
-    text = (f"envctl drift in {report_json['environment']}: {report_json['summary']}"
-            + (f" (attention: {', '.join(drifted)})" if drifted else ""))
-    return {"text": text, "event": "drift", "environment": report_json["environment"],
-            "commit": report_json["commit"], "summary": report_json["summary"], "drift": report_json["drift"],
-            "exit_code": report_json["exit_code"], "nodes": nodes}
+    text = f"envctl drift in {report_json['environment']}: {report_json['summary']}" + (
+        f" (attention: {', '.join(drifted)})" if drifted else ""
+    )
+    return {
+        "text": text,
+        "event": "drift",
+        "environment": report_json["environment"],
+        "commit": report_json["commit"],
+        "summary": report_json["summary"],
+        "drift": report_json["drift"],
+        "exit_code": report_json["exit_code"],
+        "nodes": nodes,
+    }
 
 
 def apply_payload(environment: str, outcome: str, statuses: dict[str, str], run: str) -> dict[str, Any]:
     """The convergence notice of an apply: success, partial failure or approval needed."""
-    text = f"envctl apply in {environment}: {outcome} (" + ", ".join(
-        f"{n} {s}" for n, s in statuses.items()) + ")"
-    return {"text": text, "event": "apply", "environment": environment, "outcome": outcome, "run": run,
-            "nodes": [{"node": n, "status": s} for n, s in statuses.items()]}
+    text = (
+        f"envctl apply in {environment}: {outcome} ("
+        + ", ".join(f"{n} {s}" for n, s in statuses.items())
+        + ")"
+    )
+    return {
+        "text": text,
+        "event": "apply",
+        "environment": environment,
+        "outcome": outcome,
+        "run": run,
+        "nodes": [{"node": n, "status": s} for n, s in statuses.items()],
+    }

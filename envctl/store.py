@@ -21,7 +21,7 @@ from typing import Any
 
 from envctl.core.approval import Approval
 from envctl.core.bundle import PlanBundle, canonical, sha256
-from envctl.core.errors import LockedError, StalePlanError, UsageError
+from envctl.core.errors import LockedError, StalePlanError, UsageError, describe_holder
 
 
 def now() -> str:
@@ -229,10 +229,3 @@ def holder_identity(run_id: str) -> dict[str, Any]:
         "run": run_id,
         "since": now(),
     }
-
-
-def describe_holder(h: dict[str, Any]) -> str:
-    return (
-        f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, "
-        f"since {h.get('since', '?')})"
-    )

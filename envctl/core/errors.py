@@ -125,6 +125,14 @@ class LockedError(EnvctlError):
     reference = "environment-locked"
 
 
+def describe_holder(h: dict[str, object]) -> str:
+    """How a lock holder is named in messages: who, where, which run, since when."""
+    return (
+        f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, "
+        f"since {h.get('since', '?')})"
+    )
+
+
 class InterruptedRun(EnvctlError):
     """The user interrupted the run (Ctrl-C)."""
 

@@ -28,11 +28,11 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     ObjRef,
     diff_paths,
-    project,
     is_secret,
     mask_object,
     mask_secret_pair,
     normalise,
+    project,
     secret_values,
 )
 

@@ -60,12 +60,14 @@ def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any
     notes: list[str] = []
     if stale:
         candidates, kept, _ = _prune_candidates(ctx, node, stale)
-        action = Action.DELETE if spec.prune else Action.NOOP
         for cand in candidates:
+            if not spec.prune:
+                notes.append(f"{cand.ref}: no longer in Git, still in the cluster (prune is off)")
+                continue
             changes.append(
                 Change(
                     str(cand.ref),
-                    action,
+                    Action.DELETE,
                     mask_object(normalise(cand.live)),
                     None,
                     ("no longer in Git, still in the cluster",),

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from envctl.core.errors import LockedError, UnavailableError
+from envctl.core.errors import LockedError, UnavailableError, describe_holder
 from envctl.kube.client import ApiError, KubeContext
 
 NAMESPACE = "envctl-system"
@@ -53,7 +53,7 @@ def _holder_text(spec: dict[str, Any]) -> str:
         h = json.loads(raw)
     except ValueError:
         return raw or "unknown"
-    return f"{h.get('holder', '?')} (pid {h.get('pid', '?')}, run {h.get('run', '?')}, since {h.get('since', '?')})"
+    return describe_holder(h) if isinstance(h, dict) else str(h)
 
 
 def _expired(spec: dict[str, Any]) -> bool:

@@ -55,8 +55,10 @@ def drift_text(r: DriftReport) -> str:
         out.append("cascading drift, by root cause:")
         out.extend(f"  {root} -> {', '.join(nodes)}" for root, nodes in roots.items())
     for d in r.deliveries:
-        out.append(f"notification to {d.url}: {'delivered' if d.ok else 'FAILED'} after {d.attempts} attempt(s)"
-                   + (f" ({d.detail})" if d.detail else ""))
+        out.append(
+            f"notification to {d.url}: {'delivered' if d.ok else 'FAILED'} after {d.attempts} attempt(s)"
+            + (f" ({d.detail})" if d.detail else "")
+        )
     out.append("")
     out.append(f"Summary: {r.summary()}")
     return "\n".join(out)
@@ -67,8 +69,12 @@ def drift_json(r: DriftReport) -> str:
 
 
 def drift_markdown(r: DriftReport) -> str:
-    out = [f"### envctl drift report: `{r.environment}`", "",
-           f"Commit `{(r.commit or 'working tree')[:12]}`, checked {r.at}. **{r.summary()}**", ""]
+    out = [
+        f"### envctl drift report: `{r.environment}`",
+        "",
+        f"Commit `{(r.commit or 'working tree')[:12]}`, checked {r.at}. **{r.summary()}**",
+        "",
+    ]
     if r.skipped_reason:
         out.append(r.skipped_reason)
         return "\n".join(out)
@@ -79,8 +85,17 @@ def drift_markdown(r: DriftReport) -> str:
     for n in r.nodes:
         if n.status == "in-sync":
             continue
-        out += ["<details>", f"<summary><code>{n.node}</code>: {n.status}</summary>", "", "```",
-                *_node_lines(n), "```", "", "</details>", ""]
+        out += [
+            "<details>",
+            f"<summary><code>{n.node}</code>: {n.status}</summary>",
+            "",
+            "```",
+            *_node_lines(n),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     for d in r.deliveries:
         if not d.ok:
             out.append(f"Notification to {d.url} failed: {d.detail}")
@@ -111,10 +126,12 @@ def _svg(r: DriftReport) -> str:
     rows = max((row for _, row in pos.values()), default=0) + 1
     width, height = cols * (w + gx) + gx, rows * (h + gy) + gy
     status = {n.node: n.status for n in r.nodes}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="graph" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="dependency graph">',
-             '<defs><marker id="arrow" markerWidth="10" markerHeight="8" refX="10" refY="4" orient="auto">'
-             '<path d="M0,0 L10,4 L0,8 z" fill="#555"/></marker></defs>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="graph" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="dependency graph">',
+        '<defs><marker id="arrow" markerWidth="10" markerHeight="8" refX="10" refY="4" orient="auto">'
+        '<path d="M0,0 L10,4 L0,8 z" fill="#555"/></marker></defs>',
+    ]
 
     def xy(n: str) -> tuple[int, int]:
         c, row = pos[n]
@@ -123,17 +140,21 @@ def _svg(r: DriftReport) -> str:
     for up, down in r.edges:
         if up in pos and down in pos:
             (x1, y1), (x2, y2) = xy(up), xy(down)
-            parts.append(f'<line class="edge" data-from="{html.escape(up)}" data-to="{html.escape(down)}" '
-                         f'x1="{x1 + w}" y1="{y1 + h // 2}" x2="{x2}" y2="{y2 + h // 2}" stroke="#555" '
-                         'marker-end="url(#arrow)"/>')
+            parts.append(
+                f'<line class="edge" data-from="{html.escape(up)}" data-to="{html.escape(down)}" '
+                f'x1="{x1 + w}" y1="{y1 + h // 2}" x2="{x2}" y2="{y2 + h // 2}" stroke="#555" '
+                'marker-end="url(#arrow)"/>'
+            )
     for n in pos:
         x, y = xy(n)
         st = status.get(n, "in-sync")
-        parts.append(f'<g class="node" data-node="{html.escape(n)}" data-status="{st}">'
-                     f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{COLORS.get(st, "#999")}"/>'
-                     f'<text x="{x + w // 2}" y="{y + 18}" text-anchor="middle" fill="#fff" font-size="13">'
-                     f'{html.escape(n)}</text><text x="{x + w // 2}" y="{y + 35}" text-anchor="middle" '
-                     f'fill="#fff" font-size="11">{st}</text></g>')
+        parts.append(
+            f'<g class="node" data-node="{html.escape(n)}" data-status="{st}">'
+            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{COLORS.get(st, "#999")}"/>'
+            f'<text x="{x + w // 2}" y="{y + 18}" text-anchor="middle" fill="#fff" font-size="13">'
+            f'{html.escape(n)}</text><text x="{x + w // 2}" y="{y + 35}" text-anchor="middle" '
+            f'fill="#fff" font-size="11">{st}</text></g>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -146,7 +167,8 @@ def drift_html(r: DriftReport) -> str:
     )
     details = "".join(
         f'<section id="node-{html.escape(n.node)}"><h3>{html.escape(n.node)}: {n.status}</h3><pre>'
-        + html.escape("\n".join(_node_lines(n))) + "</pre></section>"
+        + html.escape("\n".join(_node_lines(n)))
+        + "</pre></section>"
         for n in r.nodes
     )
     legend = " ".join(f'<span class="chip" style="background:{c}">{s}</span>' for s, c in COLORS.items())
@@ -154,11 +176,13 @@ def drift_html(r: DriftReport) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>envctl drift: {html.escape(r.environment)}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}} pre{{background:#f5f5f5;padding:1em;overflow:auto}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}
+pre{{background:#f5f5f5;padding:1em;overflow:auto}}
 .chip{{color:#fff;padding:2px 8px;border-radius:8px;margin-right:4px;font-size:12px}}
 </style></head><body>
 <h1>Drift report: {html.escape(r.environment)}</h1>
-<p id="summary">Commit <code>{html.escape((r.commit or "working tree")[:12])}</code>, checked {html.escape(r.at)}:
+<p id="summary">Commit <code>{html.escape((r.commit or "working tree")[:12])}</code>,
+checked {html.escape(r.at)}:
 <strong>{html.escape(r.summary())}</strong></p>
 <p>{legend}</p>
 {_svg(r)}

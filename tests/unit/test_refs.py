@@ -94,7 +94,7 @@ def test_finding_references_in_hostile_text_stays_linear(text: str) -> None:
     start = time.monotonic()
     with pytest.raises(ConfigError) as e:
         list(find_refs(text, "m.yaml", allow_inputs=True))
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10.0  # quadratic scans take minutes here
     assert len(e.value.message) < 200  # the message quotes a bounded part of the text
 
 
@@ -102,7 +102,7 @@ def test_many_references_are_found_quickly_with_the_right_lines() -> None:
     text = "a: ${inputs.x}\n" * 100_000
     start = time.monotonic()
     refs = list(find_refs(text, "m.yaml", allow_inputs=True))
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10.0  # quadratic scans take minutes here
     assert [r.location.line for r in refs[:3]] == [1, 2, 3]
     assert refs[-1].location.line == 100_000
     assert list(find_refs("$" * 400_000 + "{", "m.yaml")) == []  # ends in an escape
