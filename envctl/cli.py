@@ -313,9 +313,9 @@ def apply(
     """Converge the environment in dependency order; infrastructure changes need approval."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
-    from envctl.converge import apply_bundle, check_recorded_approval, plan_environment
+    from envctl.converge import apply_bundle, check_recorded_approval, plan_environment, preflight
+    from envctl.core.approval import nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
-    from envctl.core.schedule import Status
     from envctl.views import plan as pv
 
     if plan_ref:
@@ -328,9 +328,10 @@ def apply(
                 hint=f"use -e {bundle.environment} or plan {env}",
             )
         s = _session(repo, rev, bundle.environment, parallelism)
-        needing = __import__("envctl.core.approval", fromlist=["x"]).nodes_needing_approval(
-            bundle, s.env.approval_required_for
-        )
+        # a stale plan (commit moved, already applied, state changed) is exit 4 before any approval
+        # question; apply_bundle checks again under the lock
+        preflight(s, bundle, resume=resume)
+        needing = nodes_needing_approval(bundle, s.env.approval_required_for)
     else:
         s = _session(repo, rev, env, parallelism)
         result = plan_environment(s)
@@ -355,6 +356,7 @@ def apply(
             ):
                 raise ApprovalRequiredError("apply cancelled: the plan was not approved")
         else:
+            _notify_apply(s, "approval needed", {n: "needs approval" for n in needing}, "")
             raise ApprovalRequiredError(
                 f"changes to {', '.join(needing)} need approval and this is not a terminal",
                 hint=f"envctl approve {_display_path(plan_dir)} --by NAME, then envctl apply "
@@ -388,18 +390,40 @@ def apply(
     for e in res.errors.values():
         typer.echo(error_text(e), err=True)
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
+    code, outcome = _apply_outcome(res)
+    _notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id)
+    raise typer.Exit(code)
+
+
+def _apply_outcome(res: Any) -> tuple[int, str]:
+    """Exit code and the word for the convergence notice."""
+    from envctl.core.schedule import Status
+
     statuses = {r.status for r in res.results.values()}
     if res.interrupted:
-        raise typer.Exit(130)
+        return 130, "interrupted"
     if statuses <= {Status.DONE}:
-        return
-    if statuses & {Status.FAILED}:
-        stale = [e for e in res.errors.values() if e.reference == "stale-plan"]
-        done = Status.DONE in statuses
-        raise typer.Exit(5 if done or len(res.results) > 1 else (4 if stale else 1))
+        return 0, "success"
+    if Status.FAILED in statuses:
+        if Status.DONE in statuses:
+            return 5, "partial failure"
+        stale = any(e.reference == "stale-plan" for e in res.errors.values())
+        return (4 if stale else 1), "failure"
     if Status.BLOCKED in statuses:
-        raise typer.Exit(3)
-    raise typer.Exit(5)
+        return 3, "approval needed"
+    return 5, "partial failure"
+
+
+def _notify_apply(s: Any, outcome: str, statuses: dict[str, str], run: str) -> None:
+    """The convergence notice to the environment's webhooks; a failed delivery is reported, never silent."""
+    if not s.env.notifications:
+        return
+    from envctl.notify import apply_payload, post_all
+
+    for d in post_all(s.env.notifications, apply_payload(s.env.name, outcome, statuses, run)):
+        if not d.ok:
+            typer.echo(f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}",
+                       err=True)
 
 
 @app.command()
