@@ -117,7 +117,7 @@ def validate(
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     debug: DebugOpt = False,
 ) -> None:
-    """Check schema, references and cycles of one environment (or all) without touching live systems."""
+    """Check schema, references, cycles, Terraform and manifests without touching live systems."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
     from envctl.core.graph import EnvGraph
@@ -131,10 +131,17 @@ def validate(
         raise ConfigError(
             "no environments found", hint="add environments/<name>/environment.yaml to the repository"
         )
+    from envctl.converge import Session, validate_environment
+
     results = []
     for name in names:
         g = EnvGraph(load_environment(snapshot, name))
-        results.append({"environment": name, "nodes": len(g.env.nodes), "edges": len(g.edges), "valid": True})
+        s = Session(_root(repo), snapshot, g.env, g, progress=_progress)
+        warnings = validate_environment(s)
+        results.append(
+            {"environment": name, "nodes": len(g.env.nodes), "edges": len(g.edges), "valid": True,
+             "warnings": warnings}
+        )
     if fmt == "json":
         import json
 
@@ -142,6 +149,8 @@ def validate(
     else:
         for r in results:
             typer.echo(f"environment {r['environment']}: valid ({r['nodes']} nodes, {r['edges']} edges)")
+            for w in r["warnings"]:
+                typer.echo(f"  warning: {w}")
 
 
 @app.command()

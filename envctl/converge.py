@@ -299,6 +299,7 @@ def _plan_node(
         from envctl.kube import plan_layer, render_layer
 
         objects = render_layer(s.env, s.snapshot, node, inputs)
+        check_plaintext_secrets(node, objects)
         # an upstream that is not applied yet may create namespaces or CRDs these objects need
         plan = plan_layer(s.kube(), node, objects, upstream_pending=upstream_changing)
         plan = dataclasses.replace(
@@ -731,6 +732,7 @@ def _apply_node(
 
     kube = s.kube()
     objects = render_layer(s.env, s.snapshot, node, inputs)
+    check_plaintext_secrets(node, objects)
     if not same_inputs:
         s.progress(f"{node.id}: re-planning with the new upstream outputs")
         plan = scrub_plan(plan_layer(kube, node, objects), values.secrets)
@@ -769,3 +771,54 @@ def _needs_new_approval(
     if prompt is not None and prompt(node.id, plan):
         return ""
     return "changed after re-planning with the new upstream outputs: needs a new approval"
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def check_plaintext_secrets(node: Node, objects: list[dict[str, Any]]) -> None:
+    """Refuse ``kind: Secret`` with values in Git unless the layer allows it; names keys, never values."""
+    from envctl.kube import plaintext_secrets
+
+    if node.layer is None or node.layer.allow_secrets:
+        return
+    found = plaintext_secrets(objects)
+    if found:
+        from envctl.core.errors import ConfigError, Location
+
+        keys = sorted(
+            {
+                k
+                for o in objects
+                if o.get("kind") == "Secret"
+                for k in {**(o.get("data") or {}), **(o.get("stringData") or {})}
+            }
+        )
+        raise ConfigError(
+            f"plaintext Secret in Git: {', '.join(found)} (keys: {', '.join(keys)})",
+            node=node.id,
+            location=Location(node.path),
+            hint="keep secret values out of Git (an external secret store, or SOPS-encrypted files); "
+            "or set allow_secrets: true in layer.yaml if this is deliberate",
+        )
+
+
+def validate_environment(s: Session) -> list[str]:
+    """Terraform validate every stack and render every layer offline; returns warnings.
+
+    Touches no live system: no state, no cluster. Inputs that come from other nodes' outputs
+    are rendered as placeholders.
+    """
+    from envctl.kube import render_layer
+    from envctl.terraform.stack import validate_stack
+
+    warnings: list[str] = []
+    for n in s.graph.order():
+        node = s.env.nodes[n]
+        if node.kind == "stack":
+            warnings.extend(f"{n}: {w}" for w in validate_stack(s.stack_ctx(), node))
+        else:
+            inputs, _ = resolve_inputs(s, node, Values(), {})
+            objects = render_layer(s.env, s.snapshot, node, inputs)
+            check_plaintext_secrets(node, objects)
+    return warnings

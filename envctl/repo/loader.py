@@ -136,8 +136,15 @@ def _environment_settings(env: str, docs: list[YamlDoc]) -> dict[str, Any]:
 def load_environment(snapshot: Snapshot, env: str) -> Environment:
     """Load and check environment ``env``; a missing environment is a usage error listing the known ones."""
     base = f"{ENV_DIR}/{env}"
+    known = list_environments(snapshot)
+    if env in known and not NAME_RE.match(env):
+        # listed by validate, so it must be reported as a broken repository, not a typo
+        raise ConfigError(
+            f"environment directory name {env!r} is not valid",
+            location=Location(base),
+            hint="use lower-case letters, digits, - and _ (at most 63 characters)",
+        )
     if not NAME_RE.match(env) or not snapshot.exists(f"{base}/environment.yaml"):
-        known = list_environments(snapshot)
         raise UsageError(
             f"no environment {env!r} in this repository",
             hint=f"known environments: {', '.join(known) or 'none'}; "

@@ -12,8 +12,10 @@ Imports only the standard library.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _HEADER = re.compile(r'(?m)^[ \t]*([A-Za-z_][\w-]*)((?:[ \t]+"[^"\n]*")*)[ \t]*\{')
 _LABEL = re.compile(r'"([^"\n]*)"')
@@ -169,6 +171,11 @@ def scan(files: dict[str, str]) -> ModuleInfo:
     external: list[tuple[str, int]] = []
     has_backend = False
     for path, text in sorted(files.items()):
+        if path.endswith(".tf.json"):
+            has_backend = (
+                _scan_json(path, text, variables, required, outputs, sources, external) or has_backend
+            )
+            continue
         if not path.endswith(".tf"):
             continue
         for b in blocks(text):
@@ -186,6 +193,50 @@ def scan(files: dict[str, str]) -> ModuleInfo:
             elif b.type == "terraform":
                 has_backend = has_backend or any(c.type in ("backend", "cloud") for c in b.children())
     return ModuleInfo(variables, required, outputs, tuple(sources), tuple(external), has_backend)
+
+
+def _scan_json(
+    path: str,
+    text: str,
+    variables: dict[str, bool],
+    required: dict[str, bool],
+    outputs: dict[str, bool],
+    sources: list[tuple[str, str, int]],
+    external: list[tuple[str, int]],
+) -> bool:
+    """The same facts from a ``.tf.json`` file (Terraform's JSON syntax); returns has_backend."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return False  # Terraform reports the syntax error with its position
+    if not isinstance(doc, dict):
+        return False
+
+    def entries(kind: str) -> list[tuple[str, dict[str, Any]]]:
+        value = doc.get(kind)
+        items = value if isinstance(value, list) else [value]
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in items:
+            if isinstance(item, dict):
+                out += [(k, v if isinstance(v, dict) else {}) for k, v in item.items()]
+        return out
+
+    for name, body in entries("variable"):
+        variables[name] = body.get("sensitive") is True
+        required[name] = "default" not in body
+    for name, body in entries("output"):
+        outputs[name] = body.get("sensitive") is True
+    for _name, body in entries("module"):
+        if isinstance(body.get("source"), str):
+            sources.append((body["source"], path, 1))
+    for kind, _body in entries("data"):
+        if kind == "external":
+            external.append((path, 1))
+    tf = doc.get("terraform")
+    return any(
+        isinstance(t, dict) and ("backend" in t or "cloud" in t)
+        for t in (tf if isinstance(tf, list) else [tf])
+    )
 
 
 def is_local_source(source: str) -> bool:

@@ -11,6 +11,7 @@ May import: the standard library, ``envctl.core`` and the other ``envctl.terrafo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -73,15 +74,26 @@ def _env_for(ws: Workspace) -> dict[str, str]:
     return base_env(extra)
 
 
+_SENSITIVE_INPUTS = "envctl-sensitive-inputs.json"
+
+
+def _sensitive_names(ws: Workspace) -> set[str]:
+    """Declared sensitive variables, plus inputs that came from sensitive upstream outputs."""
+    names = set(ws.sensitive_variables)
+    with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+        names |= set(json.loads((ws.run_dir / ".terraform" / _SENSITIVE_INPUTS).read_text()))
+    return names
+
+
 def _redactor(ws: Workspace, inputs: Mapping[str, Any] | None = None) -> diag.Redactor:
     values = dict(read_var_file(ws) if inputs is None else inputs)
-    sens = ws.sensitive_variables
+    sens = _sensitive_names(ws)
     return diag.Redactor(v for k, v in values.items() if k in sens)
 
 
 def _known_secrets(ctx: StackContext, ws: Workspace, inputs: Mapping[str, Any]) -> list[Any]:
     """Values that must never be shown: sensitive inputs now and at the last plan, sensitive outputs."""
-    sens = ws.sensitive_variables
+    sens = _sensitive_names(ws)
     found = [v for k, v in inputs.items() if k in sens]
     found += [v for k, v in read_var_file(ws).items() if k in sens]
     if ctx.env.terraform.backend == "local":
@@ -164,13 +176,22 @@ def plan_stack(
 ) -> NodePlan:
     """Plan ``node`` with ``inputs`` (resolved values) and save the plan file into ``plan_dir``.
 
+    An input value may be an upstream ``StackOutput``; a sensitive one stays masked in this
+    stack's plan and errors even when the receiving variable is not declared sensitive.
+
     ``NodePlan.artifacts``: ``planfile`` (absolute path), ``engine`` (which Terraform),
     ``workdir`` (repo-relative workspace), ``mode`` (normal, refresh-only or destroy).
     """
     ws, engine = _prepare(ctx, node)
-    _check_inputs(ws, inputs)
-    secrets = _known_secrets(ctx, ws, inputs)
-    write_var_file(ws, inputs)
+    # An input may be an upstream StackOutput: its value is passed on, and when it is
+    # sensitive it is masked here even if this stack's variable is not declared sensitive.
+    values = {k: v.value if isinstance(v, StackOutput) else v for k, v in inputs.items()}
+    _check_inputs(ws, values)
+    secrets = _known_secrets(ctx, ws, values)
+    upstream_secret = sorted(k for k, v in inputs.items() if isinstance(v, StackOutput) and v.sensitive)
+    secrets += [values[k] for k in upstream_secret]
+    (ws.run_dir / ".terraform" / _SENSITIVE_INPUTS).write_text(json.dumps(upstream_secret))
+    write_var_file(ws, values)
     plan_dir = plan_dir.resolve()
     plan_dir.mkdir(parents=True, exist_ok=True)
     planfile = plan_dir / f"{node.name}.tfplan"

@@ -96,7 +96,7 @@ def _tf_texts(files: Mapping[str, bytes], directory: str) -> dict[str, str]:
     return {
         p: b.decode("utf-8", "replace")
         for p, b in files.items()
-        if posixpath.dirname(p) == directory and p.endswith(".tf")
+        if posixpath.dirname(p) == directory and p.endswith((".tf", ".tf.json"))
     }
 
 
@@ -279,7 +279,7 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
 
     root_info = hcl.scan(_tf_texts(files, node.path))
     if not env.terraform.allow_external_data:
-        for f in (p for p in files if p.endswith(".tf")):
+        for f in (p for p in files if p.endswith((".tf", ".tf.json"))):
             ext = hcl.scan({f: files[f].decode("utf-8", "replace")}).external_data
             if ext:
                 raise ConfigError(

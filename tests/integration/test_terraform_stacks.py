@@ -18,7 +18,7 @@ from tfhelpers import context, dump, stack, write_tree
 
 from envctl.core.changes import Action
 from envctl.core.errors import ConfigError, EngineError, StalePlanError
-from envctl.terraform import apply_stack, plan_stack, read_outputs, validate_stack
+from envctl.terraform import StackOutput, apply_stack, plan_stack, read_outputs, validate_stack
 from envctl.terraform.engines import STATS
 
 pytestmark = pytest.mark.integration
@@ -109,8 +109,17 @@ variable "must_be_short" {
   default = false
 }
 
+variable "label" {
+  type    = string
+  default = "plain"
+}
+
 resource "terraform_data" "s" {
   input = var.secret
+}
+
+resource "terraform_data" "label" {
+  input = "label: ${var.label}"
 }
 
 resource "terraform_data" "check" {
@@ -151,6 +160,13 @@ def test_sensitive_values_never_appear_in_any_output(
     seen.append(dump(changed))
     after = by_address(changed)["terraform_data.s"].after["input"]
     assert after.startswith("(sensitive, changed) sha256:")
+
+    # A sensitive upstream output passed into a variable this stack does not declare sensitive.
+    downstream = plan_stack(
+        ctx, node, {"secret": "x" * 8, "label": StackOutput(CANARY, True)}, tmp_path / "p4"
+    )
+    seen.append(dump(downstream))
+    assert by_address(downstream)["terraform_data.label"].after["input"] == "(sensitive)"
 
     with pytest.raises(EngineError) as err:
         plan_stack(ctx, node, {"secret": CANARY, "must_be_short": True}, tmp_path / "p3")

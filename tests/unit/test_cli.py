@@ -290,3 +290,20 @@ def test_help_imports_no_heavy_dependency() -> None:
     )
     assert "validate" in out.stdout
     assert "HEAVY=\n" in out.stderr
+
+
+def test_validate_reports_an_environment_with_an_invalid_directory_name(
+    run_cli: Run, make_repo: MakeRepo
+) -> None:
+    root = make_repo({"environments/Staging/environment.yaml": "name: Staging\n"})
+    r = run_cli("validate", "--repo", root)
+    assert r.code == CONFIG
+    assert "environments/Staging" in r.err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "dot", "mermaid"])
+def test_an_environment_without_nodes_renders(run_cli: Run, make_repo: MakeRepo, fmt: str) -> None:
+    root = make_repo({"environments/dev/environment.yaml": "name: dev\n"}, base=False)
+    r = run_cli("graph", "-e", "dev", "--repo", root, "--format", fmt)
+    assert r.code == 0, r.err
+    assert "->" not in r.out

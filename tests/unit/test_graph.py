@@ -282,3 +282,20 @@ def test_a_dag_is_accepted_and_ordered(case: tuple[int, set[tuple[int, int]]]) -
     assert len(depth) == n
     for u, d in edges:
         assert depth[f"stack.s{u}"] < depth[f"stack.s{d}"]
+
+
+def test_a_layer_output_consumed_by_a_stack_is_an_edge_from_the_layer(
+    make_repo: MakeRepo, graph_of: GraphOf
+) -> None:
+    root = make_repo(
+        {
+            "environments/dev/layers/platform/layer.yaml": (
+                "outputs:\n  host: {object: v1/Service/a/b, path: .x}\n"
+            ),
+            "environments/dev/stacks/network/stack.yaml": "inputs:\n  host: ${layer.platform.outputs.host}\n",
+        }
+    )
+    g = graph_of(root)
+    assert g.edges[("layer.platform", "stack.network")].reasons == ("layer.platform.outputs.host",)
+    assert g.order() == ["layer.platform", "stack.network", "stack.database", "layer.app"]
+    assert g.levels() == [["layer.platform"], ["stack.network"], ["stack.database"], ["layer.app"]]

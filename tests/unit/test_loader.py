@@ -497,3 +497,37 @@ def test_a_fifo_is_not_read(make_repo: MakeRepo, load_env: LoadEnv) -> None:
     os.mkfifo(root / "environments/dev/layers/platform/pipe.yaml")
     with pytest.raises(ConfigError, match="not a regular file"):
         load_env(root)
+
+
+def test_environment_directory_with_an_invalid_name_is_a_configuration_error(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    root = make_repo({"environments/Staging/environment.yaml": "name: Staging\n"})
+    assert "Staging" in list_environments(WorkTreeSnapshot(root))
+    with pytest.raises(ConfigError, match="'Staging' is not valid") as e:
+        load_env(root, "Staging")
+    assert e.value.location == Location("environments/Staging")
+
+
+def test_layer_outputs_are_read_and_referenced_by_stacks(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+    layer_cfg = "environments/dev/layers/platform/layer.yaml"
+    stack_cfg = "environments/dev/stacks/network/stack.yaml"
+    root = make_repo(
+        {
+            layer_cfg: "outputs:\n  lb_host:\n    object: v1/Service/ingress/edge\n"
+            "    path: .status.loadBalancer.ingress[0].hostname\n",
+            stack_cfg: "inputs:\n  host: ${layer.platform.outputs.lb_host}\n",
+        }
+    )
+    env = load_env(root)
+    layer = env.nodes["layer.platform"].layer
+    assert layer is not None
+    assert layer.outputs["lb_host"].object == "v1/Service/ingress/edge"
+    assert layer.outputs["lb_host"].path == ".status.loadBalancer.ingress[0].hostname"
+    [ref] = env.nodes["stack.network"].refs
+    assert (ref.kind, ref.node, ref.name, ref.location) == (
+        "output",
+        "layer.platform",
+        "lb_host",
+        Location(stack_cfg, 2),
+    )

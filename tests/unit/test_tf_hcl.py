@@ -77,3 +77,20 @@ def test_local_sources() -> None:
     assert hcl.is_local_source("./x") and hcl.is_local_source("../x")
     assert not hcl.is_local_source("git::https://example.com/x.git")
     assert not hcl.is_local_source("hashicorp/consul/aws")
+
+
+def test_scan_reads_terraform_json_files() -> None:
+    doc = {
+        "variable": {"a": {}, "s": {"sensitive": True, "default": "x"}},
+        "output": [{"o": {"value": "${var.a}", "sensitive": True}}],
+        "module": {"m": {"source": "../m"}},
+        "terraform": {"backend": {"local": {}}},
+    }
+    import json
+
+    info = hcl.scan({"main.tf.json": json.dumps(doc)})
+    assert info.variables == {"a": False, "s": True}
+    assert info.variable_required == {"a": True, "s": False}
+    assert info.outputs == {"o": True}
+    assert info.module_sources == (("../m", "main.tf.json", 1),)
+    assert info.has_backend
