@@ -133,7 +133,7 @@ def validate(
         )
     from envctl.converge import Session, validate_environment
 
-    results = []
+    results: list[dict[str, Any]] = []
     for name in names:
         g = EnvGraph(load_environment(snapshot, name))
         s = Session(_root(repo), snapshot, g.env, g, progress=_progress)
