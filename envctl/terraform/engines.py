@@ -134,6 +134,9 @@ class EmbeddedEngine:
                 stderr=subprocess.PIPE,
                 env=dict(env),
                 cwd=cwd,
+                # its own session: a Ctrl-C at the terminal stops envctl's scheduling, not a running
+                # Terraform, which finishes and writes its state (DESIGN.md §3, interrupts)
+                start_new_session=True,
             )
             out, err = _communicate(proc, pickle.dumps({"argv": argv}), command)
             if proc.returncode != 0:
@@ -196,7 +199,12 @@ class CliEngine:
         STATS.add()
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env)
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                start_new_session=True,  # see EmbeddedEngine.run: Ctrl-C lets running Terraform finish
             )
         except OSError as e:
             raise UnavailableError(f"cannot run {self.binary}: {e.strerror}", hint="check the binary") from e
