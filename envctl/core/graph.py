@@ -14,6 +14,7 @@ import networkx as nx
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import Environment, Node
+from envctl.core.refs import quoted
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class EnvGraph:
                 loc = node.depends_lines.get(dep) or Location(node.config_file or node.path)
                 if dep not in env.nodes:
                     raise ConfigError(
-                        f"depends_on names {dep!r}, which is not a node of environment {env.name}",
+                        f"depends_on names {quoted(dep)}, which is not a node of environment {env.name}",
                         node=node.id,
                         location=loc,
                         hint=_known(env, dep),

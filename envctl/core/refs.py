@@ -20,6 +20,7 @@ _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 # alternative only matches when no "}" follows), so hostile text is scanned in linear time.
 _SCAN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _SHOWN = 60  # characters of a bad reference quoted in an error message
+_MAX_REF = 300
 _OUTPUT = re.compile(rf"^(stack|layer)\.({_NAME})\.outputs\.({_NAME})$")
 _VAR = re.compile(rf"^env\.vars\.({_NAME})$")
 _INPUT = re.compile(rf"^inputs\.({_NAME})$")
@@ -31,9 +32,17 @@ HINT = (
 )
 
 
+def quoted(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: user values quoted in error messages stay short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse_ref(expr: str, location: Location, *, allow_inputs: bool) -> Ref:
     """Parse the inside of one ``${...}``."""
     e = expr.strip()
+    if len(e) > _MAX_REF:  # no real name is this long; keep messages that quote it short
+        e = ""
     if m := _OUTPUT.match(e):
         return Ref("output", m.group(3), location, node=f"{m.group(1)}.{m.group(2)}")
     if e == "env.name":

@@ -158,15 +158,25 @@ def plan_layer(
     objects: Sequence[Mapping[str, Any]],
     *,
     upstream_pending: bool = False,
+    upstream_objects: Sequence[Mapping[str, Any]] = (),
     allow_empty: bool = False,
 ) -> NodePlan:
     """Dry-run every object and diff it with the live one; add the deletions the inventory implies.
 
     ``upstream_pending``: an upstream node is not applied yet, so kinds the cluster does not serve
-    are planned as "create after" instead of failing.
+    are planned as "create after" instead of failing; ``upstream_objects``: rendered objects of
+    upstream layers, whose CRDs make their kinds known. Objects whose namespace does not exist
+    yet are planned as "create after Namespace" (apply fails if nothing creates it).
     """
     spec = _spec(node)
-    prepared = prepare(ctx, node.id, objects, force=spec.force, upstream_pending=upstream_pending)
+    prepared = prepare(
+        ctx,
+        node.id,
+        objects,
+        force=spec.force,
+        upstream_pending=upstream_pending,
+        upstream_objects=upstream_objects,
+    )
     changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
     notes: list[str] = []
     if not spec.force:
@@ -264,6 +274,16 @@ def apply_layer(
         err = conflict_error(node.id, prepared)
         if err is not None:
             raise err
+    # Checked before any write: an object whose namespace nothing creates would fail mid-apply.
+    waiting = {p.ref.namespace for p in prepared if (p.pending or "").startswith("create after Namespace")}
+    missing = sorted(waiting - _layer_namespaces(objects))
+    if missing:
+        raise EngineError(
+            f"namespace(s) {', '.join(missing)} do not exist and this layer does not create them; "
+            "nothing was applied",
+            node=node.id,
+            hint="create the namespace in this layer or in a layer it depends on (depends_on)",
+        )
     inventory = read_inventory(ctx, node.id)
     stale = _stale(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)

@@ -116,10 +116,15 @@ def prepare(
     *,
     force: bool,
     upstream_pending: bool = False,
+    upstream_objects: Sequence[Mapping[str, Any]] = (),
 ) -> list[Prepared]:
-    """Dry-run every object concurrently; raise the first failure (in render order) naming its object."""
-    crds = crd_kinds(objects)
-    namespaces = layer_namespaces(objects)
+    """Dry-run every object concurrently; raise the first failure (in render order) naming its object.
+
+    CRDs and Namespaces among ``upstream_objects`` (rendered objects of upstream layers) count as
+    coming: objects that need them are planned as "create after", not failed.
+    """
+    crds = crd_kinds([*objects, *upstream_objects])
+    namespaces = layer_namespaces([*objects, *upstream_objects])
     items = [Prepared(copy.deepcopy(dict(o)), ObjRef.of(o)) for o in objects]
     known = prefetch_live(ctx, node_id, items)
 
@@ -222,14 +227,6 @@ def dry_run_one(
         else:
             meta.pop("namespace", None)
         p.live = (known_live or {}).get(p.ref) or ctx.get(p.ref, p.mapping)
-        if p.live is None and p.mapping.namespaced and p.ref.namespace in (namespaces or set()):
-            ns_live = ctx.get(ObjRef("v1", "Namespace", "", p.ref.namespace), Mapping_("namespaces", False))
-            if ns_live is None:
-                p.pending = f"create after Namespace {p.ref.namespace}"
-                p.change = Change(
-                    str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,)
-                )
-                return
         try:
             p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=False)
         except ApiError as e:
@@ -239,6 +236,20 @@ def dry_run_one(
             elif e.status == 422 and "immutable" in e.message and force and p.live is not None:
                 p.replace = True
                 p.dry = normalise(p.obj)
+            elif (
+                e.status == 404
+                and p.live is None
+                and f'namespaces "{p.ref.namespace}" not found' in e.message
+            ):
+                # Its namespace comes from this layer's first stage or from an upstream layer.
+                known = p.ref.namespace in (namespaces or set())
+                p.pending = f"create after Namespace {p.ref.namespace}" + (
+                    "" if known else " (not in the cluster yet)"
+                )
+                p.change = Change(
+                    str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,)
+                )
+                return
             else:
                 raise
         # A create shows the object as rendered: server-assigned values (a Service's clusterIP)

@@ -26,7 +26,7 @@ from envctl.core.model import (
     StackSpec,
     TerraformSettings,
 )
-from envctl.core.refs import find_refs
+from envctl.core.refs import find_refs, quoted
 from envctl.repo.snapshot import _clean
 from envctl.repo.yamlfile import YamlDoc, load_yaml
 
@@ -60,7 +60,7 @@ def _check_keys(doc: YamlDoc, data: Mapping[str, Any], allowed: set[str], *path:
     for key in data:
         if key not in allowed:
             raise ConfigError(
-                f"unknown key {key!r}",
+                f"unknown key {quoted(key)}",
                 location=doc.loc(*path, key),
                 hint=f"allowed keys here: {', '.join(sorted(allowed))}",
             )
@@ -140,13 +140,13 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     if env in known and not NAME_RE.match(env):
         # listed by validate, so it must be reported as a broken repository, not a typo
         raise ConfigError(
-            f"environment directory name {env!r} is not valid",
+            f"environment directory name {quoted(env)} is not valid",
             location=Location(base),
             hint="use lower-case letters, digits, - and _ (at most 63 characters)",
         )
     if not NAME_RE.match(env) or not snapshot.exists(f"{base}/environment.yaml"):
         raise UsageError(
-            f"no environment {env!r} in this repository",
+            f"no environment {quoted(env)} in this repository",
             hint=f"known environments: {', '.join(known) or 'none'}; "
             f"an environment is a directory {ENV_DIR}/<name>/ with an environment.yaml",
         )
@@ -172,7 +172,7 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     _want(where("name"), name, str, "a string", "name")
     if name != env:
         raise ConfigError(
-            f"name {name!r} does not match the directory {base}",
+            f"name {quoted(name)} does not match the directory {base}",
             location=where("name").loc("name"),
             hint=f"set name: {env}, or rename the directory",
         )
@@ -200,13 +200,13 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     engine = t.get("engine", "embedded")
     if engine not in ("embedded", "cli"):
         raise ConfigError(
-            f"terraform.engine must be embedded or cli, not {engine!r}",
+            f"terraform.engine must be embedded or cli, not {quoted(engine)}",
             location=td.loc("terraform", "engine"),
         )
     backend = t.get("backend", "local")
     if backend not in ("local", "kubernetes", "stack"):
         raise ConfigError(
-            f"terraform.backend must be local, kubernetes or stack, not {backend!r}",
+            f"terraform.backend must be local, kubernetes or stack, not {quoted(backend)}",
             location=td.loc("terraform", "backend"),
         )
     binary = _want(td, t.get("binary", "terraform"), str, "a string", "terraform", "binary")
@@ -225,7 +225,7 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     for i, kind in enumerate(required):
         if kind not in APPROVAL_KINDS:
             raise ConfigError(
-                f"approval.required_for: unknown kind {kind!r}",
+                f"approval.required_for: unknown kind {quoted(kind)}",
                 location=ad.loc("approval", "required_for", i),
                 hint=f"use one of {', '.join(APPROVAL_KINDS)}",
             )
@@ -280,7 +280,7 @@ def _check_names(nodes: Mapping[str, Node]) -> None:
     for node in nodes.values():
         if not NAME_RE.match(node.name):
             raise ConfigError(
-                f"{node.id}: name {node.name!r} is not a valid node name",
+                f"{node.id}: name {quoted(node.name)} is not a valid node name",
                 location=Location(node.path),
                 hint="use lower-case letters, digits, - and _ (at most 63 characters)",
             )
@@ -288,7 +288,7 @@ def _check_names(nodes: Mapping[str, Node]) -> None:
         if key in seen:
             other = seen[key]
             raise ConfigError(
-                f"two nodes share the name {node.name!r}: {other.path} and {node.path}",
+                f"two nodes share the name {quoted(node.name)}: {other.path} and {node.path}",
                 node=node.id,
                 location=Location(node.path),
                 hint="give each stack and layer of an environment its own name",
@@ -303,7 +303,9 @@ def _common(doc: YamlDoc | None, node_id: str) -> tuple[tuple[str, ...], dict[st
     inputs = _mapping(doc, doc.data.get("inputs"), "inputs")
     for k in inputs:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", k):
-            raise ConfigError(f"input name {k!r} is not valid", node=node_id, location=doc.loc("inputs", k))
+            raise ConfigError(
+                f"input name {quoted(k)} is not valid", node=node_id, location=doc.loc("inputs", k)
+            )
     refs = _refs_in(doc, inputs, "inputs")
     return depends, inputs, refs
 
@@ -329,7 +331,7 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 f.endswith(".tf") for f in snapshot.listdir(module)
             ):
                 raise ConfigError(
-                    f"module {raw!r} is not a directory with *.tf files",
+                    f"module {quoted(raw)} is not a directory with *.tf files",
                     node=node_id,
                     location=doc.loc("module"),
                     hint="module paths are relative to the repository root, e.g. modules/network",
@@ -439,7 +441,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
             ns = _want(doc, data["namespace"], str, "a namespace name", "namespace")
             if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns):
                 raise ConfigError(
-                    f"namespace {ns!r} is not a valid name", node=node_id, location=doc.loc("namespace")
+                    f"namespace {quoted(ns)} is not a valid name", node=node_id, location=doc.loc("namespace")
                 )
             spec_kw["namespace"] = ns
         for flag in ("prune", "force", "allow_empty", "allow_secrets"):

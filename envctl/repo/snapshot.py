@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from envctl.core.errors import ConfigError, Location, UsageError
+from envctl.core.refs import quoted
 
 if TYPE_CHECKING:
     import git
@@ -22,10 +23,12 @@ if TYPE_CHECKING:
 def _clean(path: str) -> str:
     """Normalise a repo-relative POSIX path; refuse absolute paths and ``..`` escapes."""
     if "\x00" in path:  # the OS refuses it with ValueError, not OSError
-        raise ConfigError(f"path {path!r} contains a NUL character")
+        raise ConfigError(f"path {quoted(path)} contains a NUL character")
     p = PurePosixPath(path)
     if p.is_absolute():
-        raise ConfigError(f"path {path!r} is absolute", hint="use a path relative to the repository root")
+        raise ConfigError(
+            f"path {quoted(path)} is absolute", hint="use a path relative to the repository root"
+        )
     parts: list[str] = []
     for part in p.parts:
         if part in ("", "."):
@@ -33,7 +36,7 @@ def _clean(path: str) -> str:
         if part == "..":
             if not parts:
                 raise ConfigError(
-                    f"path {path!r} leads outside the repository",
+                    f"path {quoted(path)} leads outside the repository",
                     hint="keep modules, manifests and var files inside the environment repository",
                 )
             parts.pop()
@@ -157,7 +160,7 @@ class GitSnapshot:
             self._tree = self._commit.tree
         except (git.BadName, git.BadObject, ValueError, git.GitCommandError) as e:
             raise UsageError(
-                f"unknown revision {rev!r}", hint="give a commit SHA, branch or tag that exists"
+                f"unknown revision {quoted(rev)}", hint="give a commit SHA, branch or tag that exists"
             ) from e
 
     @property

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from envctl.core.errors import ConfigError, Location
+from envctl.core.refs import quoted
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
@@ -63,7 +64,7 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth:
             key = str(limits.loader.construct_scalar(knode))
             if key in out:
                 raise ConfigError(
-                    f"duplicate key {key!r}", location=Location(doc.file, knode.start_mark.line + 1)
+                    f"duplicate key {quoted(key)}", location=Location(doc.file, knode.start_mark.line + 1)
                 )
             out[key] = _convert(vnode, (*path, key), doc, limits, depth + 1)
         return out

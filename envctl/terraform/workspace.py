@@ -37,8 +37,18 @@ STATE_NAMESPACE = "envctl-system"
 # Files of a working tree that never belong in a workspace.
 _SKIP_PARTS = (".terraform", ".envctl", ".git")
 _SKIP_SUFFIXES = (".tfstate", ".tfstate.backup", ".tfplan")
-# Files Terraform writes into the run directory that must survive a rebuild.
-_KEEP = (".terraform", ".terraform.lock.hcl", VAR_FILE)
+# Files Terraform writes into the run directory that must survive a rebuild (the state files
+# matter with ``backend: stack`` when the stack has no backend block: Terraform's default local
+# backend keeps its state right there).
+_KEEP = (
+    ".terraform",
+    ".terraform.lock.hcl",
+    VAR_FILE,
+    "terraform.tfstate",
+    "terraform.tfstate.backup",
+    "terraform.tfstate.d",
+    ".terraform.tfstate.lock.info",
+)
 
 
 @dataclass(frozen=True)

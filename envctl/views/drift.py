@@ -171,6 +171,12 @@ def drift_html(r: DriftReport) -> str:
         + "</pre></section>"
         for n in r.nodes
     )
+    deliveries = "".join(
+        f"<li>{html.escape(d.url)}: {'delivered' if d.ok else 'FAILED'} after {d.attempts} attempt(s)"
+        f"{(' (' + html.escape(d.detail) + ')') if d.detail else ''}</li>"
+        for d in r.deliveries
+    )
+    notifications = f"<h2>Notifications</h2><ul id=\"notifications\">{deliveries}</ul>" if deliveries else ""
     legend = " ".join(f'<span class="chip" style="background:{c}">{s}</span>' for s, c in COLORS.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>envctl drift: {html.escape(r.environment)}</title>
@@ -189,6 +195,7 @@ checked {html.escape(r.at)}:
 <h2>Nodes</h2>
 <table><tr><th>node</th><th>status</th><th>drifted objects</th><th>cascades from</th></tr>{rows}</table>
 <h2>Details</h2>{details}
+{notifications}
 </body></html>
 """
 

@@ -688,3 +688,30 @@ def test_an_immutable_field_change_is_refused_or_replaced_with_force(
     live = get(api, ref)
     assert live is not None and live["metadata"]["uid"] != uid
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1.37"
+
+
+def test_objects_in_a_namespace_an_upstream_layer_creates_plan_as_create_after(
+    tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient
+) -> None:
+    layer = Layer(tmp_path, kubeconfig, namespace)
+    layer.spec["namespace"] = f"{namespace}-later"
+    layer.write({"cm.yaml": cm("c", a="1")})
+    [change] = layer.plan().changes
+    assert change.action is Action.CREATE
+    assert change.reasons == (f"create after Namespace {namespace}-later (not in the cluster yet)",)
+    with pytest.raises(EngineError, match="do not exist") as err:
+        layer.apply()
+    assert "nothing was applied" in str(err.value)
+    assert read_inventory(layer.ctx, "layer.app").entries == ()
+
+
+def test_a_custom_resource_whose_crd_an_upstream_layer_renders(layer: Layer) -> None:
+    group = f"{layer.namespace}.example.com"
+    layer.inputs = {"group": group}
+    layer.write({"widget.yaml": WIDGET})
+    upstream = Layer(layer.root, "", layer.namespace, name="crds")
+    upstream.inputs = {"group": group}
+    upstream.env = layer.env
+    upstream.write({"crd.yaml": CRD})
+    [change] = plan_layer(layer.ctx, layer.node, layer.render(), upstream_objects=upstream.render()).changes
+    assert change.reasons == (f"create after CustomResourceDefinition widgets.{group}",)

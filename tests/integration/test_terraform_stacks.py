@@ -370,3 +370,15 @@ def test_plans_a_git_revision_not_the_working_tree(tmp_path: Path) -> None:
         "terraform_data.old"
     ]
     assert [c.address for c in plan_stack(ctx, node, {}, tmp_path / "p2").changes] == ["terraform_data.new"]
+
+
+def test_stack_backend_keeps_the_stacks_own_state(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"environments/dev/stacks/app/main.tf": RESOURCES})
+    node = stack("app")
+    ctx = context(tmp_path, nodes=(node,), backend="stack")
+    inputs = {"x": "one", "y": "one", "keep": False}
+    apply_stack(ctx, node, Path(plan_stack(ctx, node, inputs, tmp_path / "p1").artifacts["planfile"]))
+    assert not (tmp_path / ".envctl/state").exists()
+    # No backend block: Terraform's default local state in the workspace survives a rebuild.
+    assert read_outputs(ctx, node)["a"].value == "one"
+    assert not plan_stack(ctx, node, inputs, tmp_path / "p2").has_changes

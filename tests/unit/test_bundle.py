@@ -1,0 +1,99 @@
+"""Plan bundles: fingerprints bind approvals; any modification is refused as stale."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from envctl.core.approval import Approval, check_approval, needs_approval, nodes_needing_approval
+from envctl.core.bundle import PlanBundle
+from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.errors import ApprovalRequiredError, EnvctlError, StalePlanError
+
+
+def bundle(plan_id: str = "dev-1", action: Action = Action.CREATE) -> PlanBundle:
+    nodes = {
+        "stack.network": NodePlan("stack.network", (Change("terraform_data.vpc", action, None, {"a": 1}),)),
+        "layer.app": NodePlan("layer.app", (Change("v1 ConfigMap app/web", Action.NOOP),)),
+    }
+    return PlanBundle(plan_id, "dev", "abc123", False, "2026-01-01T00:00:00+00:00",
+                      ("stack.network", "layer.app"), nodes, {"stack.network": "h"})
+
+
+def test_round_trips_through_json() -> None:
+    b = bundle()
+    again = PlanBundle.from_json(json.loads(json.dumps(b.to_json())))
+    assert again.fingerprint == b.fingerprint
+    assert again.nodes["stack.network"].changes[0].action is Action.CREATE
+
+
+def test_a_flipped_value_is_refused_as_stale() -> None:
+    data = bundle().to_json()
+    data["nodes"]["stack.network"]["changes"][0]["action"] = "delete"
+    with pytest.raises(StalePlanError, match="modified"):
+        PlanBundle.from_json(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_single_byte_flip_never_loads_silently(data: st.DataObject) -> None:
+    raw = bytearray(json.dumps(bundle().to_json()).encode())
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] = data.draw(st.integers(0, 255).filter(lambda b: b != raw[i]))
+    try:
+        parsed: Any = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return  # the store reports unreadable JSON as stale itself
+    try:
+        PlanBundle.from_json(parsed)
+    except StalePlanError:
+        return
+    # a flip inside insignificant whitespace parses to the same document: then nothing changed
+    assert parsed == bundle().to_json()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                    max_leaves=20))
+def test_garbage_gives_a_typed_error(value: Any) -> None:
+    with pytest.raises(EnvctlError):
+        PlanBundle.from_json(value)
+
+
+def test_an_approval_binds_to_one_plan() -> None:
+    a, b = bundle("dev-1"), bundle("dev-2", Action.DELETE)
+    approval = Approval(a.id, a.fingerprint, "dev", "abc123", "alice", "now")
+    check_approval(approval, a)
+    with pytest.raises(ApprovalRequiredError):
+        check_approval(approval, b)
+    forged = Approval(b.id, a.fingerprint, "dev", "abc123", "alice", "now")
+    with pytest.raises(ApprovalRequiredError):
+        check_approval(forged, b)
+
+
+@pytest.mark.parametrize(
+    ("policy", "stack_action", "expected"),
+    [
+        (("terraform",), Action.CREATE, ["stack.network"]),
+        (("terraform-destroy",), Action.CREATE, []),
+        (("terraform-destroy",), Action.REPLACE, ["stack.network"]),
+        (("none",), Action.DELETE, []),
+        (("all",), Action.NOOP, []),
+    ],
+)
+def test_policy_names_the_nodes_that_need_approval(
+    policy: tuple[str, ...], stack_action: Action, expected: list[str]
+) -> None:
+    assert nodes_needing_approval(bundle(action=stack_action), policy) == expected
+
+
+def test_pending_upstream_node_needs_approval_under_terraform_policy() -> None:
+    p = NodePlan("stack.db", pending_upstream=("vpc_id",))
+    assert needs_approval(p, ("terraform",))
+    assert not needs_approval(NodePlan("layer.app", pending_upstream=("x",)), ("terraform",))
+    assert needs_approval(NodePlan("layer.app", pending_upstream=("x",)), ("kubernetes",))

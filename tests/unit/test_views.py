@@ -1,0 +1,103 @@
+"""Every view renders the same data in every format; destructive actions stand out; no secret leaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envctl.core.bundle import PlanBundle
+from envctl.core.changes import SENSITIVE, Action, Change, NodePlan
+from envctl.core.drift import Delivery, DriftReport, NodeDrift
+from envctl.views import drift as dv
+from envctl.views import plan as pv
+
+CANARY = "canary-3f9a-never-print"
+
+
+def bundle() -> PlanBundle:
+    nodes = {
+        "stack.network": NodePlan(
+            "stack.network",
+            (
+                Change("terraform_data.vpc", Action.REPLACE, {"x": 1}, {"x": 2}, ("triggers_replace",)),
+                Change("terraform_data.pw", Action.UPDATE, {"v": SENSITIVE}, {"v": SENSITIVE}, fields=("v",)),
+            ),
+        ),
+        "stack.database": NodePlan("stack.database", pending_upstream=("vpc_id",), notes=("waits",)),
+        "layer.app": NodePlan("layer.app", (Change("v1 ConfigMap app/web", Action.CREATE, None, {"a": "b"}),)),
+    }
+    return PlanBundle("dev-1", "dev", "abcdef1234567", False, "t",
+                      ("stack.network", "stack.database", "layer.app"), nodes)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_plan_views_show_every_node_and_its_counts(fmt: str) -> None:
+    render = {"text": pv.plan_text, "json": pv.plan_json, "markdown": pv.plan_markdown}[fmt]
+    out = render(bundle(), ["stack.network"], ".envctl/plans/dev-1")
+    for node in ("stack.network", "stack.database", "layer.app"):
+        assert node in out
+    assert CANARY not in out
+    if fmt == "json":
+        data = json.loads(out)
+        assert data["format_version"] == "1" and data["type"] == "plan"
+        by = {n["node"]: n for n in data["nodes"]}
+        assert by["stack.network"]["counts"] == {"add": 0, "change": 1, "destroy": 0, "replace": 1}
+        assert by["stack.database"]["status"] == "pending upstream"
+        assert data["needs_approval"] == ["stack.network"]
+    else:
+        assert "DESTRUCTIVE" in out and "pending upstream" in out
+
+
+def test_text_plan_highlights_destructive_rows_only_with_colour() -> None:
+    coloured = pv.plan_text(bundle(), [], "p", color=True)
+    plain = pv.plan_text(bundle(), [], "p", color=False)
+    assert "\x1b[31;1m" in coloured and "\x1b[" not in plain
+
+
+def test_markdown_collapses_diffs() -> None:
+    md = pv.plan_markdown(bundle(), [], "p")
+    assert md.count("<details>") == 3 and "| `layer.app` | 1 | 0 | 0 | 0 |" in md
+
+
+def report() -> DriftReport:
+    return DriftReport(
+        "dev", "abc", "now",
+        (
+            NodeDrift("stack.network", "drifted",
+                      (Change("local_file.f", Action.UPDATE, fields=("content",), reasons=("changed",)),)),
+            NodeDrift("stack.database", "stale", causes=("stack.network",)),
+            NodeDrift("layer.app", "stale", causes=("stack.database",)),
+            NodeDrift("layer.platform", "in-sync"),
+        ),
+        (("stack.network", "stack.database"), ("stack.database", "layer.app")),
+        (Delivery("http://127.0.0.1:1/hook", False, 3, "HTTP 500"),),
+    )
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
+def test_drift_views_show_every_node_and_the_failed_delivery(fmt: str) -> None:
+    out = dv.RENDERERS[fmt](report())
+    for node in ("stack.network", "stack.database", "layer.app", "layer.platform"):
+        assert node in out
+    assert "127.0.0.1:1/hook" in out
+
+
+def test_cascading_drift_is_grouped_under_its_root_cause() -> None:
+    r = report()
+    assert r.root_causes() == {"stack.network": ["stack.database", "layer.app"]}
+    assert r.exit_code == 1  # a failed notification is never silent
+    ok = DriftReport("dev", None, "now", r.nodes, r.edges)
+    assert ok.exit_code == 2
+
+
+def test_html_report_is_self_contained_with_a_coloured_graph() -> None:
+    page = dv.drift_html(report())
+    assert "<svg" in page and 'data-node="layer.app"' in page and 'data-status="stale"' in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://127.0.0.1:1/hook", "")
+    assert "<script src" not in page and "<link" not in page
+
+
+def test_errors_are_never_no_drift() -> None:
+    r = DriftReport("dev", None, "now", (NodeDrift("layer.app", "error", error="unreachable", error_exit=69),))
+    assert r.exit_code == 69
