@@ -20,8 +20,16 @@ def bundle(plan_id: str = "dev-1", action: Action = Action.CREATE) -> PlanBundle
         "stack.network": NodePlan("stack.network", (Change("terraform_data.vpc", action, None, {"a": 1}),)),
         "layer.app": NodePlan("layer.app", (Change("v1 ConfigMap app/web", Action.NOOP),)),
     }
-    return PlanBundle(plan_id, "dev", "abc123", False, "2026-01-01T00:00:00+00:00",
-                      ("stack.network", "layer.app"), nodes, {"stack.network": "h"})
+    return PlanBundle(
+        plan_id,
+        "dev",
+        "abc123",
+        False,
+        "2026-01-01T00:00:00+00:00",
+        ("stack.network", "layer.app"),
+        nodes,
+        {"stack.network": "h"},
+    )
 
 
 def test_round_trips_through_json() -> None:
@@ -57,9 +65,13 @@ def test_any_single_byte_flip_never_loads_silently(data: st.DataObject) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-                    max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+        max_leaves=20,
+    )
+)
 def test_garbage_gives_a_typed_error(value: Any) -> None:
     with pytest.raises(EnvctlError):
         PlanBundle.from_json(value)

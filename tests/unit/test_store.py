@@ -29,8 +29,11 @@ def _bundle_with_planfile(store: Store, tmp_path: Path) -> Path:
     (plan_dir / "stacks").mkdir(parents=True)
     pf = plan_dir / "stacks" / "net.tfplan"
     pf.write_bytes(b"PLANFILE")
-    node = NodePlan("stack.net", (Change("a", Action.CREATE),),
-                    artifacts={"planfile": "stacks/net.tfplan", "planfile_sha256": sha256(b"PLANFILE")})
+    node = NodePlan(
+        "stack.net",
+        (Change("a", Action.CREATE),),
+        artifacts={"planfile": "stacks/net.tfplan", "planfile_sha256": sha256(b"PLANFILE")},
+    )
     b = PlanBundle("dev-1", "dev", "c", False, "t", ("stack.net",), {"stack.net": node})
     store.write_bundle(plan_dir, b)
     return plan_dir

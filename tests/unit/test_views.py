@@ -25,10 +25,13 @@ def bundle() -> PlanBundle:
             ),
         ),
         "stack.database": NodePlan("stack.database", pending_upstream=("vpc_id",), notes=("waits",)),
-        "layer.app": NodePlan("layer.app", (Change("v1 ConfigMap app/web", Action.CREATE, None, {"a": "b"}),)),
+        "layer.app": NodePlan(
+            "layer.app", (Change("v1 ConfigMap app/web", Action.CREATE, None, {"a": "b"}),)
+        ),
     }
-    return PlanBundle("dev-1", "dev", "abcdef1234567", False, "t",
-                      ("stack.network", "stack.database", "layer.app"), nodes)
+    return PlanBundle(
+        "dev-1", "dev", "abcdef1234567", False, "t", ("stack.network", "stack.database", "layer.app"), nodes
+    )
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
@@ -62,10 +65,15 @@ def test_markdown_collapses_diffs() -> None:
 
 def report() -> DriftReport:
     return DriftReport(
-        "dev", "abc", "now",
+        "dev",
+        "abc",
+        "now",
         (
-            NodeDrift("stack.network", "drifted",
-                      (Change("local_file.f", Action.UPDATE, fields=("content",), reasons=("changed",)),)),
+            NodeDrift(
+                "stack.network",
+                "drifted",
+                (Change("local_file.f", Action.UPDATE, fields=("content",), reasons=("changed",)),),
+            ),
             NodeDrift("stack.database", "stale", causes=("stack.network",)),
             NodeDrift("layer.app", "stale", causes=("stack.database",)),
             NodeDrift("layer.platform", "in-sync"),
@@ -94,10 +102,14 @@ def test_cascading_drift_is_grouped_under_its_root_cause() -> None:
 def test_html_report_is_self_contained_with_a_coloured_graph() -> None:
     page = dv.drift_html(report())
     assert "<svg" in page and 'data-node="layer.app"' in page and 'data-status="stale"' in page
-    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://127.0.0.1:1/hook", "")
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace(
+        "http://127.0.0.1:1/hook", ""
+    )
     assert "<script src" not in page and "<link" not in page
 
 
 def test_errors_are_never_no_drift() -> None:
-    r = DriftReport("dev", None, "now", (NodeDrift("layer.app", "error", error="unreachable", error_exit=69),))
+    r = DriftReport(
+        "dev", None, "now", (NodeDrift("layer.app", "error", error="unreachable", error_exit=69),)
+    )
     assert r.exit_code == 69
