@@ -178,35 +178,45 @@ def _walk_refs(value: Any, file: str, out: list[Ref]) -> None:
 def resolve_inputs(
     s: Session, node: Node, values: Values, pending_outputs: Mapping[str, set[str]]
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Resolved inputs and the names of inputs that wait on an upstream change."""
+    """Resolved inputs and the names of inputs that wait on an upstream change.
+
+    For a layer, an output reference written directly in a manifest (``${stack.X.outputs.Y}``)
+    is resolved too and passed under its own text, as the renderer expects.
+    """
+    from envctl.core.errors import Location
+
+    def resolve(ref: Ref) -> Any:
+        if ref.kind == "env":
+            return s.env.name
+        if ref.kind == "var":
+            return s.env.vars[ref.name]
+        assert ref.node is not None
+        waiting = pending_outputs.get(ref.node, set())
+        if ref.name in waiting or ALL_OUTPUTS in waiting:
+            raise _Pending(ref.text)
+        outs = values.outputs.get(ref.node)
+        if outs is None or ref.name not in outs:
+            raise _Pending(ref.text)
+        return outs[ref.name]
+
     resolved: dict[str, Any] = {}
     pending: list[str] = []
+    where = Location(node.config_file or node.path)
     for key in node.inputs:
-        loc = next((r.location for r in node.refs if r.location.file == node.config_file), None)
-
-        def resolve(ref: Ref) -> Any:
-            if ref.kind == "env":
-                return s.env.name
-            if ref.kind == "var":
-                return s.env.vars[ref.name]
-            assert ref.node is not None
-            waiting = pending_outputs.get(ref.node, set())
-            if ref.name in waiting or ALL_OUTPUTS in waiting:
-                raise _Pending(ref.text)
-            outs = values.outputs.get(ref.node)
-            if outs is None or ref.name not in outs:
-                raise _Pending(ref.text)
-            return outs[ref.name]
-
-        from envctl.core.errors import Location
-
         try:
-            resolved[key] = substitute_value(
-                node.inputs[key], resolve, loc or Location(node.config_file or node.path)
-            )
+            resolved[key] = substitute_value(node.inputs[key], resolve, where)
         except _Pending:
             pending.append(key)
             resolved[key] = PLACEHOLDER
+    if node.kind == "layer":
+        for ref in node.upstream_refs:
+            if ref.location.file == node.config_file or ref.text in resolved:
+                continue
+            try:
+                resolved[ref.text] = resolve(ref)
+            except _Pending:
+                pending.append(ref.text)
+                resolved[ref.text] = PLACEHOLDER
     return resolved, tuple(pending)
 
 
@@ -217,9 +227,10 @@ def inputs_hash(inputs: Mapping[str, Any]) -> str:
 def _waiting_on(node: Node, pending: tuple[str, ...]) -> list[str]:
     ups: set[str] = set()
     for key in pending:
-        for ref in _input_refs(node, key):
-            if ref.node:
-                ups.add(ref.node)
+        if key in node.inputs:
+            ups.update(ref.node for ref in _input_refs(node, key) if ref.node)
+        else:  # an output reference written in a manifest: stack.X.outputs.Y
+            ups.add(".".join(key.split(".")[:2]))
     return sorted(ups)
 
 

@@ -16,6 +16,7 @@ from envctl.converge import (
     Session,
     Values,
     _input_refs,
+    _waiting_on,
     inputs_hash,
     read_current_outputs,
     resolve_inputs,
@@ -115,7 +116,7 @@ def _check_node(
         return NodeDrift(
             n,
             "stale",
-            causes=tuple(sorted({r.node for k in pending for r in _input_refs(node, k) if r.node})),
+            causes=tuple(_waiting_on(node, pending)),
             notes=(f"inputs {', '.join(pending)} have no value upstream",),
         ), set()
     recorded = last.get("inputs_hash")

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     import git
 
 
+_SYMLINK = 0o120000
+_MAX_HOPS = 40
+
+
 def _clean(path: str) -> str:
     """Normalise a repo-relative POSIX path; refuse absolute paths and ``..`` escapes."""
     if "\x00" in path:  # the OS refuses it with ValueError, not OSError
@@ -172,26 +176,49 @@ class GitSnapshot:
         return False
 
     def _obj(self, path: str) -> object | None:
-        rel = _clean(path)
-        if not rel:
-            return self._tree
-        try:
-            return self._tree / rel
-        except KeyError:
-            return None
+        """The tree or blob at ``path``, following symlinks inside the repository as the working
+        tree does, so ``--rev`` sees the same files; a symlink leading outside is an error."""
+        import git
+
+        todo = [p for p in _clean(path).split("/") if p]
+        obj: object = self._tree
+        done: list[str] = []
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            if not isinstance(obj, git.Tree):
+                return None
+            try:
+                child = obj[name]
+            except KeyError:
+                return None
+            if isinstance(child, git.Blob) and child.mode == _SYMLINK:
+                link = "/".join([*done, name])
+                hops += 1
+                target = child.data_stream.read().decode("utf-8", "replace")
+                try:
+                    if hops > _MAX_HOPS or target.startswith("/"):
+                        raise ConfigError(target)
+                    resolved = _clean("/".join([*done, target]))
+                except ConfigError:
+                    raise ConfigError(
+                        f"{link} is a symlink that leads outside the repository (or loops)",
+                        location=Location(link),
+                        hint="replace the symlink with the file itself",
+                    ) from None
+                todo = [p for p in resolved.split("/") if p] + todo
+                obj, done = self._tree, []
+                continue
+            obj = child
+            done.append(name)
+        return obj
 
     def read_bytes(self, path: str) -> bytes:
         import git
 
         obj = self._obj(path)
         if not isinstance(obj, git.Blob):
-            raise ConfigError(f"cannot read {path} at {self.commit}", location=Location(path))
-        if obj.mode == 0o120000:
-            raise ConfigError(
-                f"{_clean(path)} is a symlink; envctl does not follow symlinks in a Git revision",
-                location=Location(_clean(path)),
-                hint="replace the symlink with the file itself",
-            )
+            raise ConfigError(f"cannot read {path} at commit {self.commit}", location=Location(path))
         data: bytes = obj.data_stream.read()
         return data
 
@@ -217,8 +244,13 @@ class GitSnapshot:
         obj = self._obj(path)
         if not isinstance(obj, git.Tree):
             return
-        paths = sorted(str(b.path) for b in obj.traverse() if isinstance(b, git.Blob))
-        yield from paths
+        for p in sorted(str(b.path) for b in obj.traverse() if isinstance(b, git.Blob)):
+            try:
+                if isinstance(self._obj(p), git.Tree):
+                    continue  # a symlink to a directory: not descended, as in the working tree
+            except ConfigError:
+                pass  # a symlink leading outside: reading it reports the error
+            yield p
 
 
 def open_snapshot(root: Path, rev: str | None) -> WorkTreeSnapshot | GitSnapshot:

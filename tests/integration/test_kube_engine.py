@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +165,16 @@ spec:
 
 
 @pytest.fixture
-def layer(tmp_path: Path, kubeconfig: str, namespace: str) -> Layer:
-    return Layer(tmp_path, kubeconfig, namespace)
+def layer(tmp_path: Path, kubeconfig: str, namespace: str, api_client: client.ApiClient) -> Iterator[Layer]:
+    yield Layer(tmp_path, kubeconfig, namespace)
+    drop_inventories(api_client, namespace)
+
+
+def drop_inventories(api: client.ApiClient, env_name: str) -> None:
+    """Delete the inventories a test's environment left in envctl-system."""
+    client.CoreV1Api(api).delete_collection_namespaced_config_map(
+        "envctl-system", label_selector=f"envctl.io/environment={env_name}"
+    )
 
 
 @pytest.fixture

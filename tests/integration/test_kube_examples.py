@@ -112,4 +112,8 @@ def test_example_layers_plan_apply_match_kubectl_prune_and_drift(
         assert web.fields == ("spec.template.spec.containers[0].image",)
         assert web.manager is not None and web.manager != "envctl"
     finally:
-        client.CoreV1Api(api_client).delete_namespace(namespace, propagation_policy="Background")
+        core = client.CoreV1Api(api_client)
+        core.delete_namespace(namespace, propagation_policy="Background")
+        core.delete_collection_namespaced_config_map(
+            "envctl-system", label_selector=f"envctl.io/environment={env.name}"
+        )

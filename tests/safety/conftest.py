@@ -210,23 +210,22 @@ def envrepo(make_env: Any) -> EnvRepo:
 
 def live(api: client.ApiClient, kind: str, ns: str, name: str) -> dict[str, Any] | None:
     """The live object as a dict, or None when it does not exist."""
-    paths = {
-        "Namespace": f"/api/v1/namespaces/{name}",
-        "ConfigMap": f"/api/v1/namespaces/{ns}/configmaps/{name}",
-        "Secret": f"/api/v1/namespaces/{ns}/secrets/{name}",
-        "Service": f"/api/v1/namespaces/{ns}/services/{name}",
-        "Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    core = client.CoreV1Api(api)
+    apps = client.AppsV1Api(api)
+    reads = {
+        "Namespace": lambda: core.read_namespace(name),
+        "ConfigMap": lambda: core.read_namespaced_config_map(name, ns),
+        "Secret": lambda: core.read_namespaced_secret(name, ns),
+        "Service": lambda: core.read_namespaced_service(name, ns),
+        "Deployment": lambda: apps.read_namespaced_deployment(name, ns),
     }
     try:
-        resp = api.call_api(
-            paths[kind], "GET", auth_settings=["BearerToken"], response_type="object",
-            _preload_content=False,
-        )
+        obj = reads[kind]()
     except ApiException as e:
         if e.status == 404:
             return None
         raise
-    data: dict[str, Any] = json.loads(resp[0].data)
+    data: dict[str, Any] = api.sanitize_for_serialization(obj)
     return data
 
 

