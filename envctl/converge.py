@@ -29,6 +29,7 @@ from envctl.core.errors import (
     EngineError,
     EnvctlError,
     StalePlanError,
+    UnavailableError,
     UsageError,
 )
 from envctl.core.graph import EnvGraph
@@ -282,7 +283,7 @@ def _plan_node(
     values: Values,
     pending_outputs: dict[str, set[str]],
     plan_dir: Path,
-    upstream_changing: bool = False,
+    upstream_changing: tuple[str, ...] = (),
 ) -> tuple[NodePlan, str]:
     inputs, pending = resolve_inputs(s, node, values, pending_outputs)
     ih = inputs_hash(inputs)
@@ -307,12 +308,20 @@ def _plan_node(
         arts.pop("workdir", None)
         plan = dataclasses.replace(plan, artifacts=arts)
     else:
-        from envctl.kube import plan_layer, render_layer
+        from envctl.kube import offline_plan_layer, plan_layer, render_layer
 
         objects = render_layer(s.env, s.snapshot, node, inputs)
         check_plaintext_secrets(node, objects)
-        # an upstream that is not applied yet may create namespaces or CRDs these objects need
-        plan = plan_layer(s.kube(), node, objects, upstream_pending=upstream_changing)
+        try:
+            # an upstream that is not applied yet may create namespaces or CRDs these objects need
+            plan = plan_layer(s.kube(), node, objects, upstream_pending=bool(upstream_changing))
+        except UnavailableError:
+            # the cluster may be what an unapplied upstream stack creates: plan offline, never
+            # an empty plan; with no such stack, an unreachable cluster stays an error (exit 69)
+            creators = [u for u in upstream_changing if u.startswith("stack.")]
+            if not creators:
+                raise
+            plan = offline_plan_layer(node, objects, creators[0])
         plan = dataclasses.replace(
             plan, artifacts={**plan.artifacts, "objects_sha256": _objects_hash(objects)}
         )
@@ -355,8 +364,8 @@ def read_current_outputs(s: Session, node: Node, values: Values) -> None:
 
         try:
             values.put(node.id, read_layer_outputs(s.kube(), node))
-        except EngineError:
-            return  # not applied yet: downstream inputs stay pending
+        except (EngineError, UnavailableError):
+            return  # not applied yet (or its cluster not there yet): downstream inputs stay pending
 
 
 def _run_graph(
@@ -419,7 +428,8 @@ def plan_environment(
         try:
             read_current_outputs(s, node, values)
             with lock:
-                changing = any(plans[u].has_changes for u in s.graph.upstream(n) if u in plans)
+                ancestors = s.graph.with_dependencies([n]) - {n}
+                changing = tuple(sorted(u for u in ancestors if u in plans and plans[u].has_changes))
             plan, ih = _plan_node(s, node, values, pending_outputs, plan_dir, changing)
         except EnvctlError as e:
             e.node = e.node or n
