@@ -49,25 +49,29 @@ _debug = False
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(err: EnvctlError, fmt: str = "text") -> None:
+_output_format = "text"  # errors are printed in the format the command was asked for
+
+
+def _show_error(err: EnvctlError) -> None:
     from envctl.views.errors import error_json, error_text
 
-    typer.echo(error_json(err) if fmt == "json" else error_text(err), err=True)
-    raise typer.Exit(int(err.exit_code))
+    typer.echo(error_json(err) if _output_format == "json" else error_text(err), err=True)
 
 
 def _format(fmt: str, allowed: tuple[str, ...]) -> str:
+    global _output_format
     if fmt not in allowed:
         from envctl.core.errors import UsageError
 
-        _fail(UsageError(f"--format {fmt} is not supported here", hint=f"use one of: {', '.join(allowed)}"))
+        raise UsageError(f"--format {fmt} is not supported here", hint=f"use one of: {', '.join(allowed)}")
+    _output_format = fmt
     return fmt
 
 
 def _root(repo: Path | None) -> Path:
     from envctl.repo import find_repo_root
 
-    return (repo or Path.cwd()).resolve() if repo else find_repo_root(Path.cwd())
+    return repo.resolve() if repo else find_repo_root(Path.cwd())
 
 
 def _snapshot(repo: Path | None, rev: str | None) -> Snapshot:
@@ -209,13 +213,11 @@ def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
     for e in errors.values():
         if first is None or (first.exit_code == ExitCode.ERROR and e.exit_code != ExitCode.ERROR):
             first = e
-    from envctl.views.errors import error_text
-
     for n, e in errors.items():
         if n not in real:
             typer.echo(f"{n}: {e.message}", err=True)
         else:
-            typer.echo(error_text(e), err=True)
+            _show_error(e)
     assert first is not None
     raise typer.Exit(int(first.exit_code))
 
@@ -394,10 +396,8 @@ def apply(
     )
     if approve_:
         s.store.consume_approval(bundle.id)
-    from envctl.views.errors import error_text
-
     for e in res.errors.values():
-        typer.echo(error_text(e), err=True)
+        _show_error(e)
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
     code, outcome = _apply_outcome(res)
     _notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id)
@@ -550,9 +550,7 @@ def drift(
 
             if not isinstance(e, EnvctlError):
                 raise
-            from envctl.views.errors import error_text
-
-            typer.echo(error_text(e), err=True)
+            _show_error(e)
             code = int(e.exit_code)
         wait_s = interval * random.uniform(0.9, 1.1)
         _progress(f"next drift check in {wait_s:.0f}s (SIGTERM to stop)")
@@ -621,9 +619,7 @@ def main(argv: list[str] | None = None) -> None:
     except EnvctlError as err:
         if _debug:
             raise
-        from envctl.views.errors import error_text
-
-        typer.echo(error_text(err), err=True)
+        _show_error(err)
         sys.exit(int(err.exit_code))
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -637,6 +633,15 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
+        if _debug:
+            raise
+        typer.echo(
+            f"Error: internal error ({type(e).__name__}); this is a bug in envctl.\n"
+            "  hint: re-run with --debug and report the traceback",
+            err=True,
+        )
+        sys.exit(int(ExitCode.ERROR))
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -115,8 +115,13 @@ def _check_node(
             if ref.node and ref.kind == "output" and ref.name in changed_outputs.get(ref.node, set())
         }
     )
+    journal_notes: tuple[str, ...] = ()
     if last is None:
-        return NodeDrift(n, "not-applied", notes=("never converged by envctl",)), set()
+        # No run journal here (a fresh clone: a CronJob, a CI runner): whether the node was ever
+        # applied comes from the live world - an inventory, a state with outputs.
+        if not _applied_live(s, node.id, values):
+            return NodeDrift(n, "not-applied", notes=("never converged by envctl",)), set()
+        journal_notes = ("no run journal here: compared with the live world; stale inputs not checked",)
     if pending:
         return NodeDrift(
             n,
@@ -124,7 +129,7 @@ def _check_node(
             causes=tuple(_waiting_on(node, pending)),
             notes=(f"inputs {', '.join(pending)} have no value upstream",),
         ), set()
-    recorded = last.get("inputs_hash")
+    recorded = last.get("inputs_hash") if last else None
     if recorded and recorded != inputs_hash(inputs) and not causes:
         causes = sorted({r.node for k in node.inputs for r in _input_refs(node, k) if r.node}) or ["env"]
     if node.kind == "stack":
@@ -146,7 +151,7 @@ def _check_node(
         if c.action.changes or (c.action is Action.NOOP and c.reasons and "no longer in Git" in c.reasons[0])
     )
     if changes:
-        return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes), outs
+        return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes + journal_notes), outs
     if causes or (recorded and recorded != inputs_hash(inputs)):
         return NodeDrift(
             n,
@@ -155,7 +160,17 @@ def _check_node(
             tuple(causes),
             notes=("an upstream output it consumes changed since it last converged",),
         ), outs
-    return NodeDrift(n, "in-sync", notes=plan.notes), outs
+    return NodeDrift(n, "in-sync", notes=plan.notes + journal_notes), outs
+
+
+def _applied_live(s: Session, n: str, values: Values) -> bool:
+    """Whether a node without a journal entry exists in the live world."""
+    node = s.env.nodes[n]
+    if node.kind == "stack":
+        return bool(values.outputs.get(n))
+    from envctl.kube import read_inventory
+
+    return read_inventory(s.kube(), n).exists
 
 
 def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> list[str]:
