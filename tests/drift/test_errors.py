@@ -16,6 +16,7 @@ import pytest
 import yaml
 from drifthelpers import Example, describe
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.e2e
 
@@ -69,23 +70,31 @@ def test_rejected_credentials_are_an_error_not_in_sync(example: Example, tmp_pat
     assert {n["node"] for n in report["nodes"] if n["status"] == "error"} == {"layer.platform", "layer.app"}
 
 
+def hold_lease(api: client.ApiClient, env: str, holder: dict[str, object]) -> None:
+    """Take the environment's Lease the way a running apply on another machine holds it."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "metadata": {"name": f"envctl-lock-{env}"},
+        "spec": {
+            "holderIdentity": json.dumps(holder),
+            "leaseDurationSeconds": 120,
+            "acquireTime": stamp,
+            "renewTime": stamp,
+        },
+    }
+    leases = client.CoordinationV1Api(api)
+    try:
+        leases.create_namespaced_lease("envctl-system", body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        leases.patch_namespaced_lease(f"envctl-lock-{env}", "envctl-system", {"spec": body["spec"]})
+
+
 def test_an_apply_holding_the_lock_makes_drift_skip_not_report_in_sync(
     example: Example, api_client: client.ApiClient
 ) -> None:
-    now = dt.datetime.now(dt.UTC)
-    holder = {"holder": "alice@laptop", "pid": 4242, "run": "20261128T000000-abcdef", "since": now.isoformat()}
-    client.CoordinationV1Api(api_client).create_namespaced_lease(
-        "envctl-system",
-        {
-            "metadata": {"name": f"envctl-lock-{example.env}"},
-            "spec": {
-                "holderIdentity": json.dumps(holder),
-                "leaseDurationSeconds": 120,
-                "acquireTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            },
-        },
-    ) if not _lease_exists(api_client, example.env) else _take_lease(api_client, example.env, holder, now)
+    hold_lease(api_client, example.env, {"holder": "alice@laptop", "pid": 4242, "run": "r-1"})
     proc = example.drift()
     assert "apply in progress" in proc.stdout and "skipped" in proc.stdout, describe(proc)
     assert "alice@laptop" in proc.stdout
@@ -94,24 +103,3 @@ def test_an_apply_holding_the_lock_makes_drift_skip_not_report_in_sync(
     assert report["skipped_reason"] and "apply in progress" in report["skipped_reason"]
     assert report["nodes"] == []
     assert code == report["exit_code"]
-
-
-def _lease_exists(api: client.ApiClient, env: str) -> bool:
-    leases = client.CoordinationV1Api(api).list_namespaced_lease("envctl-system").items
-    return any(lease.metadata.name == f"envctl-lock-{env}" for lease in leases)
-
-
-def _take_lease(api: client.ApiClient, env: str, holder: dict[str, object], now: dt.datetime) -> None:
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    client.CoordinationV1Api(api).patch_namespaced_lease(
-        f"envctl-lock-{env}",
-        "envctl-system",
-        {
-            "spec": {
-                "holderIdentity": json.dumps(holder),
-                "leaseDurationSeconds": 120,
-                "acquireTime": stamp,
-                "renewTime": stamp,
-            }
-        },
-    )
