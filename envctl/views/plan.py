@@ -69,6 +69,9 @@ def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, colo
         "",
         fmt.format(*head),
     ]
+    engines = sorted({p.artifacts["engine"] for p in bundle.nodes.values() if "engine" in p.artifacts})
+    if engines:
+        out.insert(1, f"Terraform engine: {', '.join(engines)}")
     for r in rows:
         line = fmt.format(*r)
         if color and r[5] == "DESTRUCTIVE":
@@ -119,6 +122,7 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> s
             {
                 **{k: v for k, v in bundle.nodes[n].to_json().items() if k != "artifacts"},
                 "status": _status(bundle.nodes[n]),
+                "engine": bundle.nodes[n].artifacts.get("engine"),
                 "counts": bundle.nodes[n].counts.__dict__,
             }
             for n in bundle.order

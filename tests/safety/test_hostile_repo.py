@@ -22,6 +22,10 @@ pytestmark = pytest.mark.safety
 
 CANARY = f"OUTSIDE-CANARY-{uuid.uuid4().hex}"
 LIMIT_SECONDS = 5.0
+# Layer content goes into layer.platform: it has no upstream, so plan renders it for real and
+# dry-runs it against the cluster (layer.app waits for stack.database and is planned offline).
+LAYER = "layers/platform"
+KUSTOMIZE_OWN = "resources:\n  - namespaces.yaml\n  - config.yaml\n"
 
 
 def _outside(repo: EnvRepo) -> Path:
@@ -46,7 +50,7 @@ def alias_bomb_manifest(repo: EnvRepo) -> None:
         prev = f"*a{i - 1}"
         lines.append(f"a{i}: &a{i} [{', '.join([prev] * 9)}]")
     repo.write(
-        "layers/app/bomb.yaml",
+        f"{LAYER}/bomb.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n"
         + "\n".join("  " + line for line in lines) + "\n",
     )
@@ -63,7 +67,7 @@ def alias_bomb_environment(repo: EnvRepo) -> None:
 def deep_nesting_manifest(repo: EnvRepo) -> None:
     depth = 10_000
     repo.write(
-        "layers/app/deep.yaml",
+        f"{LAYER}/deep.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\ndata:\n  x: " + "[" * depth + "]" * depth
         + "\n",
     )
@@ -78,7 +82,7 @@ def deep_nesting_layer_yaml(repo: EnvRepo) -> None:
 def ten_megabyte_manifest(repo: EnvRepo) -> None:
     line = "  k{0:07d}: " + "x" * 100 + "\n"
     body = "".join(line.format(i) for i in range(10 * 1024 * 1024 // 112))
-    repo.write("layers/app/big.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n" + body)
+    repo.write(f"{LAYER}/big.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n" + body)
 
 
 def object_over_api_limit(repo: EnvRepo) -> None:
@@ -131,28 +135,25 @@ def var_file_symlink(repo: EnvRepo) -> None:
 
 def kustomize_resource_traversal(repo: EnvRepo) -> None:
     _outside(repo)
-    repo.write(
-        "layers/app/kustomization.yaml",
-        "resources:\n  - app.yaml\n  - ../../../../../outside/cm.yaml\n",
-    )
+    repo.write(f"{LAYER}/kustomization.yaml", KUSTOMIZE_OWN + "  - ../../../../../outside/cm.yaml\n")
 
 
 def kustomize_resource_symlink(repo: EnvRepo) -> None:
     out = _outside(repo)
-    os.symlink(out / "cm.yaml", repo.path("layers/app/linked.yaml.txt"))
-    repo.write("layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - linked.yaml.txt\n")
+    os.symlink(out / "cm.yaml", repo.path(f"{LAYER}/linked.yaml.txt"))
+    repo.write(f"{LAYER}/kustomization.yaml", KUSTOMIZE_OWN + "  - linked.yaml.txt\n")
 
 
 def kustomize_directory_symlink(repo: EnvRepo) -> None:
     out = _outside(repo)
-    os.symlink(out, repo.path("layers/app/base"))
+    os.symlink(out, repo.path(f"{LAYER}/base"))
     (out / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
-    repo.write("layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - base\n")
+    repo.write(f"{LAYER}/kustomization.yaml", KUSTOMIZE_OWN + "  - base\n")
 
 
 def manifest_symlink(repo: EnvRepo) -> None:
     out = _outside(repo)
-    os.symlink(out / "cm.yaml", repo.path("layers/app/stolen.yaml"))
+    os.symlink(out / "cm.yaml", repo.path(f"{LAYER}/stolen.yaml"))
 
 
 def layer_directory_symlink(repo: EnvRepo) -> None:
@@ -265,3 +266,14 @@ def test_allowed_external_data_is_not_refused_as_hostile(envrepo: EnvRepo) -> No
     envrepo.commit("allow external")
     run = envrepo.run("validate", "-e", envrepo.name)
     assert "is not allowed here" not in run.output, str(run)
+
+
+def test_plan_refuses_a_hostile_layer_that_waits_for_an_upstream(envrepo: EnvRepo) -> None:
+    """layer.app is pending upstream in a fresh plan: its offline render must still refuse."""
+    _outside(envrepo)
+    envrepo.write("layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - ../../../../../outside/cm.yaml\n")
+    envrepo.commit("hostile pending layer")
+    run = envrepo.plan()
+    assert run.returncode == 78, str(run)
+    assert_no_traceback(run)
+    assert CANARY not in run.output
