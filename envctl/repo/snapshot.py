@@ -94,7 +94,12 @@ class WorkTreeSnapshot:
     @cached_property
     def dirty(self) -> bool:
         repo = self._repo
-        return True if repo is None else bool(repo.is_dirty(untracked_files=True))
+        if repo is None:
+            return True
+        if repo.is_dirty(untracked_files=False):
+            return True
+        # envctl's own .envctl/ directory is not a change to the environment
+        return any(not f.startswith(".envctl/") for f in repo.untracked_files)
 
     def _abs(self, path: str) -> Path:
         rel = _clean(path)

@@ -122,9 +122,10 @@ class EnvRepo:
         return Run(tuple(args), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start envctl in its own process group (so a test can kill it and its children)."""
         return subprocess.Popen(
             [ENVCTL, *args], cwd=self.root, env=self.environ(env), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
         )
 
     def apply(self, *extra: str, env: dict[str, str] | None = None) -> Run:

@@ -1,0 +1,84 @@
+"""Plaintext ``kind: Secret`` in Git is refused unless the layer allows it; values are never echoed.
+
+The refusal names the file and the key, never the value (neither as written nor base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import uuid
+
+import pytest
+from conftest import EnvRepo, assert_no_traceback, live
+from kubernetes import client
+
+pytestmark = pytest.mark.safety
+
+VALUE = f"SECRET-CANARY-{uuid.uuid4().hex}"
+B64 = base64.b64encode(VALUE.encode()).decode()
+
+
+def _secret(repo: EnvRepo, field: str) -> str:
+    rel = "layers/platform/secret.yaml"
+    value = B64 if field == "data" else VALUE
+    repo.write(
+        rel,
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-credentials\n  namespace: {repo.ns}\n"
+        f"type: Opaque\n{field}:\n  password: {value}\n",
+    )
+    repo.commit("plaintext secret")
+    return rel
+
+
+def _assert_value_hidden(text: str) -> None:
+    assert VALUE not in text, "the secret value was echoed"
+    assert B64 not in text, "the base64 secret value was echoed"
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply"])
+@pytest.mark.parametrize("field", ["data", "stringData"])
+def test_refuses_a_plaintext_secret_naming_file_and_key_only(
+    envrepo: EnvRepo, api_client: client.ApiClient, field: str, command: str
+) -> None:
+    rel = _secret(envrepo, field)
+    args = [command, "-e", envrepo.name] + (["--auto-approve"] if command == "apply" else [])
+    run = envrepo.run(*args)
+    assert run.returncode == 78, str(run)
+    assert_no_traceback(run)
+    assert "secret.yaml" in run.stderr, f"the file is not named:\n{run}"
+    assert rel.split("/")[0] in run.stderr or "layer.platform" in run.stderr, str(run)
+    assert "password" in run.stderr, f"the key is not named:\n{run}"
+    _assert_value_hidden(run.output)
+    assert live(api_client, "Secret", envrepo.ns, "db-credentials") is None
+
+
+@pytest.mark.parametrize("field", ["data", "stringData"])
+def test_an_allowed_secret_is_applied_without_echoing_its_value(
+    envrepo: EnvRepo, api_client: client.ApiClient, field: str
+) -> None:
+    _secret(envrepo, field)
+    layer = envrepo.path("layers/platform/layer.yaml")
+    layer.write_text(layer.read_text() + "allow_secrets: true\n")
+    envrepo.commit("allow secrets")
+    run = envrepo.apply()
+    assert run.returncode == 0, str(run)
+    _assert_value_hidden(run.output)
+    secret = live(api_client, "Secret", envrepo.ns, "db-credentials")
+    assert secret is not None and secret["data"]["password"] == B64
+
+
+@pytest.mark.skipif(shutil.which("sops") is not None, reason="sops is installed: decryption is tested instead")
+def test_a_sops_file_without_sops_is_a_clear_error(envrepo: EnvRepo) -> None:
+    envrepo.write(
+        "layers/platform/secret.enc.yaml",
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-credentials\n  namespace: {envrepo.ns}\n"
+        "type: Opaque\nstringData:\n  password: ENC[AES256_GCM,data:abcd,iv:efgh,tag:ijkl,type:str]\n"
+        "sops:\n  version: 3.8.1\n  mac: ENC[AES256_GCM,data:xyz,iv:1,tag:2,type:str]\n"
+        "  lastmodified: '2026-01-01T00:00:00Z'\n",
+    )
+    envrepo.commit("sops")
+    run = envrepo.run("validate", "-e", envrepo.name)
+    assert run.returncode == 78, str(run)
+    assert "sops" in run.stderr.lower(), str(run)
+    assert_no_traceback(run)
