@@ -534,6 +534,40 @@ def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
             )
 
 
+def check_layers_live(s: Session, bundle: PlanBundle) -> None:
+    """Refuse the plan if a layer's live objects changed since planning (exit 4, nothing applied).
+
+    Only layers whose plan is final can be compared now: planned with known inputs and with no
+    upstream change in this plan (those are re-planned during apply anyway).
+    """
+    from envctl.kube import plan_layer, render_layer
+
+    values = Values()
+    for n in s.graph.order():
+        read_current_outputs(s, s.env.nodes[n], values)
+    for n in bundle.order:
+        planned = bundle.nodes[n]
+        node = s.env.nodes[n]
+        if node.kind != "layer" or planned.pending_upstream:
+            continue
+        if any(
+            bundle.nodes[u].has_changes for u in s.graph.with_dependencies([n]) - {n} if u in bundle.nodes
+        ):
+            continue
+        inputs, pending = resolve_inputs(s, node, values, {})
+        if pending or bundle.inputs_hash.get(n) != inputs_hash(inputs):
+            continue
+        now_plan = scrub_plan(
+            plan_layer(s.kube(), node, render_layer(s.env, s.snapshot, node, inputs)), values.secrets
+        )
+        if _changes_key(now_plan) != _changes_key(planned):
+            raise StalePlanError(
+                "the live objects changed since the plan was made",
+                node=n,
+                hint="run envctl plan again to see the current differences",
+            )
+
+
 def approve_plan(s: Session, bundle: PlanBundle, by: str) -> Approval:
     approval = Approval(bundle.id, bundle.fingerprint, bundle.environment, bundle.commit, by, now())
     s.store.record_approval(approval)
@@ -613,6 +647,8 @@ def apply_bundle(
     stop = threading.Event()
     with environment_lock(s, run_id, lock_timeout) as holder:
         preflight(s, bundle, resume=resume)
+        if not resume:
+            check_layers_live(s, bundle)
         done_before = _resumable(s, bundle) if resume else {}
         values = Values()
         for n in s.graph.order():

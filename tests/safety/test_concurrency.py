@@ -1,0 +1,85 @@
+"""Two applies on one environment at the same moment: exactly one proceeds, the other names the holder.
+
+Two variants: both runs in one checkout (the kernel file lock answers), and runs from two
+checkouts of the same environment (only the Lease in the cluster can answer). Each iteration
+changes a layer value, so the live object shows that exactly one run applied.
+ENVCTL_SAFETY_CONCURRENT sets the number of iterations (default 10).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EnvRepo, git, live
+from kubernetes import client
+
+pytestmark = pytest.mark.safety
+
+ITERATIONS = int(__import__("os").environ.get("ENVCTL_SAFETY_CONCURRENT", "10"))
+
+
+def _layers_only(repo: EnvRepo) -> None:
+    shutil.rmtree(repo.envdir / "stacks")
+    shutil.rmtree(repo.envdir / "layers" / "app")
+    repo.commit("layers only")
+
+
+def _set_value(repo: EnvRepo, i: int) -> None:
+    config = repo.path("layers/platform/config.yaml")
+    lines = [f"  log_level: level-{i}" if "log_level:" in line else line for line in config.read_text().splitlines()]
+    config.write_text("\n".join(lines) + "\n")
+    repo.commit(f"iteration {i}")
+
+
+def _latest_plan(repo: EnvRepo) -> str:
+    run = repo.plan()
+    assert run.returncode == 0, str(run)
+    return str(max(repo.plan_dirs(), key=lambda p: p.stat().st_mtime))
+
+
+def _race(runs: list[tuple[EnvRepo, str]]) -> list[tuple[subprocess.Popen[str], str, str]]:
+    procs = [repo.popen("apply", "-e", repo.name, plan, "--auto-approve") for repo, plan in runs]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        done.append((p, out, err))
+    return done
+
+
+def _judge(done: list[tuple[subprocess.Popen[str], str, str]], i: int) -> None:
+    codes = sorted(p.returncode for p, _, _ in done)
+    report = "\n".join(f"pid {p.pid} exit {p.returncode}\n{out}\n{err}" for p, out, err in done)
+    assert codes == [0, 1], f"iteration {i}: expected exactly one run to proceed\n{report}"
+    winner = next(p for p, _, _ in done if p.returncode == 0)
+    loser_err = next(err for p, _, err in done if p.returncode == 1)
+    assert "locked by" in loser_err, f"iteration {i}: the loser does not say who holds the lock\n{report}"
+    assert f"pid {winner.pid}" in loser_err, f"iteration {i}: the holder is not named\n{report}"
+
+
+def test_concurrent_applies_in_one_checkout(envrepo: EnvRepo, api_client: client.ApiClient) -> None:
+    _layers_only(envrepo)
+    for i in range(1, ITERATIONS + 1):
+        _set_value(envrepo, i)
+        plan = _latest_plan(envrepo)
+        _judge(_race([(envrepo, plan), (envrepo, plan)]), i)
+        cm = live(api_client, "ConfigMap", envrepo.ns, "platform-settings")
+        assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
+
+
+def test_concurrent_applies_from_two_checkouts(make_env: Any, api_client: client.ApiClient) -> None:
+    a: EnvRepo = make_env(where="a")
+    _layers_only(a)
+    b_root = a.root.parent / "b"
+    git(a.root.parent, "clone", "-q", str(a.root), str(b_root))
+    b = EnvRepo(Path(b_root), a.name, a.kubeconfig)
+    for i in range(1, ITERATIONS + 1):
+        _set_value(a, i)
+        git(b.root, "pull", "-q", "--ff-only")
+        plans = [(a, _latest_plan(a)), (b, _latest_plan(b))]
+        _judge(_race(plans), i)
+        cm = live(api_client, "ConfigMap", a.ns, "platform-settings")
+        assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
