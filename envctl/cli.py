@@ -576,6 +576,12 @@ def _drift_once(
 
     s = _session(repo, rev, env)
     report = check_drift(s)
+    if converge and report.has_drift:
+        # Before notifying and rendering, so that the alert and the report say what was repaired.
+        notes, failed = converge_drifted(s, report, auto_approve=auto_approve)
+        for note in notes:
+            _progress(f"converge: {note}")
+        report = dataclasses.replace(report, converge=tuple(notes), converge_failed=failed)
     urls = [*(s.env.notifications if notify else ()), *webhooks]
     if urls and not report.skipped_reason and (report.has_drift or report.has_errors):
         from envctl.notify import drift_payload, post_all
@@ -589,9 +595,6 @@ def _drift_once(
         _progress(f"drift report written to {output}")
     else:
         typer.echo(text)
-    if converge and report.has_drift:
-        for note in converge_drifted(s, report, auto_approve=auto_approve):
-            _progress(f"converge: {note}")
     return report.exit_code
 
 

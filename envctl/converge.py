@@ -110,6 +110,50 @@ def scrub_plan(plan: NodePlan, secrets: set[str]) -> NodePlan:
     return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), secrets)))
 
 
+class SerialSnapshot:
+    """A snapshot whose reads are serialised by a lock.
+
+    Plan and apply read files from worker threads, and a Git revision is read through GitPython's
+    one ``git cat-file`` process per repository, which is not thread-safe: concurrent reads mix
+    their answers (a file of one node read under another's path) or hang.
+    """
+
+    def __init__(self, inner: Snapshot) -> None:
+        self._inner = inner
+        self._lock = threading.RLock()
+
+    @property
+    def commit(self) -> str | None:
+        with self._lock:
+            return self._inner.commit
+
+    @property
+    def dirty(self) -> bool:
+        with self._lock:
+            return self._inner.dirty
+
+    def read_bytes(self, path: str) -> bytes:
+        with self._lock:
+            return self._inner.read_bytes(path)
+
+    def exists(self, path: str) -> bool:
+        with self._lock:
+            return self._inner.exists(path)
+
+    def is_dir(self, path: str) -> bool:
+        with self._lock:
+            return self._inner.is_dir(path)
+
+    def listdir(self, path: str) -> list[str]:
+        with self._lock:
+            return self._inner.listdir(path)
+
+    def walk_files(self, path: str) -> Iterator[str]:
+        with self._lock:
+            files = list(self._inner.walk_files(path))
+        return iter(files)
+
+
 @dataclass
 class Session:
     """One command's view of the world: repo, files, environment, graph, store."""
@@ -122,6 +166,10 @@ class Session:
     progress: Progress = lambda _msg: None
     _kube: KubeContext | None = None
     _kube_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.snapshot, SerialSnapshot):
+            self.snapshot = SerialSnapshot(self.snapshot)
 
     @property
     def store(self) -> Store:

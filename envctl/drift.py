@@ -79,6 +79,16 @@ def check_drift(s: Session) -> DriftReport:
             except EnvctlError as e:
                 exit_code = 69 if e.exit_code == ExitCode.UNAVAILABLE else 1
                 result, outs_changed = NodeDrift(n, "error", error=str(e), error_exit=exit_code), set()
+            failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
+            if result.status == "stale" and failed_up:
+                # Its inputs are missing because the upstream check failed, not because upstream
+                # changed: this node was not checked either, and must not read as cascading drift.
+                result = NodeDrift(
+                    n,
+                    "error",
+                    error=f"{n}: not checked: upstream {', '.join(failed_up)} could not be checked",
+                    error_exit=max(results[c].error_exit for c in failed_up),
+                )
             with lock:
                 results[n] = result
                 changed_outputs[n] = outs_changed
@@ -173,9 +183,14 @@ def _applied_live(s: Session, n: str, values: Values) -> bool:
     return read_inventory(s.kube(), n).exists
 
 
-def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> list[str]:
-    """Re-apply drifted layers (stacks only with --auto-approve, as apply would ask); notes per node."""
+def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> tuple[list[str], bool]:
+    """Re-apply drifted layers (stacks only with --auto-approve, as apply would ask).
+
+    Returns a note per node and whether a node it tried to converge failed; a drifted stack left
+    for approval is a note, not a failure.
+    """
     from envctl.converge import apply_bundle, plan_environment
+    from envctl.core.schedule import Status
 
     targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
     layers = [t for t in targets if t.startswith("layer.")]
@@ -188,21 +203,23 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
         )
         targets = layers
     if not targets:
-        return notes
+        return notes, False
     result = plan_environment(s, targets=targets)
     if result.errors:
         notes.extend(f"{n}: not converged: {e.message}" for n, e in result.errors.items())
-        return notes
+        return notes, True
     keep = set(targets)
     bundle = result.bundle
     needing = [n for n in result.needs_approval if n in keep]
     if needing and not auto_approve:
         notes.extend(f"{n}: needs approval, not converged" for n in needing)
     applied = apply_bundle(s, bundle, result.plan_dir, auto_approve=auto_approve, prompt=None)
+    failed = False
     for n, r in applied.results.items():
         if n in keep:
             notes.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
-    return notes
+            failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
+    return notes, failed
 
 
 def node_plan_of(d: NodeDrift) -> NodePlan:

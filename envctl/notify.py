@@ -67,6 +67,9 @@ def drift_payload(report_json: dict[str, Any]) -> dict[str, Any]:
     text = f"envctl drift in {report_json['environment']}: {report_json['summary']}" + (
         f" (attention: {', '.join(drifted)})" if drifted else ""
     )
+    converge = report_json.get("converge")
+    if converge:
+        text += "; converge: " + "; ".join(converge["notes"])
     return {
         "text": text,
         "event": "drift",
@@ -76,6 +79,7 @@ def drift_payload(report_json: dict[str, Any]) -> dict[str, Any]:
         "drift": report_json["drift"],
         "exit_code": report_json["exit_code"],
         "nodes": nodes,
+        "converge": report_json.get("converge"),
     }
 
 

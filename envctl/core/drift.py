@@ -58,6 +58,8 @@ class DriftReport:
     edges: tuple[tuple[str, str], ...] = ()
     deliveries: tuple[Delivery, ...] = field(default_factory=tuple)
     skipped_reason: str | None = None  # e.g. "apply in progress"
+    converge: tuple[str, ...] = ()  # what --converge did, per node
+    converge_failed: bool = False  # a drifted node --converge tried to repair is still not converged
 
     def by_status(self, status: DriftStatus) -> list[NodeDrift]:
         return [n for n in self.nodes if n.status == status]
@@ -68,7 +70,11 @@ class DriftReport:
 
     @property
     def has_errors(self) -> bool:
-        return any(n.status == "error" for n in self.nodes) or any(not d.ok for d in self.deliveries)
+        return (
+            any(n.status == "error" for n in self.nodes)
+            or any(not d.ok for d in self.deliveries)
+            or self.converge_failed
+        )
 
     def root_causes(self) -> dict[str, list[str]]:
         """Stale nodes grouped under the upstream node where the change started."""
@@ -101,7 +107,7 @@ class DriftReport:
         errors = [n for n in self.nodes if n.status == "error"]
         if errors:
             return max(n.error_exit for n in errors)
-        if any(not d.ok for d in self.deliveries):
+        if self.converge_failed or any(not d.ok for d in self.deliveries):
             return int(ExitCode.ERROR)
         return int(ExitCode.CHANGES) if self.has_drift else int(ExitCode.OK)
 
@@ -129,4 +135,7 @@ class DriftReport:
             "root_causes": self.root_causes(),
             "edges": [list(e) for e in self.edges],
             "notifications": [d.__dict__ for d in self.deliveries],
+            "converge": (
+                {"notes": list(self.converge), "failed": self.converge_failed} if self.converge else None
+            ),
         }

@@ -54,6 +54,10 @@ def drift_text(r: DriftReport) -> str:
         out.append("")
         out.append("cascading drift, by root cause:")
         out.extend(f"  {root} -> {', '.join(nodes)}" for root, nodes in roots.items())
+    if r.converge:
+        out.append("")
+        out.append("converge" + (" (FAILED for some nodes):" if r.converge_failed else ":"))
+        out.extend(f"  {note}" for note in r.converge)
     for d in r.deliveries:
         out.append(
             f"notification to {d.url}: {'delivered' if d.ok else 'FAILED'} after {d.attempts} attempt(s)"
@@ -96,6 +100,9 @@ def drift_markdown(r: DriftReport) -> str:
             "</details>",
             "",
         ]
+    if r.converge:
+        out += ["#### converge" + (" (failed for some nodes)" if r.converge_failed else ""), ""]
+        out += [f"- {note}" for note in r.converge] + [""]
     for d in r.deliveries:
         if not d.ok:
             out.append(f"Notification to {d.url} failed: {d.detail}")
@@ -140,9 +147,17 @@ def _svg(r: DriftReport) -> str:
     for up, down in r.edges:
         if up in pos and down in pos:
             (x1, y1), (x2, y2) = xy(up), xy(down)
+            points = [(x1 + w, y1 + h // 2)]
+            if pos[down][0] - pos[up][0] > 1:
+                # Skipping a column: run through the gaps between rows and columns, which no node
+                # occupies, so the edge never passes behind a node it does not touch.
+                gap = max(y1, y2) + h + gy // 2
+                points += [(x1 + w + gx // 2, y1 + h // 2), (x1 + w + gx // 2, gap), (x2 - gx // 2, gap),
+                           (x2 - gx // 2, y2 + h // 2)]
+            points.append((x2, y2 + h // 2))
             parts.append(
-                f'<line class="edge" data-from="{html.escape(up)}" data-to="{html.escape(down)}" '
-                f'x1="{x1 + w}" y1="{y1 + h // 2}" x2="{x2}" y2="{y2 + h // 2}" stroke="#555" '
+                f'<polyline class="edge" data-from="{html.escape(up)}" data-to="{html.escape(down)}" '
+                f'points="{" ".join(f"{x},{y}" for x, y in points)}" fill="none" stroke="#555" '
                 'marker-end="url(#arrow)"/>'
             )
     for n in pos:
@@ -157,6 +172,26 @@ def _svg(r: DriftReport) -> str:
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _converge_html(r: DriftReport) -> str:
+    if not r.converge:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in r.converge)
+    head = "Converge" + (" (failed for some nodes)" if r.converge_failed else "")
+    return f'<h2 id="converge">{head}</h2><ul>{items}</ul>'
+
+
+def _deliveries_html(r: DriftReport) -> str:
+    if not r.deliveries:
+        return ""
+    items = "".join(
+        f'<li class="{"ok" if d.ok else "failed"}">{html.escape(d.url)}: '
+        + ("delivered" if d.ok else "FAILED")
+        + f" after {d.attempts} attempt(s){' (' + html.escape(d.detail) + ')' if d.detail else ''}</li>"
+        for d in r.deliveries
+    )
+    return f'<h2 id="notifications">Notifications</h2><ul>{items}</ul>'
 
 
 def drift_html(r: DriftReport) -> str:
@@ -195,6 +230,7 @@ checked {html.escape(r.at)}:
 <h2>Nodes</h2>
 <table><tr><th>node</th><th>status</th><th>drifted objects</th><th>cascades from</th></tr>{rows}</table>
 <h2>Details</h2>{details}
+{_converge_html(r)}{_deliveries_html(r)}
 {notifications}
 </body></html>
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from drifthelpers import Example, WebhookServer, cleanup_cluster, describe, write_repo
@@ -26,6 +27,23 @@ def plugin_mirror() -> Path:
     return build_tool("provider-local")
 
 
+def _example(
+    tmp_path: Path, kube: str, api: client.ApiClient, mirror: Path, **options: Any
+) -> Iterator[Example]:
+    env = f"dr{uuid.uuid4().hex[:8]}"
+    root, files_dir = tmp_path / "repo", tmp_path / "files"
+    root.mkdir()
+    files_dir.mkdir()
+    write_repo(root, env, files_dir, mirror, **options)
+    ex = Example(root, env, kube, files_dir, f"app-{env}")
+    try:
+        proc = ex.run("apply", "--auto-approve")
+        assert proc.returncode == 0, f"apply of the example failed:\n{describe(proc)}"
+        yield ex
+    finally:
+        cleanup_cluster(api, env)
+
+
 @pytest.fixture
 def example(
     tmp_path: Path,
@@ -33,19 +51,19 @@ def example(
     api_client: client.ApiClient,  # noqa: F811
     plugin_mirror: Path,
 ) -> Iterator[Example]:
-    """The example environment, copied under a unique name and applied."""
-    env = f"dr{uuid.uuid4().hex[:8]}"
-    root, files_dir = tmp_path / "repo", tmp_path / "files"
-    root.mkdir()
-    files_dir.mkdir()
-    write_repo(root, env, files_dir, plugin_mirror)
-    ex = Example(root, env, kubeconfig, files_dir, f"app-{env}")
-    try:
-        proc = ex.run("apply", "--auto-approve")
-        assert proc.returncode == 0, f"apply of the example failed:\n{describe(proc)}"
-        yield ex
-    finally:
-        cleanup_cluster(api_client, env)
+    """The example environment plus the ``files`` stack, copied under a unique name and applied."""
+    yield from _example(tmp_path, kubeconfig, api_client, plugin_mirror)
+
+
+@pytest.fixture
+def example_in_cluster_state(
+    tmp_path: Path,
+    kubeconfig: str,  # noqa: F811
+    api_client: client.ApiClient,  # noqa: F811
+    plugin_mirror: Path,
+) -> Iterator[Example]:
+    """The example exactly as deploy/ expects it: Terraform state in the cluster, no extra stack."""
+    yield from _example(tmp_path, kubeconfig, api_client, plugin_mirror, files=False, backend="kubernetes")
 
 
 @pytest.fixture

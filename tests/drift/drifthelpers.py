@@ -137,7 +137,10 @@ def git(root: Path, *args: str) -> None:
     )
 
 
-def write_repo(root: Path, env: str, files_dir: Path, mirror: Path) -> None:
+def write_repo(
+    root: Path, env: str, files_dir: Path, mirror: Path, *, files: bool = True, backend: str = "local"
+) -> None:
+    """The example under the name ``env``; ``files``: add the hashicorp/local stack."""
     shutil.copytree(REPO / "environments" / "dev", root / "environments" / env)
     shutil.copytree(REPO / "modules", root / "modules")
     for p in (root / "environments" / env).rglob("*.yaml"):
@@ -146,17 +149,18 @@ def write_repo(root: Path, env: str, files_dir: Path, mirror: Path) -> None:
     data = yaml.safe_load(env_yaml.read_text())
     data["name"] = env
     data["vars"].update({"files_dir": str(files_dir), "token": CANARY})
-    data["terraform"] = {"plugin_dir": str(mirror)}
+    data["terraform"] = {"plugin_dir": str(mirror), "backend": backend}
     env_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
-    stack = root / "environments" / env / "stacks" / "files"
-    stack.mkdir(parents=True)
-    (stack / "main.tf").write_text(FILES_STACK)
-    (stack / "stack.yaml").write_text(
-        "inputs:\n"
-        "  dir: ${env.vars.files_dir}\n"
-        "  greeting: hello from ${env.name}\n"
-        "  token: ${env.vars.token}\n"
-    )
+    if files:
+        stack = root / "environments" / env / "stacks" / "files"
+        stack.mkdir(parents=True)
+        (stack / "main.tf").write_text(FILES_STACK)
+        (stack / "stack.yaml").write_text(
+            "inputs:\n"
+            "  dir: ${env.vars.files_dir}\n"
+            "  greeting: hello from ${env.name}\n"
+            "  token: ${env.vars.token}\n"
+        )
     (root / ".gitignore").write_text(".envctl/\n")
     git(root, "init", "-q")
     git(root, "add", "-A")
@@ -164,8 +168,15 @@ def write_repo(root: Path, env: str, files_dir: Path, mirror: Path) -> None:
 
 
 def cleanup_cluster(api: client.ApiClient, env: str) -> None:
-    """Delete what an applied copy left in the cluster: namespace, inventories, lock Lease."""
+    """Delete what an applied copy left in the cluster: namespace, inventories, Leases, state."""
     core = client.CoreV1Api(api)
+    leases = client.CoordinationV1Api(api)
+    for lease in leases.list_namespaced_lease("envctl-system").items:
+        if lease.metadata.name.startswith(f"lock-tfstate-default-{env}-"):
+            _ignore_404(lambda n=lease.metadata.name: leases.delete_namespaced_lease(n, "envctl-system"))
+    for secret in core.list_namespaced_secret("envctl-system").items:
+        if secret.metadata.name.startswith(f"tfstate-default-{env}-"):
+            _ignore_404(lambda n=secret.metadata.name: core.delete_namespaced_secret(n, "envctl-system"))
     for call in (
         lambda: core.delete_namespace(f"app-{env}", propagation_policy="Background"),
         lambda: client.CoordinationV1Api(api).delete_namespaced_lease(f"envctl-lock-{env}", "envctl-system"),
@@ -182,6 +193,14 @@ def cleanup_cluster(api: client.ApiClient, env: str) -> None:
             except ApiException as e:
                 if e.status != 404:
                     raise
+
+
+def _ignore_404(call: Any) -> None:
+    try:
+        call()
+    except ApiException as e:
+        if e.status != 404:
+            raise
 
 
 @dataclass

@@ -9,7 +9,6 @@ namespace, inventory ConfigMaps and lock Lease in ``envctl-system``) is deleted 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

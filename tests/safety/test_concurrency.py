@@ -30,7 +30,9 @@ def _layers_only(repo: EnvRepo) -> None:
 
 def _set_value(repo: EnvRepo, i: int) -> None:
     config = repo.path("layers/platform/config.yaml")
-    lines = [f"  log_level: level-{i}" if "log_level:" in line else line for line in config.read_text().splitlines()]
+    lines = [
+        f"  log_level: level-{i}" if "log_level:" in ln else ln for ln in config.read_text().splitlines()
+    ]
     config.write_text("\n".join(lines) + "\n")
     repo.commit(f"iteration {i}")
 

@@ -254,8 +254,8 @@ def test_provisioner_never_runs_on_apply(envrepo: EnvRepo) -> None:
     provisioner(envrepo)
     envrepo.commit("provisioner")
     run = envrepo.apply()
+    assert not (envrepo.root.parent / "provisioner-ran").exists(), f"the local-exec provisioner ran:\n{run}"
     assert run.returncode == 78, str(run)
-    assert not (envrepo.root.parent / "provisioner-ran").exists(), "the local-exec provisioner ran"
 
 
 def test_allowed_external_data_is_not_refused_as_hostile(envrepo: EnvRepo) -> None:
@@ -271,7 +271,9 @@ def test_allowed_external_data_is_not_refused_as_hostile(envrepo: EnvRepo) -> No
 def test_plan_refuses_a_hostile_layer_that_waits_for_an_upstream(envrepo: EnvRepo) -> None:
     """layer.app is pending upstream in a fresh plan: its offline render must still refuse."""
     _outside(envrepo)
-    envrepo.write("layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - ../../../../../outside/cm.yaml\n")
+    envrepo.write(
+        "layers/app/kustomization.yaml", "resources:\n  - app.yaml\n  - ../../../../../outside/cm.yaml\n"
+    )
     envrepo.commit("hostile pending layer")
     run = envrepo.plan()
     assert run.returncode == 78, str(run)

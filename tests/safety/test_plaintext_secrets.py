@@ -68,7 +68,7 @@ def test_an_allowed_secret_is_applied_without_echoing_its_value(
     assert secret is not None and secret["data"]["password"] == B64
 
 
-@pytest.mark.skipif(shutil.which("sops") is not None, reason="sops is installed: decryption is tested instead")
+@pytest.mark.skipif(shutil.which("sops") is not None, reason="sops is installed: decrypting is tested then")
 def test_a_sops_file_without_sops_is_a_clear_error(envrepo: EnvRepo) -> None:
     envrepo.write(
         "layers/platform/secret.enc.yaml",

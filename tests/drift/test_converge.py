@@ -1,0 +1,95 @@
+"""``--converge`` repairs drifted layers through the normal apply path; ``--every`` keeps watching.
+
+A layer whose object was deleted is re-created; a field another manager took is taken back only
+when the layer says ``force: true`` (as ``envctl apply`` would); otherwise converge fails, which
+the report and the exit code (1) show. The next drift run then exits 0 (or still 2).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+from drifthelpers import ENVCTL, Example, describe, intrude, kubectl
+
+pytestmark = pytest.mark.e2e
+
+
+def live_endpoint(example: Example) -> str:
+    out = kubectl(
+        example.kubeconfig, "-n", example.namespace, "get", "configmap", "web-config", "-o", "json"
+    )
+    return str(json.loads(out)["data"]["DATABASE_ENDPOINT"])
+
+
+def test_converge_recreates_a_deleted_object_and_the_next_run_exits_0(example: Example) -> None:
+    kubectl(example.kubeconfig, "-n", example.namespace, "delete", "configmap", "web-config")
+    proc = example.drift("--converge")
+    assert proc.returncode == 2, describe(proc)  # drift was found (and repaired)
+    assert "layer.app: converge done" in proc.stdout, describe(proc)
+    assert live_endpoint(example).endswith(".internal:5432")
+    again = example.drift()
+    assert again.returncode == 0, describe(again)
+
+
+def test_converge_takes_back_a_field_when_the_layer_forces(example: Example) -> None:
+    layer = example.root / "environments" / example.env / "layers" / "app" / "layer.yaml"
+    layer.write_text(layer.read_text() + "force: true\n")
+    intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
+    code, report = example.drift_json("--converge")
+    assert code == 2
+    assert report["converge"] == {"notes": ["layer.app: converge done"], "failed": False}, report["converge"]
+    assert live_endpoint(example).endswith(".internal:5432")
+    again = example.drift()
+    assert again.returncode == 0, describe(again)
+
+
+def test_a_converge_that_fails_shows_in_the_report_and_exits_1(example: Example) -> None:
+    intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
+    proc = example.drift("--converge")
+    assert proc.returncode == 1, describe(proc)
+    assert "converge (FAILED for some nodes):" in proc.stdout
+    assert "layer.app: converge failed" in proc.stdout and "intruder" in proc.stdout
+    assert live_endpoint(example) == "evil.example.com:5432"
+    assert example.drift().returncode == 2
+
+
+def test_converge_leaves_a_drifted_stack_for_approval(example: Example) -> None:
+    (example.files_dir / "greeting.txt").unlink()
+    proc = example.drift("--converge")
+    assert proc.returncode == 2, describe(proc)
+    assert "stack.files: drifted; infrastructure changes need approval" in proc.stdout
+    assert not (example.files_dir / "greeting.txt").exists()
+    assert example.drift().returncode == 2
+
+
+def test_every_checks_repeatedly_until_sigterm(example: Example) -> None:
+    proc = subprocess.Popen(
+        [str(ENVCTL), "drift", "-e", example.env, "--every", "1s"],
+        cwd=example.root,
+        env=example.process_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        reports = 0
+        deadline = time.monotonic() + 120
+        while reports < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            reports += line.startswith("Drift report for environment")
+        assert reports >= 2, "two scheduled checks"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "next drift check in" in err
