@@ -301,6 +301,7 @@ def _ask(question: str, expected: str) -> bool:
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     plan_ref: Annotated[
         str | None, typer.Argument(metavar="[PLAN]", help="A saved plan (directory or id).")
     ] = None,
@@ -324,7 +325,13 @@ def apply(
     """Converge the environment in dependency order; infrastructure changes need approval."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
-    from envctl.converge import apply_bundle, check_recorded_approval, plan_environment, preflight
+    from envctl.converge import (
+        apply_bundle,
+        check_recorded_approval,
+        hold_environment_lock,
+        plan_environment,
+        preflight,
+    )
     from envctl.core.approval import nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
     from envctl.views import plan as pv
@@ -339,12 +346,15 @@ def apply(
                 hint=f"use -e {bundle.environment} or plan {env}",
             )
         s = _session(repo, rev, bundle.environment, parallelism)
-        # a stale plan (commit moved, already applied, state changed) is exit 4 before any approval
-        # question; apply_bundle checks again under the lock
+        # the lock first (a second run fails fast naming the holder), then a stale plan (commit
+        # moved, already applied, state changed) is exit 4 before any approval question
+        ctx.with_resource(hold_environment_lock(s, lock_timeout))
         preflight(s, bundle, resume=resume)
         needing = nodes_needing_approval(bundle, s.env.approval_required_for)
     else:
         s = _session(repo, rev, env, parallelism)
+        # plan under the lock: never against a state that another run's Terraform is writing
+        ctx.with_resource(hold_environment_lock(s, lock_timeout))
         result = plan_environment(s)
         if result.errors:
             _plan_errors(result.errors, fmt)
@@ -571,7 +581,7 @@ def _drift_once(
 ) -> int:
     import dataclasses
 
-    from envctl.drift import check_drift, converge_drifted
+    from envctl.drift import check_drift, converge_drifted, record_result
     from envctl.views.drift import RENDERERS
 
     s = _session(repo, rev, env)
@@ -587,6 +597,7 @@ def _drift_once(
         from envctl.notify import drift_payload, post_all
 
         report = dataclasses.replace(report, deliveries=post_all(urls, drift_payload(report.to_json())))
+    record_result(s, report)
     text = RENDERERS[fmt](report)
     if output:
         from envctl.store import atomic_write

@@ -166,6 +166,8 @@ class Session:
     progress: Progress = lambda _msg: None
     _kube: KubeContext | None = None
     _kube_lock: threading.Lock = field(default_factory=threading.Lock)
+    # the environment lock while this command holds it (hold_environment_lock), else None
+    held_lock: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.snapshot, SerialSnapshot):
@@ -474,11 +476,14 @@ def plan_environment(
         s.progress(f"{n}: planning")
         t0 = time.monotonic()
         try:
-            read_current_outputs(s, node, values)
             with lock:
                 ancestors = s.graph.with_dependencies([n]) - {n}
                 changing = tuple(sorted(u for u in ancestors if u in plans and plans[u].has_changes))
             plan, ih = _plan_node(s, node, values, pending_outputs, plan_dir, changing)
+            # after the plan, which waited for Terraform's state lock: a Terraform still writing
+            # this state (the worker of a killed run, say) has finished, so the file is whole
+            read_current_outputs(s, node, values)
+            plan = scrub_plan(plan, values.secrets)  # its own sensitive outputs are known now
         except EnvctlError as e:
             e.node = e.node or n
             with lock:
@@ -639,6 +644,9 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
     The file lock makes two runs on one checkout fail fast without a round trip; the Lease makes
     two runs anywhere exclusive, and expires when its holder dies.
     """
+    if s.held_lock is not None:  # this command already holds it (hold_environment_lock)
+        yield s.held_lock
+        return
     holder = holder_identity(run_id)
     deadline = time.monotonic() + timeout
     while True:
@@ -656,6 +664,24 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
             if e.reference != "environment-locked" or time.monotonic() >= deadline:
                 raise
             time.sleep(0.5)
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+@contextmanager
+def hold_environment_lock(s: Session, timeout: float = 0.0) -> Iterator[dict[str, Any]]:
+    """Hold the environment lock for a whole command, so that ``apply`` plans, asks and applies
+    under it: a second run fails fast naming the holder instead of planning against a state
+    that the first run's Terraform is writing. ``apply_bundle`` inside it uses this lock.
+    """
+    with environment_lock(s, new_run_id(), timeout) as holder:
+        s.held_lock = holder
+        try:
+            yield holder
+        finally:
+            s.held_lock = None
 
 
 @contextmanager
@@ -691,7 +717,7 @@ def apply_bundle(
     lock_timeout: float = 0.0,
 ) -> ApplyResult:
     """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it."""
-    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    run_id = str(s.held_lock["run"]) if s.held_lock is not None else new_run_id()
     stop = threading.Event()
     with environment_lock(s, run_id, lock_timeout) as holder:
         preflight(s, bundle, resume=resume)

@@ -92,9 +92,13 @@ def check_drift(s: Session) -> DriftReport:
             with lock:
                 results[n] = result
                 changed_outputs[n] = outs_changed
-    report = DriftReport(
+    return DriftReport(
         s.env.name, s.snapshot.commit, now(), tuple(results[n] for n in s.graph.order()), edges
     )
+
+
+def record_result(s: Session, report: DriftReport) -> None:
+    """The final result (after converge and notifications) in ``.envctl/drift/`` for ``status``."""
     s.store.write_drift(
         s.env.name,
         {
@@ -104,7 +108,6 @@ def check_drift(s: Session) -> DriftReport:
             "drift": report.has_drift,
         },
     )
-    return report
 
 
 def _check_node(
@@ -160,8 +163,23 @@ def _check_node(
         for c in plan.changes
         if c.action.changes or (c.action is Action.NOOP and c.reasons and "no longer in Git" in c.reasons[0])
     )
-    if changes:
+    # A layer field that differs only because its inputs moved upstream (nobody else touched it)
+    # is the cascade, not drift of its own; another manager's edit or a missing object is drift.
+    own = [
+        c
+        for c in changes
+        if node.kind == "stack" or not (causes and c.action is Action.UPDATE and not c.manager)
+    ]
+    if own:
         return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes + journal_notes), outs
+    if changes:
+        return NodeDrift(
+            n,
+            "stale",
+            changes,
+            tuple(causes),
+            notes=("an upstream output it consumes changed since it last converged", *plan.notes),
+        ), outs
     if causes or (recorded and recorded != inputs_hash(inputs)):
         return NodeDrift(
             n,

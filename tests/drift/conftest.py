@@ -70,3 +70,14 @@ def example_in_cluster_state(
 def webhook() -> Iterator[WebhookServer]:
     with WebhookServer() as server:
         yield server
+
+
+@pytest.fixture
+def example_with_consumer(
+    tmp_path: Path,
+    kubeconfig: str,  # noqa: F811
+    api_client: client.ApiClient,  # noqa: F811
+    plugin_mirror: Path,
+) -> Iterator[Example]:
+    """The example plus ``layer.greeting``, which consumes an output of ``stack.files``."""
+    yield from _example(tmp_path, kubeconfig, api_client, plugin_mirror, consumer=True)

@@ -9,12 +9,14 @@ mirror. One of those files holds ``CANARY``, a sensitive variable: no drift outp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parents[2]
 ENVCTL = Path(sys.executable).with_name("envctl")
@@ -138,9 +140,17 @@ def git(root: Path, *args: str) -> None:
 
 
 def write_repo(
-    root: Path, env: str, files_dir: Path, mirror: Path, *, files: bool = True, backend: str = "local"
+    root: Path,
+    env: str,
+    files_dir: Path,
+    mirror: Path,
+    *,
+    files: bool = True,
+    backend: str = "local",
+    consumer: bool = False,
 ) -> None:
-    """The example under the name ``env``; ``files``: add the hashicorp/local stack."""
+    """The example under the name ``env``; ``files``: add the hashicorp/local stack;
+    ``consumer``: add ``layer.greeting``, a ConfigMap holding an output of ``stack.files``."""
     shutil.copytree(REPO / "environments" / "dev", root / "environments" / env)
     shutil.copytree(REPO / "modules", root / "modules")
     for p in (root / "environments" / env).rglob("*.yaml"):
@@ -161,41 +171,52 @@ def write_repo(
             "  greeting: hello from ${env.name}\n"
             "  token: ${env.vars.token}\n"
         )
+    if consumer:
+        layer = root / "environments" / env / "layers" / "greeting"
+        layer.mkdir(parents=True)
+        (layer / "layer.yaml").write_text(
+            f"depends_on: [layer.platform]\nnamespace: app-{env}\nwait: false\n"
+            "inputs:\n  path: ${stack.files.outputs.greeting_path}\n"
+        )
+        (layer / "greeting.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  path: ${inputs.path}\n"
+        )
     (root / ".gitignore").write_text(".envctl/\n")
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "example")
 
 
+def versions(items: Iterable[Any], prefix: str = "") -> dict[str, str]:
+    """``{name: resourceVersion}`` of the API objects whose name starts with ``prefix``."""
+    out: dict[str, str] = {}
+    for item in items:
+        name = str(item.metadata.name)
+        if name.startswith(prefix):
+            out[name] = str(item.metadata.resource_version)
+    return out
+
+
 def cleanup_cluster(api: client.ApiClient, env: str) -> None:
     """Delete what an applied copy left in the cluster: namespace, inventories, Leases, state."""
     core = client.CoreV1Api(api)
     leases = client.CoordinationV1Api(api)
-    for lease in leases.list_namespaced_lease("envctl-system").items:
-        if lease.metadata.name.startswith(f"lock-tfstate-default-{env}-"):
-            _ignore_404(lambda n=lease.metadata.name: leases.delete_namespaced_lease(n, "envctl-system"))
-    for secret in core.list_namespaced_secret("envctl-system").items:
-        if secret.metadata.name.startswith(f"tfstate-default-{env}-"):
-            _ignore_404(lambda n=secret.metadata.name: core.delete_namespaced_secret(n, "envctl-system"))
-    for call in (
+    system = "envctl-system"
+    calls: list[Callable[[], object]] = [
         lambda: core.delete_namespace(f"app-{env}", propagation_policy="Background"),
-        lambda: client.CoordinationV1Api(api).delete_namespaced_lease(f"envctl-lock-{env}", "envctl-system"),
-    ):
-        try:
-            call()
-        except ApiException as e:
-            if e.status != 404:
-                raise
-    for cm in core.list_namespaced_config_map("envctl-system").items:
-        if cm.metadata.name.startswith(f"{env}."):
-            try:
-                core.delete_namespaced_config_map(cm.metadata.name, "envctl-system")
-            except ApiException as e:
-                if e.status != 404:
-                    raise
+        lambda: leases.delete_namespaced_lease(f"envctl-lock-{env}", system),
+    ]
+    for name in versions(leases.list_namespaced_lease(system).items, f"lock-tfstate-default-{env}-"):
+        calls.append(functools.partial(leases.delete_namespaced_lease, name, system))
+    for name in versions(core.list_namespaced_secret(system).items, f"tfstate-default-{env}-"):
+        calls.append(functools.partial(core.delete_namespaced_secret, name, system))
+    for name in versions(core.list_namespaced_config_map(system).items, f"{env}."):
+        calls.append(functools.partial(core.delete_namespaced_config_map, name, system))
+    for call in calls:
+        _ignore_404(call)
 
 
-def _ignore_404(call: Any) -> None:
+def _ignore_404(call: Callable[[], object]) -> None:
     try:
         call()
     except ApiException as e:

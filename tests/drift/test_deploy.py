@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from drifthelpers import KUBECTL, REPO, Example, describe, git, intrude, kubectl
+from drifthelpers import KUBECTL, REPO, Example, describe, git, intrude, kubectl, versions
 from kubernetes import client
 
 pytestmark = pytest.mark.e2e
@@ -90,11 +90,8 @@ def test_the_drift_account_sees_drift_from_a_fresh_clone_and_can_change_nothing(
 ) -> None:
     ex = example_in_cluster_state
     clone = fresh_clone(ex, tmp_path)
-    states = {
-        s.metadata.name: s.metadata.resource_version
-        for s in client.CoreV1Api(api_client).list_namespaced_secret("envctl-system").items
-        if s.metadata.name.startswith(f"tfstate-default-{ex.env}-")
-    }
+    secrets = client.CoreV1Api(api_client).list_namespaced_secret
+    states = versions(secrets("envctl-system").items, f"tfstate-default-{ex.env}-")
     assert len(states) == 2, states
 
     proc = clone.drift("--format", "json", kubeconfig=drift_account)
@@ -116,11 +113,7 @@ def test_the_drift_account_sees_drift_from_a_fresh_clone_and_can_change_nothing(
     assert "layer.app" in proc.stdout and "intruder" in proc.stdout
     assert f"v1 Service {ex.namespace}/web: create" in proc.stdout, "a missing object is drift too"
 
-    after = {
-        s.metadata.name: s.metadata.resource_version
-        for s in client.CoreV1Api(api_client).list_namespaced_secret("envctl-system").items
-        if s.metadata.name.startswith(f"tfstate-default-{ex.env}-")
-    }
+    after = versions(secrets("envctl-system").items, f"tfstate-default-{ex.env}-")
     assert after == states, "drift wrote Terraform state"
 
     for verb, what in (

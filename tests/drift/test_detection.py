@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drifthelpers import CANARY, Example, assert_no_canary, describe, intrude, kubectl
+from drifthelpers import CANARY, Example, assert_no_canary, describe, intrude, kubectl, versions
 from kubernetes import client
 
 pytestmark = pytest.mark.e2e
@@ -118,12 +118,10 @@ def _world(example: Example, api: client.ApiClient) -> dict[str, Any]:
     for p in sorted((example.root / ".envctl" / "state").rglob("*")):
         if p.is_file():
             seen[str(p)] = p.read_bytes()
-    for cm in core.list_namespaced_config_map("envctl-system").items:
-        if cm.metadata.name.startswith(f"{example.env}."):
-            seen[f"inventory {cm.metadata.name}"] = cm.metadata.resource_version
-    for lease in client.CoordinationV1Api(api).list_namespaced_lease("envctl-system").items:
-        if lease.metadata.name == f"envctl-lock-{example.env}":
-            seen["lease"] = lease.metadata.resource_version
+    inventories = versions(core.list_namespaced_config_map("envctl-system").items, f"{example.env}.")
+    seen.update({f"inventory {name}": rv for name, rv in inventories.items()})
+    leases = client.CoordinationV1Api(api).list_namespaced_lease("envctl-system").items
+    seen["lease"] = versions(leases, f"envctl-lock-{example.env}")
     for kind in ("configmaps", "services", "deployments.apps"):
         out = kubectl(
             example.kubeconfig,
@@ -135,7 +133,7 @@ def _world(example: Example, api: client.ApiClient) -> dict[str, Any]:
             "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
         )
         seen[kind] = out
-    seen["namespace"] = core.read_namespace(example.namespace).metadata.resource_version
+    seen["namespace"] = versions([core.read_namespace(example.namespace)])
     seen["files"] = sorted((p.name, p.read_bytes()) for p in example.files_dir.iterdir())
     return seen
 

@@ -11,12 +11,13 @@ import datetime as dt
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from drifthelpers import Example, describe
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +74,7 @@ def test_rejected_credentials_are_an_error_not_in_sync(example: Example, tmp_pat
 def hold_lease(api: client.ApiClient, env: str, holder: dict[str, object]) -> None:
     """Take the environment's Lease the way a running apply on another machine holds it."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    body = {
+    body: Any = {
         "metadata": {"name": f"envctl-lock-{env}"},
         "spec": {
             "holderIdentity": json.dumps(holder),

@@ -82,6 +82,14 @@ def test_a_webhook_answering_500_is_retried_and_shows_in_the_report_and_exit_cod
         md = example.drift("--format", "markdown", "--webhook", failing.url)
     assert md.returncode == 1 and f"Notification to {failing.url} failed: HTTP 500" in md.stdout
 
+    with WebhookServer(status=500) as failing:
+        page = example.drift("--format", "html", "--webhook", failing.url)
+    assert page.returncode == 1 and "FAILED after 3 attempt(s) (HTTP 500)" in page.stdout
+
+    status = example.run("status", "--format", "json")
+    assert status.returncode == 0, describe(status)
+    assert '"exit_code": 1' in status.stdout, "status records the run's final exit code"
+
 
 def test_a_webhook_nobody_listens_on_fails_the_run(example: Example, webhook: WebhookServer) -> None:
     with socket.socket() as s:

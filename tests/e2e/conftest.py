@@ -55,9 +55,7 @@ def rollout(api_client: client.ApiClient) -> Iterator[Rollout]:
 
 
 @pytest.fixture
-def example(
-    tmp_path: Path, kubeconfig: str, api_client: client.ApiClient, rollout: Rollout
-) -> Iterator[Env]:
+def example(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient, rollout: Rollout) -> Iterator[Env]:
     """A fresh, never-applied copy of the example environment."""
     env = make_env(tmp_path, kubeconfig, api_client)
     rollout.watch(env.namespace)

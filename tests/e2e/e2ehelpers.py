@@ -16,19 +16,19 @@ controller on the test's own namespaces, the way envtest users write status: it 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -199,9 +199,15 @@ class Env:
         core, apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
         names: set[str] = set()
         try:
-            names |= {f"ConfigMap/{c.metadata.name}" for c in core.list_namespaced_config_map(self.namespace).items}
-            names |= {f"Service/{c.metadata.name}" for c in core.list_namespaced_service(self.namespace).items}
-            names |= {f"Deployment/{c.metadata.name}" for c in apps.list_namespaced_deployment(self.namespace).items}
+            names |= {
+                f"ConfigMap/{c.metadata.name}" for c in core.list_namespaced_config_map(self.namespace).items
+            }
+            names |= {
+                f"Service/{c.metadata.name}" for c in core.list_namespaced_service(self.namespace).items
+            }
+            names |= {
+                f"Deployment/{c.metadata.name}" for c in apps.list_namespaced_deployment(self.namespace).items
+            }
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -301,6 +307,16 @@ def converge(env: Env) -> None:
             return
         assert r.returncode == 3, describe(r)
     raise AssertionError("the environment did not converge in two plan/approve/apply rounds")
+
+
+def node_lines(out: str) -> dict[str, str]:
+    """``node: rest of the line`` of an apply summary."""
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s+((?:stack|layer)\.[\w-]+): (.*)$", line)
+        if m:
+            found[m.group(1)] = m.group(2)
+    return found
 
 
 def wait_until(check: Any, timeout: float, what: str) -> Any:

@@ -14,22 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2ehelpers import Env, Rollout, converge, describe, make_env
+from e2ehelpers import Env, Rollout, converge, describe, make_env, node_lines
 from kubernetes import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-converge")]
 
 NODES = ("layer.platform", "stack.network", "stack.database", "layer.app")
-
-
-def node_lines(out: str) -> dict[str, str]:
-    """``node: rest of the line`` of an apply summary."""
-    found = {}
-    for line in out.splitlines():
-        m = re.match(r"\s+((?:stack|layer)\.[\w-]+): (.*)$", line)
-        if m:
-            found[m.group(1)] = m.group(2)
-    return found
 
 
 def test_plan_shows_creates(example: Env) -> None:
@@ -95,7 +85,8 @@ class Converged:
     second_plan: Path
 
 
-@pytest.fixture(scope="module")
+# session scope: built once per worker even when xdist interleaves this group with other tests
+@pytest.fixture(scope="session")
 def converged(
     tmp_path_factory: pytest.TempPathFactory, kubeconfig: str, api_client: client.ApiClient, rollout: Rollout
 ) -> Iterator[Converged]:
@@ -183,7 +174,9 @@ def test_a_changed_stack_output_marks_the_layer_pending_and_apply_delivers_it(ex
     converge(example)
     old = example.outputs("database")["endpoint"]
     assert example.configmap("web-config")["DATABASE_ENDPOINT"] == old  # type: ignore[index]
-    example.edit(f"environments/{example.name}/stacks/database/stack.yaml", "name: ${env.name}", "name: ${env.name}-v2")
+    example.edit(
+        f"environments/{example.name}/stacks/database/stack.yaml", "name: ${env.name}", "name: ${env.name}-v2"
+    )
     example.commit("rename the database")
 
     r = example.run("plan", "-e", example.name, "--format", "json", "--detailed-exitcode")

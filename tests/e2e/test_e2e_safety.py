@@ -6,6 +6,7 @@ a killed run's lock expires; a failing node stops only its own branch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,8 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2ehelpers import GIT_ID, Env, describe, wait_until
-from test_e2e_converge import node_lines
+from e2ehelpers import GIT_ID, Env, describe, node_lines, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ SLOW_STACK = """\
 # Holds the environment lock long enough for a second run to collide with it.
 resource "terraform_data" "slow" {
   provisioner "local-exec" {
-    command = "sleep 8"
+    command = "sleep SECONDS"
   }
 }
 """
@@ -118,11 +118,42 @@ def test_a_tampered_saved_terraform_plan_is_refused(example: Env) -> None:
     assert_nothing_applied(example)
 
 
-def add_slow_stack(env: Env) -> None:
+def add_slow_stack(env: Env, seconds: int = 8) -> str:
+    """A stack whose apply takes ``seconds``; returns the command its provisioner runs."""
     slow = env.env_dir / "stacks" / "slow"
     slow.mkdir(parents=True)
-    (slow / "main.tf").write_text(SLOW_STACK)
+    (slow / "main.tf").write_text(SLOW_STACK.replace("SECONDS", str(seconds)))
     env.commit("a slow stack")
+    return f"sleep {seconds}"
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below ``pid`` (children, their children, ...) with its command line."""
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmdlines[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        parents[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        cur = todo.pop()
+        for child, parent in parents.items():
+            if parent == cur and child not in found:
+                found[child] = cmdlines.get(child, "")
+                todo.append(child)
+    return found
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def holder_pid(env: Env) -> int | None:
@@ -140,8 +171,10 @@ def test_two_concurrent_applies_one_fails_naming_the_holder(example: Env, tmp_pa
     try:
         wait_until(lambda: holder_pid(example) == first.pid or first.poll() is not None, 60, "the Lease")
         assert first.poll() is None, "the first apply ended before the second could collide with it"
-        same_checkout = example.run("apply", "-e", example.name, "--auto-approve")
-        other_checkout = other.run("apply", "-e", example.name, "--auto-approve")
+        seconds = example.popen("apply", "-e", example.name, "--auto-approve")
+        seconds_other = other.popen("apply", "-e", example.name, "--auto-approve")
+        same_checkout = finish(seconds, 60)
+        other_checkout = finish(seconds_other, 60)
         still_running = first.poll() is None
         out, err = first.communicate(timeout=120)
     finally:
@@ -158,16 +191,28 @@ def test_two_concurrent_applies_one_fails_naming_the_holder(example: Env, tmp_pa
     assert example.lease_holder() is None
 
 
-def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example: Env) -> None:
-    add_slow_stack(example)
+@pytest.mark.parametrize("kill", ["envctl", "envctl and its Terraform worker"])
+def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example: Env, kill: str) -> None:
+    # killing envctl alone: long enough that the re-run takes the expired lock while the
+    # orphaned Terraform worker still applies
+    sleeping = add_slow_stack(example, 12 if kill == "envctl" else 8)
     example.extra_env["ENVCTL_LOCK_LEASE_SECONDS"] = "5"
     victim = example.popen("apply", "-e", example.name, "--auto-approve")
     try:
-        wait_until(lambda: holder_pid(example) == victim.pid or victim.poll() is not None, 60, "the Lease")
+        wait_until(
+            lambda: any(sleeping in c for c in descendants(victim.pid).values()) or victim.poll() is not None,
+            60,
+            "stack.slow to be applying",
+        )
         assert victim.poll() is None, "the apply ended before it could be killed"
-        time.sleep(1.0)  # inside the apply: stack.slow is sleeping in its provisioner
+        assert holder_pid(example) == victim.pid
     finally:
-        os.killpg(victim.pid, signal.SIGKILL)
+        # envctl's Terraform worker runs in a session of its own (so that a Ctrl-C lets it
+        # finish): killing envctl alone orphans it; a crashed machine or container kills both
+        targets = [victim.pid] + (list(descendants(victim.pid)) if kill != "envctl" else [])
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         victim.communicate(timeout=30)
     assert victim.returncode == -signal.SIGKILL
     assert holder_pid(example) == victim.pid, "the dead run's Lease is still there"
@@ -178,7 +223,11 @@ def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example
     assert time.monotonic() - started < 60
     assert all(v.startswith("done") for v in node_lines(r.stdout).values()), describe(r)
     assert set(node_lines(r.stdout)) == {
-        "layer.platform", "stack.network", "stack.database", "layer.app", "stack.slow"
+        "layer.platform",
+        "stack.network",
+        "stack.database",
+        "layer.app",
+        "stack.slow",
     }, describe(r)
     endpoint = example.outputs("database")["endpoint"]
     assert example.configmap("web-config") == {"DATABASE_ENDPOINT": endpoint, "ENVIRONMENT": example.name}
@@ -198,7 +247,9 @@ def test_a_failing_node_skips_its_dependents_and_independent_branches_finish(exa
     assert lines["stack.database"].startswith("skipped") and "stack.network" in lines["stack.database"]
     assert lines["layer.app"].startswith("skipped"), describe(r)
     assert lines["layer.platform"].startswith("done"), describe(r)
-    assert "Summary:" in r.stdout and "1 done" in r.stdout and "1 failed" in r.stdout and "2 skipped" in r.stdout
+    assert (
+        "Summary:" in r.stdout and "1 done" in r.stdout and "1 failed" in r.stdout and "2 skipped" in r.stdout
+    )
     # the independent branch is in the cluster; the dependent one is not
     assert example.configmap("platform-settings") == {"environment": example.name, "log_level": "info"}
     assert example.configmap("web-config") is None

@@ -114,8 +114,12 @@ LAYER_OBJECTS = {
 
 @pytest.mark.parametrize(
     ("trigger", "delay"),
-    [("layer.platform: applying", 0.0), ("layer.platform: applying", 0.3), ("layer.app:", 0.0),
-     ("layer.app:", 0.2)],
+    [
+        pytest.param("layer.platform: applying", 0.0, id="platform-at-once"),
+        pytest.param("layer.platform: applying", 0.3, id="platform-after-0.3s"),
+        pytest.param("layer.app:", 0.0, id="app-at-once"),
+        pytest.param("layer.app:", 0.2, id="app-after-0.2s"),
+    ],
 )
 def test_apply_survives_or_reports_an_api_server_outage(
     envrepo: EnvRepo, api_client: client.ApiClient, tmp_path: Path, trigger: str, delay: float

@@ -8,7 +8,9 @@ ENVCTL_SAFETY_CONCURRENT sets the number of iterations (default 10).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from kubernetes import client
 
 pytestmark = pytest.mark.safety
 
-ITERATIONS = int(__import__("os").environ.get("ENVCTL_SAFETY_CONCURRENT", "10"))
+ITERATIONS = int(os.environ.get("ENVCTL_SAFETY_CONCURRENT", "10"))
 
 
 def _layers_only(repo: EnvRepo) -> None:
@@ -52,36 +54,83 @@ def _race(runs: list[tuple[EnvRepo, str]]) -> list[tuple[subprocess.Popen[str], 
     return done
 
 
-def _judge(done: list[tuple[subprocess.Popen[str], str, str]], i: int) -> None:
+def _judge(done: list[tuple[subprocess.Popen[str], str, str]], i: int) -> bool:
+    """True when the runs overlapped (one locked out), False when they ran one after the other."""
     codes = sorted(p.returncode for p, _, _ in done)
     report = "\n".join(f"pid {p.pid} exit {p.returncode}\n{out}\n{err}" for p, out, err in done)
+    if codes == [0, 4] and any("already applied" in e or "changed since the plan" in e for _, _, e in done):
+        # the runs did not overlap: the second took the lock after the first had finished and
+        # refused its now stale plan; still exactly one applied
+        return False
     assert codes == [0, 1], f"iteration {i}: expected exactly one run to proceed\n{report}"
     winner = next(p for p, _, _ in done if p.returncode == 0)
     loser_err = next(err for p, _, err in done if p.returncode == 1)
     assert "locked by" in loser_err, f"iteration {i}: the loser does not say who holds the lock\n{report}"
     assert f"pid {winner.pid}" in loser_err, f"iteration {i}: the holder is not named\n{report}"
+    return True
 
 
 def test_concurrent_applies_in_one_checkout(envrepo: EnvRepo, api_client: client.ApiClient) -> None:
     _layers_only(envrepo)
+    overlapped = 0
     for i in range(1, ITERATIONS + 1):
         _set_value(envrepo, i)
         plan = _latest_plan(envrepo)
-        _judge(_race([(envrepo, plan), (envrepo, plan)]), i)
+        overlapped += _judge(_race([(envrepo, plan), (envrepo, plan)]), i)
         cm = live(api_client, "ConfigMap", envrepo.ns, "platform-settings")
         assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
+    assert overlapped, "the runs never overlapped: the test proved nothing"
 
 
-def test_concurrent_applies_from_two_checkouts(make_env: Any, api_client: client.ApiClient) -> None:
+def _two_checkouts(make_env: Any) -> tuple[EnvRepo, EnvRepo]:
     a: EnvRepo = make_env(where="a")
     _layers_only(a)
     b_root = a.root.parent / "b"
     git(a.root.parent, "clone", "-q", str(a.root), str(b_root))
-    b = EnvRepo(Path(b_root), a.name, a.kubeconfig)
+    return a, EnvRepo(Path(b_root), a.name, a.kubeconfig)
+
+
+def test_concurrent_applies_from_two_checkouts(make_env: Any, api_client: client.ApiClient) -> None:
+    """Started at the same moment; when the two runs overlap, the loser names the holder."""
+    a, b = _two_checkouts(make_env)
+    overlapped = 0
     for i in range(1, ITERATIONS + 1):
         _set_value(a, i)
         git(b.root, "pull", "-q", "--ff-only")
         plans = [(a, _latest_plan(a)), (b, _latest_plan(b))]
-        _judge(_race(plans), i)
+        overlapped += _judge(_race(plans), i)
+        cm = live(api_client, "ConfigMap", a.ns, "platform-settings")
+        assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
+    assert overlapped, "the runs never overlapped: the test proved nothing"
+
+
+def test_a_second_checkout_is_refused_while_the_lease_is_held(
+    make_env: Any, api_client: client.ApiClient
+) -> None:
+    """Deterministic overlap: the first run is frozen (SIGSTOP) while it holds the Lease."""
+    a, b = _two_checkouts(make_env)
+    for i in range(1, min(ITERATIONS, 3) + 1):
+        _set_value(a, i)
+        git(b.root, "pull", "-q", "--ff-only")
+        plan_a, plan_b = _latest_plan(a), _latest_plan(b)
+        first = a.popen("apply", "-e", a.name, plan_a, "--auto-approve")
+        assert first.stderr is not None
+        seen = []
+        for line in first.stderr:
+            seen.append(line)
+            if "applying" in line:
+                break
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = b.run("apply", "-e", b.name, plan_b, "--auto-approve", timeout=60)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=120)
+        report = (
+            f"first (pid {first.pid}) exit {first.returncode}\n{out}\n{''.join(seen)}{err}\nsecond: {second}"
+        )
+        assert first.returncode == 0, report
+        assert second.returncode == 1, report
+        assert "locked by" in second.stderr and f"pid {first.pid}" in second.stderr, report
         cm = live(api_client, "ConfigMap", a.ns, "platform-settings")
         assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
