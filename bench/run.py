@@ -133,6 +133,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    at: str = ""  # when it ran and the machine load then (each section keeps its own)
 
     def line(self, text: str) -> None:
         self.lines.append(text)
@@ -290,13 +291,22 @@ def b1(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         "CPU time (user+sys, median; insensitive to load): "
         + ", ".join(f"{k} {ms(statistics.median(v))}" for k, v in CPU.items())
     )
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
     r.goal(
         "--help no slower than kubectl --help (ratio <= 1.0)",
         ratios(hk).median <= 1.0,
-        f"{ratios(hk).median:.2f}x",
+        f"{ratios(hk).median:.2f}x wall; CPU {ms(cpu['envctl --help'])} vs {ms(cpu['kubectl --help'])}",
     )
-    r.goal("--help within 40 ms of python -c pass", d_help.median <= 0.040, ms(d_help.median))
-    r.goal("empty plan within 150 ms (wall)", plan_abs.median <= 0.150, ms(plan_abs.median))
+    r.goal(
+        "--help within 40 ms of python -c pass",
+        d_help.median <= 0.040,
+        f"+{ms(d_help.median)} wall; CPU +{ms(cpu['envctl --help'] - cpu['python -c pass'])}",
+    )
+    r.goal(
+        "empty plan within 150 ms (wall)",
+        plan_abs.median <= 0.150,
+        f"{ms(plan_abs.median)} wall; CPU {ms(cpu['envctl plan (empty)'])}",
+    )
 
 
 # --- B2: 32 independent stacks --------------------------------------------------------------------
@@ -999,22 +1009,50 @@ FINDINGS = "## Profiling findings"
 ORDER = ["B1", "B2", "B7", "B4", "B3", "B5", "B6"]
 
 
+def _sections(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Table rows and sections per benchmark of an earlier report (to keep those not re-run)."""
+    rows: dict[str, list[str]] = {}
+    secs: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.split(FINDINGS)[0].splitlines():
+        if line.startswith("| B") and line[3:4].isdigit():
+            rows.setdefault(line[2:4], []).append(line)
+        if line.startswith("## "):
+            current = line[3:5] if line[3:4] == "B" and line[4:5].isdigit() else None
+            if current:
+                secs[current] = []
+        if current:
+            secs[current].append(line)
+    return rows, secs
+
+
 def render(
-    results: list[Result], info: dict[str, str], args: argparse.Namespace, started: dt.datetime
+    results: list[Result],
+    info: dict[str, str],
+    args: argparse.Namespace,
+    started: dt.datetime,
+    previous: str = "",
 ) -> str:
     out = [
         "# envctl benchmark results",
         "",
-        f"Date: {started:%Y-%m-%d %H:%M} UTC. Command: `{' '.join(['python bench/run.py', *args.argv])}`. "
+        f"Last run: {started:%Y-%m-%d %H:%M} UTC, `{' '.join(['python bench/run.py', *args.argv])}`. "
         f"Pairs per comparison: {args.pairs} after one warm-up (A B A B ...; median of per-pair ratios, "
-        "spread = min..max).",
+        "spread = min..max). Each section says when it ran and the load average then; a run of "
+        "`--only` replaces only its own sections.",
         "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()),
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items() if k != "loadavg at start"),
         "",
         "| bench | goal | result | measured |",
         "|---|---|---|---|",
     ]
-    for r in results:
+    old_rows, old_secs = _sections(previous)
+    new = {r.bench: r for r in results}
+    for b in ORDER:
+        r = new.get(b)
+        if r is None:
+            out += old_rows.get(b, [])
+            continue
         if r.error:
             out.append(f"| {r.bench} | (harness error) | ERROR | see below |")
         for what, met, measured in r.goals:
@@ -1022,8 +1060,15 @@ def render(
                 f"| {r.bench} | {what} | {'met' if met else 'n/a' if met is None else '**missed**'}"
                 f" | {measured} |"
             )
-    for r in results:
-        out += ["", f"## {r.bench}: {r.title} ({r.seconds:.0f} s)", ""]
+    for b in ORDER:
+        r = new.get(b)
+        if r is None:
+            if b in old_secs:
+                out += ["", *[ln for ln in old_secs[b]]]
+                while out and not out[-1].strip():
+                    out.pop()
+            continue
+        out += ["", f"## {r.bench}: {r.title} ({r.seconds:.0f} s; {r.at})", ""]
         out += [f"- {ln}" for ln in r.lines]
         out += [f"- note: {nt}" for nt in r.notes]
         if r.error:
@@ -1057,43 +1102,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for b in [x for x in ORDER if x in only]:
             if b == "B6" and "B5" in only:
-                continue  # runs together with B5 (same objects)
-            r = Result(b, BENCHES[b][0])
-            r6 = Result("B6", BENCHES["B6"][0]) if b == "B5" and "B6" in only else None
-            print(f"{b}: {r.title}", flush=True)
+                continue  # B5 and B6 share one workload and run together
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            at = f"ran {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load {load}"
+            if b in ("B5", "B6"):  # B6 needs B5's objects: both run, both are reported
+                batch = [Result("B5", BENCHES["B5"][0], at=at), Result("B6", BENCHES["B6"][0], at=at)]
+            else:
+                batch = [Result(b, BENCHES[b][0], at=at)]
+            print(f"{b}: {batch[0].title}", flush=True)
             t0 = time.perf_counter()
             try:
                 work = tmp / b
                 work.mkdir()
-                if b in ("B5", "B6"):
-                    if b == "B6":
-                        r6, r = r, Result("B5", BENCHES["B5"][0])
-                        b5_b6(r, r6, work, args.pairs, args.smoke)
-                        r = r6
-                    else:
-                        b5_b6(r, r6, work, args.pairs, args.smoke)
+                if len(batch) == 2:
+                    b5_b6(batch[0], batch[1], work, args.pairs, args.smoke)
                 else:
-                    BENCHES[b][1](r, work, args.pairs, args.smoke)
+                    BENCHES[b][1](batch[0], work, args.pairs, args.smoke)
             except Exception:
-                r.error = traceback.format_exc()
-                print(r.error, file=sys.stderr, flush=True)
+                failed = next((r for r in batch if not r.goals), batch[-1])
+                failed.error = traceback.format_exc()
+                print(failed.error, file=sys.stderr, flush=True)
                 broken = True
-            r.seconds = time.perf_counter() - t0
-            results.append(r)
-            if r6 is not None:
-                r6.seconds = r.seconds
-                results.append(r6)
+            for r in batch:
+                r.seconds = time.perf_counter() - t0
+                results.append(r)
     finally:
         if args.keep:
             print(f"workloads kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    text = render(results, info, args, started)
     out = args.out or (None if args.smoke else HERE / "RESULTS.md")
-    if out and out.exists():  # hand-written analysis below this heading survives a re-run
-        old = out.read_text()
-        if FINDINGS in old:
-            text += "\n" + old[old.index(FINDINGS) :]
+    old = out.read_text() if out and out.exists() else ""
+    text = render(results, info, args, started, old)
+    if FINDINGS in old:  # hand-written analysis below this heading survives a re-run
+        text += "\n" + old[old.index(FINDINGS) :]
     if out:
         out.write_text(text)
         print(f"wrote {out}")

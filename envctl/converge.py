@@ -562,7 +562,8 @@ def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
         raise StalePlanError(
             f"the plan was made at commit {str(bundle.commit)[:12]}, the repository is now at "
             f"{str(s.snapshot.commit)[:12]}",
-            hint="run envctl plan again",
+            hint="run envctl plan again (a plan made with --rev is applied with "
+            f"--rev {str(bundle.commit)[:12]})",
         )
     if bundle.inputs_hash.get("_source") != s.source_hash():
         raise StalePlanError(

@@ -53,6 +53,7 @@ def test_a_changed_upstream_output_makes_its_consumer_stale_under_its_root_cause
     assert "| `layer.greeting` | stale | 1 | stack.files |" in md.stdout
 
     converged = ex.drift("--converge")
-    assert converged.returncode == 2 and "layer.greeting: converge done" in converged.stdout, describe(converged)
+    assert converged.returncode == 2, describe(converged)
+    assert "layer.greeting: converge done" in converged.stdout
     again = ex.drift()
     assert again.returncode == 0, describe(again)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -76,17 +77,22 @@ def test_every_checks_repeatedly_until_sigterm(example: Example) -> None:
         text=True,
     )
     try:
-        assert proc.stdout is not None
-        reports = 0
+        stdout = proc.stdout
+        assert stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+        reader.start()
         deadline = time.monotonic() + 120
-        while reports < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(line.startswith("Drift report for environment") for line in list(lines)) >= 2:
                 break
-            reports += line.startswith("Drift report for environment")
-        assert reports >= 2, "two scheduled checks"
+            time.sleep(0.2)
+        assert sum(line.startswith("Drift report for environment") for line in list(lines)) >= 2, lines
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
