@@ -284,12 +284,21 @@ def read_outputs(ctx: StackContext, node: Node) -> dict[str, StackOutput]:
     if ctx.env.terraform.backend == "local":
         state = local_state_file(ctx.root, ctx.env.name, node.name)
         try:
-            doc = json.loads(state.read_text())
+            text = state.read_text()
         except FileNotFoundError:
             return {}
+        if not text.strip():
+            # Terraform creates the file empty before the first apply writes it, and a run killed
+            # then leaves it so: the stack has no applied outputs yet
+            return {}
+        try:
+            doc = json.loads(text)
         except ValueError as e:
+            backup = state.with_name(state.name + ".backup")
             raise EngineError(
-                f"the state file {state} is not valid JSON", node=node.id, hint="restore it from its .backup"
+                f"the state file {state} is not valid JSON",
+                node=node.id,
+                hint=f"restore it from {backup}" if backup.exists() else "restore it from a copy you trust",
             ) from e
         outputs = doc.get("outputs") if isinstance(doc, dict) else None
         return _outputs_from(outputs or {})

@@ -55,6 +55,10 @@ def test_a_converge_that_fails_shows_in_the_report_and_exits_1(example: Example)
     assert "converge (FAILED for some nodes):" in proc.stdout
     assert "layer.app: converge failed" in proc.stdout and "intruder" in proc.stdout
     assert live_endpoint(example) == "evil.example.com:5432"
+    md = example.drift("--converge", "--format", "markdown")
+    assert md.returncode == 1 and "#### converge (failed for some nodes)" in md.stdout, describe(md)
+    page = example.drift("--converge", "--format", "html")
+    assert page.returncode == 1 and '<h2 id="converge">Converge (failed for some nodes)</h2>' in page.stdout
     assert example.drift().returncode == 2
 
 
