@@ -133,7 +133,9 @@ class TerraformSettings:
     binary: str = "terraform"
     backend: Literal["local", "kubernetes", "stack"] = "local"
     plugin_dir: str | None = None
-    allow_external_data: bool = False
+    allow_external_data: bool = False  # data "external" runs a program on this machine
+    allow_provisioners: bool = False  # local-exec/remote-exec/file provisioners run commands
+    allow_registry_providers: bool = False  # providers not in plugin_dir would be downloaded
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,8 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
 
     t = _mapping(where("terraform"), data.get("terraform"), "terraform")
     td = where("terraform")
-    _check_keys(td, t, {"engine", "binary", "backend", "plugin_dir", "allow_external_data"}, "terraform")
+    flags = ("allow_external_data", "allow_provisioners", "allow_registry_providers")
+    _check_keys(td, t, {"engine", "binary", "backend", "plugin_dir", *flags}, "terraform")
     engine = t.get("engine", "embedded")
     if engine not in ("embedded", "cli"):
         raise ConfigError(
@@ -213,10 +214,8 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     plugin_dir = t.get("plugin_dir")
     if plugin_dir is not None:
         _want(td, plugin_dir, str, "a string", "terraform", "plugin_dir")
-    allow_ext = _want(td, t.get("allow_external_data", False), bool, "true or false", "terraform",
-                      "allow_external_data")
-    tf = TerraformSettings(engine=engine, binary=binary, backend=backend, plugin_dir=plugin_dir,
-                           allow_external_data=allow_ext)
+    allowed = {f: _want(td, t.get(f, False), bool, "true or false", "terraform", f) for f in flags}
+    tf = TerraformSettings(engine=engine, binary=binary, backend=backend, plugin_dir=plugin_dir, **allowed)
 
     a = _mapping(where("approval"), data.get("approval"), "approval")
     ad = where("approval")
