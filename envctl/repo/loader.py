@@ -28,7 +28,7 @@ from envctl.core.model import (
 )
 from envctl.core.refs import find_refs, quoted
 from envctl.repo.snapshot import _clean
-from envctl.repo.yamlfile import YamlDoc, load_yaml
+from envctl.core.yamldoc import YamlDoc, load_yaml
 
 ENV_DIR = "environments"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")

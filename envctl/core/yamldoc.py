@@ -1,4 +1,4 @@
-"""Safe YAML reading for envctl's own files, keeping the line of every value.
+"""Safe YAML reading (pure: text in, values out), keeping the line of every value.
 
 Aliases are refused (an alias bomb cannot expand), nesting is bounded and files are size-limited,
 so a hostile repository gets a ``ConfigError`` within milliseconds, never a hang or a traceback.
