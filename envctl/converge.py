@@ -8,6 +8,7 @@ through a callback and returns core values that ``envctl.views`` render.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import signal
@@ -28,6 +29,7 @@ from envctl.core.errors import (
     ApprovalRequiredError,
     EngineError,
     EnvctlError,
+    Location,
     StalePlanError,
     UnavailableError,
     UsageError,
@@ -234,8 +236,6 @@ def resolve_inputs(
     For a layer, an output reference written directly in a manifest (``${stack.X.outputs.Y}``)
     is resolved too and passed under its own text, as the renderer expects.
     """
-    from envctl.core.errors import Location
-
     def resolve(ref: Ref) -> Any:
         if ref.kind == "env":
             return s.env.name
@@ -343,8 +343,7 @@ def _plan_node(
             note = f"will be planned once {ups} is applied (inputs {', '.join(pending)} change)"
         else:
             count = _count_objects(s, node, inputs)
-            what = f"{count} objects" if count is not None else "its objects"
-            note = f"will apply {what} once {ups} is applied (inputs {', '.join(pending)} change)"
+            note = f"will apply {count} objects once {ups} is applied (inputs {', '.join(pending)} change)"
         return NodePlan(node.id, pending_upstream=pending, outputs_unknown=(ALL_OUTPUTS,), notes=(note,)), ih
     if node.kind == "stack":
         from envctl.terraform.stack import plan_stack
@@ -361,7 +360,7 @@ def _plan_node(
         from envctl.kube import offline_plan_layer, plan_layer, render_layer
 
         objects = render_layer(s.env, s.snapshot, node, inputs)
-        check_plaintext_secrets(node, objects)
+        check_plaintext_secrets(s, node, objects)
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
             plan = plan_layer(s.kube(), node, objects, upstream_pending=bool(upstream_changing))
@@ -378,13 +377,39 @@ def _plan_node(
     return scrub_plan(plan, values.secrets), ih
 
 
-def _count_objects(s: Session, node: Node, inputs: Mapping[str, Any]) -> int | None:
+def _count_objects(s: Session, node: Node, inputs: Mapping[str, Any]) -> int:
+    """Objects a pending layer will apply; a layer that cannot render fails its plan, never hides."""
     from envctl.kube import render_layer
 
-    try:
-        return len(render_layer(s.env, s.snapshot, node, inputs))
-    except EnvctlError:
-        return None
+    objects = render_layer(s.env, s.snapshot, node, inputs)
+    check_plaintext_secrets(s, node, objects)
+    return len(objects)
+
+
+def precheck(s: Session, nodes: list[str]) -> dict[str, EnvctlError]:
+    """Offline checks of every selected node before any engine runs or the cluster is asked.
+
+    Stacks: their workspace is built (paths stay inside the repo, data "external", provisioners and
+    registry providers refused unless allowed). Layers: rendered with placeholders for upstream
+    outputs (hostile YAML, oversized objects, plaintext Secrets). A hostile repository is refused in
+    a second, not after other nodes' Terraform runs.
+    """
+    from envctl.kube import render_layer
+    from envctl.terraform.workspace import materialize
+
+    errors: dict[str, EnvctlError] = {}
+    for n in nodes:
+        node = s.env.nodes[n]
+        try:
+            if node.kind == "stack":
+                materialize(s.env, s.snapshot, s.root, node)
+            else:
+                inputs, _ = resolve_inputs(s, node, Values(), {})
+                check_plaintext_secrets(s, node, render_layer(s.env, s.snapshot, node, inputs))
+        except EnvctlError as e:
+            e.node = e.node or n
+            errors[n] = e
+    return errors
 
 
 def _objects_hash(objects: list[dict[str, Any]]) -> str:
@@ -468,8 +493,13 @@ def plan_environment(
     plan_dir.mkdir(parents=True, exist_ok=True)
     plans: dict[str, NodePlan] = {}
     hashes: dict[str, str] = {}
-    errors: dict[str, EnvctlError] = {}
+    errors: dict[str, EnvctlError] = precheck(s, order)
     lock = threading.Lock()
+    if errors:
+        with contextlib.suppress(OSError):
+            plan_dir.rmdir()  # nothing was planned: leave no empty plan behind
+        empty = PlanBundle(plan_id, s.env.name, s.snapshot.commit, s.snapshot.dirty, now(), (), {})
+        return PlanResult(empty, plan_dir, errors, [])
 
     def work(n: str) -> Status:
         node = s.env.nodes[n]
@@ -864,7 +894,7 @@ def _apply_node(
 
     kube = s.kube()
     objects = render_layer(s.env, s.snapshot, node, inputs)
-    check_plaintext_secrets(node, objects)
+    check_plaintext_secrets(s, node, objects)
     if not same_inputs:
         s.progress(f"{node.id}: re-planning with the new upstream outputs")
         plan = scrub_plan(plan_layer(kube, node, objects), values.secrets)
@@ -908,7 +938,7 @@ def _needs_new_approval(
 # --- validate -----------------------------------------------------------------------------------
 
 
-def check_plaintext_secrets(node: Node, objects: list[dict[str, Any]]) -> None:
+def check_plaintext_secrets(s: Session, node: Node, objects: list[dict[str, Any]]) -> None:
     """Refuse ``kind: Secret`` with values in Git unless the layer allows it; names keys, never values."""
     from envctl.kube import plaintext_secrets
 
@@ -916,7 +946,7 @@ def check_plaintext_secrets(node: Node, objects: list[dict[str, Any]]) -> None:
         return
     found = plaintext_secrets(objects)
     if found:
-        from envctl.core.errors import ConfigError, Location
+        from envctl.core.errors import ConfigError
 
         keys = sorted(
             {
@@ -929,10 +959,36 @@ def check_plaintext_secrets(node: Node, objects: list[dict[str, Any]]) -> None:
         raise ConfigError(
             f"plaintext Secret in Git: {', '.join(found)} (keys: {', '.join(keys)})",
             node=node.id,
-            location=Location(node.path),
+            location=_secret_location(s, node),
             hint="keep secret values out of Git (an external secret store, or SOPS-encrypted files); "
             "or set allow_secrets: true in layer.yaml if this is deliberate",
         )
+
+
+def _secret_location(s: Session, node: Node) -> Location:
+    """The file and line of the first ``data:``/``stringData:`` of a Secret in the layer's manifests."""
+    import yaml
+
+    assert node.layer is not None
+    files = list(node.layer.manifests)
+    if node.layer.kustomize:
+        return Location(f"{node.path}/kustomization.yaml")
+    for f in files:
+        try:
+            text = s.snapshot.read_bytes(f).decode("utf-8", "replace")
+            docs = list(yaml.compose_all(text, yaml.SafeLoader))
+        except (yaml.YAMLError, RecursionError, EnvctlError):
+            continue
+        for doc in docs:
+            if not isinstance(doc, yaml.MappingNode):
+                continue
+            fields = {k.value: v for k, v in doc.value if isinstance(k, yaml.ScalarNode)}
+            kind = fields.get("kind")
+            if isinstance(kind, yaml.ScalarNode) and kind.value == "Secret":
+                for key, _ in doc.value:
+                    if isinstance(key, yaml.ScalarNode) and key.value in ("data", "stringData"):
+                        return Location(f, key.start_mark.line + 1)
+    return Location(node.path)
 
 
 def validate_environment(s: Session) -> list[str]:
@@ -952,5 +1008,5 @@ def validate_environment(s: Session) -> list[str]:
         else:
             inputs, _ = resolve_inputs(s, node, Values(), {})
             objects = render_layer(s.env, s.snapshot, node, inputs)
-            check_plaintext_secrets(node, objects)
+            check_plaintext_secrets(s, node, objects)
     return warnings

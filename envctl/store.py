@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ class Store:
         path = self.resolve_plan(ref)
         try:
             data = read_json(path)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise StalePlanError(
                 f"{path} cannot be read as a plan bundle ({e.__class__.__name__})",
                 hint="run envctl plan again",
@@ -187,8 +188,17 @@ class Store:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raw = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-                who = describe_holder(json.loads(raw)) if raw.startswith("{") else "another envctl run"
+                # the holder writes its identity right after taking the lock: give it a moment
+                raw = ""
+                for _ in range(20):
+                    raw = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+                    if raw.startswith("{") and raw.endswith("}"):
+                        break
+                    time.sleep(0.05)
+                try:
+                    who = describe_holder(json.loads(raw))
+                except ValueError:
+                    who = "another envctl run"
                 raise LockedError(
                     f"environment {env} is locked by {who}",
                     hint="wait for that run to finish (or use --lock-timeout)",

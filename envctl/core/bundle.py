@@ -91,12 +91,16 @@ class PlanBundle:
                 targets=tuple(str(t) for t in data.get("targets", ())),
             )
             claimed = str(data["fingerprint"])
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
             raise StalePlanError(
                 f"{where} is not a valid envctl plan ({e.__class__.__name__}: {e})",
                 hint="run envctl plan again",
             ) from None
-        if bundle.fingerprint != claimed or bundle.to_json() != data:
+        try:
+            genuine = bundle.fingerprint == claimed and bundle.to_json() == data
+        except RecursionError:
+            genuine = False
+        if not genuine:
             raise StalePlanError(
                 f"{where} was modified after it was written (fingerprint mismatch)",
                 hint="never edit a plan bundle; run envctl plan again",

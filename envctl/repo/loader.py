@@ -27,8 +27,8 @@ from envctl.core.model import (
     TerraformSettings,
 )
 from envctl.core.refs import find_refs, quoted
-from envctl.repo.snapshot import _clean
 from envctl.core.yamldoc import YamlDoc, load_yaml
+from envctl.repo.snapshot import _clean
 
 ENV_DIR = "environments"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
