@@ -6,6 +6,8 @@ so a hostile repository gets a ``ConfigError`` within milliseconds, never a hang
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,9 @@ from envctl.core.refs import quoted
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_NODES = 100_000
+# Kubernetes manifests (CRD schemas nest deeply) may go deeper than envctl's own files, still far
+# below Python's recursion limit.
+MAX_MANIFEST_DEPTH = 128
 
 Path_ = tuple[str | int, ...]
 
@@ -38,9 +43,13 @@ class YamlDoc:
 
 
 class _Limits:
-    def __init__(self, loader: yaml.SafeLoader) -> None:
+    def __init__(
+        self, loader: yaml.SafeLoader, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
+    ) -> None:
         self.loader = loader
         self.count = 0
+        self.max_depth = max_depth
+        self.max_nodes = max_nodes
 
 
 def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth: int) -> Any:
@@ -48,10 +57,15 @@ def _convert(node: yaml.Node, path: Path_, doc: YamlDoc, limits: _Limits, depth:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
         line += 1  # a block scalar's text starts on the line after its indicator
-    if depth > MAX_DEPTH:
-        raise ConfigError(f"YAML nested deeper than {MAX_DEPTH} levels", location=Location(doc.file, line))
-    if limits.count > MAX_NODES:
-        raise ConfigError(f"YAML has more than {MAX_NODES} values", location=Location(doc.file, line))
+    if depth > limits.max_depth:
+        raise ConfigError(
+            f"YAML nested deeper than {limits.max_depth} levels", location=Location(doc.file, line)
+        )
+    if limits.count > limits.max_nodes:
+        raise ConfigError(
+            f"YAML has more than {limits.max_nodes} values (the limit of one document)",
+            location=Location(doc.file, line),
+        )
     doc.lines[path] = line
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -94,10 +108,11 @@ class _NoAliasComposer(yaml.SafeLoader):
             )
         if self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
             depth = getattr(self, "_envctl_depth", 0) + 1
-            if depth > MAX_DEPTH:
+            limit = getattr(self, "_envctl_max_depth", MAX_DEPTH)
+            if depth > limit:
                 event = self.peek_event()  # type: ignore[no-untyped-call]
                 raise ConfigError(
-                    f"YAML nested deeper than {MAX_DEPTH} levels",
+                    f"YAML nested deeper than {limit} levels",
                     location=Location(getattr(self, "_envctl_file", "?"), event.start_mark.line + 1),
                 )
             self._envctl_depth = depth
@@ -115,25 +130,11 @@ def _reader_location(e: yaml.YAMLError, file: str, text: str) -> Location:
     return Location(file)
 
 
-def load_yaml(data: bytes, file: str) -> YamlDoc:
-    """Parse one YAML document of an envctl file (``environment.yaml``, ``stack.yaml``, ...)."""
-    if len(data) > MAX_BYTES:
-        raise ConfigError(f"{file} is larger than {MAX_BYTES} bytes", location=Location(file))
+@contextmanager
+def _translated(file: str, text: str) -> Iterator[None]:
+    """Every failure of PyYAML as a ``ConfigError`` with the file and, where known, the line."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{file} is not UTF-8 text", location=Location(file)) from e
-    doc = YamlDoc(file, None)
-    try:
-        # the reader checks for non-printable characters already in the constructor
-        loader = _NoAliasComposer(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"malformed YAML: {e}", location=_reader_location(e, file, text)) from None
-    loader._envctl_file = file  # type: ignore[attr-defined]
-    try:
-        node = loader.get_single_node()
-        if node is not None:
-            doc.data = _convert(node, (), doc, _Limits(loader), 0)
+        yield
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
@@ -146,6 +147,58 @@ def load_yaml(data: bytes, file: str) -> YamlDoc:
         raise ConfigError(f"malformed YAML: {e}", location=_reader_location(e, file, text)) from None
     except RecursionError:
         raise ConfigError("YAML nested too deeply", location=Location(file)) from None
+
+
+def _loader(text: str, file: str, max_depth: int) -> _NoAliasComposer:
+    with _translated(file, text):
+        # the reader checks for non-printable characters already in the constructor
+        loader = _NoAliasComposer(text)
+    loader._envctl_file = file  # type: ignore[attr-defined]
+    loader._envctl_max_depth = max_depth  # type: ignore[attr-defined]
+    return loader
+
+
+def load_yaml(data: bytes, file: str) -> YamlDoc:
+    """Parse one YAML document of an envctl file (``environment.yaml``, ``stack.yaml``, ...)."""
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{file} is larger than {MAX_BYTES} bytes", location=Location(file))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file} is not UTF-8 text", location=Location(file)) from e
+    doc = YamlDoc(file, None)
+    loader = _loader(text, file, MAX_DEPTH)
+    try:
+        with _translated(file, text):
+            node = loader.get_single_node()
+            if node is not None:
+                doc.data = _convert(node, (), doc, _Limits(loader), 0)
     finally:
         loader.dispose()
     return doc
+
+
+def load_yaml_documents(
+    text: str, file: str, *, max_depth: int = MAX_MANIFEST_DEPTH, max_nodes: int = MAX_NODES
+) -> list[YamlDoc]:
+    """Parse every document of a multi-document YAML text (Kubernetes manifests, kustomize output).
+
+    The limits of ``load_yaml``: aliases refused, nesting bounded by ``max_depth``, at most
+    ``max_nodes`` values per document. Empty documents (``---`` alone, comments only) are skipped;
+    ``doc.loc()`` is the line where a document starts. The size of ``text`` is the caller's to bound.
+    """
+    docs: list[YamlDoc] = []
+    loader = _loader(text, file, max_depth)
+    try:
+        with _translated(file, text):
+            while loader.check_node():
+                node = loader.get_node()
+                if node is None:
+                    continue
+                doc = YamlDoc(file, None)
+                doc.data = _convert(node, (), doc, _Limits(loader, max_depth, max_nodes), 0)
+                if doc.data is not None:
+                    docs.append(doc)
+    finally:
+        loader.dispose()
+    return docs

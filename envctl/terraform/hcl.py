@@ -3,7 +3,8 @@
 envctl must know, before running Terraform, which variables and outputs a module declares
 (to generate a root module for ``module:`` stacks), which variables are sensitive (to keep
 their values out of errors), where relative module sources lead (to copy them into the
-workspace and refuse ones that leave the repository) and whether ``data "external"`` is used.
+workspace and refuse ones that leave the repository), whether ``data "external"`` or
+``provisioner`` blocks are used, and which providers ``terraform init`` would install.
 This is not an HCL parser: it masks comments and string bodies, matches braces, and reads
 top-level block headers. Terraform itself validates everything later.
 
@@ -151,6 +152,36 @@ def blocks(text: str) -> list[Block]:
 
 
 @dataclass(frozen=True)
+class Provisioner:
+    """A ``provisioner`` block: it runs a command on this machine or a remote one at apply time."""
+
+    kind: str  # local-exec, remote-exec, file, ...
+    owner: str  # the block it sits in: terraform_data.x, removed, ...
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ProviderRequirement:
+    """A provider a module needs: from ``required_providers`` or implied by a block using it."""
+
+    local_name: str
+    source: str  # as written in required_providers, or the implied ``hashicorp/<name>``
+    file: str
+    line: int
+    declared: bool  # in required_providers (else implied by a resource, data or provider block)
+
+    @property
+    def address(self) -> tuple[str, str, str]:
+        return provider_address(self.source)
+
+    @property
+    def builtin(self) -> bool:
+        host, namespace, _name = self.address
+        return host == BUILTIN_HOST and namespace == "builtin"
+
+
+@dataclass(frozen=True)
 class ModuleInfo:
     """What envctl needs to know about a set of ``.tf`` files (one module directory)."""
 
@@ -160,83 +191,217 @@ class ModuleInfo:
     module_sources: tuple[tuple[str, str, int], ...]  # (source, file, line)
     external_data: tuple[tuple[str, int], ...]  # (file, line) of data "external" blocks
     has_backend: bool
+    provisioners: tuple[Provisioner, ...] = ()
+    providers: tuple[ProviderRequirement, ...] = ()  # one per local name, in file order
+
+
+DEFAULT_HOST = "registry.terraform.io"
+BUILTIN_HOST = "terraform.io"
+# Blocks whose first label is a resource type, whose provider is its prefix (``local_file`` -> local).
+_RESOURCE_KINDS = ("resource", "data", "ephemeral")
+
+
+def provider_address(source: str) -> tuple[str, str, str]:
+    """``(hostname, namespace, type)`` of a provider source, with Terraform's defaults, lower case.
+
+    ``local`` -> registry.terraform.io/hashicorp/local; ``ns/x`` -> registry.terraform.io/ns/x.
+    """
+    parts = [p.strip().lower() for p in source.strip().split("/")]
+    if len(parts) == 1:
+        return DEFAULT_HOST, "hashicorp", parts[0]
+    if len(parts) == 2:
+        return DEFAULT_HOST, parts[0], parts[1]
+    return parts[0], parts[1], "/".join(parts[2:])
+
+
+def _implied_source(local_name: str) -> str:
+    # Terraform: an undeclared local name means hashicorp/<name>, except the built-in ``terraform``.
+    return "terraform.io/builtin/terraform" if local_name == "terraform" else f"hashicorp/{local_name}"
+
+
+def _provider_of(resource_type: str, provider_attr: str | None) -> str:
+    """The local provider name a resource uses: its ``provider = x.alias`` or its type prefix."""
+    if provider_attr:
+        name = provider_attr.strip().strip('"').split(".")[0].strip()
+        if re.fullmatch(r"[A-Za-z][\w-]*", name):
+            return name
+    return resource_type.split("_", 1)[0]
+
+
+class _Scan:
+    """What ``scan`` accumulates over the files of one module."""
+
+    def __init__(self) -> None:
+        self.variables: dict[str, bool] = {}
+        self.required: dict[str, bool] = {}
+        self.outputs: dict[str, bool] = {}
+        self.sources: list[tuple[str, str, int]] = []
+        self.external: list[tuple[str, int]] = []
+        self.has_backend = False
+        self.provisioners: list[Provisioner] = []
+        self.declared: dict[str, ProviderRequirement] = {}
+        self.used: dict[str, tuple[str, int]] = {}  # local name -> first (file, line) using it
+
+    def use(self, local_name: str, path: str, line: int) -> None:
+        if local_name and local_name not in self.used:
+            self.used[local_name] = (path, line)
+
+    def declare(self, local_name: str, source: str | None, path: str, line: int) -> None:
+        if local_name not in self.declared:
+            src = source if source else _implied_source(local_name)
+            self.declared[local_name] = ProviderRequirement(local_name, src, path, line, True)
+
+    def result(self) -> ModuleInfo:
+        providers = list(self.declared.values())
+        for name, (path, line) in self.used.items():
+            if name not in self.declared:
+                providers.append(ProviderRequirement(name, _implied_source(name), path, line, False))
+        return ModuleInfo(
+            self.variables,
+            self.required,
+            self.outputs,
+            tuple(self.sources),
+            tuple(self.external),
+            self.has_backend,
+            tuple(self.provisioners),
+            tuple(providers),
+        )
+
+
+def _owner(b: Block) -> str:
+    if b.type == "resource" and len(b.labels) >= 2:
+        return ".".join(b.labels[:2])
+    return ".".join((b.type, *b.labels[:2]))
+
+
+def _required_providers(b: Block) -> list[tuple[str, str | None, int]]:
+    """``(local name, source or None, line)`` of each entry of a ``required_providers`` block."""
+    found: list[tuple[str, str | None, int]] = []
+    masked = b.masked_body
+    depth = 0
+    heads: list[tuple[str, int, int]] = []  # (name, value start, line)
+    for m in re.finditer(r"[{}\[\]()]|(?m:^[ \t]*([\w-]+)[ \t]*=(?!=))", masked):
+        tok = m.group(0)
+        if tok in "{[(":
+            depth += 1
+        elif tok in "}])":
+            depth -= 1
+        elif depth == 0 and m.group(1):
+            heads.append((m.group(1), m.end(), b.line + b.body.count("\n", 0, m.start(1))))
+    for i, (name, start, line) in enumerate(heads):
+        stop = heads[i + 1][1] if i + 1 < len(heads) else len(masked)
+        value_masked = masked[start:stop]
+        src = re.search(r'\bsource[ \t]*=[ \t]*"', value_masked)
+        source: str | None = None
+        if src:
+            q = start + src.end()
+            close = b.body.find('"', q)
+            source = b.body[q:close] if close > 0 else None
+        found.append((name, source, line))
+    return found
+
+
+def _scan_hcl(path: str, text: str, acc: _Scan) -> None:
+    for b in blocks(text):
+        if b.type == "variable" and b.labels:
+            acc.variables[b.labels[0]] = b.flag("sensitive")
+            acc.required[b.labels[0]] = b.attribute("default") is None
+        elif b.type == "output" and b.labels:
+            acc.outputs[b.labels[0]] = b.flag("sensitive")
+        elif b.type == "module":
+            src = b.string_attribute("source")
+            if src is not None:
+                acc.sources.append((src, path, b.line))
+        elif b.type == "provider" and b.labels:
+            acc.use(b.labels[0], path, b.line)
+        if b.type in _RESOURCE_KINDS and b.labels:
+            acc.use(_provider_of(b.labels[0], b.attribute("provider")), path, b.line)
+        if b.type == "data" and b.labels[:1] == ("external",):
+            acc.external.append((path, b.line))
+        children = b.children()
+        for c in children:
+            if c.type == "provisioner":
+                acc.provisioners.append(Provisioner(c.labels[0] if c.labels else "", _owner(b), path, c.line))
+            elif b.type == "check" and c.type == "data" and c.labels:
+                acc.use(_provider_of(c.labels[0], c.attribute("provider")), path, c.line)
+                if c.labels[0] == "external":
+                    acc.external.append((path, c.line))
+            elif b.type == "terraform" and c.type == "required_providers":
+                for name, source, line in _required_providers(c):
+                    acc.declare(name, source, path, line)
+        if b.type == "terraform":
+            acc.has_backend = acc.has_backend or any(c.type in ("backend", "cloud") for c in children)
 
 
 def scan(files: dict[str, str]) -> ModuleInfo:
-    """Scan the ``.tf`` files of one module (``{path: text}``)."""
-    variables: dict[str, bool] = {}
-    required: dict[str, bool] = {}
-    outputs: dict[str, bool] = {}
-    sources: list[tuple[str, str, int]] = []
-    external: list[tuple[str, int]] = []
-    has_backend = False
+    """Scan the ``.tf`` (and ``.tf.json``) files of one module (``{path: text}``)."""
+    acc = _Scan()
     for path, text in sorted(files.items()):
         if path.endswith(".tf.json"):
-            has_backend = (
-                _scan_json(path, text, variables, required, outputs, sources, external) or has_backend
-            )
-            continue
-        if not path.endswith(".tf"):
-            continue
-        for b in blocks(text):
-            if b.type == "variable" and b.labels:
-                variables[b.labels[0]] = b.flag("sensitive")
-                required[b.labels[0]] = b.attribute("default") is None
-            elif b.type == "output" and b.labels:
-                outputs[b.labels[0]] = b.flag("sensitive")
-            elif b.type == "module":
-                src = b.string_attribute("source")
-                if src is not None:
-                    sources.append((src, path, b.line))
-            elif b.type == "data" and b.labels[:1] == ("external",):
-                external.append((path, b.line))
-            elif b.type == "terraform":
-                has_backend = has_backend or any(c.type in ("backend", "cloud") for c in b.children())
-    return ModuleInfo(variables, required, outputs, tuple(sources), tuple(external), has_backend)
+            _scan_json(path, text, acc)
+        elif path.endswith(".tf"):
+            _scan_hcl(path, text, acc)
+    return acc.result()
 
 
-def _scan_json(
-    path: str,
-    text: str,
-    variables: dict[str, bool],
-    required: dict[str, bool],
-    outputs: dict[str, bool],
-    sources: list[tuple[str, str, int]],
-    external: list[tuple[str, int]],
-) -> bool:
-    """The same facts from a ``.tf.json`` file (Terraform's JSON syntax); returns has_backend."""
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """JSON syntax allows a block body or a list of them wherever a block goes."""
+    items = value if isinstance(value, list) else [value]
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _scan_json(path: str, text: str, acc: _Scan) -> None:
+    """The same facts from a ``.tf.json`` file (Terraform's JSON syntax)."""
     try:
         doc = json.loads(text)
     except ValueError:
-        return False  # Terraform reports the syntax error with its position
+        return  # Terraform reports the syntax error with its position
     if not isinstance(doc, dict):
-        return False
+        return
+
+    def line_of(key: str) -> int:
+        at = text.find(json.dumps(key))
+        return 1 if at < 0 else text.count("\n", 0, at) + 1
 
     def entries(kind: str) -> list[tuple[str, dict[str, Any]]]:
-        value = doc.get(kind)
-        items = value if isinstance(value, list) else [value]
         out: list[tuple[str, dict[str, Any]]] = []
-        for item in items:
-            if isinstance(item, dict):
-                out += [(k, v if isinstance(v, dict) else {}) for k, v in item.items()]
+        for item in _dicts(doc.get(kind)):
+            out += [(k, v if isinstance(v, dict) else {}) for k, v in item.items()]
         return out
 
     for name, body in entries("variable"):
-        variables[name] = body.get("sensitive") is True
-        required[name] = "default" not in body
+        acc.variables[name] = body.get("sensitive") is True
+        acc.required[name] = "default" not in body
     for name, body in entries("output"):
-        outputs[name] = body.get("sensitive") is True
+        acc.outputs[name] = body.get("sensitive") is True
     for _name, body in entries("module"):
         if isinstance(body.get("source"), str):
-            sources.append((body["source"], path, 1))
-    for kind, _body in entries("data"):
-        if kind == "external":
-            external.append((path, 1))
-    tf = doc.get("terraform")
-    return any(
-        isinstance(t, dict) and ("backend" in t or "cloud" in t)
-        for t in (tf if isinstance(tf, list) else [tf])
-    )
+            acc.sources.append((body["source"], path, 1))
+    for name, _body in entries("provider"):
+        acc.use(name, path, line_of(name))
+    for kind in _RESOURCE_KINDS:
+        for rtype, named in entries(kind):
+            if kind == "data" and rtype == "external":
+                acc.external.append((path, 1))
+            for rname, bodies in named.items():
+                for body in _dicts(bodies):
+                    attr = body.get("provider")
+                    local = _provider_of(rtype, attr if isinstance(attr, str) else None)
+                    acc.use(local, path, line_of(rtype))
+                    owner = f"{rtype}.{rname}" if kind == "resource" else f"{kind}.{rtype}.{rname}"
+                    for prov in _dicts(body.get("provisioner")):
+                        for pkind in prov:
+                            acc.provisioners.append(Provisioner(pkind, owner, path, line_of(pkind)))
+    for body in _dicts(doc.get("removed")):
+        for prov in _dicts(body.get("provisioner")):
+            for pkind in prov:
+                acc.provisioners.append(Provisioner(pkind, "removed", path, line_of(pkind)))
+    for tf in _dicts(doc.get("terraform")):
+        acc.has_backend = acc.has_backend or "backend" in tf or "cloud" in tf
+        for req in _dicts(tf.get("required_providers")):
+            for name, spec in req.items():
+                src = spec.get("source") if isinstance(spec, dict) else None
+                acc.declare(name, src if isinstance(src, str) else None, path, line_of(name))
 
 
 def is_local_source(source: str) -> bool:
