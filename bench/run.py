@@ -90,10 +90,10 @@ def timed_cpu(label: str, argv: Sequence[str], **kw: Any) -> float:
 
 
 def pairs(
-    a: Callable[[], float], b: Callable[[], float], n: int, warmup: bool = True
+    a: Callable[[], float], b: Callable[[], float], n: int, warmup: bool | None = None
 ) -> list[tuple[float, float]]:
     """Interleave A B A B ...; one warm-up of each first (not recorded)."""
-    if warmup:
+    if WARMUP if warmup is None else warmup:
         a()
         b()
     out = []
@@ -346,7 +346,7 @@ def b2(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         return timed_cpu("B2 envctl", [ENVCTL, "plan", "-e", env, "--repo", str(root)], cwd=root)
 
     ps = pairs(env_plan, seq, n)
-    per_stack = per_stack[1:]  # drop the warm-up loop
+    per_stack = per_stack[-n:]  # drop the warm-up loop
     cores = os.cpu_count() or 1
     bounds = []
     for rows in per_stack:
@@ -366,7 +366,7 @@ def b2(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         f"{stat(bounds)} s"
     )
     r.line(f"envctl / bound {vs_bound}; speed-up vs sequential {speedup}")
-    env_cpu = CPU["B2 envctl"][1:]  # without the warm-up
+    env_cpu = CPU["B2 envctl"][-n:]  # without the warm-up
     seq_cpu = [sum(c for _, c in rows) for rows in per_stack]
     used = stat([c / a for c, (a, _) in zip(env_cpu, ps, strict=True)])
     r.line(
@@ -442,7 +442,7 @@ def b7(r: Result, tmp: Path, n: int, smoke: bool) -> None:
     )
     selected = {nd["node"] for nd in json.loads(res.stdout)["nodes"]}
     disc = []
-    for _ in range(max(n, 3)):
+    for _ in range(max(n, 3 if WARMUP else 1)):
         disc.append(json.loads(run([PYTHON, "-c", DISCOVERY, str(root), env], cwd=root)[1].stdout))
     dg = stat([d["discovery_graph"] for d in disc])
     ch = stat([d["changed"] for d in disc])
@@ -599,7 +599,8 @@ def b3(r: Result, tmp: Path, n: int, smoke: bool) -> None:
     env = f"b3e{RUN_ID}"
     names, deps, sleep = dag(levels, 9, lo, hi)
     order = [nm for row in names for nm in row]
-    files = {f"environments/{env}/environment.yaml": env_yaml(env)}
+    # local-exec stands in for cloud latency: this environment allows provisioners explicitly
+    files = {f"environments/{env}/environment.yaml": env_yaml(env, "terraform: {allow_provisioners: true}\n")}
     for nm in order:
         files[f"environments/{env}/stacks/{nm}/main.tf"] = (
             'resource "terraform_data" "work" {\n  provisioner "local-exec" {\n'
@@ -642,7 +643,7 @@ def b3(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         return time.perf_counter() - t0
 
     ps = pairs(env_apply, wave, n)
-    per_stack = per_stack[1:]
+    per_stack = per_stack[-n:]
     ideal = max(critical_path(deps, sleep, order), sum(sleep.values()) / par)
     measured_bounds = [max(critical_path(deps, t, order), sum(t.values()) / par) for t in per_stack]
     vs_ideal = stat([a / ideal for a, _ in ps])
@@ -801,14 +802,13 @@ def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None
     def loop_apply_wall() -> float:
         return timed([PYTHON, "-c", SSA_LOOP, str(kdir / "l.yaml"), kc], env=kenv)
 
-    def delete_ns() -> None:
-        for ns in cleanup:
-            run(
-                [kubectl, "delete", "namespace", ns, "--wait=true", "--ignore-not-found", "--timeout=120s"],
-                env=kenv,
-                ok=(0, 1),
-                timeout=200,
-            )
+    def delete_ns() -> None:  # all three at once: the namespace controller empties them in parallel
+        run(
+            [kubectl, "delete", "namespace", *cleanup, "--wait=true", "--ignore-not-found", "--timeout=120s"],
+            env=kenv,
+            ok=(0, 1),
+            timeout=200,
+        )
 
     try:
         phases = {}
@@ -816,9 +816,9 @@ def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None
         write_all(0, set())
         create_k: list[tuple[float, float]] = []
         create_l: list[tuple[float, float]] = []
-        for i in range(n + 1):
+        for i in range(n + 1 if WARMUP else n):
             delete_ns()
-            if i:
+            if i or not WARMUP:
                 a = env_apply()
                 create_k.append((a, kube_apply()))
                 create_l.append((a, loop_apply_wall()))
@@ -1009,6 +1009,7 @@ BENCHES: dict[str, tuple[str, Callable[..., None]]] = {
     "B6": ("600-object layer: drift", None),  # type: ignore[dict-item]
 }
 FINDINGS = "## Profiling findings"
+WARMUP = True  # one warm-up of A and B before the pairs (off in --smoke: it only checks the harness)
 ORDER = ["B1", "B2", "B7", "B4", "B3", "B5", "B6"]
 
 
@@ -1091,6 +1092,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     args.pairs = args.pairs or (1 if args.smoke else 5)
+    global WARMUP
+    WARMUP = not args.smoke
     only = [b.strip().upper() for b in args.only.split(",") if b.strip()] or ORDER
     unknown = [b for b in only if b not in BENCHES]
     if unknown:

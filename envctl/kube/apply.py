@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envctl.core.changes import Action, Change, NodePlan
-from envctl.core.errors import ConfigError, EngineError
+from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import LayerSpec, Node
 from envctl.kube.client import ApiError, KubeContext, translate
 from envctl.kube.diff import Prepared, conflict_error, dry_run_one, prepare
@@ -21,7 +21,11 @@ from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
 from envctl.kube.inventory import Inventory, read_inventory, write_inventory
 from envctl.kube.objects import (
+    ANNOTATION_INVENTORY,
     FIELD_MANAGER,
+    INVENTORY_NAMESPACE,
+    LABEL_ENV,
+    LABEL_LAYER,
     STAGE_ONE_KINDS,
     ObjRef,
     kind_rank,
@@ -33,7 +37,7 @@ from envctl.kube.objects import (
 )
 from envctl.kube.outputs import parse_object
 from envctl.kube.prune import PruneCandidate, delete_objects, namespace_in_use, prune_decision
-from envctl.kube.render import label_value
+from envctl.kube.render import inventory_id, label_value
 from envctl.kube.wait import Waitable, wait_for
 
 _ADOPT = "envctl becomes a field manager of this object"
@@ -184,6 +188,9 @@ def plan_layer(
         if err is not None:
             notes.append(f"apply will fail: {err.message}")
     inventory = read_inventory(ctx, node.id)
+    lost = _lost_inventory(ctx, node, inventory, prepared)
+    if lost:
+        notes.append(lost)
     stale = _stale(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     if stale and spec.prune:
@@ -230,10 +237,10 @@ def _wait_gone(ctx: KubeContext, p: Prepared, timeout: float = 60.0) -> None:
 
 
 def _apply_stage(
-    ctx: KubeContext, node: Node, items: Sequence[Prepared], force: bool
-) -> dict[ObjRef, Change]:
-    """Apply a set of objects kind by kind; stop after the first kind with a failure (all failures listed)."""
-    done: dict[ObjRef, Change] = {}
+    ctx: KubeContext, node: Node, items: Sequence[Prepared], force: bool, done: dict[ObjRef, Change]
+) -> None:
+    """Apply a set of objects kind by kind into ``done``; stop after the first kind with a failure
+    (all failures listed). ``done`` holds every object applied before the failure."""
     by_rank: dict[int, list[Prepared]] = {}
     for p in items:
         by_rank.setdefault(kind_rank(p.ref.kind), []).append(p)
@@ -247,11 +254,69 @@ def _apply_stage(
         if failures:
             if len(failures) == 1:
                 raise failures[0][1]
-            raise EngineError(
+            # all unreachable: still retryable (exit 69), as one failure would be
+            kind = (
+                UnavailableError if all(isinstance(r, UnavailableError) for _, r in failures) else EngineError
+            )
+            raise kind(
                 f"{len(failures)} object(s) failed to apply: " + "; ".join(str(r) for _, r in failures),
                 node=node.id,
             )
-    return done
+
+
+def _partial_failure(
+    node: Node, err: BaseException, prepared: Sequence[Prepared], applied: Mapping[ObjRef, Change]
+) -> EnvctlError:
+    """``err`` with the list of objects applied and not applied in its detail (DESIGN.md §4).
+
+    An object whose request was sent when the connection dropped may have been applied by the
+    server all the same: it is listed as not applied, with that caveat; a re-run converges it.
+    """
+    out = err if isinstance(err, EnvctlError) else EngineError(f"{type(err).__name__}: {err}")
+    out.node = out.node or node.id
+    done = [p.ref for p in prepared if p.ref in applied]
+    missing = [p.ref for p in prepared if p.ref not in applied]
+    unsure = " (a request cut off by the failure may still have reached the API server)"
+    lines = [
+        f"the apply of {node.id} stopped part-way: {len(done)} of {len(prepared)} object(s) applied",
+        f"applied ({len(done)}):",
+        *(f"  {r} ({_done_word(applied[r])})" for r in done),
+        f"not applied ({len(missing)}){unsure if isinstance(out, UnavailableError) else ''}:",
+        *(f"  {r}" for r in missing),
+    ]
+    out.detail = "\n".join([*([out.detail.rstrip()] if out.detail else []), *lines])
+    if not out.message.startswith("apply failed part-way"):
+        out.message = f"apply failed part-way ({len(done)} of {len(prepared)} applied): {out.message}"
+    return out
+
+
+def _done_word(change: Change) -> str:
+    """``created``, ``updated``, ``replaced``, or ``unchanged``."""
+    return "unchanged" if change.action is Action.NOOP else f"{change.action.value}d"
+
+
+def _lost_inventory(
+    ctx: KubeContext, node: Node, inventory: Inventory, prepared: Sequence[Prepared]
+) -> str | None:
+    """A warning when the layer was applied before but its inventory is gone: live objects carry
+    this layer's inventory id, yet no inventory exists, so prune cannot know what left Git."""
+    if inventory.exists:
+        return None
+    inv = inventory_id(ctx.env_name, node.id)
+    env_label, layer_label = label_value(ctx.env_name), label_value(node.name)
+    for p in prepared:
+        meta = (p.live or {}).get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        if annotations.get(ANNOTATION_INVENTORY) == inv or (
+            labels.get(LABEL_ENV) == env_label and labels.get(LABEL_LAYER) == layer_label
+        ):
+            return (
+                f"inventory of {node.id} is missing ({INVENTORY_NAMESPACE}/{inventory.name}) although "
+                f"the layer was applied before ({p.ref} carries its inventory id): objects removed from "
+                "Git since the last apply will not be pruned; delete them by hand if they should go"
+            )
+    return None
 
 
 def apply_layer(
@@ -285,6 +350,7 @@ def apply_layer(
             hint="create the namespace in this layer or in a layer it depends on (depends_on)",
         )
     inventory = read_inventory(ctx, node.id)
+    lost = _lost_inventory(ctx, node, inventory, prepared)
     stale = _stale(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     candidates: list[PruneCandidate] = []
@@ -299,47 +365,53 @@ def apply_layer(
         inventory = write_inventory(ctx, node.id, inventory, [*inventory.entries, *current])
 
     applied: dict[ObjRef, Change] = {}
-    first = [p for p in prepared if p.ref.kind in STAGE_ONE_KINDS and p.pending is None]
-    applied.update(_apply_stage(ctx, node, first, spec.force))
-    changed_first = [p for p in first if applied[p.ref].action.changes]
-    if changed_first:
-        wait_for(
-            ctx,
-            node.id,
-            [Waitable(p.ref, p.mapping, p.dry) for p in changed_first if p.mapping is not None],
-            timeout=min(spec.wait_timeout, 120.0),
-        )
-        for p in changed_first:
-            if p.ref.kind == "CustomResourceDefinition":
-                group = (p.obj.get("spec") or {}).get("group", "")
-                for v in (p.obj.get("spec") or {}).get("versions") or []:
-                    ctx.forget(f"{group}/{v.get('name')}")
+    try:
+        first = [p for p in prepared if p.ref.kind in STAGE_ONE_KINDS and p.pending is None]
+        _apply_stage(ctx, node, first, spec.force, applied)
+        changed_first = [p for p in first if applied[p.ref].action.changes]
+        if changed_first:
+            wait_for(
+                ctx,
+                node.id,
+                [Waitable(p.ref, p.mapping, p.dry) for p in changed_first if p.mapping is not None],
+                timeout=min(spec.wait_timeout, 120.0),
+            )
+            for p in changed_first:
+                if p.ref.kind == "CustomResourceDefinition":
+                    group = (p.obj.get("spec") or {}).get("group", "")
+                    for v in (p.obj.get("spec") or {}).get("versions") or []:
+                        ctx.forget(f"{group}/{v.get('name')}")
 
-    pending = [p for p in prepared if p.pending is not None]
-    if pending:
-        crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
+        pending = [p for p in prepared if p.pending is not None]
+        if pending:
+            crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
 
-        def again(p: Prepared) -> Prepared:
-            dry_run_one(ctx, node.id, p, force=spec.force, crds=crds, namespaces=namespaces)
-            if p.pending is not None:
-                raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
-            return p
+            def again(p: Prepared) -> Prepared:
+                dry_run_one(ctx, node.id, p, force=spec.force, crds=crds, namespaces=namespaces)
+                if p.pending is not None:
+                    raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
+                return p
 
-        for r in ctx.parallel(again, pending):
-            if isinstance(r, BaseException):
-                raise r
-        if not spec.force:
-            err = conflict_error(node.id, pending)
-            if err is not None:
-                raise err
-        newly = [p.ref for p in pending if p.ref not in set(inventory.entries)]
-        if newly:
-            inventory = write_inventory(ctx, node.id, inventory, [*inventory.entries, *newly])
-        stage_two_first = [p for p in pending if p.ref.kind in STAGE_ONE_KINDS]
-        applied.update(_apply_stage(ctx, node, stage_two_first, spec.force))
+            for r in ctx.parallel(again, pending):
+                if isinstance(r, BaseException):
+                    raise r
+            if not spec.force:
+                err = conflict_error(node.id, pending)
+                if err is not None:
+                    raise err
+            newly = [p.ref for p in pending if p.ref not in set(inventory.entries)]
+            if newly:
+                inventory = write_inventory(ctx, node.id, inventory, [*inventory.entries, *newly])
+            stage_two_first = [p for p in pending if p.ref.kind in STAGE_ONE_KINDS]
+            _apply_stage(ctx, node, stage_two_first, spec.force, applied)
 
-    rest = [p for p in prepared if p.ref.kind not in STAGE_ONE_KINDS]
-    applied.update(_apply_stage(ctx, node, rest, spec.force))
+        rest = [p for p in prepared if p.ref.kind not in STAGE_ONE_KINDS]
+        _apply_stage(ctx, node, rest, spec.force, applied)
+    except Exception as e:
+        out = _partial_failure(node, e, prepared, applied)
+        if out is e:
+            raise
+        raise out from e
 
     failed = delete_objects(ctx, node.id, candidates)
     deleted = [c for c in candidates if c.ref not in failed]
@@ -356,7 +428,8 @@ def apply_layer(
 
     changes = [applied[p.ref] for p in prepared if p.ref in applied]
     changes.extend(_delete_change(c) for c in sort_by_delete(deleted))
-    notes = list(kept_notes)
+    notes = [lost] if lost else []
+    notes.extend(kept_notes)
     if gone:
         notes.append(f"{len(gone)} inventory object(s) were already gone")
     if wait if wait is not None else spec.wait:

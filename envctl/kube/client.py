@@ -26,6 +26,47 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Retries of one request: delays from RETRY_DELAY doubling up to RETRY_MAX_DELAY, for at most
+# RETRY_BUDGET seconds in all; FIRST_CONTACT_BUDGET while the cluster has never answered this run.
+RETRY_DELAY = 0.2
+RETRY_MAX_DELAY = 2.0
+RETRY_BUDGET = 30.0
+FIRST_CONTACT_BUDGET = 1.0
+RETRY_AFTER_MAX = 10.0
+
+
+def _backoff(delay: float, start: float, budget: float) -> float | None:
+    """The delay before the next attempt, or None when it would end after the budget."""
+    left = start + budget - time.monotonic()
+    if left <= 0:
+        return None
+    return min(delay, left)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds of a ``Retry-After`` header (seconds form; an HTTP date counts as absent)."""
+    try:
+        return max(0.0, min(float(value or 0), RETRY_AFTER_MAX))
+    except ValueError:
+        return 0.0
+
+
+def _permanent(e: BaseException) -> bool:
+    """A failure no retry cures: TLS verification, a bad URL."""
+    import ssl
+
+    import urllib3
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError | urllib3.exceptions.LocationValueError):
+            return True
+        if isinstance(cur, urllib3.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(cur):
+            return True
+        cur = getattr(cur, "reason", None) or cur.__cause__ or cur.__context__
+    return False
 
 
 class ApiError(Exception):
@@ -127,6 +168,7 @@ class _State:
         self.client: Any = None
         self.default_namespace = "default"
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
+        self.reached = False  # the API server answered at least once
 
 
 @dataclass(frozen=True)
@@ -219,7 +261,11 @@ class KubeContext:
         body: Any = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        """One REST call with raw JSON in and out; retries 429/5xx-unavailable and dropped connections."""
+        """One REST call with raw JSON in and out; retries 429/5xx-unavailable and dropped connections.
+
+        Retries back off from 0.2 s doubling to 2 s for at most 30 s (``Retry-After`` respected);
+        then ``ApiError`` (status 0: no answer at all).
+        """
         import urllib3
 
         api = self.api
@@ -231,6 +277,12 @@ class KubeContext:
         api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
         # The REST client JSON-encodes bodies itself for JSON content types; apply patches go as text.
         payload = body if content_type == "application/json" or body is None else json.dumps(body)
+        # Dropped connections, 429 and 502-504 are retried with growing delays for up to
+        # RETRY_BUDGET seconds (an API server restart takes several): apply is idempotent, and
+        # callers whose writes are not (POST, PUT with a resourceVersion) check a 409 themselves.
+        # Before the cluster ever answered, a refused connection fails fast: it is not there.
+        start = time.monotonic()
+        delay = RETRY_DELAY
         attempt = 0
         while True:
             attempt += 1
@@ -245,19 +297,30 @@ class KubeContext:
                 data = resp.read()
                 status = resp.status
             except (urllib3.exceptions.HTTPError, OSError) as e:
-                if attempt < 3:
-                    time.sleep(0.2 * attempt)
-                    continue
-                raise ApiError(0, "Unavailable", f"{api.configuration.host}: {type(e).__name__}: {e}") from e
+                budget = RETRY_BUDGET if self._state.reached else FIRST_CONTACT_BUDGET
+                wait = _backoff(delay, start, budget)
+                if wait is None or _permanent(e):
+                    raise ApiError(
+                        0,
+                        "Unavailable",
+                        f"{api.configuration.host}: {type(e).__name__}: {e}"
+                        + (f" (after {attempt} attempts)" if attempt > 1 else ""),
+                    ) from e
+                time.sleep(wait)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            self._state.reached = True
             if 200 <= status <= 299:
                 return dict(json.loads(data)) if data else {}
             err = _api_error(status, resp.reason or "", data)
-            if status in _RETRY_STATUSES and attempt < 5:
-                retry_after = resp.headers.get("Retry-After")
-                time.sleep(
-                    min(float(retry_after), 5.0) if retry_after and retry_after.isdigit() else 0.2 * attempt
+            if status in _RETRY_STATUSES:
+                wait = _backoff(
+                    max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
                 )
-                continue
+                if wait is not None:
+                    time.sleep(wait)
+                    delay = min(delay * 2, RETRY_MAX_DELAY)
+                    continue
             raise err
 
     # -- REST mapping (discovery, cached per run) -----------------------------------------

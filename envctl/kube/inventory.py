@@ -127,6 +127,10 @@ def write_inventory(
             )
     except ApiError as e:
         if e.status == 409:
+            # a write retried after its answer was lost (connection dropped) finds its own result
+            now = read_inventory(ctx, node_id)
+            if now.exists and now.entries == refs and now.applied_at == applied_at:
+                return now
             raise EngineError(
                 f"the inventory of {node_id} ({INVENTORY_NAMESPACE}/{previous.name}) changed while envctl "
                 "was applying: another run is converging this layer",

@@ -133,26 +133,51 @@ def acquire(ctx: KubeContext, env: str, holder: dict[str, Any], duration: int = 
         )
         if status in (200, 201):
             return lease
-        status, lease = _request(ctx, "GET", path)
+        if status == 409:
+            # another run created it first (or a retried POST of ours did): name who holds it now
+            return _lost_race(ctx, env, path, spec, duration)
+        raise UnavailableError(f"cannot create the environment lock (HTTP {status})")
     if status != 200:
         raise UnavailableError(f"cannot read the environment lock (HTTP {status})")
     current = lease.get("spec") or {}
     if not _expired(current):
-        raise LockedError(
-            f"environment {env} is locked by {_holder_text(current)}",
-            hint="wait for that run to finish (or use --lock-timeout); a dead holder's lock "
-            f"expires {current.get('leaseDurationSeconds', duration)}s after its last renewal",
-        )
+        if current.get("holderIdentity") == spec["holderIdentity"]:
+            return lease  # ours already (a retried request of this run took it)
+        raise _locked(env, current, duration)
     lease["spec"] = {**current, **spec, "leaseTransitions": int(current.get("leaseTransitions") or 0) + 1}
     status, updated = _request(ctx, "PUT", path, lease)
     if status == 409:
-        raise LockedError(
-            f"environment {env} was locked by another run at the same moment",
-            hint="wait for that run to finish",
-        )
+        # another run took the expired Lease between our read and our write
+        return _lost_race(ctx, env, path, spec, duration)
     if status != 200:
         raise UnavailableError(f"cannot take the environment lock (HTTP {status})")
     return updated
+
+
+def _locked(env: str, current: dict[str, Any], duration: int) -> LockedError:
+    return LockedError(
+        f"environment {env} is locked by {_holder_text(current)}",
+        hint="wait for that run to finish (or use --lock-timeout); a dead holder's lock "
+        f"expires {current.get('leaseDurationSeconds', duration)}s after its last renewal",
+    )
+
+
+def _lost_race(ctx: KubeContext, env: str, path: str, spec: dict[str, Any], duration: int) -> dict[str, Any]:
+    """After a 409 on creating or taking the Lease: re-read it and name the run that won.
+
+    The Lease is ours when a request of this run was retried after its answer was lost.
+    """
+    status, lease = _request(ctx, "GET", path)
+    current: dict[str, Any] = (lease.get("spec") or {}) if status == 200 else {}
+    if current.get("holderIdentity") == spec["holderIdentity"]:
+        return lease
+    if current.get("holderIdentity"):
+        raise _locked(env, current, duration)
+    raise LockedError(
+        f"environment {env} was locked by another run at the same moment "
+        f"(its holder could not be read: HTTP {status})",
+        hint="wait for that run to finish, then run again",
+    )
 
 
 def _renew(ctx: KubeContext, env: str, lease: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import HINT, parse_ref
+from envctl.core.yamldoc import load_yaml, load_yaml_documents
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     CLUSTER_SCOPED_KINDS,
@@ -40,6 +39,10 @@ _NOT_MANIFESTS = frozenset(
     {"layer.yaml", "layer.yml", "kustomization.yaml", "kustomization.yml", "Kustomization"}
 )
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_LAYER_FILES = frozenset({"layer.yaml", "layer.yml"})
+# etcd's default request limit, which the API server enforces per object: larger objects are
+# refused by the cluster (often after other objects of the layer were written), so never sent.
+MAX_OBJECT_BYTES = 3 << 19  # 1.5 MiB
 
 
 def inventory_id(env_name: str, node_id: str) -> str:
@@ -108,33 +111,45 @@ def substitute(text: str, inputs: Mapping[str, Any], file: str, env: Environment
 
 
 def parse_manifests(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
-    """Parse multi-document YAML into (object, line) pairs; ``kind: List`` is expanded; empty docs skipped."""
+    """Parse multi-document YAML into (object, line) pairs; ``kind: List`` is expanded; empty docs skipped.
+
+    The safe reader of ``envctl.core.yamldoc``: aliases refused (an alias bomb cannot expand),
+    nesting and value count bounded; any failure is a ``ConfigError`` with file and line.
+    """
     out: list[tuple[dict[str, Any], int]] = []
-    loader = yaml.SafeLoader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            line = node.start_mark.line + 1
-            data = loader.construct_document(node)
-            if data is None:
-                continue
-            if not isinstance(data, dict):
-                raise ConfigError("a manifest document must be a mapping", location=Location(file, line))
-            if data.get("kind") == "List" and isinstance(data.get("items"), list):
-                out.extend((dict(item), line) for item in data["items"])
-            else:
-                out.append((data, line))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(
-            f"invalid YAML: {getattr(e, 'problem', None) or e}",
-            location=Location(file, mark.line + 1 if mark is not None else None),
-        ) from e
-    finally:
-        loader.dispose()
+    for doc in load_yaml_documents(text, file):
+        data = doc.data
+        line = doc.loc().line or 1
+        if not isinstance(data, dict):
+            raise ConfigError("a manifest document must be a mapping", location=Location(file, line))
+        if data.get("kind") == "List" and isinstance(data.get("items"), list):
+            for i, item in enumerate(data["items"]):
+                if not isinstance(item, dict):
+                    raise ConfigError(
+                        "an item of a kind: List must be a mapping", location=doc.loc("items", i)
+                    )
+                out.append((item, doc.loc("items", i).line or line))
+        else:
+            out.append((data, line))
     return out
+
+
+def object_size(obj: Mapping[str, Any]) -> int:
+    """Bytes of the object as envctl sends it (compact JSON)."""
+    return len(json.dumps(obj, separators=(",", ":"), default=str).encode())
+
+
+def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> None:
+    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB)."""
+    size = object_size(obj)
+    if size > MAX_OBJECT_BYTES:
+        raise ConfigError(
+            f"{ObjRef.of(obj)} is too large: {size} bytes ({size / (1 << 20):.2f} MiB) rendered, "
+            f"over the API server's limit of {MAX_OBJECT_BYTES} bytes (1.5 MiB) per object",
+            node=node,
+            location=where,
+            hint="split the data over several objects, or keep large data out of the cluster",
+        )
 
 
 def _check_shape(obj: dict[str, Any], where: Location) -> None:
@@ -156,8 +171,55 @@ def _kubectl() -> str:
     return found
 
 
-def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str]) -> None:
-    """Collect every repo directory a kustomization refers to (resources, bases, components)."""
+def _path_refs(doc: Mapping[str, Any]) -> list[str]:
+    """Every local path a kustomization names: resources, patches, generator files, configurations."""
+    refs: list[str] = []
+
+    def add(value: Any) -> None:
+        # inline patches and generator configs are YAML text, not paths
+        if isinstance(value, str) and value and "\n" not in value:
+            refs.append(value)
+
+    def each(key: str) -> list[Any]:
+        value = doc.get(key)
+        return value if isinstance(value, list) else []
+
+    for key in (
+        "resources",
+        "bases",
+        "components",
+        "crds",
+        "configurations",
+        "patchesStrategicMerge",
+        "generators",
+        "transformers",
+        "validators",
+    ):
+        for r in each(key):
+            add(r)
+    for key in ("patches", "patchesJson6902", "replacements"):
+        for item in each(key):
+            if isinstance(item, dict):
+                add(item.get("path"))
+    for key in ("configMapGenerator", "secretGenerator"):
+        for gen in each(key):
+            if not isinstance(gen, dict):
+                continue
+            for f in gen.get("files") or []:
+                add(f.split("=", 1)[-1] if isinstance(f, str) else None)
+            for f in gen.get("envs") or []:
+                add(f)
+            add(gen.get("env"))
+    openapi = doc.get("openapi")
+    if isinstance(openapi, dict):
+        add(openapi.get("path"))
+    return refs
+
+
+def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read: set[str]) -> None:
+    """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components)
+    and every file kustomize reads (``read``: kustomization files, resources, patches, generator files).
+    """
     if directory in seen:
         return
     seen.add(directory)
@@ -165,35 +227,45 @@ def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str]) -> No
         path = f"{directory}/{name}" if directory else name
         if not snapshot.exists(path):
             continue
-        doc = yaml.safe_load(snapshot.read_bytes(path)) or {}
-        refs: list[str] = []
-        for key in ("resources", "bases", "components"):
-            refs.extend(str(r) for r in doc.get(key) or [] if isinstance(r, str))
-        for ref in refs:
+        read.add(path)
+        doc = load_yaml(snapshot.read_bytes(path), path)
+        data = doc.data if doc.data is not None else {}
+        if not isinstance(data, dict):
+            raise ConfigError("a kustomization must be a mapping", location=doc.loc())
+        for ref in _path_refs(data):
             if "://" in ref or ref.startswith(("github.com/", "git@")):
                 continue
             target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
-            if target.startswith(".."):
+            if target.startswith("..") or os.path.isabs(ref):
                 raise ConfigError(
                     f"kustomization refers outside the repository: {ref}", location=Location(path)
                 )
             if snapshot.is_dir(target):
-                _kustomize_sources(snapshot, target, seen)
+                _kustomize_sources(snapshot, target, seen, read)
+            elif snapshot.exists(target):
+                read.add(target)
         break
 
 
+def _substituted(name: str) -> bool:
+    return name not in _LAYER_FILES and (name.endswith(_MANIFEST_SUFFIXES) or name == "Kustomization")
+
+
 def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
+    """``kubectl kustomize`` of a copy of the layer's sources; inputs substituted in the YAML files
+    kustomize reads, never in ``layer.yaml`` (its references are the loader's, not kustomize's)."""
     dirs: set[str] = set()
-    _kustomize_sources(snapshot, node.path, dirs)
+    read: set[str] = set()
+    _kustomize_sources(snapshot, node.path, dirs, read)
+    files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
-        for directory in sorted(dirs):
-            for file in snapshot.walk_files(directory):
-                data = snapshot.read_bytes(file)
-                if file.endswith(_MANIFEST_SUFFIXES) or Path(file).name == "Kustomization":
-                    data = substitute(data.decode(), inputs, file, env).encode()
-                dest = Path(tmp, file)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
+        for file in sorted(files):
+            data = snapshot.read_bytes(file)
+            if file in read and _substituted(Path(file).name):
+                data = substitute(_decode(data, file), inputs, file, env).encode()
+            dest = Path(tmp, file)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
         cmd = [_kubectl(), "kustomize", str(Path(tmp, node.path))]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -205,6 +277,13 @@ def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Map
                 detail=f"$ kubectl kustomize {node.path}\n{tail}",
             )
         return proc.stdout
+
+
+def _decode(data: bytes, file: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file} is not UTF-8 text", location=Location(file)) from None
 
 
 def manifest_files(snapshot: Snapshot, node: Node) -> list[str]:
@@ -242,7 +321,7 @@ def render_layer(
         ]
     else:
         for file in manifest_files(snapshot, node):
-            text = substitute(snapshot.read_bytes(file).decode(), inputs, file, env)
+            text = substitute(_decode(snapshot.read_bytes(file), file), inputs, file, env)
             parsed.extend((o, Location(file, line)) for o, line in parse_manifests(text, file))
 
     cluster_crs = {
@@ -275,6 +354,7 @@ def render_layer(
             LABEL_LAYER: label_value(node.name),
         }
         meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_INVENTORY: inv}
+        check_size(obj, where, node.id)
         objects.append(obj)
     return objects
 

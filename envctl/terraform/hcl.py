@@ -18,8 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_HEADER = re.compile(r'(?m)^[ \t]*([A-Za-z_][\w-]*)((?:[ \t]+"[^"\n]*")*)[ \t]*\{')
-_LABEL = re.compile(r'"([^"\n]*)"')
+# A block header: ``type "label" label2 {``. HCL allows a label to be a quoted string or a bare
+# identifier (``resource terraform_data x {`` is valid Terraform), so both are read.
+_HEADER = re.compile(r'(?m)^[ \t]*([A-Za-z_][\w-]*)((?:[ \t]+(?:"[^"\n]*"|[A-Za-z_][\w-]*))*)[ \t]*\{')
+_LABEL = re.compile(r'"([^"\n]*)"|([A-Za-z_][\w-]*)')
 _HEREDOC = re.compile(r"<<-?[ \t]*([A-Za-z_]\w*)[ \t]*\n")
 
 
@@ -116,7 +118,7 @@ def _blocks(text: str, masked: str, line_offset: int = 0) -> list[Block]:
             continue
         open_at = m.end() - 1
         close_at = _match_brace(masked, open_at)
-        labels = tuple(_LABEL.findall(text[m.start(2) : m.end(2)]))
+        labels = tuple(q or bare for q, bare in _LABEL.findall(text[m.start(2) : m.end(2)]))
         found.append(
             Block(
                 type=m.group(1),

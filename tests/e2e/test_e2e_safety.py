@@ -37,6 +37,9 @@ resource "terraform_data" "broken" {
 }
 """
 
+# The stacks above run local-exec provisioners, which envctl refuses unless the environment allows them.
+ALLOW_PROVISIONERS = "terraform:\n  allow_provisioners: true\n"
+
 
 def assert_nothing_applied(env: Env) -> None:
     assert env.state_files() == [], "no Terraform state may be written"
@@ -123,6 +126,7 @@ def add_slow_stack(env: Env, seconds: int = 8) -> str:
     slow = env.env_dir / "stacks" / "slow"
     slow.mkdir(parents=True)
     (slow / "main.tf").write_text(SLOW_STACK.replace("SECONDS", str(seconds)))
+    env.edit(f"environments/{env.name}/environment.yaml", "approval:", ALLOW_PROVISIONERS + "approval:")
     env.commit("a slow stack")
     return f"sleep {seconds}"
 
@@ -239,6 +243,9 @@ def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example
 def test_a_failing_node_skips_its_dependents_and_independent_branches_finish(example: Env) -> None:
     with (example.root / "modules" / "network" / "main.tf").open("a") as f:
         f.write(FAILING_RESOURCE)
+    example.edit(
+        f"environments/{example.name}/environment.yaml", "approval:", ALLOW_PROVISIONERS + "approval:"
+    )
     example.commit("a network that cannot be built")
     r = example.run("apply", "-e", example.name, "--auto-approve")
     assert r.returncode == 5, describe(r)
