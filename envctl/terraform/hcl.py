@@ -197,6 +197,9 @@ class ModuleInfo:
     providers: tuple[ProviderRequirement, ...] = ()  # one per local name, in file order
 
 
+# Files Terraform (.tf) or OpenTofu (also .tofu) load as a module's configuration.
+CONFIG_SUFFIXES = (".tf", ".tf.json", ".tofu", ".tofu.json")
+JSON_SUFFIXES = (".tf.json", ".tofu.json")
 DEFAULT_HOST = "registry.terraform.io"
 BUILTIN_HOST = "terraform.io"
 # Blocks whose first label is a resource type, whose provider is its prefix (``local_file`` -> local).
@@ -336,12 +339,13 @@ def _scan_hcl(path: str, text: str, acc: _Scan) -> None:
 
 
 def scan(files: dict[str, str]) -> ModuleInfo:
-    """Scan the ``.tf`` (and ``.tf.json``) files of one module (``{path: text}``)."""
+    """Scan the configuration files of one module (``{path: text}``): ``.tf``, ``.tf.json`` and
+    OpenTofu's ``.tofu``, ``.tofu.json`` (tofu reads those too, so they are scanned as well)."""
     acc = _Scan()
     for path, text in sorted(files.items()):
-        if path.endswith(".tf.json"):
+        if path.endswith(JSON_SUFFIXES):
             _scan_json(path, text, acc)
-        elif path.endswith(".tf"):
+        elif path.endswith(CONFIG_SUFFIXES):
             _scan_hcl(path, text, acc)
     return acc.result()
 

@@ -104,11 +104,11 @@ def _read_dir(snapshot: Snapshot, path: str) -> dict[str, bytes]:
 
 
 def _tf_texts(files: Mapping[str, bytes], directory: str) -> dict[str, str]:
-    """The ``.tf`` files directly inside ``directory`` (a module is one directory)."""
+    """The configuration files directly inside ``directory`` (a module is one directory)."""
     return {
         p: b.decode("utf-8", "replace")
         for p, b in files.items()
-        if posixpath.dirname(p) == directory and p.endswith((".tf", ".tf.json"))
+        if posixpath.dirname(p) == directory and p.endswith(hcl.CONFIG_SUFFIXES)
     }
 
 
@@ -306,7 +306,7 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
 
     root_info = hcl.scan(_tf_texts(files, node.path))
     if not env.terraform.allow_external_data:
-        for f in (p for p in files if p.endswith((".tf", ".tf.json"))):
+        for f in (p for p in files if p.endswith(hcl.CONFIG_SUFFIXES)):
             ext = hcl.scan({f: files[f].decode("utf-8", "replace")}).external_data
             if ext:
                 raise ConfigError(

@@ -261,3 +261,31 @@ def test_provisioner_and_provider_checks_are_independent(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="provisioner"):
         _materialize(tmp_path, {f"{STACK}/main.tf": text}, allow_registry_providers=True)
     _materialize(tmp_path, {f"{STACK}/main.tf": text}, allow_provisioners=True, allow_registry_providers=True)
+
+
+# --- ways around the scanner ------------------------------------------------------------------
+
+
+def test_bare_identifier_labels_are_read(tmp_path: Path) -> None:
+    """``resource terraform_data x { provisioner local-exec {...} }`` is valid HCL and runs."""
+    text = 'resource terraform_data x {\n  provisioner local-exec {\n    command = "true"\n  }\n}\n'
+    assert [(p.kind, p.owner) for p in hcl.scan({"main.tf": text}).provisioners] == [
+        ("local-exec", "terraform_data.x")
+    ]
+    with pytest.raises(ConfigError, match='provisioner "local-exec"') as err:
+        _materialize(tmp_path, {f"{STACK}/main.tf": text})
+    assert str(err.value.location) == f"{STACK}/main.tf:2"
+    bare = 'data external y {\n  program = ["sh"]\n}\nmodule m {\n  source = "../x"\n}\n'
+    info = hcl.scan({"main.tf": bare})
+    assert info.external_data == (("main.tf", 1),)
+    assert [s for s, _f, _l in info.module_sources] == ["../x"]
+    assert [p.source for p in info.providers] == ["hashicorp/external"]
+
+
+def test_opentofu_files_are_scanned(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="provisioner") as err:
+        _materialize(tmp_path, {f"{STACK}/main.tofu": PROVISIONER})
+    assert str(err.value.location) == f"{STACK}/main.tofu:3"
+    (tmp_path / STACK / "main.tofu").unlink()
+    with pytest.raises(ConfigError, match="hashicorp/random"):
+        _materialize(tmp_path, {f"{STACK}/main.tofu.json": '{"resource": {"random_id": {"r": {}}}}'})
