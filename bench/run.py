@@ -802,9 +802,17 @@ def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None
     def loop_apply_wall() -> float:
         return timed([PYTHON, "-c", SSA_LOOP, str(kdir / "l.yaml"), kc], env=kenv)
 
-    def delete_ns() -> None:  # all three at once: the namespace controller empties them in parallel
+    def delete_ns(wait: bool = True) -> None:  # all three at once: emptied in parallel
         run(
-            [kubectl, "delete", "namespace", *cleanup, "--wait=true", "--ignore-not-found", "--timeout=120s"],
+            [
+                kubectl,
+                "delete",
+                "namespace",
+                *cleanup,
+                f"--wait={str(wait).lower()}",
+                "--ignore-not-found",
+                "--timeout=120s",
+            ],
             env=kenv,
             ok=(0, 1),
             timeout=200,
@@ -964,7 +972,7 @@ def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None
         r6.goal(">= 10x faster than kubectl diff", speed.median >= 10, f"{speed.median:.2f}x")
     finally:
         with contextlib.suppress(Exception):
-            delete_ns()
+            delete_ns(wait=False)  # the namespace controller finishes it; nobody waits for it
         for kind, name in (("configmap", f"{env}.layer.objs"), ("lease", f"envctl-lock-{env}")):
             with contextlib.suppress(Exception):  # envctl's inventory and lock for this environment
                 run([kubectl, "-n", "envctl-system", "delete", kind, name, "--ignore-not-found"], env=kenv)
@@ -1110,7 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
             if b == "B6" and "B5" in only:
                 continue  # B5 and B6 share one workload and run together
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-            at = f"ran {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load {load}"
+            at = f"ran {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load {load}, {info['envctl']}"
             if b in ("B5", "B6"):  # B6 needs B5's objects: both run, both are reported
                 batch = [Result("B5", BENCHES["B5"][0], at=at), Result("B6", BENCHES["B6"][0], at=at)]
             else:

@@ -746,13 +746,18 @@ def apply_bundle(
     prompt: Prompt | None,
     resume: bool = False,
     lock_timeout: float = 0.0,
+    fresh: bool = False,
 ) -> ApplyResult:
-    """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it."""
+    """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it.
+
+    ``fresh``: the plan was made by this process under the lock it still holds, so the live
+    objects were compared moments ago and need no second dry-run before applying.
+    """
     run_id = str(s.held_lock["run"]) if s.held_lock is not None else new_run_id()
     stop = threading.Event()
     with environment_lock(s, run_id, lock_timeout) as holder:
         preflight(s, bundle, resume=resume)
-        if not resume:
+        if not resume and not fresh:
             check_layers_live(s, bundle)
         done_before = _resumable(s, bundle) if resume else {}
         values = Values()

@@ -65,7 +65,8 @@ def _permanent(e: BaseException) -> bool:
             return True
         if isinstance(cur, urllib3.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(cur):
             return True
-        cur = getattr(cur, "reason", None) or cur.__cause__ or cur.__context__
+        reason = getattr(cur, "reason", None)  # MaxRetryError's cause; an SSLError's is a str
+        cur = reason if isinstance(reason, BaseException) else (cur.__cause__ or cur.__context__)
     return False
 
 

@@ -230,3 +230,16 @@ def test_a_partial_apply_lists_what_was_and_was_not_applied() -> None:
     assert "v1 ConfigMap app/c" in not_applied_part
     other = _partial_failure(node, RuntimeError("boom"), prepared, {})
     assert isinstance(other, EngineError) and "0 of 2" in other.message
+
+
+def test_a_dropped_tls_handshake_is_retried_but_a_bad_certificate_is_not() -> None:
+    import ssl
+
+    import urllib3
+
+    eof = urllib3.exceptions.SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    assert not kclient._permanent(urllib3.exceptions.MaxRetryError(None, "/api", eof))  # type: ignore[arg-type]
+    bad = urllib3.exceptions.SSLError(
+        ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    )
+    assert kclient._permanent(urllib3.exceptions.MaxRetryError(None, "/api", bad))  # type: ignore[arg-type]
