@@ -117,8 +117,8 @@ LAYER_OBJECTS = {
     [
         pytest.param("layer.platform: applying", 0.0, id="platform-at-once"),
         pytest.param("layer.platform: applying", 0.3, id="platform-after-0.3s"),
+        # layer.app applies in ~0.1 s: an outage started later would often hit no request at all
         pytest.param("layer.app:", 0.0, id="app-at-once"),
-        pytest.param("layer.app:", 0.2, id="app-after-0.2s"),
     ],
 )
 def test_apply_survives_or_reports_an_api_server_outage(
@@ -164,6 +164,7 @@ def test_apply_survives_or_reports_an_api_server_outage(
     )
     assert fwd.dropped > 0, f"the outage hit no connection: the test proved nothing\n{run_text}"
     assert "Traceback" not in out + err, run_text
+    assert "internal error" not in out + err, run_text
     if proc.returncode == 0:
         for kind, name in LAYER_OBJECTS["layer.app"]:
             assert live(api_client, kind, envrepo.ns, name) is not None, f"{kind} {name} missing\n{run_text}"
