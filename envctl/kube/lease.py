@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from envctl.core.errors import LockedError, UnavailableError, describe_holder
+from envctl.core.errors import EngineError, LockedError, UnavailableError, describe_holder
 from envctl.kube.client import ApiError, KubeContext
 
 NAMESPACE = "envctl-system"
@@ -83,8 +83,14 @@ def read_lease(ctx: KubeContext, env: str) -> dict[str, Any] | None:
     status, lease = _request(
         ctx, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease_name(env)}"
     )
-    if status != 200:
+    if status == 404:
         return None
+    if status != 200:
+        # 401/403/5xx: the lock cannot be known, which is never the same as "nobody holds it"
+        raise EngineError(
+            f"cannot read the environment lock Lease {NAMESPACE}/{lease_name(env)} (HTTP {status})",
+            hint="give this identity get on leases in envctl-system, or check the API server",
+        )
     spec = lease.get("spec") or {}
     if _expired(spec):
         return None
