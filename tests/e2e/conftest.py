@@ -9,42 +9,13 @@ unique environment name; its namespace, inventories and Lease are deleted afterw
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ehelpers import CONTROL_PLANE, Env, Rollout, make_env
-from kubernetes import client, config
-
-
-@pytest.fixture(scope="session")
-def kubeconfig() -> str:
-    """Path of a kubeconfig (cluster-admin) for the real control plane."""
-    given = os.environ.get("ENVCTL_TEST_KUBECONFIG")
-    if given:
-        return given
-    # stderr is inherited: the first build prints its progress there (visible with -s).
-    proc = subprocess.run(
-        [sys.executable, str(CONTROL_PLANE), "up"], stdout=subprocess.PIPE, text=True, check=False
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("KUBECONFIG=")]
-    if proc.returncode != 0 or not lines:
-        pytest.fail(
-            f"`{CONTROL_PLANE} up` failed (exit {proc.returncode}); see its stderr above. "
-            "Set ENVCTL_TEST_KUBECONFIG to use a plane that is already running.",
-            pytrace=False,
-        )
-    return lines[-1].split("=", 1)[1]
-
-
-@pytest.fixture(scope="session")
-def api_client(kubeconfig: str) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=kubeconfig)
-    yield api
-    api.close()
+from e2ehelpers import Env, Rollout, make_env
+from integration.conftest import api_client, kubeconfig  # noqa: F401  (shared fixtures)
+from kubernetes import client
 
 
 @pytest.fixture(scope="session")
