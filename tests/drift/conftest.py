@@ -47,8 +47,8 @@ def _example(
 @pytest.fixture
 def example(
     tmp_path: Path,
-    kubeconfig: str,  # noqa: F811
-    api_client: client.ApiClient,  # noqa: F811
+    kubeconfig: str,
+    api_client: client.ApiClient,
     plugin_mirror: Path,
 ) -> Iterator[Example]:
     """The example environment plus the ``files`` stack, copied under a unique name and applied."""
@@ -58,8 +58,8 @@ def example(
 @pytest.fixture
 def example_in_cluster_state(
     tmp_path: Path,
-    kubeconfig: str,  # noqa: F811
-    api_client: client.ApiClient,  # noqa: F811
+    kubeconfig: str,
+    api_client: client.ApiClient,
     plugin_mirror: Path,
 ) -> Iterator[Example]:
     """The example exactly as deploy/ expects it: Terraform state in the cluster, no extra stack."""
@@ -75,8 +75,8 @@ def webhook() -> Iterator[WebhookServer]:
 @pytest.fixture
 def example_with_consumer(
     tmp_path: Path,
-    kubeconfig: str,  # noqa: F811
-    api_client: client.ApiClient,  # noqa: F811
+    kubeconfig: str,
+    api_client: client.ApiClient,
     plugin_mirror: Path,
 ) -> Iterator[Example]:
     """The example plus ``layer.greeting``, which consumes an output of ``stack.files``."""

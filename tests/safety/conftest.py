@@ -187,7 +187,7 @@ def cleanup_cluster(api: client.ApiClient, names: Sequence[str]) -> None:
 
 @pytest.fixture
 def make_env(
-    tmp_path: Path, kubeconfig: str, api_client: client.ApiClient  # noqa: F811
+    tmp_path: Path, kubeconfig: str, api_client: client.ApiClient
 ) -> Iterator[Any]:
     """A factory of isolated environment repos: ``make_env(name=None, source="dev")``."""
     made: list[str] = []
