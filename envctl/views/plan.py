@@ -40,17 +40,29 @@ def _value(v: Any) -> str:
 
 
 def _change_lines(c: Change) -> list[str]:
-    head = f"  {_SYMBOL[c.action]} {c.address} ({c.action.value})"
+    head = f"{_SYMBOL[c.action]} {c.address} ({c.action.value})"
     if c.reasons:
         head += f"  because: {'; '.join(c.reasons)}"
     lines = [head]
     if c.manager:
-        lines.append(f"      manager: {c.manager}")
+        lines.append(f"    manager: {c.manager}")
     if c.action is Action.UPDATE and isinstance(c.before, dict) and isinstance(c.after, dict) and c.fields:
         for f in c.fields[:30]:
-            lines.append(f"      ~ {f}")
+            lines.append(f"    ~ {f}")
     elif c.action in (Action.CREATE, Action.REPLACE) and c.after is not None:
-        lines.append(f"      {_value(c.after)}")
+        lines.append(f"    {_value(c.after)}")
+    return lines
+
+
+def _node_details(p: NodePlan) -> list[str]:
+    """The detail lines of one node (pending inputs, changed resources, notes); empty if none."""
+    lines: list[str] = []
+    if p.pending_upstream:
+        lines.append(f"? pending upstream: inputs {', '.join(p.pending_upstream)}")
+    for c in p.changes:
+        if c.action.changes:
+            lines.extend(_change_lines(c))
+    lines.extend(f"note: {note}" for note in p.notes)
     return lines
 
 
@@ -79,17 +91,9 @@ def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, colo
         out.append(line)
     out.append("")
     for n in bundle.order:
-        p = bundle.nodes[n]
-        shown = [c for c in p.changes if c.action.changes]
-        if not shown and not p.notes and not p.pending_upstream:
-            continue
-        out.append(f"{n}:")
-        if p.pending_upstream:
-            out.append(f"  ? pending upstream: inputs {', '.join(p.pending_upstream)}")
-        for c in shown:
-            out.extend(_change_lines(c))
-        out.extend(f"  note: {note}" for note in p.notes)
-        out.append("")
+        body = _node_details(bundle.nodes[n])
+        if body:
+            out += [f"{n}:", *(f"  {line}" for line in body), ""]
     total = sum(bundle.nodes[n].counts.total for n in bundle.order)
     pend = [n for n in bundle.order if bundle.nodes[n].pending_upstream]
     if not bundle.has_changes:
@@ -147,15 +151,9 @@ def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) 
     out.append("")
     for n in bundle.order:
         p = bundle.nodes[n]
-        shown = [c for c in p.changes if c.action.changes]
-        if not shown and not p.notes and not p.pending_upstream:
+        body = _node_details(p)
+        if not body:
             continue
-        body: list[str] = []
-        if p.pending_upstream:
-            body.append(f"? pending upstream: inputs {', '.join(p.pending_upstream)}")
-        for c in shown:
-            body.extend(_change_lines(c))
-        body.extend(f"note: {note}" for note in p.notes)
         out += [
             "<details>",
             f"<summary><code>{n}</code>: {_status(p)}</summary>",
