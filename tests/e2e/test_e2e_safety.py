@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from e2ehelpers import GIT_ID, Env, describe, node_lines, wait_until
+from e2ehelpers import GIT_ID, Env, describe, node_lines
+from kubehelpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -173,7 +174,12 @@ def test_two_concurrent_applies_one_fails_naming_the_holder(example: Env, tmp_pa
 
     first = example.popen("apply", "-e", example.name, "--auto-approve")
     try:
-        wait_until(lambda: holder_pid(example) == first.pid or first.poll() is not None, 60, "the Lease")
+        wait_for(
+            lambda: holder_pid(example) == first.pid or first.poll() is not None,
+            timeout=60,
+            interval=0.1,
+            what="the Lease",
+        )
         assert first.poll() is None, "the first apply ended before the second could collide with it"
         seconds = example.popen("apply", "-e", example.name, "--auto-approve")
         seconds_other = other.popen("apply", "-e", example.name, "--auto-approve")
@@ -203,10 +209,11 @@ def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example
     example.extra_env["ENVCTL_LOCK_LEASE_SECONDS"] = "5"
     victim = example.popen("apply", "-e", example.name, "--auto-approve")
     try:
-        wait_until(
+        wait_for(
             lambda: any(sleeping in c for c in descendants(victim.pid).values()) or victim.poll() is not None,
-            60,
-            "stack.slow to be applying",
+            timeout=60,
+            interval=0.1,
+            what="stack.slow to be applying",
         )
         assert victim.poll() is None, "the apply ended before it could be killed"
         assert holder_pid(example) == victim.pid
