@@ -464,11 +464,10 @@ def status(
 
     _, environment, g = _load(repo, None, env)
     store = Store(_root(repo))
-    last: dict[str, dict[str, Any]] = {}
-    for j in store.journals(environment.name):
-        for n, r in dict(j.get("nodes", {})).items():
-            if r.get("status") == "done":
-                last[n] = {"commit": r.get("commit"), "at": r.get("at"), "run": j.get("run")}
+    last = {
+        n: {"commit": r.get("commit"), "at": r.get("at"), "run": r.get("run")}
+        for n, r in store.last_done(environment.name).items()
+    }
     lock = store.read_file_lock(environment.name)
     if lock is None and any(n.kind == "layer" for n in environment.nodes.values()):
         from envctl.core.errors import UnavailableError

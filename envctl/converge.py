@@ -842,14 +842,7 @@ def apply_bundle(
 
 
 def _resumable(s: Session, bundle: PlanBundle) -> dict[str, str]:
-    done: dict[str, str] = {}
-    for j in s.store.journals(s.env.name):
-        if j.get("plan") != bundle.id:
-            continue
-        for n, r in dict(j.get("nodes", {})).items():
-            if r.get("status") == "done":
-                done[n] = str(r.get("fingerprint"))
-    return done
+    return {n: str(r.get("fingerprint")) for n, r in s.store.last_done(s.env.name, bundle.id).items()}
 
 
 def _apply_node(

@@ -30,12 +30,7 @@ from envctl.store import now
 
 def last_converged(s: Session) -> dict[str, dict[str, Any]]:
     """Per node, the journal entry of its last successful converge."""
-    last: dict[str, dict[str, Any]] = {}
-    for j in s.store.journals(s.env.name):
-        for n, r in dict(j.get("nodes", {})).items():
-            if r.get("status") == "done":
-                last[n] = r
-    return last
+    return s.store.last_done(s.env.name)
 
 
 def lock_holder(s: Session) -> dict[str, Any] | None:

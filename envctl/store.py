@@ -162,6 +162,20 @@ class Store:
         out.sort(key=lambda j: str(j.get("started", "")))
         return out
 
+    def last_done(self, env: str, plan_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per node, the journal entry (with its ``run``) of its last successful converge.
+
+        ``plan_id`` limits the search to runs of that plan (what ``--resume`` may skip).
+        """
+        last: dict[str, dict[str, Any]] = {}
+        for j in self.journals(env):
+            if plan_id is not None and j.get("plan") != plan_id:
+                continue
+            for n, r in dict(j.get("nodes", {})).items():
+                if r.get("status") == "done":
+                    last[n] = {**r, "run": j.get("run")}
+        return last
+
     def last_drift(self, env: str) -> dict[str, Any] | None:
         p = self.base / "drift" / env / "last.json"
         try:
