@@ -448,9 +448,15 @@ def _run_graph(
     nodes: list[str],
     work: Callable[[str], Status],
     stop_event: threading.Event | None = None,
+    needs: Callable[[str, str], bool] | None = None,
 ) -> ReadyQueue:
-    """Run ``work`` over ``nodes`` with a ready queue and ``s.parallelism`` threads."""
-    edges = [(u, d) for (u, d) in s.graph.edges if u in nodes and d in nodes]
+    """Run ``work`` over ``nodes`` with a ready queue and ``s.parallelism`` threads.
+
+    ``needs(u, d)``: whether ``d`` must wait for ``u`` (default: every edge of the graph).
+    """
+    edges = [
+        (u, d) for (u, d) in s.graph.edges if u in nodes and d in nodes and (needs is None or needs(u, d))
+    ]
     queue = ReadyQueue.build(nodes, edges)
     running: dict[Future[Status], str] = {}
     with ThreadPoolExecutor(max_workers=max(1, s.parallelism)) as pool:
@@ -475,6 +481,17 @@ def _run_graph(
                 queue.mark(n, result)
     queue.close()
     return queue
+
+
+def _plan_waits_for(s: Session, upstream: str, node: str) -> bool:
+    """Whether planning ``node`` needs ``upstream``'s plan first.
+
+    A stack needs it only when its inputs use the upstream's outputs (a bare ``depends_on``
+    orders applies, not plans); a layer always waits, since an upstream may create the
+    Namespaces, CRDs or the cluster its plan is checked against.
+    """
+    n = s.env.nodes[node]
+    return n.kind != "stack" or any(ref.node == upstream for ref in n.upstream_refs)
 
 
 def plan_environment(
@@ -533,7 +550,7 @@ def plan_environment(
         s.progress(f"{n}: planned in {time.monotonic() - t0:.1f}s ({what})")
         return Status.DONE
 
-    queue = _run_graph(s, order, work)
+    queue = _run_graph(s, order, work, needs=lambda u, d: _plan_waits_for(s, u, d))
     for n in order:
         if queue.status[n] is Status.SKIPPED and n not in errors:
             errors[n] = EnvctlError(f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n)
