@@ -116,6 +116,10 @@ _WORKER_MAX_COMMANDS = 200
 # An idle worker (about 120 MiB) is stopped after this long, so a long-running envctl
 # (``drift --every``) or a test session does not keep them around.
 _WORKER_IDLE_SECONDS = 30.0
+# With a worker per core busy, a command waits this long for one to come back before starting
+# another worker (see EmbeddedEngine._take).
+_SPAWN_WAIT_SECONDS = 0.25
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 
 
@@ -239,6 +243,8 @@ class EmbeddedEngine:
         self._lock = threading.Lock()
         self._idle: dict[tuple[tuple[str, str], ...], list[_Worker]] = {}
         self._pool_lock = threading.Lock()
+        self._returned = threading.Condition(self._pool_lock)
+        self._live = 0  # workers started and not yet stopped
         self._reaper: threading.Thread | None = None
         atexit.register(self.close)
 
@@ -246,27 +252,71 @@ class EmbeddedEngine:
         argv = [f"-chdir={cwd}", *args]
         command = " ".join(["terraform", *argv])
         key = tuple(sorted(env.items()))
-        with self._pool_lock:
-            idle = self._idle.get(key)
-            worker = idle.pop() if idle else None
+        worker = self._take(key)
         if worker is None:
-            worker = _Worker(env, cwd)
+            try:
+                worker = _Worker(env, cwd)
+            except BaseException:
+                with self._pool_lock:
+                    self._live -= 1
+                raise
         STATS.command()
         try:
             retcode, stdout, stderr = worker.call(argv, cwd, command)
         except BaseException:
-            worker.close(kill=True)
+            self._stop(worker, kill=True)
             raise
         if worker.commands >= _WORKER_MAX_COMMANDS:
-            worker.close()
+            self._stop(worker)
         else:
             worker.idle_since = time.monotonic()
             with self._pool_lock:
                 self._idle.setdefault(key, []).append(worker)
+                self._returned.notify()
                 if self._reaper is None or not self._reaper.is_alive():
                     self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
                     self._reaper.start()
         return RunResult(command, retcode, stdout, stderr)
+
+    def _take(self, key: tuple[tuple[str, str], ...]) -> _Worker | None:
+        """An idle worker for this environment; None means: start one (counted as live).
+
+        With at least one worker per core already running, wait briefly for one to come back
+        before starting another: starting a worker costs more CPU than a small plan, so on a
+        small machine more workers than cores only make short commands slower. Long commands
+        (an apply waiting on the cloud) still get their own worker after the wait.
+        """
+        deadline = time.monotonic() + _SPAWN_WAIT_SECONDS
+        other: _Worker | None = None
+        with self._pool_lock:
+            while True:
+                idle = self._idle.get(key)
+                if idle:
+                    return idle.pop()
+                left = deadline - time.monotonic()
+                if self._live >= _CORES and left > 0:
+                    other = self._pop_other_idle()
+                if self._live < _CORES or left <= 0 or other is not None:
+                    self._live += 1
+                    break
+                self._returned.wait(left)
+        if other is not None:  # an idle worker of another environment makes room for this one
+            self._stop(other)
+        return None
+
+    def _pop_other_idle(self) -> _Worker | None:
+        for key, workers in self._idle.items():
+            if workers:
+                w = workers.pop(0)
+                if not workers:
+                    del self._idle[key]
+                return w
+        return None
+
+    def _stop(self, worker: _Worker, *, kill: bool = False) -> None:
+        with self._pool_lock:
+            self._live -= 1
+        worker.close(kill=kill)
 
     def _reap(self) -> None:
         """Stop workers idle for longer than ``_WORKER_IDLE_SECONDS``; end when none is idle."""
@@ -283,7 +333,7 @@ class EmbeddedEngine:
                 if done:
                     self._reaper = None
             for w in old:
-                w.close()
+                self._stop(w)
             if done:
                 return
 
@@ -293,7 +343,7 @@ class EmbeddedEngine:
             workers = [w for ws in self._idle.values() for w in ws]
             self._idle.clear()
         for w in workers:
-            w.close()
+            self._stop(w)
 
     def version(self) -> str:
         with self._lock:
