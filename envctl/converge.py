@@ -38,6 +38,7 @@ from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import find_refs, substitute_value
 from envctl.core.schedule import ReadyQueue, Status
+from envctl.core.secrets import collect_secret_texts, mask
 from envctl.store import Store, holder_identity, now
 
 if TYPE_CHECKING:
@@ -65,34 +66,22 @@ class Values:
         with self.lock:
             self.outputs[node] = dict(values)
             for name in sensitive or ():
-                _collect_strings(values.get(name), self.secrets)
-
-
-def _collect_strings(value: Any, out: set[str]) -> None:
-    if isinstance(value, str):
-        if len(value) >= 4:
-            out.add(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect_strings(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _collect_strings(v, out)
-    elif value is not None and not isinstance(value, bool):
-        text = str(value)
-        if len(text) >= 4:
-            out.add(text)
+                collect_secret_texts(values.get(name), self.secrets)
 
 
 def scrub(value: Any, secrets: set[str]) -> Any:
-    """Replace every occurrence of a secret string inside ``value`` (defence in depth for views)."""
+    """Replace every occurrence of a secret string inside ``value`` (defence in depth for views).
+
+    ``secrets`` are texts from ``collect_secret_texts``; a number whose text is one is masked whole.
+    """
     if not secrets:
         return value
     if isinstance(value, str):
-        for s in secrets:
-            if s in value:
-                value = value.replace(s, SENSITIVE)
-        return value
+        return mask(value, secrets, SENSITIVE)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        texts: set[str] = set()
+        collect_secret_texts(value, texts)
+        return SENSITIVE if texts & secrets else value
     if isinstance(value, dict):
         return {k: scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envctl.core.errors import EngineError, EnvctlError, Location, StalePlanError
+from envctl.core.secrets import mask, secret_texts
 
 REDACTED = "(sensitive value)"
 
@@ -99,36 +100,21 @@ def diagnostics_from_text(stderr: str) -> list[Diagnostic]:
 
 
 class Redactor:
-    """Replaces known secret values (sensitive variables' inputs) in any text envctl keeps."""
+    """Replaces known secret values (sensitive variables' inputs) in any text envctl keeps.
+
+    Which texts a secret takes, and which are too short to hide, is ``envctl.core.secrets``.
+    """
 
     def __init__(self, secrets: Iterable[Any] = ()) -> None:
-        found: set[str] = set()
-        for s in secrets:
-            _collect(s, found)
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+        # a stable order (longest first) for ``secrets``, which planjson.scrub also uses
+        self._secrets = tuple(sorted(secret_texts(secrets), key=lambda s: (-len(s), s)))
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(self._secrets)
+        return self._secrets
 
     def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, REDACTED)
-        return text
-
-
-def _collect(value: Any, out: set[str]) -> None:
-    if isinstance(value, str):
-        out.add(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect(v, out)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _collect(v, out)
-    elif value is not None and not isinstance(value, bool):
-        out.add(json.dumps(value))
+        return mask(text, self._secrets, REDACTED)
 
 
 STALE_SUMMARIES = ("Saved plan is stale", "Saved plan does not match", "Saved plan is for a different")
@@ -158,9 +144,10 @@ def error_from(
         if d.filename:
             where = f" ({to_repo_path(d.filename) or d.filename}:{d.line})" if d.line else f" ({d.filename})"
         lines.append(f"{d.severity}: {d.summary}{where}")
-        lines.extend("  " + ln for ln in d.detail.splitlines() if ln.strip())
+        # redacted before re-indenting and cutting: a multi-line secret is then still found whole
+        lines.extend("  " + ln for ln in redact(d.detail).splitlines() if ln.strip())
     if not errors and fallback:
-        lines.append(_tail(fallback))
+        lines.append(_tail(redact(fallback)))
     detail = redact("\n".join(lines))
     summary = first.summary if first else "Terraform failed"
     if first is not None and first.summary.startswith(STALE_SUMMARIES):

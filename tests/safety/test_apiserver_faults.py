@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APP_OBJECTS, EnvRepo, assert_no_traceback, live
 from kubernetes import client
+from safetyhelpers import APP_OBJECTS, EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 

@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import EnvRepo, Run
 from kubernetes import client
+from safetyhelpers import EnvRepo, Run
 
 pytestmark = pytest.mark.safety
 

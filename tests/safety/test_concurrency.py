@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EnvRepo, git, live
 from kubernetes import client
+from safetyhelpers import EnvRepo, git, live
 
 pytestmark = pytest.mark.safety
 

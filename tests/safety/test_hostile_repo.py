@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EnvRepo, assert_no_traceback, live
 from kubernetes import client
+from safetyhelpers import EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 

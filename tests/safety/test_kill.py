@@ -19,8 +19,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import SYSTEM_NS, EnvRepo, live
 from kubernetes import client
+from safetyhelpers import SYSTEM_NS, EnvRepo, live
 
 pytestmark = pytest.mark.safety
 

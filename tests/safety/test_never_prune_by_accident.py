@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 
 import pytest
-from conftest import APP_OBJECTS, SYSTEM_NS, EnvRepo, assert_no_traceback, live
 from kubernetes import client
+from safetyhelpers import APP_OBJECTS, SYSTEM_NS, EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 

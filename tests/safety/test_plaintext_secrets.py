@@ -10,8 +10,8 @@ import shutil
 import uuid
 
 import pytest
-from conftest import EnvRepo, assert_no_traceback, live
 from kubernetes import client
+from safetyhelpers import EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 

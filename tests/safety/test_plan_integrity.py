@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EnvRepo, assert_no_traceback, live
 from kubernetes import client
+from safetyhelpers import EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 

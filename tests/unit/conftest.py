@@ -3,84 +3,22 @@
 Unit tests touch no network and no live system; every repository lives under ``tmp_path``.
 ``make_repo(files)`` writes ``{relative path: text or bytes}`` and returns the root; with
 ``git_init=True`` it also initialises a Git repository and commits everything. ``run_cli(*args)``
-calls ``envctl.cli.main`` in-process and returns ``(exit code, stdout, stderr)``.
+calls ``envctl.cli.main`` in-process and returns ``(exit code, stdout, stderr)``. Plain helpers
+(``BASE_FILES``, ``write_files``, ``git``, ``CliResult``) live in ``unithelpers.py``: import them
+from there, never ``from conftest import``.
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
+from unithelpers import BASE_FILES, CliResult, Files, MakeRepo, git, write_files
 
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment
 from envctl.repo import load_environment, open_snapshot
-
-Files = Mapping[str, str | bytes | None]
-
-# A small valid environment: network -> database (module + reference), platform -> app (depends_on),
-# database -> app (reference through layer inputs).
-BASE_FILES: dict[str, str | bytes] = {
-    "modules/net/main.tf": 'variable "name" {}\noutput "vpc_id" { value = var.name }\n',
-    "modules/db/main.tf": 'variable "vpc_id" {}\nmodule "inner" {\n  source = "../net"\n  name = "x"\n}\n',
-    "environments/dev/environment.yaml": "name: dev\nvars:\n  replicas: 2\n  size: small\n",
-    "environments/dev/stacks/network/main.tf": 'output "vpc_id" { value = "vpc-1" }\n',
-    "environments/dev/stacks/database/stack.yaml": (
-        "module: modules/db\ninputs:\n  vpc_id: ${stack.network.outputs.vpc_id}\n  size: ${env.vars.size}\n"
-    ),
-    "environments/dev/layers/platform/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n",
-    "environments/dev/layers/app/layer.yaml": (
-        "depends_on: [layer.platform]\n"
-        "namespace: app\n"
-        "inputs:\n"
-        "  endpoint: ${stack.database.outputs.endpoint}\n"
-        "  replicas: ${env.vars.replicas}\n"
-    ),
-    "environments/dev/layers/app/app.yaml": (
-        "apiVersion: v1\n"
-        "kind: ConfigMap\n"
-        "metadata:\n"
-        "  name: web\n"
-        "data:\n"
-        "  ENDPOINT: ${inputs.endpoint}\n"
-        "  LITERAL: $${inputs.not_a_ref}\n"
-        "  REPLICAS: '${inputs.replicas}'\n"
-    ),
-}
-
-
-def write_files(root: Path, files: Files) -> None:
-    """Write ``files`` under ``root``; a value of None means "no such file"."""
-    for rel, content in files.items():
-        if content is None:
-            continue
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            p.write_bytes(content)
-        else:
-            p.write_text(content, encoding="utf-8")
-
-
-def git(root: Path, *args: str) -> str:
-    """Run git in ``root`` with a fixed identity; returns stdout."""
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "HOME": str(root),
-        "PATH": "/usr/bin:/bin:/usr/local/bin",
-    }
-    out = subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-MakeRepo = Callable[..., Path]
 
 
 @pytest.fixture
@@ -125,12 +63,6 @@ def graph_of(load_env: Callable[..., Environment]) -> Callable[..., EnvGraph]:
         return EnvGraph(load_env(root, env))
 
     return build
-
-
-class CliResult(NamedTuple):
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(autouse=True)

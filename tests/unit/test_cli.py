@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, MakeRepo, git
+from unithelpers import CliResult, MakeRepo, git
 
 Run = Callable[..., CliResult]
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import BASE_FILES, write_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from unithelpers import BASE_FILES, write_files
 
 from envctl.core.errors import EnvctlError
 from envctl.core.graph import EnvGraph

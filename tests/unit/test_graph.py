@@ -7,9 +7,9 @@ import re
 from collections.abc import Callable, Iterable
 
 import pytest
-from conftest import MakeRepo
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from unithelpers import MakeRepo
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.graph import EnvGraph
@@ -42,7 +42,7 @@ def out(node: str, key: str, line: int = 1) -> Ref:
     return Ref("output", key, Location("f.yaml", line), node=node)
 
 
-# --- the example-like environment of conftest.BASE_FILES -----------------------------------
+# --- the example-like environment of unithelpers.BASE_FILES --------------------------------
 
 
 def test_edges_come_from_depends_on_and_references(make_repo: MakeRepo, graph_of: GraphOf) -> None:

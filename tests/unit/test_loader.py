@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import MakeRepo, git
+from unithelpers import MakeRepo, git
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.graph import EnvGraph
