@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -172,6 +172,14 @@ class Session:
         from envctl.terraform.stack import StackContext
 
         return StackContext(self.env, self.snapshot, self.root)
+
+    def prewarm_engine(self, nodes: Iterable[str]) -> None:
+        """Start Terraform workers in the background when ``nodes`` include stacks."""
+        stacks = sum(1 for n in nodes if self.env.nodes[n].kind == "stack")
+        if stacks:
+            from envctl.terraform.stack import prewarm
+
+            prewarm(self.stack_ctx(), min(stacks, self.parallelism))
 
     def kube(self) -> KubeContext:
         from envctl.kube import KubeContext
@@ -499,6 +507,7 @@ def plan_environment(
     plan_dir.mkdir(parents=True, exist_ok=True)
     plans: dict[str, NodePlan] = {}
     hashes: dict[str, str] = {}
+    s.prewarm_engine(order)
     errors: dict[str, EnvctlError] = precheck(s, order)
     lock = threading.Lock()
     if errors:

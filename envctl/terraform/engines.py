@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from envctl.core.errors import EngineError, InterruptedRun, UnavailableError
+from envctl.core.errors import EngineError, EnvctlError, InterruptedRun, UnavailableError
 from envctl.core.model import TerraformSettings
 
 # How long a command gets to stop after Ctrl-C before it is killed.
@@ -203,14 +203,18 @@ class _Worker:
             hint="re-run with the cli engine (terraform.engine: cli) to see whether Terraform itself fails",
         )
 
+    def close_stdin(self) -> None:
+        """Tell the worker to exit once its command (if any) is done."""
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+
     def close(self, *, kill: bool = False) -> None:
         """Stop the worker: close its stdin (it exits after its command), or kill it."""
         if kill:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
+        self.close_stdin()
         try:
             self.proc.wait(timeout=None if kill else 10)
         except subprocess.TimeoutExpired:
@@ -219,6 +223,13 @@ class _Worker:
         with contextlib.suppress(OSError):
             os.close(self._answers)
         self._log.close()
+
+
+_Key = tuple[tuple[str, str], ...]
+
+
+def _key(env: Mapping[str, str]) -> _Key:
+    return tuple(sorted(env.items()))
 
 
 class EmbeddedEngine:
@@ -241,7 +252,7 @@ class EmbeddedEngine:
             )
         self._version: str | None = None
         self._lock = threading.Lock()
-        self._idle: dict[tuple[tuple[str, str], ...], list[_Worker]] = {}
+        self._idle: dict[_Key, list[_Worker]] = {}
         self._pool_lock = threading.Lock()
         self._returned = threading.Condition(self._pool_lock)
         self._live = 0  # workers started and not yet stopped
@@ -249,17 +260,25 @@ class EmbeddedEngine:
         atexit.register(self.close)
 
     def run(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> RunResult:
-        argv = [f"-chdir={cwd}", *args]
-        command = " ".join(["terraform", *argv])
-        key = tuple(sorted(env.items()))
+        key = _key(env)
         worker = self._take(key)
         if worker is None:
-            try:
-                worker = _Worker(env, cwd)
-            except BaseException:
-                with self._pool_lock:
-                    self._live -= 1
-                raise
+            worker = self._start(env, cwd)
+        return self._call(worker, key, args, cwd)
+
+    def _start(self, env: Mapping[str, str], cwd: Path) -> _Worker:
+        """A new worker; ``_live`` was already counted for it by ``_take``/``prewarm``."""
+        try:
+            return _Worker(env, cwd)
+        except BaseException:
+            with self._pool_lock:
+                self._live -= 1
+            raise
+
+    def _call(self, worker: _Worker, key: _Key, args: Sequence[str], cwd: Path) -> RunResult:
+        """Run one command on ``worker``, then return it to the idle workers of ``key``."""
+        argv = [f"-chdir={cwd}", *args]
+        command = " ".join(["terraform", *argv])
         STATS.command()
         try:
             retcode, stdout, stderr = worker.call(argv, cwd, command)
@@ -269,16 +288,37 @@ class EmbeddedEngine:
         if worker.commands >= _WORKER_MAX_COMMANDS:
             self._stop(worker)
         else:
-            worker.idle_since = time.monotonic()
-            with self._pool_lock:
-                self._idle.setdefault(key, []).append(worker)
-                self._returned.notify()
-                if self._reaper is None or not self._reaper.is_alive():
-                    self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
-                    self._reaper.start()
+            self._give_back(key, worker)
         return RunResult(command, retcode, stdout, stderr)
 
-    def _take(self, key: tuple[tuple[str, str], ...]) -> _Worker | None:
+    def _give_back(self, key: _Key, worker: _Worker) -> None:
+        worker.idle_since = time.monotonic()
+        with self._pool_lock:
+            self._idle.setdefault(key, []).append(worker)
+            self._returned.notify()
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
+                self._reaper.start()
+
+    def prewarm(self, env: Mapping[str, str], cwd: Path, count: int) -> None:
+        """Start up to ``count`` workers for ``env`` in the background (at most one per core).
+
+        Loading a worker takes a few hundred milliseconds of CPU; starting them while envctl
+        checks the repository means the first plans do not wait for it.
+        """
+        key = _key(env)
+        with self._pool_lock:
+            n = max(0, min(count, _CORES) - self._live)
+            self._live += n
+
+        def start() -> None:
+            with contextlib.suppress(EnvctlError, OSError):  # the command that needs it will say why
+                self._give_back(key, self._start(env, cwd))
+
+        for _ in range(n):
+            threading.Thread(target=start, name="envctl-tf-prewarm", daemon=True).start()
+
+    def _take(self, key: _Key) -> _Worker | None:
         """An idle worker for this environment; None means: start one (counted as live).
 
         With at least one worker per core already running, wait briefly for one to come back
@@ -342,13 +382,22 @@ class EmbeddedEngine:
         with self._pool_lock:
             workers = [w for ws in self._idle.values() for w in ws]
             self._idle.clear()
+            self._live -= len(workers)
+        for w in workers:  # all of them are told first, then each is waited for
+            w.close_stdin()
         for w in workers:
-            self._stop(w)
+            w.close()
 
     def version(self) -> str:
         with self._lock:
             if self._version is None:
-                res = self.run(["version", "-json"], cwd=Path.cwd(), env=base_env())
+                # the answer does not depend on the environment: any idle worker will do
+                with self._pool_lock:
+                    found = next(((k, ws.pop()) for k, ws in self._idle.items() if ws), None)
+                if found is not None:
+                    res = self._call(found[1], found[0], ["version", "-json"], Path.cwd())
+                else:
+                    res = self.run(["version", "-json"], cwd=Path.cwd(), env=base_env())
                 self._version = f"terraform {_parse_version(res)} (embedded)"
             return self._version
 

@@ -13,6 +13,7 @@ Imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -340,9 +341,18 @@ def _scan_hcl(path: str, text: str, acc: _Scan) -> None:
 
 def scan(files: dict[str, str]) -> ModuleInfo:
     """Scan the configuration files of one module (``{path: text}``): ``.tf``, ``.tf.json`` and
-    OpenTofu's ``.tofu``, ``.tofu.json`` (tofu reads those too, so they are scanned as well)."""
+    OpenTofu's ``.tofu``, ``.tofu.json`` (tofu reads those too, so they are scanned as well).
+
+    The result is shared between callers that scan the same files (a stack is checked before
+    the plan and again by it): treat it as read-only.
+    """
+    return _scan_cached(tuple(sorted(files.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _scan_cached(files: tuple[tuple[str, str], ...]) -> ModuleInfo:
     acc = _Scan()
-    for path, text in sorted(files.items()):
+    for path, text in files:
         if path.endswith(JSON_SUFFIXES):
             _scan_json(path, text, acc)
         elif path.endswith(CONFIG_SUFFIXES):

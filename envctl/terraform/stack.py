@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from envctl.core.changes import SENSITIVE, NodePlan
-from envctl.core.errors import ConfigError, EngineError, Location, StalePlanError
+from envctl.core.errors import ConfigError, EngineError, EnvctlError, Location, StalePlanError
 from envctl.core.model import Environment, Node, Snapshot
 from envctl.terraform import diagnostics as diag
 from envctl.terraform import planjson
-from envctl.terraform.engines import Engine, RunResult, base_env, engine_for
+from envctl.terraform.engines import EmbeddedEngine, Engine, RunResult, base_env, engine_for
 from envctl.terraform.workspace import (
     INIT_STAMP,
     VAR_FILE,
     Workspace,
+    cli_config,
     local_state_file,
     materialize,
     read_var_file,
@@ -67,6 +68,18 @@ class StackOutput:
         return f"StackOutput(value={shown}, sensitive={self.sensitive})"
 
     __str__ = __repr__
+
+
+def prewarm(ctx: StackContext, count: int) -> None:
+    """Start the embedded engine's workers now, while envctl does other work (no-op for cli)."""
+    try:
+        engine = ctx.get_engine()
+        if isinstance(engine, EmbeddedEngine):
+            cfg, _ = cli_config(ctx.env, ctx.root)
+            extra = {"TF_CLI_CONFIG_FILE": str(cfg)} if cfg else {}
+            engine.prewarm(base_env(extra), ctx.root, count)
+    except (EnvctlError, OSError):
+        return  # the first command that needs the engine reports it, with its node
 
 
 def _env_for(ws: Workspace) -> dict[str, str]:

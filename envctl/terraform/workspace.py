@@ -305,18 +305,17 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
         files[f"{node.path}/{GENERATED_ROOT}"] = generate_root(node, mod, minfo, names).encode()
 
     root_info = hcl.scan(_tf_texts(files, node.path))
-    if not env.terraform.allow_external_data:
-        for f in (p for p in files if p.endswith(hcl.CONFIG_SUFFIXES)):
-            ext = hcl.scan({f: files[f].decode("utf-8", "replace")}).external_data
-            if ext:
-                raise ConfigError(
-                    'data "external" runs arbitrary programs at plan time and is not allowed here',
-                    node=node.id,
-                    location=Location(*ext[0]),
-                    hint="set terraform.allow_external_data: true in environment.yaml to allow it",
-                )
     module_infos = {node.path: root_info}
     module_infos.update((d, hcl.scan(_tf_texts(files, d))) for d in sorted(module_dirs))
+    if not env.terraform.allow_external_data:
+        ext = sorted(e for info in module_infos.values() for e in info.external_data)
+        if ext:
+            raise ConfigError(
+                'data "external" runs arbitrary programs at plan time and is not allowed here',
+                node=node.id,
+                location=Location(*ext[0]),
+                hint="set terraform.allow_external_data: true in environment.yaml to allow it",
+            )
     check_policy(env, root, node, module_infos)
 
     base = work_base(root, env.name, node.name)
