@@ -194,9 +194,12 @@ class _Worker:
             self.proc.kill()
 
     def _died(self) -> EngineError:
-        self.close(kill=True)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait()
         self._log.seek(0)
         log = self._log.read().decode("utf-8", "replace")
+        self.close(kill=True)
         return EngineError(
             f"the embedded Terraform worker process died (exit {self.proc.returncode})",
             detail=_tail(log),
