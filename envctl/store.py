@@ -67,15 +67,31 @@ class Store:
     def base(self) -> Path:
         return self.root / ".envctl"
 
+    def ensure_base(self) -> None:
+        """Create ``.envctl/`` holding a ``.gitignore`` of ``*``: Git then never lists or walks
+        envctl's own files (``git status``, untracked files for ``--changed-since``), even in a
+        repository whose own ``.gitignore`` does not mention ``.envctl/``."""
+        ignore = self.base / ".gitignore"
+        if ignore.exists():
+            return
+        self.base.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError), open(ignore, "x") as f:
+            f.write("# envctl's plans, state, journals and locks: not part of the repository\n*\n")
+
+    def _write_json(self, path: Path, data: Any) -> None:
+        self.ensure_base()
+        write_json(path, data)
+
     # --- plan bundles --------------------------------------------------------------------
 
     def new_plan_dir(self, env: str) -> tuple[str, Path]:
+        self.ensure_base()  # before the plan creates anything under .envctl/ (workspaces, plans)
         plan_id = f"{env}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         return plan_id, self.base / "plans" / plan_id
 
     def write_bundle(self, plan_dir: Path, bundle: PlanBundle) -> Path:
         path = plan_dir / "bundle.json"
-        write_json(path, bundle.to_json())
+        self._write_json(path, bundle.to_json())
         return path
 
     def resolve_plan(self, ref: str) -> Path:
@@ -116,7 +132,7 @@ class Store:
 
     def record_approval(self, approval: Approval) -> Path:
         path = self._approval_path(approval.plan_id)
-        write_json(path, approval.to_json())
+        self._write_json(path, approval.to_json())
         return path
 
     def read_approval(self, plan_id: str) -> Approval | None:
@@ -139,7 +155,7 @@ class Store:
         return self.base / "applied" / f"{plan_id}.json"
 
     def mark_applied(self, bundle: PlanBundle, run_id: str) -> None:
-        write_json(
+        self._write_json(
             self._applied_path(bundle.id),
             {"plan": bundle.id, "fingerprint": bundle.fingerprint, "run": run_id, "at": now()},
         )
@@ -151,7 +167,7 @@ class Store:
         return self.base / "runs" / env / f"{run_id}.json"
 
     def write_journal(self, env: str, run_id: str, journal: dict[str, Any]) -> None:
-        write_json(self.journal_path(env, run_id), journal)
+        self._write_json(self.journal_path(env, run_id), journal)
 
     def journals(self, env: str) -> list[dict[str, Any]]:
         d = self.base / "runs" / env
@@ -185,7 +201,7 @@ class Store:
         return data if isinstance(data, dict) else None
 
     def write_drift(self, env: str, summary: dict[str, Any]) -> None:
-        write_json(self.base / "drift" / env / "last.json", summary)
+        self._write_json(self.base / "drift" / env / "last.json", summary)
 
     # --- environment lock without a cluster ---------------------------------------------
 
@@ -196,6 +212,7 @@ class Store:
     def file_lock(self, env: str, holder: dict[str, Any]) -> Iterator[None]:
         """An exclusive flock; the kernel releases it when the holder dies, even on kill -9."""
         path = self.lock_path(env)
+        self.ensure_base()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

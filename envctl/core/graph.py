@@ -2,19 +2,27 @@
 
 Edges point from a dependency to its dependent (``stack.network -> stack.database``): from
 ``depends_on`` and from ``${stack.X.outputs.Y}`` / ``${layer.X.outputs.Y}`` references.
+
+networkx is imported the first time a graph algorithm runs on a graph that has edges (~100 ms,
+its ``__init__`` imports every algorithm). A graph without edges needs none: it is acyclic, its
+order is its sorted nodes, and nothing is upstream or downstream of anything. That keeps
+``envctl plan`` of an empty or edgeless environment inside its start-up budget (bench B1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import PurePosixPath
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import Environment, Node
 from envctl.core.refs import quoted
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,6 @@ class EnvGraph:
 
     def __init__(self, env: Environment) -> None:
         self.env = env
-        self.g: nx.DiGraph = nx.DiGraph()
-        for node_id in sorted(env.nodes):
-            self.g.add_node(node_id)
         edges: dict[tuple[str, str], Edge] = {}
         for node in env.nodes.values():
             for dep in node.depends_on:
@@ -95,9 +100,22 @@ class EnvGraph:
             edges[key] = Edge(up, down, (reason,), loc)
         elif reason not in old.reasons:  # the same output used twice is one reason
             edges[key] = Edge(up, down, (*old.reasons, reason), old.location)
-        self.g.add_edge(up, down)
+
+    @cached_property
+    def g(self) -> nx.DiGraph:
+        """The networkx graph, built (and networkx imported) on first use."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(sorted(self.env.nodes))
+        g.add_edges_from(self.edges)
+        return g
 
     def _check_acyclic(self) -> None:
+        if not self.edges:
+            return
+        import networkx as nx
+
         try:
             cycle = nx.find_cycle(self.g)
         except nx.NetworkXNoCycle:
@@ -118,35 +136,54 @@ class EnvGraph:
     # --- orders and selections ------------------------------------------------------------
 
     def upstream(self, node_id: str) -> list[str]:
+        if not self.edges and node_id in self.env.nodes:
+            return []
         return sorted(self.g.predecessors(node_id))
 
     def downstream(self, node_id: str) -> list[str]:
+        if not self.edges and node_id in self.env.nodes:
+            return []
         return sorted(self.g.successors(node_id))
 
     def order(self) -> list[str]:
         """A deterministic topological order (ties broken by node id)."""
+        if not self.edges:
+            return sorted(self.env.nodes)
+        import networkx as nx
+
         return list(nx.lexicographical_topological_sort(self.g))
 
     def levels(self) -> list[list[str]]:
         """Nodes grouped by depth: what could run together if everything took the same time."""
+        if not self.edges:
+            return [sorted(self.env.nodes)] if self.env.nodes else []
+        import networkx as nx
+
         return [sorted(gen) for gen in nx.topological_generations(self.g)]
 
     def with_dependencies(self, targets: Iterable[str]) -> set[str]:
         out: set[str] = set()
         for t in targets:
-            if t not in self.g:
+            if t not in self.env.nodes:
                 # a command-line mistake, not a broken repository: exit 64, not 78
-                raise UsageError(f"--target {t}: no such node in environment {self.env.name}",
-                                 hint=_known(self.env, t))
+                raise UsageError(
+                    f"--target {t}: no such node in environment {self.env.name}", hint=_known(self.env, t)
+                )
             out.add(t)
-            out |= nx.ancestors(self.g, t)
+            if self.edges:
+                import networkx as nx
+
+                out |= nx.ancestors(self.g, t)
         return out
 
     def with_dependents(self, nodes: Iterable[str]) -> set[str]:
         out: set[str] = set()
         for n in nodes:
             out.add(n)
-            out |= nx.descendants(self.g, n)
+            if self.edges or n not in self.env.nodes:
+                import networkx as nx
+
+                out |= nx.descendants(self.g, n)
         return out
 
     def affected(self, changed_paths: Iterable[str]) -> set[str]:
@@ -160,7 +197,7 @@ class EnvGraph:
         for raw in changed_paths:
             p = PurePosixPath(raw)  # also drops "./" and trailing "/" so both spellings match
             if str(p) in env_files:
-                return set(self.g.nodes)
+                return set(self.env.nodes)
             for node in self.env.nodes.values():
                 dirs = [node.path]
                 if node.stack is not None:

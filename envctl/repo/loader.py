@@ -40,17 +40,21 @@ _TF_MODULE_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILI
 ENV_KEYS = {"name", "vars", "kubernetes", "terraform", "approval", "notifications", "drift"}
 STACK_KEYS = {"depends_on", "inputs", "module"}
 LAYER_KEYS = {
-    "depends_on", "inputs", "namespace", "prune", "wait", "outputs", "force", "allow_empty", "allow_secrets",
+    "depends_on",
+    "inputs",
+    "namespace",
+    "prune",
+    "wait",
+    "outputs",
+    "force",
+    "allow_empty",
+    "allow_secrets",
 }
 
 
 def list_environments(snapshot: Snapshot) -> list[str]:
     """Names of the environments: directories of ``environments/`` holding an ``environment.yaml``."""
-    return [
-        n
-        for n in snapshot.listdir(ENV_DIR)
-        if snapshot.exists(f"{ENV_DIR}/{n}/environment.yaml")
-    ]
+    return [n for n in snapshot.listdir(ENV_DIR) if snapshot.exists(f"{ENV_DIR}/{n}/environment.yaml")]
 
 
 # --- small typed accessors -------------------------------------------------------------------
@@ -70,8 +74,7 @@ def _want(doc: YamlDoc, value: Any, typ: type | tuple[type, ...], what: str, *pa
     ok = isinstance(value, typ) and not (isinstance(value, bool) and typ in (int, float, (int, float)))
     if not ok:
         raise ConfigError(
-            f"{'.'.join(str(p) for p in path) or 'document'} must be {what}, "
-            f"not {type(value).__name__}",
+            f"{'.'.join(str(p) for p in path) or 'document'} must be {what}, not {type(value).__name__}",
             location=doc.loc(*path),
         )
     return value
@@ -326,9 +329,7 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 module = _clean(raw)
             except ConfigError as e:
                 raise ConfigError(e.message, node=node_id, location=doc.loc("module"), hint=e.hint) from None
-            if not snapshot.is_dir(module) or not any(
-                f.endswith(".tf") for f in snapshot.listdir(module)
-            ):
+            if not snapshot.is_dir(module) or not any(f.endswith(".tf") for f in snapshot.listdir(module)):
                 raise ConfigError(
                     f"module {quoted(raw)} is not a directory with *.tf files",
                     node=node_id,
@@ -504,4 +505,3 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         layer=LayerSpec(**spec_kw),
         depends_lines=_dep_lines(doc),
     )
-

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.refs import quoted
+from envctl.repo import gitcli
 
 if TYPE_CHECKING:
     import git
@@ -60,15 +61,7 @@ def _open_repo(root: Path) -> git.Repo | None:
 
 def find_repo_root(start: Path) -> Path:
     """The Git work tree around ``start``, or ``start`` itself when it is not in a Git repo."""
-    import git
-
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return start.resolve()
-    if repo.working_tree_dir is None:
-        return start.resolve()
-    return Path(repo.working_tree_dir).resolve()
+    return gitcli.toplevel(start) or start.resolve()
 
 
 class WorkTreeSnapshot:
@@ -77,29 +70,16 @@ class WorkTreeSnapshot:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    @cached_property
-    def _repo(self) -> git.Repo | None:
-        return _open_repo(self.root)
-
     @property
     def commit(self) -> str | None:
-        repo = self._repo
-        if repo is None:
-            return None
-        try:
-            return str(repo.head.commit.hexsha)
-        except ValueError:  # no commits yet
-            return None
+        """HEAD's commit, read again on every call; None outside a repo or before the first commit."""
+        return gitcli.head(self.root).commit
 
     @cached_property
     def dirty(self) -> bool:
-        repo = self._repo
-        if repo is None:
+        if not gitcli.head(self.root).is_repo:
             return True
-        if repo.is_dirty(untracked_files=False):
-            return True
-        # envctl's own .envctl/ directory is not a change to the environment
-        return any(not f.startswith(".envctl/") for f in repo.untracked_files)
+        return gitcli.is_dirty(self.root)
 
     def _abs(self, path: str) -> Path:
         rel = _clean(path)
@@ -123,9 +103,7 @@ class WorkTreeSnapshot:
         except PermissionError as e:
             raise ConfigError(f"{path} is not readable", location=Location(path)) from e
         except OSError as e:  # missing, a directory, a symlink loop, an I/O error
-            raise ConfigError(
-                f"cannot read {path}: {e.strerror or e}", location=Location(path)
-            ) from e
+            raise ConfigError(f"cannot read {path}: {e.strerror or e}", location=Location(path)) from e
 
     def exists(self, path: str) -> bool:
         return self._abs(path).exists()
