@@ -474,7 +474,7 @@ from pathlib import Path
 t0 = time.perf_counter()
 from envctl.repo import open_snapshot, load_environment
 from envctl.core.graph import EnvGraph
-from envctl.converge import changed_paths
+from envctl.repo import changed_paths
 t1 = time.perf_counter()
 root = Path(sys.argv[1]); env = sys.argv[2]
 snap = open_snapshot(root, None)

@@ -39,6 +39,7 @@ from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import find_refs, substitute_value
 from envctl.core.schedule import ReadyQueue, Status
 from envctl.core.secrets import collect_secret_texts, mask
+from envctl.repo.gitcli import changed_paths
 from envctl.store import Store, holder_identity, now
 
 if TYPE_CHECKING:
@@ -301,29 +302,6 @@ def select_nodes(s: Session, targets: list[str], changed_since: str | None) -> s
     return set(s.env.nodes)
 
 
-def changed_paths(root: Path, ref: str, head: str | None) -> list[str]:
-    import git
-
-    try:
-        repo = git.Repo(root)
-        base = repo.commit(ref)
-        if head:
-            diffs = base.diff(repo.commit(head))
-        else:
-            diffs = base.diff(None)
-            diffs += base.diff(repo.head.commit) if not repo.head.is_detached else []
-        paths: set[str] = set()
-        for d in diffs:
-            for p in (d.a_path, d.b_path):
-                if p:
-                    paths.add(p)
-        if not head:
-            paths.update(repo.untracked_files)
-        return sorted(paths)
-    except (git.BadName, ValueError, git.GitCommandError, git.InvalidGitRepositoryError) as e:
-        raise UsageError(f"--changed-since {ref}: not a revision of this repository") from e
-
-
 def _plan_node(
     s: Session,
     node: Node,
@@ -391,16 +369,17 @@ def precheck(s: Session, nodes: list[str]) -> dict[str, EnvctlError]:
     outputs (hostile YAML, oversized objects, plaintext Secrets). A hostile repository is refused in
     a second, not after other nodes' Terraform runs.
     """
-    from envctl.kube import render_layer
-    from envctl.terraform.workspace import materialize
-
     errors: dict[str, EnvctlError] = {}
     for n in nodes:
         node = s.env.nodes[n]
         try:
             if node.kind == "stack":
+                from envctl.terraform.workspace import materialize
+
                 materialize(s.env, s.snapshot, s.root, node)
             else:
+                from envctl.kube import render_layer
+
                 inputs, _ = resolve_inputs(s, node, Values(), {})
                 check_plaintext_secrets(s, node, render_layer(s.env, s.snapshot, node, inputs))
         except EnvctlError as e:

@@ -25,13 +25,13 @@ Commands:
   drift     Compare the live world with Git: exit 0 in sync, 2 drift, 1...
 """,
     "apply": """\
-Usage: envctl apply [OPTIONS] [[PLAN]]
+Usage: envctl apply [OPTIONS] [PLAN]
 
   Converge the environment in dependency order; infrastructure changes need
   approval.
 
 Arguments:
-  [PLAN] <str>  A saved plan (directory or id).
+  [PLAN]  A saved plan (directory or id).
 
 Options:
   -e, --env <str>            Environment (a directory under environments/).
@@ -55,7 +55,7 @@ Usage: envctl approve [OPTIONS] {PLAN}
   Record an approval bound to this plan's fingerprint, environment and commit.
 
 Arguments:
-  PLAN <str>  Plan directory or plan id.  [required]
+  PLAN  Plan directory or plan id.  [required]
 
 Options:
   --by <str>       Who approves (default: $USER).
@@ -72,21 +72,20 @@ Usage: envctl drift [OPTIONS]
   something was not checked.
 
 Options:
-  -e, --env <str>        Environment (a directory under environments/).
-  --repo <path>          Environment repository (default: the Git repo around
-                         the current directory).
-  --rev <str>            Use what this Git commit/branch/tag holds, not the
-                         working tree.
-  --format <str>         text, json, markdown or html.  [default: text]
-  --output <path>        Write the report to this file.
-  --notify               POST the summary to the configured webhooks.
-  --webhook <list[str]>  Also notify this URL (repeatable).
-  --converge             Re-apply drifted layers.
-  --auto-approve         With --converge: also re-apply drifted stacks.
-  --every <str>          Keep checking on this schedule (e.g. 1h) until
-                         SIGTERM.
-  --debug                Show internal tracebacks for bug reports.
-  -h, --help             Show this message and exit.
+  -e, --env <str>  Environment (a directory under environments/).
+  --repo <path>    Environment repository (default: the Git repo around the
+                   current directory).
+  --rev <str>      Use what this Git commit/branch/tag holds, not the working
+                   tree.
+  --format <str>   text, json, markdown or html.  [default: text]
+  --output <path>  Write the report to this file.
+  --notify         POST the summary to the configured webhooks.
+  --webhook <str>  Also notify this URL (repeatable).
+  --converge       Re-apply drifted layers.
+  --auto-approve   With --converge: also re-apply drifted stacks.
+  --every <str>    Keep checking on this schedule (e.g. 1h) until SIGTERM.
+  --debug          Show internal tracebacks for bug reports.
+  -h, --help       Show this message and exit.
 """,
     "graph": """\
 Usage: envctl graph [OPTIONS]
@@ -115,7 +114,7 @@ Options:
   --rev <str>                Use what this Git commit/branch/tag holds, not
                              the working tree.
   --out <path>               Directory for the plan bundle.
-  --target <list[str]>       Plan only this node and what it needs
+  --target <str>             Plan only this node and what it needs
                              (repeatable).
   --changed-since <str>      Plan nodes affected by changes since this Git
                              ref.
