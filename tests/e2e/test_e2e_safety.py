@@ -122,11 +122,18 @@ def test_a_tampered_saved_terraform_plan_is_refused(example: Env) -> None:
     assert_nothing_applied(example)
 
 
-def add_slow_stack(env: Env, seconds: int = 8) -> str:
-    """A stack whose apply takes ``seconds``; returns the command its provisioner runs."""
+def add_slow_stack(env: Env, seconds: int = 8, *, before: str | None = None) -> str:
+    """A stack whose apply takes ``seconds``; returns the command its provisioner runs.
+
+    ``before``: a stack of the example that then depends on it (so it is still to do while
+    the slow stack applies).
+    """
     slow = env.env_dir / "stacks" / "slow"
     slow.mkdir(parents=True)
     (slow / "main.tf").write_text(SLOW_STACK.replace("SECONDS", str(seconds)))
+    if before is not None:
+        with (env.env_dir / "stacks" / before / "stack.yaml").open("a") as f:
+            f.write("depends_on: [stack.slow]\n")
     env.edit(f"environments/{env.name}/environment.yaml", "approval:", ALLOW_PROVISIONERS + "approval:")
     env.commit("a slow stack")
     return f"sleep {seconds}"
@@ -204,8 +211,9 @@ def test_two_concurrent_applies_one_fails_naming_the_holder(example: Env, tmp_pa
 @pytest.mark.parametrize("kill", ["envctl", "envctl and its Terraform worker"])
 def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example: Env, kill: str) -> None:
     # killing envctl alone: long enough that the re-run takes the expired lock while the
-    # orphaned Terraform worker still applies
-    sleeping = add_slow_stack(example, 12 if kill == "envctl" else 8)
+    # orphaned Terraform worker still applies; the rest of the environment waits for it, so
+    # the re-run has work to do however fast the killed run was
+    sleeping = add_slow_stack(example, 12 if kill == "envctl" else 8, before="network")
     example.extra_env["ENVCTL_LOCK_LEASE_SECONDS"] = "5"
     victim = example.popen("apply", "-e", example.name, "--auto-approve")
     try:
