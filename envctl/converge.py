@@ -234,6 +234,7 @@ def resolve_inputs(
     For a layer, an output reference written directly in a manifest (``${stack.X.outputs.Y}``)
     is resolved too and passed under its own text, as the renderer expects.
     """
+
     def resolve(ref: Ref) -> Any:
         if ref.kind == "env":
             return s.env.name
@@ -898,7 +899,11 @@ def _apply_node(
             "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
         )
     s.progress(f"{node.id}: applying {len(objects)} objects")
-    applied = scrub_plan(apply_layer(kube, node, objects), values.secrets)
+    # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
+    # layer depends on was applied since: a CRD or webhook it changed may judge objects anew
+    upstream = s.graph.with_dependencies([node.id]) - {node.id}
+    reuse = not same_inputs or not any(bundle.nodes[u].has_changes for u in upstream if u in bundle.nodes)
+    applied = scrub_plan(apply_layer(kube, node, objects, reuse_plan=reuse), values.secrets)
     if node.layer is not None and node.layer.outputs:
         values.put(node.id, read_layer_outputs(kube, node))
     return Status.DONE, "", applied

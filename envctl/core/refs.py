@@ -78,9 +78,7 @@ class _Lines:
         return self.line
 
 
-def find_refs(
-    text: str, file: str, first_line: int = 1, *, allow_inputs: bool = False
-) -> Iterator[Ref]:
+def find_refs(text: str, file: str, first_line: int = 1, *, allow_inputs: bool = False) -> Iterator[Ref]:
     """Every reference in ``text``; ``first_line`` is the file line where ``text`` starts.
 
     An unclosed ``${`` anywhere is an error even if valid references came before it, so callers

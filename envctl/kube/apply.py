@@ -16,7 +16,7 @@ from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import LayerSpec, Node
 from envctl.kube.client import ApiError, KubeContext, translate
-from envctl.kube.diff import Prepared, conflict_error, dry_run_one, prepare
+from envctl.kube.diff import LiveView, Prepared, conflict_error, dry_run_one, prepare, survey
 from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
 from envctl.kube.inventory import Inventory, read_inventory, write_inventory
@@ -181,6 +181,8 @@ def plan_layer(
         upstream_pending=upstream_pending,
         upstream_objects=upstream_objects,
     )
+    if not upstream_pending and not upstream_objects:
+        ctx.remember(_plan_key(node, objects), prepared)
     changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
     notes: list[str] = []
     if not spec.force:
@@ -202,6 +204,55 @@ def plan_layer(
     return NodePlan(
         node.id, tuple(changes), outputs_unknown=_outputs_unknown(node, changes), notes=tuple(notes)
     )
+
+
+def _plan_key(node: Node, objects: Sequence[Mapping[str, Any]]) -> tuple[str, str, str]:
+    """What a plan's dry-runs are kept under for the apply of the same objects in this run."""
+    import hashlib
+    import json
+
+    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"), default=str)
+    return ("layer-plan", node.id, f"{_spec(node).force}:{hashlib.sha256(text.encode()).hexdigest()}")
+
+
+def _as_planned(p: Prepared, view: LiveView) -> bool:
+    """The cluster still holds what ``p``'s plan saw: its dry-run result stands."""
+    if p.pending is not None:  # waits for its namespace (still missing) or its CRD (stage two)
+        waits_for_namespace = p.pending.startswith("create after Namespace")
+        return not waits_for_namespace or p.ref.namespace in view.missing_namespaces
+    if p.live is None or p.mapping is None:
+        return False  # planned as a create: it may exist by now, so it is dry-run again
+    now = view.exact.get(p.ref) if p.ref in view.exact else view.labelled.get(p.ref)
+    version = (p.live.get("metadata") or {}).get("resourceVersion")
+    return now is not None and bool(version) and (now.get("metadata") or {}).get("resourceVersion") == version
+
+
+def _reuse_plan(
+    ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any]], reuse: bool
+) -> list[Prepared] | None:
+    """The dry-runs of this run's plan of the same objects, re-checked in a few requests; or None.
+
+    One GET per namespace and one LIST per kind and namespace (:func:`survey`) show whether each
+    object is still at the ``resourceVersion`` its plan saw; an object that is not (changed,
+    deleted, planned as a create, or read by GET because it lacked the layer's labels) is
+    dry-run again, so the apply acts on the cluster as it is now, never on the plan's memory.
+    """
+    planned: list[Prepared] | None = ctx.recall(_plan_key(node, objects))  # forgotten either way
+    if planned is None or not reuse:
+        return None
+    view = survey(ctx, node.id, planned)
+    crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
+    force = _spec(node).force
+
+    def again(p: Prepared) -> Prepared:
+        p.live = p.dry = None
+        dry_run_one(ctx, node.id, p, force=force, crds=crds, namespaces=namespaces, view=view)
+        return p
+
+    for r in ctx.parallel(again, [p for p in planned if not _as_planned(p, view)]):
+        if isinstance(r, BaseException):
+            raise r
+    return planned
 
 
 def _apply_one(ctx: KubeContext, node: Node, p: Prepared, force: bool) -> Change:
@@ -326,15 +377,20 @@ def apply_layer(
     *,
     allow_empty: bool = False,
     wait: bool | None = None,
+    reuse_plan: bool = False,
 ) -> NodePlan:
     """Converge one layer and return what happened (``changes`` with the applied objects, masked).
 
     Order: dry-run all (nothing written if one fails or conflicts without force) -> inventory
     records the new objects -> CRDs and Namespaces, waited for -> the rest, kind by kind ->
     prune (reverse kind order) -> inventory -> readiness wait (``wait`` overrides layer.yaml).
+    ``reuse_plan``: the dry-runs of this run's :func:`plan_layer` of the same objects stand for
+    every object still at the ``resourceVersion`` the plan saw (the caller knows nothing this
+    layer depends on was applied since); the others are dry-run again.
     """
     spec = _spec(node)
-    prepared = prepare(ctx, node.id, objects, force=spec.force)
+    reused = _reuse_plan(ctx, node, objects, reuse_plan)
+    prepared = reused if reused is not None else prepare(ctx, node.id, objects, force=spec.force)
     if not spec.force:
         err = conflict_error(node.id, prepared)
         if err is not None:

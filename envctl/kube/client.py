@@ -170,6 +170,7 @@ class _State:
         self.default_namespace = "default"
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
         self.reached = False  # the API server answered at least once
+        self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,16 @@ class KubeContext:
                 self._state.client.close()
                 self._state.client = None
 
+    def remember(self, key: Any, value: Any) -> None:
+        """Keep ``value`` for one later :meth:`recall` in this run (a plan's dry-runs for its apply)."""
+        with self._state.lock:
+            self._state.memo[key] = value
+
+    def recall(self, key: Any) -> Any:
+        """What :meth:`remember` kept under ``key`` (once: it is forgotten), or None."""
+        with self._state.lock:
+            return self._state.memo.pop(key, None)
+
     # -- raw requests ---------------------------------------------------------------------
 
     def request(
@@ -261,11 +272,13 @@ class KubeContext:
         query: Mapping[str, Any] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        status: list[int] | None = None,
     ) -> dict[str, Any]:
         """One REST call with raw JSON in and out; retries 429/5xx-unavailable and dropped connections.
 
         Retries back off from 0.2 s doubling to 2 s for at most 30 s (``Retry-After`` respected);
-        then ``ApiError`` (status 0: no answer at all).
+        then ``ApiError`` (status 0: no answer at all). ``status``, when given, receives the HTTP
+        status of a successful answer (201 Created tells a create from an update).
         """
         import urllib3
 
@@ -296,7 +309,7 @@ class KubeContext:
                     _request_timeout=(self.connect_timeout, self.request_timeout),
                 )
                 data = resp.read()
-                status = resp.status
+                code = resp.status
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 budget = RETRY_BUDGET if self._state.reached else FIRST_CONTACT_BUDGET
                 wait = _backoff(delay, start, budget)
@@ -311,10 +324,12 @@ class KubeContext:
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 continue
             self._state.reached = True
-            if 200 <= status <= 299:
+            if 200 <= code <= 299:
+                if status is not None:
+                    status.append(code)
                 return dict(json.loads(data)) if data else {}
-            err = _api_error(status, resp.reason or "", data)
-            if status in _RETRY_STATUSES:
+            err = _api_error(code, resp.reason or "", data)
+            if code in _RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
                 )
@@ -405,17 +420,26 @@ class KubeContext:
         self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool
     ) -> dict[str, Any]:
         """Server-side apply of one object as ``field_manager``; returns the result (or would-be result)."""
+        return self.apply_created(obj, mapping, dry_run=dry_run, force=force)[0]
+
+    def apply_created(
+        self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """:meth:`apply`, and whether the object is (or, dry-run, would be) created: 201, not 200."""
         ref = ObjRef.of(obj)
         query = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
         if dry_run:
             query["dryRun"] = "All"
-        return self.request(
+        status: list[int] = []
+        result = self.request(
             "PATCH",
             self.path(ref, mapping),
             query=query,
             body=obj,
             content_type="application/apply-patch+yaml",
+            status=status,
         )
+        return result, status == [201]
 
     def delete(self, ref: ObjRef, mapping: Mapping_, *, dry_run: bool = False) -> bool:
         """Delete with background propagation; False if it was already gone."""

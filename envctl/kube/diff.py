@@ -1,8 +1,11 @@
 """Server-side dry-run diff: what applying each rendered object would change, as ``Change`` values.
 
-Every object is dry-run applied (``dryRun=All``, field manager ``envctl``) concurrently and the
-result compared with the live object after normalisation (no status, no server-owned metadata),
-so defaults the server fills in never show as changes. ``object_change`` is the pure half.
+Live objects are read with one LIST per kind and namespace (``survey``). An object the LIST shows
+in sync - the fields envctl's manager owns are exactly the rendered ones, with the same values
+(``envctl.kube.fields``) - is unchanged without a request; every other object is dry-run applied
+(``dryRun=All``, field manager ``envctl``) concurrently and the result compared with the live
+object after normalisation (no status, no server-owned metadata), so defaults the server fills in
+never show as changes. ``object_change`` is the pure half.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from envctl.kube.client import (
     conflicts_of,
     translate,
 )
+from envctl.kube.fields import unchanged_by_apply
 from envctl.kube.objects import (
     LABEL_ENV,
     LABEL_LAYER,
@@ -121,15 +125,18 @@ def prepare(
     """Dry-run every object concurrently; raise the first failure (in render order) naming its object.
 
     CRDs and Namespaces among ``upstream_objects`` (rendered objects of upstream layers) count as
-    coming: objects that need them are planned as "create after", not failed.
+    coming: objects that need them are planned as "create after", not failed. Requests: a GET per
+    namespace, a LIST per kind and namespace (:func:`survey`), then a dry-run only for objects
+    that :func:`~envctl.kube.fields.unchanged_by_apply` cannot prove unchanged, and none at all
+    for objects whose namespace does not exist yet.
     """
     crds = crd_kinds([*objects, *upstream_objects])
     namespaces = layer_namespaces([*objects, *upstream_objects])
     items = [Prepared(copy.deepcopy(dict(o)), ObjRef.of(o)) for o in objects]
-    known = prefetch_live(ctx, node_id, items)
+    view = survey(ctx, node_id, items)
 
-    def one(p: Prepared) -> Prepared:
-        dry_run_one(
+    def one(p: Prepared, local_only: bool = False) -> bool:
+        return dry_run_one(
             ctx,
             node_id,
             p,
@@ -137,32 +144,56 @@ def prepare(
             crds=crds,
             namespaces=namespaces,
             upstream_pending=upstream_pending,
-            known_live=known,
+            view=view,
+            local_only=local_only,
         )
-        return p
 
-    results = ctx.parallel(one, items)
-    for r in results:
+    # Objects settled without a request (in sync, or waiting for their namespace) are done here;
+    # only the rest go to the thread pool.
+    failed: dict[int, BaseException] = {}
+    rest: list[int] = []
+    for i, p in enumerate(items):
+        try:
+            if not one(p, True):
+                rest.append(i)
+        except Exception as e:  # raised below in render order, with the pool's failures
+            failed[i] = e
+    for i, r in zip(rest, ctx.parallel(one, [items[i] for i in rest]), strict=True):
         if isinstance(r, BaseException):
-            raise r
+            failed[i] = r
+    if failed:
+        raise failed[min(failed)]
     return items
 
 
-def prefetch_live(
-    ctx: KubeContext, node_id: str, items: Sequence[Prepared], *, min_group: int = 8
-) -> dict[ObjRef, dict[str, Any]]:
-    """Live objects fetched by one LIST per kind and namespace (label selector of this layer).
+@dataclass
+class LiveView:
+    """What a few requests told about a layer's live objects before any dry-run.
 
-    Only for groups of at least ``min_group`` objects, where one LIST beats many GETs; an object
-    the LIST does not return (unlabelled, or absent) is still read with its own GET later.
+    ``exact``: objects read one by one (the namespaces); None there means "does not exist".
+    ``labelled``: the items of one LIST per kind and namespace with this layer's label selector.
+    An object in neither is absent *or* exists without this layer's labels (an object to adopt):
+    its dry-run's status (201 Created or 200 OK) tells which, so no GET is sent for an absent
+    object and one GET for an unlabelled one. ``missing_namespaces``: namespaces that do not
+    exist; objects in them are neither listed nor dry-run (the API server would answer 404).
     """
-    groups: dict[tuple[str, str], tuple[ObjRef, Mapping_, str]] = {}
-    sizes: dict[tuple[str, str], int] = {}
+
+    exact: dict[ObjRef, dict[str, Any] | None] = field(default_factory=dict)
+    labelled: dict[ObjRef, dict[str, Any]] = field(default_factory=dict)
+    missing_namespaces: set[str] = field(default_factory=set)
+
+
+def survey(ctx: KubeContext, node_id: str, items: Sequence[Prepared]) -> LiveView:
+    """Read what the dry-runs need to know in as few requests as possible (see :class:`LiveView`).
+
+    One GET per namespace the objects live in (and per Namespace object), then one LIST per kind
+    and existing namespace. A failed GET or LIST (RBAC without ``list``, say) is not an error
+    here: those objects are then read one by one, which reports any real problem.
+    """
+    view = LiveView()
+    groups: dict[tuple[str, str], ObjRef] = {}
+    wanted_ns: set[str] = set()
     for p in items:
-        labels = (p.obj.get("metadata") or {}).get("labels") or {}
-        selector = ",".join(f"{k}={labels[k]}" for k in (LABEL_ENV, LABEL_LAYER) if k in labels)
-        if not selector:
-            continue
         try:
             resolved = ctx.resolve(p.ref)
         except ApiError as e:
@@ -170,24 +201,42 @@ def prefetch_live(
         if resolved is None:
             continue
         ref, mapping = resolved
-        key = (ctx.path(ref, mapping, name=False), selector)
-        groups[key] = (ref, mapping, selector)
-        sizes[key] = sizes.get(key, 0) + 1
-    wanted = [key for key, n in sizes.items() if n >= min_group]
+        if ref.api_version == "v1" and ref.kind == "Namespace":
+            wanted_ns.add(ref.name)
+        if not mapping.namespaced:
+            continue
+        wanted_ns.add(ref.namespace)
+        labels = (p.obj.get("metadata") or {}).get("labels") or {}
+        selector = ",".join(f"{k}={labels[k]}" for k in (LABEL_ENV, LABEL_LAYER) if k in labels)
+        if selector:
+            groups[(ctx.path(ref, mapping, name=False), selector)] = ref
+    ns_mapping = ctx.mapping("v1", "Namespace") if wanted_ns else None
+    if ns_mapping is not None:
+        names = sorted(wanted_ns)
+
+        def get_ns(name: str) -> dict[str, Any] | None:
+            return ctx.get(ObjRef("v1", "Namespace", "", name), ns_mapping)
+
+        for name, got in zip(names, ctx.parallel(get_ns, names), strict=True):
+            if isinstance(got, BaseException):
+                continue
+            view.exact[ObjRef("v1", "Namespace", "", name)] = got
+            if got is None:
+                view.missing_namespaces.add(name)
+    wanted = [key for key, ref in groups.items() if ref.namespace not in view.missing_namespaces]
 
     def fetch(key: tuple[str, str]) -> list[dict[str, Any]]:
         return ctx.list_items(key[0], query={"labelSelector": key[1]})
 
-    known: dict[ObjRef, dict[str, Any]] = {}
     for key, result in zip(wanted, ctx.parallel(fetch, wanted), strict=True):
         if isinstance(result, BaseException):
-            continue  # a GET per object will follow and report any real problem
-        api_version = groups[key][0].api_version
+            continue
+        ref = groups[key]
         for item in result:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", groups[key][0].kind)
-            known[ObjRef.of(item)] = item
-    return known
+            item.setdefault("apiVersion", ref.api_version)
+            item.setdefault("kind", ref.kind)
+            view.labelled[ObjRef.of(item)] = item
+    return view
 
 
 def dry_run_one(
@@ -199,13 +248,22 @@ def dry_run_one(
     crds: Mapping[tuple[str, str], str] | None = None,
     namespaces: set[str] | None = None,
     upstream_pending: bool = False,
-    known_live: Mapping[ObjRef, dict[str, Any]] | None = None,
-) -> None:
-    """Fill ``p`` with mapping, live object and dry-run result (or a pending reason)."""
+    view: LiveView | None = None,
+    local_only: bool = False,
+) -> bool:
+    """Fill ``p`` with mapping, live object and dry-run result (or a pending reason); True when done.
+
+    Requests: none for an object whose namespace ``view`` (:func:`survey`) knows is missing, none
+    for a listed object provably unchanged (:func:`~envctl.kube.fields.unchanged_by_apply`),
+    else one dry-run, plus one GET when an object not listed turns out to exist (200, not 201).
+    ``local_only``: return False where a request would be needed (a second call completes it).
+    """
     secrets = list(secret_values(p.obj))
-    p.pending = None
     try:
-        resolved = ctx.resolve(p.ref)
+        resolved = ctx.resolve(p.ref)  # discovery: already cached by survey() when called from prepare
+        p.pending = None
+        p.conflicts = []
+        p.replace = False
         if resolved is None:
             crd = (crds or {}).get((p.ref.group, p.ref.kind))
             if crd is not None:
@@ -219,21 +277,43 @@ def dry_run_one(
                     hint="is its CustomResourceDefinition applied (by this layer or one it depends on)?",
                 )
             p.change = Change(str(p.ref), Action.CREATE, None, mask_object(p.obj), (p.pending,))
-            return
+            return True
         p.ref, p.mapping = resolved
         meta = p.obj.setdefault("metadata", {})
         if p.mapping.namespaced:
             meta["namespace"] = p.ref.namespace
         else:
             meta.pop("namespace", None)
-        p.live = (known_live or {}).get(p.ref) or ctx.get(p.ref, p.mapping)
+        if view is not None and p.mapping.namespaced and p.ref.namespace in view.missing_namespaces:
+            _namespace_pending(p, namespaces)
+            return True
+        # ``known``: p.live is what the cluster holds (None: absent); else the dry-run tells
+        known = view is not None and p.ref in view.exact
+        p.live = view.exact[p.ref] if view is not None and known else None
+        if view is not None and not known and p.ref in view.labelled:
+            p.live, known = view.labelled[p.ref], True
+        if p.live is not None and unchanged_by_apply(p.obj, p.live, ctx.field_manager):
+            p.dry = p.live
+            p.change = Change(str(p.ref), Action.NOOP, None, None)  # = object_change(ref, live, live)
+            return True
+        if local_only:
+            return False  # everything above is redone, unchanged, by the call that sends the request
+        created = False
         try:
-            p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=False)
+            p.dry, created = ctx.apply_created(p.obj, p.mapping, dry_run=True, force=False)
         except ApiError as e:
             if e.status == 409 and conflicts_of(e):
                 p.conflicts = conflicts_of(e)
+                if not known:
+                    p.live = ctx.get(p.ref, p.mapping)
+                    known = True
                 p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=True)
-            elif e.status == 422 and "immutable" in e.message and force and p.live is not None:
+            elif e.status == 422 and "immutable" in e.message and force:
+                if not known:
+                    p.live = ctx.get(p.ref, p.mapping)
+                    known = True
+                if p.live is None:
+                    raise
                 p.replace = True
                 p.dry = normalise(p.obj)
             elif (
@@ -242,24 +322,31 @@ def dry_run_one(
                 and f'namespaces "{p.ref.namespace}" not found' in e.message
             ):
                 # Its namespace comes from this layer's first stage or from an upstream layer.
-                known = p.ref.namespace in (namespaces or set())
-                p.pending = f"create after Namespace {p.ref.namespace}" + (
-                    "" if known else " (not in the cluster yet)"
-                )
-                p.change = Change(
-                    str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,)
-                )
-                return
+                _namespace_pending(p, namespaces)
+                return True
             else:
                 raise
+        if not known and not created:
+            p.live = ctx.get(p.ref, p.mapping)  # it exists without this layer's labels: adopt it
+        elif known and created and p.live is not None:
+            p.live = None  # deleted since it was listed
         # A create shows the object as rendered: server-assigned values (a Service's clusterIP)
         # would differ between two plans and make a plan's fingerprint unstable.
         shown = p.dry if p.live is not None else p.obj
         p.change = object_change(p.ref, p.live, shown, conflicts=p.conflicts, replace=p.replace)
+        return True
     except ApiError as e:
         raise translate(e, p.ref, node=node_id, secrets=secrets) from e
     except EnvctlError:
         raise
+
+
+def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:
+    """``p`` waits for its namespace, which this layer's first stage or an upstream layer creates."""
+    known = p.ref.namespace in (namespaces or set())
+    p.live = None
+    p.pending = f"create after Namespace {p.ref.namespace}" + ("" if known else " (not in the cluster yet)")
+    p.change = Change(str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,))
 
 
 def conflict_error(node_id: str, prepared: Sequence[Prepared]) -> ConflictError | None:

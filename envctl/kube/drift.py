@@ -2,7 +2,8 @@
 
 Reported per object: envctl-owned fields another manager changed (named from ``managedFields``,
 with the time of its last write), objects missing from the cluster, and inventory objects that
-left Git but are still live. The comparison is the same dry-run diff as a plan.
+left Git but are still live. The comparison is the same diff as a plan: objects the LISTs show in
+sync need no request, the others (changed, missing, unlabelled) are dry-run.
 """
 
 from __future__ import annotations

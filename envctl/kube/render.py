@@ -8,13 +8,16 @@ number; ``$${`` keeps a literal ``${``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -132,6 +135,32 @@ def parse_manifests(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
         else:
             out.append((data, line))
     return out
+
+
+_PARSED: dict[tuple[str, str], bytes] = {}
+_PARSED_LOCK = threading.Lock()
+_PARSED_MAX = 64
+
+
+def parse_manifests_cached(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
+    """:func:`parse_manifests`, remembered by file name and text hash for this process.
+
+    A command renders a layer several times (precheck, plan, apply); the YAML parse is most of
+    the cost. Keyed by content, so an edited file is parsed anew; each call gets its own copy
+    (callers add labels to the objects).
+    """
+    key = (file, hashlib.sha256(text.encode()).hexdigest())
+    with _PARSED_LOCK:
+        hit = _PARSED.get(key)
+    if hit is not None:
+        out: list[tuple[dict[str, Any], int]] = pickle.loads(hit)
+        return out
+    parsed = parse_manifests(text, file)
+    with _PARSED_LOCK:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
+    return parsed
 
 
 def object_size(obj: Mapping[str, Any]) -> int:
@@ -322,7 +351,7 @@ def render_layer(
     else:
         for file in manifest_files(snapshot, node):
             text = substitute(_decode(snapshot.read_bytes(file), file), inputs, file, env)
-            parsed.extend((o, Location(file, line)) for o, line in parse_manifests(text, file))
+            parsed.extend((o, Location(file, line)) for o, line in parse_manifests_cached(text, file))
 
     cluster_crs = {
         (

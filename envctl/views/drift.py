@@ -152,8 +152,12 @@ def _svg(r: DriftReport) -> str:
                 # Skipping a column: run through the gaps between rows and columns, which no node
                 # occupies, so the edge never passes behind a node it does not touch.
                 gap = max(y1, y2) + h + gy // 2
-                points += [(x1 + w + gx // 2, y1 + h // 2), (x1 + w + gx // 2, gap), (x2 - gx // 2, gap),
-                           (x2 - gx // 2, y2 + h // 2)]
+                points += [
+                    (x1 + w + gx // 2, y1 + h // 2),
+                    (x1 + w + gx // 2, gap),
+                    (x2 - gx // 2, gap),
+                    (x2 - gx // 2, y2 + h // 2),
+                ]
             points.append((x2, y2 + h // 2))
             parts.append(
                 f'<polyline class="edge" data-from="{html.escape(up)}" data-to="{html.escape(down)}" '
@@ -211,7 +215,7 @@ def drift_html(r: DriftReport) -> str:
         f"{(' (' + html.escape(d.detail) + ')') if d.detail else ''}</li>"
         for d in r.deliveries
     )
-    notifications = f"<h2>Notifications</h2><ul id=\"notifications\">{deliveries}</ul>" if deliveries else ""
+    notifications = f'<h2>Notifications</h2><ul id="notifications">{deliveries}</ul>' if deliveries else ""
     legend = " ".join(f'<span class="chip" style="background:{c}">{s}</span>' for s, c in COLORS.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>envctl drift: {html.escape(r.environment)}</title>

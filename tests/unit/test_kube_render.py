@@ -9,7 +9,7 @@ import pytest
 from envctl.core.errors import ConfigError
 from envctl.core.model import Environment, LayerSpec, Node
 from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER
-from envctl.kube.render import plaintext_secrets, render_layer
+from envctl.kube.render import parse_manifests_cached, plaintext_secrets, render_layer
 from envctl.repo.snapshot import WorkTreeSnapshot
 
 LAYER = "environments/dev/layers/app"
@@ -158,3 +158,14 @@ def test_plaintext_secrets_are_listed_for_validate(tmp_path: Path) -> None:
         namespace="app",
     )
     assert plaintext_secrets(render_layer(ENV, snap, node, {})) == ["v1 Secret app/s"]
+
+
+def test_parsed_manifests_are_remembered_by_content_and_every_caller_gets_its_own_copy() -> None:
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n"
+    first = parse_manifests_cached(text, "cache-test.yaml")
+    first[0][0]["metadata"]["labels"] = {"added": "by a caller"}
+    again = parse_manifests_cached(text, "cache-test.yaml")
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}}
+    assert again == [(cm, 1)]
+    edited = parse_manifests_cached(text.replace("k: v", "k: w"), "cache-test.yaml")
+    assert edited[0][0]["data"] == {"k": "w"}

@@ -1,0 +1,137 @@
+"""Whether a server-side apply would change nothing, proved from the live object alone (pure).
+
+A server-side apply of ``desired`` by field manager M writes nothing when
+
+- the fields M owns (its one ``managedFields`` entry with operation ``Apply``) are exactly the
+  fields ``desired`` sets, so the apply neither releases a field nor claims a new one, and
+- every value ``desired`` sets equals the live value, so no value changes and no other
+  manager's field can conflict.
+
+:func:`unchanged_by_apply` checks both against a live object (a LIST item carries its
+``managedFields``), so a plan or a drift check need not dry-run an object that is in sync.
+It is deliberately conservative: whatever it cannot read exactly - a list whose items are
+reordered or extended by others, a value of another type (``1`` vs ``1.0``, ``"1"`` vs
+``1``), an atomic map with server-added keys, an ``apiVersion`` other than the one the entry
+was recorded in, a key field the server defaulted into an item it cannot find - answers
+False, and the caller dry-runs that object. A False answer never means "changed".
+
+Imports only the standard library; no network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# Identity fields: part of every apply, never recorded in managedFields.
+_TOP_IDENTITY = ("apiVersion", "kind")
+_META_IDENTITY = ("name", "namespace")
+
+
+def apply_entry(live: Mapping[str, Any], manager: str) -> Mapping[str, Any] | None:
+    """The one ``managedFields`` entry of ``manager``'s applies (main resource), or None."""
+    found = [
+        mf
+        for mf in (live.get("metadata") or {}).get("managedFields") or []
+        if isinstance(mf, Mapping)
+        and mf.get("manager") == manager
+        and mf.get("operation") == "Apply"
+        and not mf.get("subresource")
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def unchanged_by_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None, manager: str) -> bool:
+    """True only when applying ``desired`` as ``manager`` provably leaves ``live`` as it is."""
+    if live is None:
+        return False
+    entry = apply_entry(live, manager)
+    if entry is None or entry.get("fieldsType", "FieldsV1") != "FieldsV1":
+        return False
+    fields = entry.get("fieldsV1")
+    if not isinstance(fields, Mapping):
+        return False
+    for key in _TOP_IDENTITY:
+        if desired.get(key) != live.get(key) or not desired.get(key):
+            return False
+    if entry.get("apiVersion") != desired.get("apiVersion"):
+        return False  # recorded for another version: its field names may differ
+    want = {k: v for k, v in desired.items() if k not in _TOP_IDENTITY}
+    meta = dict(want.get("metadata") or {})
+    live_meta = live.get("metadata") or {}
+    for key in _META_IDENTITY:
+        if key in meta and meta.pop(key) != live_meta.get(key, ""):
+            return False
+    if meta:
+        want["metadata"] = meta
+    else:
+        want.pop("metadata", None)
+    return _same(fields, want, live)
+
+
+def _same(fields: Mapping[str, Any], want: Any, have: Any) -> bool:
+    """``fields`` (one fieldsV1 node) is exactly what ``want`` sets, and ``want`` agrees with ``have``."""
+    children = {k: v for k, v in fields.items() if k != "."}
+    if any(not isinstance(v, Mapping) for v in children.values()):
+        return False
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return False
+        if not children:  # an atomic (or empty) map: applied as a whole
+            return equal(want, have)
+        if any(not k.startswith("f:") for k in children) or {k[2:] for k in children} != set(want):
+            return False
+        return all(k in have and _same(children["f:" + k], v, have[k]) for k, v in want.items())
+    if isinstance(want, list):
+        if not isinstance(have, list):
+            return False
+        if not children:  # an atomic list
+            return equal(want, have)
+        if len(want) != len(have) or len(children) != len(want):
+            return False
+        seen: set[int] = set()
+        for key, sub in children.items():
+            i = _item_index(key, have)
+            if i is None or i in seen:
+                return False
+            seen.add(i)
+            if not _same(sub, want[i], have[i]):
+                return False
+        return True
+    return not children and equal(want, have)
+
+
+def _item_index(key: str, items: list[Any]) -> int | None:
+    """The index of the live list item a fieldsV1 item key (``k:``, ``v:``, ``i:``) names, if unique."""
+    kind, _, text = key.partition(":")
+    try:
+        value = json.loads(text) if kind in ("k", "v") else int(text)
+    except ValueError:
+        return None
+    if kind == "i":
+        return value if isinstance(value, int) and 0 <= value < len(items) else None
+    if kind == "k":
+        if not isinstance(value, dict) or not value:
+            return None
+        hits = [
+            i
+            for i, item in enumerate(items)
+            if isinstance(item, dict) and all(k in item and equal(item[k], v) for k, v in value.items())
+        ]
+    elif kind == "v":
+        hits = [i for i, item in enumerate(items) if equal(item, value)]
+    else:
+        return None
+    return hits[0] if len(hits) == 1 else None
+
+
+def equal(a: Any, b: Any) -> bool:
+    """Deep equality that also requires equal JSON types (``1`` is not ``1.0``, ``True`` is not ``1``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

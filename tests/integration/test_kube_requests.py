@@ -1,0 +1,284 @@
+"""How many API requests a layer's plan, apply and drift send, against the real control plane.
+
+Issue 9 (bench B5/B6): a create costs one dry-run and one apply per object, an object in sync
+costs no request at all (a LIST per kind and namespace proves it unchanged from managedFields),
+and drift dry-runs only the objects that may differ. Every request goes through
+``KubeContext.request``; these tests count them and fail if a per-object request comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from envctl.core.changes import Action, NodePlan
+from envctl.core.model import Environment, KubernetesSettings, LayerSpec, Node
+from envctl.kube import ConflictError, KubeContext, apply_layer, drift_layer, plan_layer, render_layer
+from envctl.repo.snapshot import WorkTreeSnapshot
+
+pytestmark = pytest.mark.integration
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+CMS, DEPLOYS, SERVICES = 40, 4, 4
+OBJECTS = CMS + DEPLOYS + SERVICES  # plus the Namespace
+
+
+class Counted(KubeContext):
+    """A KubeContext that counts its requests by kind: dry-run, apply, get, list, other."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        object.__setattr__(self, "counts", Counter())
+        object.__setattr__(self, "_count_lock", threading.Lock())
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        query = kw.get("query") or {}
+        if method == "PATCH":
+            what = "dry-run" if query.get("dryRun") else "apply"
+        elif method == "GET" and ("/namespaces/" in path or path.count("/") > 3):
+            what = "list" if "labelSelector" in query or "limit" in query else "get"
+        else:
+            what = "other"  # discovery, inventory writes, deletes
+        with self._count_lock:  # type: ignore[attr-defined]
+            self.counts[what] += 1  # type: ignore[attr-defined]
+        return super().request(method, path, **kw)
+
+    def take(self) -> Counter[str]:
+        with self._count_lock:  # type: ignore[attr-defined]
+            out = Counter(self.counts)  # type: ignore[attr-defined]
+            self.counts.clear()  # type: ignore[attr-defined]
+        return out
+
+
+def manifests(ns: str, gen: int = 0, modified: frozenset[int] = frozenset()) -> str:
+    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+    for i in range(CMS):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"cm-{i:03d}"},
+                "data": {"key": f"value-{i}", "version": f"v{gen if i in modified else 0}"},
+            }
+        )
+    container = {"name": "app", "image": "img:1", "ports": [{"containerPort": 80}]}
+    for i in range(DEPLOYS):
+        labels = {"app": f"d-{i}"}
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": f"d-{i}"},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [container]},
+                    },
+                },
+            }
+        )
+    for i in range(SERVICES):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"svc-{i}"},
+                "spec": {"selector": {"app": f"d-{i}"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            }
+        )
+    return "".join("---\n" + json.dumps(d) + "\n" for d in docs)
+
+
+class Layer:
+    def __init__(self, root: Path, kubeconfig: str, env_name: str, ns: str) -> None:
+        self.root, self.ns = root, ns
+        self.path = f"environments/{env_name}/layers/objs"
+        settings = KubernetesSettings(kubeconfig=kubeconfig)
+        self.env = Environment(name=env_name, path=f"environments/{env_name}", kubernetes=settings)
+        self.ctx = Counted(env_name=env_name, kubeconfig=kubeconfig, concurrency=16)
+        self.node = Node(
+            id="layer.objs",
+            kind="layer",
+            name="objs",
+            path=self.path,
+            inputs={},
+            layer=LayerSpec(namespace=ns, wait=False),
+        )
+
+    def write(self, gen: int = 0, modified: frozenset[int] = frozenset()) -> None:
+        d = self.root / self.path
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "objects.yaml").write_text(manifests(self.ns, gen, modified))
+
+    def objects(self) -> list[dict[str, Any]]:
+        return render_layer(self.env, WorkTreeSnapshot(self.root), self.node, {})
+
+    def plan(self) -> NodePlan:
+        return plan_layer(self.ctx, self.node, self.objects())
+
+    def apply(self) -> NodePlan:
+        return apply_layer(self.ctx, self.node, self.objects())
+
+    def drift(self) -> NodePlan:
+        return drift_layer(self.ctx, self.node, self.objects())
+
+
+@pytest.fixture
+def layer(tmp_path: Path, kubeconfig: str, namespace: str, api_client: client.ApiClient) -> Iterator[Layer]:
+    ns = f"{namespace}-own"[:63]
+    out = Layer(tmp_path, kubeconfig, namespace, ns)
+    yield out
+    core = client.CoreV1Api(api_client)
+    core.delete_collection_namespaced_config_map(
+        "envctl-system", label_selector=f"envctl.io/environment={namespace}"
+    )
+    core.delete_namespace(ns, propagation_policy="Background")
+
+
+def changed(plan: NodePlan) -> dict[str, str]:
+    return {c.address: c.action.value for c in plan.changes if c.action.changes}
+
+
+def test_create_sends_one_dry_run_and_one_apply_per_object(layer: Layer) -> None:
+    layer.write()
+    layer.ctx.take()
+    plan = layer.plan()
+    assert plan.counts.add == OBJECTS + 1
+    planned = layer.ctx.take()
+    # the namespace does not exist: its objects need no request to be planned as "create after"
+    assert planned["dry-run"] == 1 and planned["get"] <= 2 and planned["list"] == 0, planned
+    done = layer.apply()
+    assert done.counts.add == OBJECTS + 1
+    applied = layer.ctx.take()
+    assert applied["apply"] == OBJECTS + 1, applied
+    assert applied["dry-run"] <= OBJECTS + 2, applied
+    assert applied["get"] <= 4, applied  # the namespace, its readiness, the inventory
+    assert sum(applied.values()) <= 2 * OBJECTS + 20, applied
+
+
+def test_an_unchanged_layer_is_planned_and_applied_without_a_request_per_object(layer: Layer) -> None:
+    layer.write()
+    layer.apply()
+    layer.ctx.take()
+    plan = layer.plan()
+    assert plan.counts.total == 0 and len(plan.changes) == OBJECTS + 1
+    planned = layer.ctx.take()
+    assert planned["dry-run"] == 0 and planned["apply"] == 0, planned
+    assert sum(planned.values()) <= 10, planned  # a GET of the namespace, a LIST per kind, inventory
+    assert layer.apply().counts.total == 0
+    applied = layer.ctx.take()
+    assert applied["dry-run"] == 0 and applied["apply"] == 0 and sum(applied.values()) <= 10, applied
+
+
+def test_only_modified_objects_are_dry_run_and_applied(layer: Layer) -> None:
+    layer.write()
+    layer.apply()
+    modified = frozenset({1, 7, 30})
+    layer.write(1, modified)
+    layer.ctx.take()
+    plan = layer.plan()
+    assert sorted(changed(plan)) == sorted(f"v1 ConfigMap {layer.ns}/cm-{i:03d}" for i in modified)
+    planned = layer.ctx.take()
+    assert planned["dry-run"] == len(modified) and planned["get"] <= 2, planned  # namespace, inventory
+    layer.apply()
+    applied = layer.ctx.take()
+    assert applied["dry-run"] == len(modified) and applied["apply"] == len(modified), applied
+
+
+def test_drift_dry_runs_only_what_may_differ_and_names_the_other_manager(
+    layer: Layer, kubeconfig: str, api_client: client.ApiClient
+) -> None:
+    layer.write()
+    layer.apply()
+    core = client.CoreV1Api(api_client)
+    tampered = subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, "-n", layer.ns, "patch", "configmap", "cm-003",
+         "--type=merge", "-p", '{"data": {"version": "tampered"}}', "--field-manager=intruder"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert tampered.returncode == 0, tampered.stderr
+    core.delete_namespaced_config_map("cm-009", layer.ns)
+    # labels removed by hand: not in the labelled LIST any more, found by its dry-run + GET
+    core.patch_namespaced_config_map(
+        "cm-011", layer.ns, {"metadata": {"labels": {"envctl.io/layer": None, "envctl.io/environment": None}}}
+    )
+    layer.ctx.take()
+    drift = {c.address: c for c in layer.drift().changes if c.action.changes}
+    counts = layer.ctx.take()
+    name = f"v1 ConfigMap {layer.ns}/cm-"
+    assert sorted(drift) == [f"{name}003", f"{name}009", f"{name}011"]
+    assert drift[f"{name}003"].manager == "intruder" and drift[f"{name}003"].fields == ("data.version",)
+    assert drift[f"{name}009"].action is Action.CREATE
+    assert drift[f"{name}011"].action is Action.UPDATE
+    # one dry-run each, and cm-003's again with force after its conflict with the intruder
+    assert counts["dry-run"] == 4 and counts["get"] <= 3, counts
+    assert sum(counts.values()) <= 12, counts
+
+
+def test_an_object_created_without_labels_is_adopted_not_recreated(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    layer.write()
+    layer.apply()
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(
+        layer.ns, {"metadata": {"name": "cm-100"}, "data": {"key": "value-100", "version": "v0"}}
+    )
+    d = layer.root / layer.path
+    (d / "extra.yaml").write_text(
+        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-100"},
+                    "data": {"key": "value-100", "version": "v0"}})
+    )  # fmt: skip
+    plan = {c.address: c for c in layer.plan().changes}
+    extra = plan[f"v1 ConfigMap {layer.ns}/cm-100"]
+    assert extra.action is Action.UPDATE  # labels added, envctl takes ownership; not a create
+    assert extra.before is not None
+
+
+def test_an_apply_reuses_its_plans_dry_runs_unless_the_object_changed_since(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    core = client.CoreV1Api(api_client)
+    layer.write()
+    layer.apply()
+    modified = frozenset({2, 5})
+    layer.write(1, modified)
+    objects = layer.objects()
+    plan_layer(layer.ctx, layer.node, objects)
+    # another manager changes one of them between the plan and the apply (a field envctl lacks)
+    core.patch_namespaced_config_map("cm-005", layer.ns, {"data": {"extra": "added-in-between"}})
+    layer.ctx.take()
+    done = apply_layer(layer.ctx, layer.node, objects, reuse_plan=True)
+    counts = layer.ctx.take()
+    assert counts["apply"] == 2, counts
+    assert counts["dry-run"] == 1, counts  # cm-005 only: cm-002 is at the version its plan saw
+    live = core.read_namespaced_config_map("cm-005", layer.ns)
+    assert live.data == {"key": "value-5", "version": "v1", "extra": "added-in-between"}
+    assert len([c for c in done.changes if c.action.changes]) == 2
+    # a conflict that appears between plan and apply is still found before the first write
+    layer.write(2, modified)
+    objects = layer.objects()
+    plan_layer(layer.ctx, layer.node, objects)
+    core.patch_namespaced_config_map("cm-002", layer.ns, {"data": {"version": "theirs"}})
+    layer.ctx.take()
+    with pytest.raises(ConflictError, match="cm-002"):
+        apply_layer(layer.ctx, layer.node, objects, reuse_plan=True)
+    assert layer.ctx.take()["apply"] == 0
+    assert core.read_namespaced_config_map("cm-005", layer.ns).data["version"] == "v1"
+    # without reuse_plan every modified object is dry-run again
+    plan_layer(layer.ctx, layer.node, objects)
+    layer.ctx.take()
+    with pytest.raises(ConflictError):
+        apply_layer(layer.ctx, layer.node, objects)
+    assert layer.ctx.take()["dry-run"] == 3  # both, and cm-002 again with force for its conflict
