@@ -468,25 +468,19 @@ def status(
     _format(fmt, ("text", "json"))
     import json
 
-    from envctl.core.errors import describe_holder
-    from envctl.store import Store
+    from envctl.converge import lock_holder
+    from envctl.core.errors import UnavailableError, describe_holder
 
-    _, environment, g = _load(repo, None, env)
-    store = Store(_root(repo))
+    s = _session(repo, None, env)
+    environment, g, store = s.env, s.graph, s.store
     last = {
         n: {"commit": r.get("commit"), "at": r.get("at"), "run": r.get("run")}
         for n, r in store.last_done(environment.name).items()
     }
-    lock = store.read_file_lock(environment.name)
-    if lock is None and any(n.kind == "layer" for n in environment.nodes.values()):
-        from envctl.core.errors import UnavailableError
-        from envctl.kube import KubeContext
-        from envctl.kube.lease import read_lease
-
-        try:
-            lock = read_lease(KubeContext.from_env(environment), environment.name)
-        except UnavailableError:
-            lock = {"holder": "unknown: the cluster cannot be reached"}
+    try:
+        lock = lock_holder(s)
+    except UnavailableError:
+        lock = {"holder": "unknown: the cluster cannot be reached"}
     drift = store.last_drift(environment.name)
     if fmt == "json":
         typer.echo(

@@ -692,6 +692,19 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
             time.sleep(0.5)
 
 
+def lock_holder(s: Session) -> dict[str, Any] | None:
+    """Who holds the environment lock now (the file lock, then the cluster's Lease), or None.
+
+    Raises ``UnavailableError`` when the environment has a cluster that cannot be reached.
+    """
+    holder = s.store.read_file_lock(s.env.name)
+    if holder is None and s.has_layers:
+        from envctl.kube.lease import read_lease
+
+        holder = read_lease(s.kube(), s.env.name)
+    return holder
+
+
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
@@ -751,6 +764,7 @@ def apply_bundle(
     run_id = str(s.held_lock["run"]) if s.held_lock is not None else new_run_id()
     stop = threading.Event()
     with environment_lock(s, run_id, lock_timeout) as holder:
+        s.prewarm_engine(n for n in bundle.order if bundle.nodes[n].has_changes)
         preflight(s, bundle, resume=resume)
         if not resume and not fresh:
             check_layers_live(s, bundle)

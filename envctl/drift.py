@@ -18,6 +18,7 @@ from envctl.converge import (
     _input_refs,
     _waiting_on,
     inputs_hash,
+    lock_holder,
     read_current_outputs,
     resolve_inputs,
     scrub_plan,
@@ -31,15 +32,6 @@ from envctl.store import now
 def last_converged(s: Session) -> dict[str, dict[str, Any]]:
     """Per node, the journal entry of its last successful converge."""
     return s.store.last_done(s.env.name)
-
-
-def lock_holder(s: Session) -> dict[str, Any] | None:
-    holder = s.store.read_file_lock(s.env.name)
-    if holder is None and s.has_layers:
-        from envctl.kube.lease import read_lease
-
-        holder = read_lease(s.kube(), s.env.name)
-    return holder
 
 
 def check_drift(s: Session) -> DriftReport:

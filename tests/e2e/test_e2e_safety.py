@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from e2ehelpers import GIT_ID, Env, describe, node_lines
 from kubehelpers import wait_for
+from prochelpers import descendants
 
 pytestmark = pytest.mark.e2e
 
@@ -137,30 +138,6 @@ def add_slow_stack(env: Env, seconds: int = 8, *, before: str | None = None) -> 
     env.edit(f"environments/{env.name}/environment.yaml", "approval:", ALLOW_PROVISIONERS + "approval:")
     env.commit("a slow stack")
     return f"sleep {seconds}"
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every process below ``pid`` (children, their children, ...) with its command line."""
-    parents: dict[int, int] = {}
-    cmdlines: dict[int, str] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmdlines[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue
-        parents[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        cur = todo.pop()
-        for child, parent in parents.items():
-            if parent == cur and child not in found:
-                found[child] = cmdlines.get(child, "")
-                todo.append(child)
-    return found
 
 
 def finish(proc: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:

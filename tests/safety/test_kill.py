@@ -2,7 +2,9 @@
 
 Each iteration changes the environment (a Terraform input and a layer value), starts
 ``envctl apply``, kills its whole process group with SIGKILL after a random delay between 0
-and the time an apply normally takes, then checks what a crash may leave behind: every
+and the time an apply normally takes, waits for the Terraform command it had running to finish
+(envctl's workers run in sessions of their own, so a killed envctl lets Terraform finish
+writing its state, which Terraform rewrites in place), then checks what is left behind: every
 Terraform state and every envctl file still parses, no resource or object exists twice, and a
 re-run (which waits for the dead run's Lease to expire) converges to exactly what Git says.
 ENVCTL_SAFETY_KILLS sets the number of iterations (default 20); ENVCTL_SAFETY_SEED the seed.
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from prochelpers import descendants, wait_gone
 from safetyhelpers import SYSTEM_NS, EnvRepo, live
 
 pytestmark = pytest.mark.safety
@@ -121,8 +124,13 @@ def test_kill_9_at_random_points_of_an_apply_loses_nothing(
             finished = True
         except Exception:
             finished = False
+            orphans = list(descendants(proc.pid))  # Terraform workers run in sessions of their own
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            # a killed envctl lets the Terraform command it started finish and write its state
+            # (Terraform rewrites its state file in place): what is left is judged after that
+            left = wait_gone(orphans, timeout=90)
+            assert not left, f"iteration {i}: Terraform workers still running 90 s after the kill: {left}"
         _, err = proc.communicate()
         log.append(f"#{i}: killed after {delay:.2f}s" if not finished else f"#{i}: finished before the kill")
         when = f"iteration {i} ({log[-1]}, {'; '.join(log[:1])})"
