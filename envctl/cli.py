@@ -100,12 +100,20 @@ def _pick_env(snapshot: Snapshot, env: str | None) -> str:
     )
 
 
-def _load(repo: Path | None, rev: str | None, env: str | None) -> tuple[Snapshot, Environment, EnvGraph]:
+def _load(
+    repo: Path | None,
+    rev: str | None,
+    env: str | None,
+    loaded: Callable[[Snapshot, Environment], None] | None = None,
+) -> tuple[Snapshot, Environment, EnvGraph]:
+    """The environment and its graph; ``loaded`` runs in between (the graph may import networkx)."""
     from envctl.core.graph import EnvGraph
     from envctl.repo import load_environment
 
     snapshot = _snapshot(repo, rev)
     environment = load_environment(snapshot, _pick_env(snapshot, env))
+    if loaded is not None:
+        loaded(snapshot, environment)
     return snapshot, environment, EnvGraph(environment)
 
 
@@ -183,10 +191,21 @@ def graph(
     typer.echo(RENDERERS[fmt](g))
 
 
-def _session(repo: Path | None, rev: str | None, env: str | None, parallelism: int = 4) -> Any:
+def _session(
+    repo: Path | None, rev: str | None, env: str | None, parallelism: int = 4, *, terraform: bool = False
+) -> Any:
+    """A converge session. ``terraform``: the command will run Terraform, so its workers start
+    loading in the background as soon as the environment is known."""
     from envctl.converge import Session
 
-    snapshot, environment, g = _load(repo, rev, env)
+    def start_workers(snapshot: Snapshot, environment: Environment) -> None:
+        stacks = sum(1 for n in environment.nodes.values() if n.kind == "stack")
+        if terraform and stacks:
+            from envctl.terraform.stack import StackContext, prewarm
+
+            prewarm(StackContext(environment, snapshot, _root(repo)), min(stacks, parallelism))
+
+    snapshot, environment, g = _load(repo, rev, env, start_workers)
     return Session(_root(repo), snapshot, environment, g, parallelism=parallelism, progress=_progress)
 
 
@@ -259,7 +278,7 @@ def plan(
         raise UsageError("--target and --changed-since cannot be combined")
     from envctl.converge import plan_environment
 
-    s = _session(repo, rev, env, parallelism)
+    s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
     if result.errors:
         _plan_errors(result.errors, fmt)
@@ -354,14 +373,14 @@ def apply(
                 f"plan {bundle.id} is for environment {bundle.environment}, not {env}",
                 hint=f"use -e {bundle.environment} or plan {env}",
             )
-        s = _session(repo, rev, bundle.environment, parallelism)
+        s = _session(repo, rev, bundle.environment, parallelism, terraform=True)
         # the lock first (a second run fails fast naming the holder), then a stale plan (commit
         # moved, already applied, state changed) is exit 4 before any approval question
         ctx.with_resource(hold_environment_lock(s, lock_timeout))
         preflight(s, bundle, resume=resume)
         needing = nodes_needing_approval(bundle, s.env.approval_required_for)
     else:
-        s = _session(repo, rev, env, parallelism)
+        s = _session(repo, rev, env, parallelism, terraform=True)
         # plan under the lock: never against a state that another run's Terraform is writing
         ctx.with_resource(hold_environment_lock(s, lock_timeout))
         result = plan_environment(s)
@@ -588,7 +607,7 @@ def _drift_once(
     from envctl.drift import check_drift, converge_drifted, record_result
     from envctl.views.drift import RENDERERS
 
-    s = _session(repo, rev, env)
+    s = _session(repo, rev, env, terraform=True)
     report = check_drift(s)
     if converge and report.has_drift:
         # Before notifying and rendering, so that the alert and the report say what was repaired.

@@ -174,13 +174,24 @@ class Session:
 
         return StackContext(self.env, self.snapshot, self.root)
 
-    def prewarm_engine(self, nodes: Iterable[str]) -> None:
-        """Start Terraform workers in the background when ``nodes`` include stacks."""
-        stacks = sum(1 for n in nodes if self.env.nodes[n].kind == "stack")
-        if stacks:
-            from envctl.terraform.stack import prewarm
+    def prewarm_engine(self, nodes: Iterable[str], *, applying: bool = False) -> None:
+        """Start Terraform workers in the background when ``nodes`` include stacks.
 
-            prewarm(self.stack_ctx(), min(stacks, self.parallelism))
+        Planning: at most one per core (plans are short and use the CPU). Applying: as many as
+        the stacks among ``nodes`` that may run at once (the widest level of the graph, at most
+        ``parallelism``): an apply mostly waits on the cloud, and a worker started when its
+        stack becomes ready would put its start-up on the critical path.
+        """
+        stacks = {n for n in nodes if self.env.nodes[n].kind == "stack"}
+        if not stacks:
+            return
+        from envctl.terraform.stack import prewarm
+
+        if applying:
+            width = max(len(stacks.intersection(level)) for level in self.graph.levels())
+            prewarm(self.stack_ctx(), min(width, self.parallelism), beyond_cores=True)
+        else:
+            prewarm(self.stack_ctx(), min(len(stacks), self.parallelism))
 
     def kube(self) -> KubeContext:
         from envctl.kube import KubeContext
@@ -764,7 +775,7 @@ def apply_bundle(
     run_id = str(s.held_lock["run"]) if s.held_lock is not None else new_run_id()
     stop = threading.Event()
     with environment_lock(s, run_id, lock_timeout) as holder:
-        s.prewarm_engine(n for n in bundle.order if bundle.nodes[n].has_changes)
+        s.prewarm_engine((n for n in bundle.order if bundle.nodes[n].has_changes), applying=True)
         preflight(s, bundle, resume=resume)
         if not resume and not fresh:
             check_layers_live(s, bundle)
@@ -826,7 +837,9 @@ def apply_bundle(
                     errors[n] = e
                 return Status.FAILED
             ih = inputs_hash(resolve_inputs(s, node, values, {})[0]) if status is Status.DONE else ""
-            record(NodeResult(n, status, reason, plan, time.monotonic() - t0, ih))
+            seconds = time.monotonic() - t0
+            record(NodeResult(n, status, reason, plan, seconds, ih))
+            s.progress(f"{n}: {'converged' if status is Status.DONE else status.value} in {seconds:.1f}s")
             return status
 
         errors: dict[str, EnvctlError] = {}

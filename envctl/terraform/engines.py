@@ -259,6 +259,8 @@ class EmbeddedEngine:
         self._pool_lock = threading.Lock()
         self._returned = threading.Condition(self._pool_lock)
         self._live = 0  # workers started and not yet stopped
+        self._starting = 0  # of those, started by prewarm and not yet idle
+        self._busy: dict[_Worker, float] = {}  # worker -> when its command started
         self._reaper: threading.Thread | None = None
         atexit.register(self.close)
 
@@ -283,11 +285,16 @@ class EmbeddedEngine:
         argv = [f"-chdir={cwd}", *args]
         command = " ".join(["terraform", *argv])
         STATS.command()
+        with self._pool_lock:
+            self._busy[worker] = time.monotonic()
         try:
             retcode, stdout, stderr = worker.call(argv, cwd, command)
         except BaseException:
             self._stop(worker, kill=True)
             raise
+        finally:
+            with self._pool_lock:
+                self._busy.pop(worker, None)
         if worker.commands >= _WORKER_MAX_COMMANDS:
             self._stop(worker)
         else:
@@ -303,20 +310,27 @@ class EmbeddedEngine:
                 self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
                 self._reaper.start()
 
-    def prewarm(self, env: Mapping[str, str], cwd: Path, count: int) -> None:
-        """Start up to ``count`` workers for ``env`` in the background (at most one per core).
+    def prewarm(self, env: Mapping[str, str], cwd: Path, count: int, *, beyond_cores: bool = False) -> None:
+        """Start workers for ``env`` in the background until ``count`` are live.
 
         Loading a worker takes a few hundred milliseconds of CPU; starting them while envctl
-        checks the repository means the first plans do not wait for it.
+        checks the repository means the first plans do not wait for it. At most one per core
+        unless ``beyond_cores`` (applies, which mostly wait on the cloud, not on the CPU).
         """
         key = _key(env)
         with self._pool_lock:
-            n = max(0, min(count, _CORES) - self._live)
+            n = max(0, (count if beyond_cores else min(count, _CORES)) - self._live)
             self._live += n
+            self._starting += n
 
         def start() -> None:
-            with contextlib.suppress(EnvctlError, OSError):  # the command that needs it will say why
-                self._give_back(key, self._start(env, cwd))
+            try:
+                with contextlib.suppress(EnvctlError, OSError):  # the command that needs it says why
+                    self._give_back(key, self._start(env, cwd))
+            finally:
+                with self._pool_lock:
+                    self._starting -= 1
+                    self._returned.notify_all()
 
         for _ in range(n):
             threading.Thread(target=start, name="envctl-tf-prewarm", daemon=True).start()
@@ -325,9 +339,10 @@ class EmbeddedEngine:
         """An idle worker for this environment; None means: start one (counted as live).
 
         With at least one worker per core already running, wait briefly for one to come back
-        before starting another: starting a worker costs more CPU than a small plan, so on a
-        small machine more workers than cores only make short commands slower. Long commands
-        (an apply waiting on the cloud) still get their own worker after the wait.
+        while any worker is starting or has been busy for less than ``_SPAWN_WAIT_SECONDS``:
+        starting a worker costs more CPU than a small plan, so on a small machine more workers
+        than cores only make short commands slower. When every worker is in a long command (an
+        apply waiting on the cloud), a new one starts at once.
         """
         deadline = time.monotonic() + _SPAWN_WAIT_SECONDS
         other: _Worker | None = None
@@ -336,10 +351,12 @@ class EmbeddedEngine:
                 idle = self._idle.get(key)
                 if idle:
                     return idle.pop()
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if self._live >= _CORES and left > 0:
                     other = self._pop_other_idle()
-                if self._live < _CORES or left <= 0 or other is not None:
+                soon = self._starting > 0 or any(now - t < _SPAWN_WAIT_SECONDS for t in self._busy.values())
+                if self._live < _CORES or left <= 0 or other is not None or not soon:
                     self._live += 1
                     break
                 self._returned.wait(left)

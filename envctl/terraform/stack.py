@@ -70,14 +70,14 @@ class StackOutput:
     __str__ = __repr__
 
 
-def prewarm(ctx: StackContext, count: int) -> None:
+def prewarm(ctx: StackContext, count: int, *, beyond_cores: bool = False) -> None:
     """Start the embedded engine's workers now, while envctl does other work (no-op for cli)."""
     try:
         engine = ctx.get_engine()
         if isinstance(engine, EmbeddedEngine):
             cfg, _ = cli_config(ctx.env, ctx.root)
             extra = {"TF_CLI_CONFIG_FILE": str(cfg)} if cfg else {}
-            engine.prewarm(base_env(extra), ctx.root, count)
+            engine.prewarm(base_env(extra), ctx.root, count, beyond_cores=beyond_cores)
     except (EnvctlError, OSError):
         return  # the first command that needs the engine reports it, with its node
 

@@ -55,8 +55,13 @@ def test_below_one_worker_per_core_a_new_one_starts_at_once(engine: EmbeddedEngi
     assert engine._live == 2
 
 
+def _busy(engine: EmbeddedEngine, seconds_ago: float) -> None:
+    engine._busy[FakeWorker()] = time.monotonic() - seconds_ago  # type: ignore[index]
+
+
 def test_at_one_worker_per_core_a_returning_worker_is_awaited(engine: EmbeddedEngine) -> None:
     engine._live = 2
+    _busy(engine, 0.0)  # a short command (a plan, say) that just started
     w = FakeWorker()
 
     def give_back() -> None:
@@ -72,10 +77,30 @@ def test_at_one_worker_per_core_a_returning_worker_is_awaited(engine: EmbeddedEn
 
 def test_at_one_worker_per_core_a_long_wait_starts_another(engine: EmbeddedEngine) -> None:
     engine._live = 2
+    _busy(engine, 0.0)
     t0 = time.monotonic()
     assert engine._take(KEY_A) is None
     assert 0.15 <= time.monotonic() - t0 < 1.0
     assert engine._live == 3
+
+
+def test_when_every_worker_is_in_a_long_command_another_starts_at_once(engine: EmbeddedEngine) -> None:
+    engine._live = 2
+    _busy(engine, 5.0)  # applies waiting on the cloud
+    _busy(engine, 1.0)
+    t0 = time.monotonic()
+    assert engine._take(KEY_A) is None
+    assert time.monotonic() - t0 < 0.1
+    assert engine._live == 3
+
+
+def test_a_worker_still_starting_is_awaited(engine: EmbeddedEngine) -> None:
+    engine._live = 2
+    engine._starting = 1
+    _busy(engine, 5.0)
+    t0 = time.monotonic()
+    assert engine._take(KEY_A) is None
+    assert time.monotonic() - t0 >= 0.15, "it waited for the worker being started"
 
 
 def test_an_idle_worker_of_another_environment_makes_room(engine: EmbeddedEngine) -> None:
