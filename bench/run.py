@@ -752,7 +752,7 @@ def b3(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         vs_bound.median <= 1.10,
         f"{vs_bound.median:.2f}x (vs sleeps alone {vs_ideal.median:.2f}x)",
     )
-    r.goal("<= 0.70x the wave runner", vs_wave.median <= 0.70, f"{vs_wave.median:.2f}x")
+    r.goal("<= 0.70x the wave runner", vs_wave.median <= 0.70, f"{vs_wave.median:.3f}x")
 
 
 # --- B5 / B6: a 600-object layer -------------------------------------------------------------------
