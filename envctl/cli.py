@@ -501,6 +501,10 @@ def status(
     except UnavailableError:
         lock = {"holder": "unknown: the cluster cannot be reached"}
     drift = store.last_drift(environment.name)
+    from envctl.core.drift import overdue_seconds
+    from envctl.store import now
+
+    overdue = overdue_seconds(drift.get("at") if drift else None, environment.drift_every, now())
     if fmt == "json":
         typer.echo(
             json.dumps(
@@ -510,6 +514,8 @@ def status(
                     "nodes": {n: last.get(n) for n in g.order()},
                     "lock": lock,
                     "last_drift": drift,
+                    "drift_every": environment.drift_every,
+                    "drift_overdue": overdue is not None,
                 },
                 indent=2,
             )
@@ -527,6 +533,14 @@ def status(
         typer.echo(f"last drift check: {drift.get('at')}: {drift.get('summary')}")
     else:
         typer.echo("last drift check: never")
+    if overdue is not None:
+        from envctl.core.durations import format_duration
+
+        late = "never run" if overdue == float("inf") else f"overdue by {format_duration(overdue)}"
+        typer.echo(
+            f"drift check due every {environment.drift_every} (drift.every): {late}; "
+            f"run envctl drift -e {environment.name}"
+        )
 
 
 @app.command()

@@ -139,3 +139,23 @@ class DriftReport:
                 {"notes": list(self.converge), "failed": self.converge_failed} if self.converge else None
             ),
         }
+
+
+def overdue_seconds(last_check: str | None, every: str | None, at: str) -> float | None:
+    """How long past its schedule (``drift.every``) the next drift check is, as of ``at``.
+
+    ``last_check`` and ``at`` are ISO 8601 times; None when there is no schedule or the check
+    is not due yet. Never checked at all with a schedule: overdue since ever (``math.inf``).
+    """
+    import datetime as dt
+    import math
+
+    from envctl.core.durations import parse_duration
+
+    if not every:
+        return None
+    if not last_check:
+        return math.inf
+    late = (dt.datetime.fromisoformat(at) - dt.datetime.fromisoformat(last_check)).total_seconds()
+    late -= parse_duration(every)
+    return late if late > 0 else None

@@ -23,3 +23,16 @@ def parse_duration(text: str) -> float:
         shown = text if len(text) <= 40 else text[:40] + "..."
         raise ValueError(f"{shown!r} is not a duration; write e.g. 30s, 5m, 1h or 1h30m")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as users write durations, in its largest unit and the next one: ``2h5m``, ``45s``."""
+    left = max(0, round(seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    first = next(i for i, (_, size) in enumerate(units) if left >= size or size == 1)
+    text = ""
+    for unit, size in units[first : first + 2]:
+        count, left = divmod(left, size)
+        if count or not text:
+            text += f"{count}{unit}"
+    return text
