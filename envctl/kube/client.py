@@ -225,14 +225,17 @@ class KubeContext:
         from kubernetes import client, config  # lazy: `envctl --help` must not import kubernetes
         from kubernetes.config.config_exception import ConfigException
 
-        path = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
-        path = os.path.expanduser(path)
+        given = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+        path = os.path.expanduser(given or "~/.kube/config")
+        cfg = client.Configuration()
         if not os.path.exists(path):
+            if not given and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                return self._connect_in_cluster(client, cfg)
             raise UnavailableError(
                 f"kubeconfig {path} does not exist",
-                hint="set kubernetes.kubeconfig in environment.yaml or KUBECONFIG",
+                hint="set kubernetes.kubeconfig in environment.yaml or KUBECONFIG "
+                "(in a Pod without either, envctl uses the Pod's ServiceAccount)",
             )
-        cfg = client.Configuration()
         try:
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path, context=self.context, client_configuration=cfg, persist_config=False
@@ -242,6 +245,34 @@ class KubeContext:
             raise ConfigError(f"kubeconfig {path}: {e}") from e
         chosen = next((c for c in contexts if c["name"] == self.context), active) if self.context else active
         self._state.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        cfg.connection_pool_maxsize = max(self.concurrency, 4)
+        cfg.retries = 0
+        return client.ApiClient(cfg)
+
+    def _connect_in_cluster(self, client: Any, cfg: Any) -> Any:
+        """Inside a Pod with no kubeconfig: its ServiceAccount token, CA and namespace.
+
+        The official client reads the token (and re-reads it as the kubelet rotates it) and the
+        CA from the Pod's service-account volume, and the API server's address from
+        ``KUBERNETES_SERVICE_HOST``/``_PORT``.
+        """
+        from kubernetes.config import incluster_config
+        from kubernetes.config.config_exception import ConfigException
+
+        try:
+            incluster_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except ConfigException as e:
+            raise UnavailableError(
+                f"running in a Pod, but its ServiceAccount credentials cannot be read: {e}",
+                hint="mount the ServiceAccount token (automountServiceAccountToken: true) "
+                "or set kubernetes.kubeconfig in environment.yaml",
+            ) from e
+        ns_file = os.path.join(os.path.dirname(incluster_config.SERVICE_TOKEN_FILENAME), "namespace")
+        try:
+            with open(ns_file, encoding="utf-8") as f:
+                self._state.default_namespace = f.read().strip() or "default"
+        except OSError:
+            self._state.default_namespace = "default"
         cfg.connection_pool_maxsize = max(self.concurrency, 4)
         cfg.retries = 0
         return client.ApiClient(cfg)
