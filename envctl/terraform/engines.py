@@ -123,6 +123,13 @@ _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 
 
+_Key = tuple[tuple[str, str], ...]
+
+
+def _key(env: Mapping[str, str]) -> _Key:
+    return tuple(sorted(env.items()))
+
+
 class _Worker:
     """One long-lived embedded-Terraform process (``_worker.py``); runs one command at a time."""
 
@@ -150,6 +157,7 @@ class _Worker:
         finally:
             os.close(write_fd)
         self._answers = read_fd
+        self.key = _key(env)  # the environment it serves (the Go runtime read it at start)
         self.commands = 0
         self.idle_since = time.monotonic()
 
@@ -194,12 +202,12 @@ class _Worker:
             self.proc.kill()
 
     def _died(self) -> EngineError:
+        """The error for a worker that stopped answering; the pool closes the worker after it."""
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
-        self.proc.wait()
+        self.proc.wait()  # its log is complete, and its exit code known
         self._log.seek(0)
         log = self._log.read().decode("utf-8", "replace")
-        self.close(kill=True)
         return EngineError(
             f"the embedded Terraform worker process died (exit {self.proc.returncode})",
             detail=_tail(log),
@@ -226,13 +234,6 @@ class _Worker:
         with contextlib.suppress(OSError):
             os.close(self._answers)
         self._log.close()
-
-
-_Key = tuple[tuple[str, str], ...]
-
-
-def _key(env: Mapping[str, str]) -> _Key:
-    return tuple(sorted(env.items()))
 
 
 class EmbeddedEngine:
@@ -269,7 +270,7 @@ class EmbeddedEngine:
         worker = self._take(key)
         if worker is None:
             worker = self._start(env, cwd)
-        return self._call(worker, key, args, cwd)
+        return self._call(worker, args, cwd)
 
     def _start(self, env: Mapping[str, str], cwd: Path) -> _Worker:
         """A new worker; ``_live`` was already counted for it by ``_take``/``prewarm``."""
@@ -280,8 +281,8 @@ class EmbeddedEngine:
                 self._live -= 1
             raise
 
-    def _call(self, worker: _Worker, key: _Key, args: Sequence[str], cwd: Path) -> RunResult:
-        """Run one command on ``worker``, then return it to the idle workers of ``key``."""
+    def _call(self, worker: _Worker, args: Sequence[str], cwd: Path) -> RunResult:
+        """Run one command on ``worker``, then return it to the idle workers."""
         argv = [f"-chdir={cwd}", *args]
         command = " ".join(["terraform", *argv])
         STATS.command()
@@ -298,13 +299,13 @@ class EmbeddedEngine:
         if worker.commands >= _WORKER_MAX_COMMANDS:
             self._stop(worker)
         else:
-            self._give_back(key, worker)
+            self._give_back(worker)
         return RunResult(command, retcode, stdout, stderr)
 
-    def _give_back(self, key: _Key, worker: _Worker) -> None:
+    def _give_back(self, worker: _Worker) -> None:
         worker.idle_since = time.monotonic()
         with self._pool_lock:
-            self._idle.setdefault(key, []).append(worker)
+            self._idle.setdefault(worker.key, []).append(worker)
             self._returned.notify()
             if self._reaper is None or not self._reaper.is_alive():
                 self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
@@ -317,7 +318,6 @@ class EmbeddedEngine:
         checks the repository means the first plans do not wait for it. At most one per core
         unless ``beyond_cores`` (applies, which mostly wait on the cloud, not on the CPU).
         """
-        key = _key(env)
         with self._pool_lock:
             n = max(0, (count if beyond_cores else min(count, _CORES)) - self._live)
             self._live += n
@@ -326,7 +326,7 @@ class EmbeddedEngine:
         def start() -> None:
             try:
                 with contextlib.suppress(EnvctlError, OSError):  # the command that needs it says why
-                    self._give_back(key, self._start(env, cwd))
+                    self._give_back(self._start(env, cwd))
             finally:
                 with self._pool_lock:
                     self._starting -= 1
@@ -354,7 +354,7 @@ class EmbeddedEngine:
                 now = time.monotonic()
                 left = deadline - now
                 if self._live >= _CORES and left > 0:
-                    other = self._pop_other_idle()
+                    other = self._pop_any_idle()
                 soon = self._starting > 0 or any(now - t < _SPAWN_WAIT_SECONDS for t in self._busy.values())
                 if self._live < _CORES or left <= 0 or other is not None or not soon:
                     self._live += 1
@@ -364,7 +364,8 @@ class EmbeddedEngine:
             self._stop(other)
         return None
 
-    def _pop_other_idle(self) -> _Worker | None:
+    def _pop_any_idle(self) -> _Worker | None:
+        """The longest-idle worker of any environment, taken out of the pool (lock held)."""
         for key, workers in self._idle.items():
             if workers:
                 w = workers.pop(0)
@@ -413,9 +414,9 @@ class EmbeddedEngine:
             if self._version is None:
                 # the answer does not depend on the environment: any idle worker will do
                 with self._pool_lock:
-                    found = next(((k, ws.pop()) for k, ws in self._idle.items() if ws), None)
-                if found is not None:
-                    res = self._call(found[1], found[0], ["version", "-json"], Path.cwd())
+                    idle = self._pop_any_idle()
+                if idle is not None:
+                    res = self._call(idle, ["version", "-json"], Path.cwd())
                 else:
                     res = self.run(["version", "-json"], cwd=Path.cwd(), env=base_env())
                 self._version = f"terraform {_parse_version(res)} (embedded)"
