@@ -196,16 +196,12 @@ def _session(
 ) -> Any:
     """A converge session. ``terraform``: the command will run Terraform, so its workers start
     loading in the background as soon as the environment is known."""
-    from envctl.converge import Session
+    from envctl.converge import Session, prewarm_plans
 
     def start_workers(snapshot: Snapshot, environment: Environment) -> None:
-        stacks = sum(1 for n in environment.nodes.values() if n.kind == "stack")
-        if terraform and stacks:
-            from envctl.terraform.stack import StackContext, prewarm
+        prewarm_plans(environment, snapshot, _root(repo), environment.nodes, parallelism)
 
-            prewarm(StackContext(environment, snapshot, _root(repo)), min(stacks, parallelism))
-
-    snapshot, environment, g = _load(repo, rev, env, start_workers)
+    snapshot, environment, g = _load(repo, rev, env, start_workers if terraform else None)
     return Session(_root(repo), snapshot, environment, g, parallelism=parallelism, progress=_progress)
 
 

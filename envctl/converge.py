@@ -102,6 +102,20 @@ def scrub_plan(plan: NodePlan, secrets: set[str]) -> NodePlan:
     return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), secrets)))
 
 
+def prewarm_plans(
+    env: Environment, snapshot: Snapshot, root: Path, nodes: Iterable[str], parallelism: int
+) -> None:
+    """Start Terraform workers in the background (at most one per core) if ``nodes`` include stacks.
+
+    Needs no graph: the CLI calls it as soon as the environment is loaded.
+    """
+    stacks = sum(1 for n in nodes if env.nodes[n].kind == "stack")
+    if stacks:
+        from envctl.terraform.stack import StackContext, prewarm
+
+        prewarm(StackContext(env, snapshot, root), min(stacks, parallelism))
+
+
 class SerialSnapshot:
     """A snapshot whose reads are serialised by a lock.
 
@@ -182,16 +196,15 @@ class Session:
         ``parallelism``): an apply mostly waits on the cloud, and a worker started when its
         stack becomes ready would put its start-up on the critical path.
         """
-        stacks = {n for n in nodes if self.env.nodes[n].kind == "stack"}
-        if not stacks:
+        if not applying:
+            prewarm_plans(self.env, self.snapshot, self.root, nodes, self.parallelism)
             return
-        from envctl.terraform.stack import prewarm
+        stacks = {n for n in nodes if self.env.nodes[n].kind == "stack"}
+        if stacks:
+            from envctl.terraform.stack import prewarm
 
-        if applying:
             width = max(len(stacks.intersection(level)) for level in self.graph.levels())
             prewarm(self.stack_ctx(), min(width, self.parallelism), beyond_cores=True)
-        else:
-            prewarm(self.stack_ctx(), min(len(stacks), self.parallelism))
 
     def kube(self) -> KubeContext:
         from envctl.kube import KubeContext
