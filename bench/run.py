@@ -1042,20 +1042,18 @@ def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None
         def drift() -> float:
             return envctl("drift", "-e", env, "--format", "json", cwd=root, env=kenv, ok=(2,))
 
+        kdiff_argv = [
+            kubectl,
+            "diff",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=bench-kubectl",
+            "-f",
+            str(kdir / "k.yaml"),
+        ]
+
         def kdiff() -> float:
-            return timed(
-                [
-                    kubectl,
-                    "diff",
-                    "--server-side",
-                    "--force-conflicts",
-                    "--field-manager=bench-kubectl",
-                    "-f",
-                    str(kdir / "k.yaml"),
-                ],
-                env=kenv,
-                ok=(1,),
-            )
+            return timed(kdiff_argv, env=kenv, ok=(1,))
 
         ps = pairs(drift, kdiff, n)
         drift_requests = envctl_requests("drift", "-e", env, "--format", "json", cwd=root, env=kenv, ok=(2,))
@@ -1063,19 +1061,7 @@ def b5_b6(r5: Result, r6: Result | None, tmp: Path, n: int, smoke: bool) -> None
             [ENVCTL, "drift", "-e", env, "--format", "json", "--repo", str(root)], cwd=root, env=kenv, ok=(2,)
         )
         found_env = _drift_names(json.loads(dres.stdout))
-        _, kres = run(
-            [
-                kubectl,
-                "diff",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=bench-kubectl",
-                "-f",
-                str(kdir / "k.yaml"),
-            ],
-            env=kenv,
-            ok=(1,),
-        )
+        _, kres = run(kdiff_argv, env=kenv, ok=(1,))
         found_k = {
             ln.split("/")[-1].split()[0].split(".")[-1]
             for ln in kres.stdout.splitlines()

@@ -8,10 +8,13 @@ checked — never reported as in sync.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envctl.core.changes import Change
+from envctl.core.durations import parse_duration
 from envctl.core.errors import ExitCode
 
 DriftStatus = Literal["in-sync", "drifted", "stale", "error", "not-applied"]
@@ -147,11 +150,6 @@ def overdue_seconds(last_check: str | None, every: str | None, at: str) -> float
     ``last_check`` and ``at`` are ISO 8601 times; None when there is no schedule or the check
     is not due yet. Never checked at all with a schedule: overdue since ever (``math.inf``).
     """
-    import datetime as dt
-    import math
-
-    from envctl.core.durations import parse_duration
-
     if not every:
         return None
     if not last_check:

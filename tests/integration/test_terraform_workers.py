@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prochelpers import alive
 
 from envctl.core.errors import EngineError
 from envctl.terraform.engines import STATS, EmbeddedEngine, base_env
@@ -94,17 +95,9 @@ def test_when_envctl_dies_the_running_command_finishes_and_the_worker_exits(tmp_
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(worker_pid):
+    while time.monotonic() < deadline and alive(worker_pid):
         time.sleep(0.2)
-    assert not _alive(worker_pid), "the worker exits once its command is done"
+    assert not alive(worker_pid), "the worker exits once its command is done"
     assert (tmp_path / "finished.txt").read_text().strip() == "finished"
     state = (tmp_path / "terraform.tfstate").read_text()
     assert "terraform_data" in state, "the state of the finished apply was written"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
