@@ -23,7 +23,7 @@ from envctl.converge import (
     resolve_inputs,
     scrub_plan,
 )
-from envctl.core.changes import Action, NodePlan
+from envctl.core.changes import Action
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.store import now
@@ -225,7 +225,3 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
             notes.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
             failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
     return notes, failed
-
-
-def node_plan_of(d: NodeDrift) -> NodePlan:
-    return NodePlan(d.node, d.changes, notes=d.notes)

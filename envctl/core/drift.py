@@ -64,9 +64,6 @@ class DriftReport:
     converge: tuple[str, ...] = ()  # what --converge did, per node
     converge_failed: bool = False  # a drifted node --converge tried to repair is still not converged
 
-    def by_status(self, status: DriftStatus) -> list[NodeDrift]:
-        return [n for n in self.nodes if n.status == status]
-
     @property
     def has_drift(self) -> bool:
         return any(n.status in ("drifted", "stale", "not-applied") for n in self.nodes)

@@ -405,13 +405,6 @@ class KubeContext:
         with self._state.lock:
             self._state.discovery.pop(api_version, None)
 
-    def api_versions(self) -> list[str]:
-        """Every group-version the cluster serves (preferred and others)."""
-        versions = ["v1"]
-        for group in self.request("GET", "/apis").get("groups", []):
-            versions.extend(str(v["groupVersion"]) for v in group.get("versions", []))
-        return versions
-
     def preferred_versions(self) -> list[str]:
         versions = ["v1"]
         for group in self.request("GET", "/apis").get("groups", []):

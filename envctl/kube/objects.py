@@ -157,15 +157,6 @@ class ObjRef:
             str(data["apiVersion"]), str(data["kind"]), str(data.get("namespace") or ""), str(data["name"])
         )
 
-    def same_object(self, other: ObjRef) -> bool:
-        """Same group, kind, namespace and name (the version may differ: same stored object)."""
-        return (self.group, self.kind, self.namespace, self.name) == (
-            other.group,
-            other.kind,
-            other.namespace,
-            other.name,
-        )
-
 
 def kind_rank(kind: str) -> int:
     """Position of a kind in the apply order; deletes use the reverse."""
