@@ -321,7 +321,11 @@ class KubeContext:
         headers.update(api.default_headers)
         api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
         # The REST client JSON-encodes bodies itself for JSON content types; apply patches go as text.
-        payload = body if content_type == "application/json" or body is None else json.dumps(body)
+        payload = (
+            body
+            if content_type == "application/json" or body is None
+            else json.dumps(body, separators=(",", ":"))
+        )
         # Dropped connections, 429 and 502-504 are retried with growing delays for up to
         # RETRY_BUDGET seconds (an API server restart takes several): apply is idempotent, and
         # callers whose writes are not (POST, PUT with a resourceVersion) check a 409 themselves.
