@@ -71,18 +71,27 @@ def unchanged_by_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | Non
 
 
 def _same(fields: Mapping[str, Any], want: Any, have: Any) -> bool:
-    """``fields`` (one fieldsV1 node) is exactly what ``want`` sets, and ``want`` agrees with ``have``."""
-    children = {k: v for k, v in fields.items() if k != "."}
-    if any(not isinstance(v, Mapping) for v in children.values()):
-        return False
+    """``fields`` (one fieldsV1 node) is exactly what ``want`` sets, and ``want`` agrees with ``have``.
+
+    Written for speed (a 700 KB CRD schema is tens of thousands of nodes): no per-node copies.
+    """
+    count = len(fields) - ("." in fields)  # the children; "." marks the node itself
     if isinstance(want, dict):
         if not isinstance(have, dict):
             return False
-        if not children:  # an atomic (or empty) map: applied as a whole
+        if not count:  # an atomic (or empty) map: applied as a whole
             return equal(want, have)
-        if any(not k.startswith("f:") for k in children) or {k[2:] for k in children} != set(want):
+        if count != len(want):
             return False
-        return all(k in have and _same(children["f:" + k], v, have[k]) for k, v in want.items())
+        # as many children as keys, each key's child present: the children are exactly the keys
+        for k, v in want.items():
+            sub = fields.get("f:" + k)
+            if not isinstance(sub, dict) or k not in have or not _same(sub, v, have[k]):
+                return False
+        return True
+    children = {k: v for k, v in fields.items() if k != "."} if count else {}
+    if any(not isinstance(v, Mapping) for v in children.values()):
+        return False
     if isinstance(want, list):
         if not isinstance(have, list):
             return False
