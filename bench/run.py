@@ -1201,7 +1201,7 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         tmp / "b8",
         {
             f"environments/{env}/environment.yaml": env_yaml(env),
-            f"{layers}/crds/layer.yaml": "wait_timeout: 120\n",
+            f"{layers}/crds/layer.yaml": "wait: {timeout: 120s}\n",
             f"{layers}/app/layer.yaml": (
                 f"namespace: {ns['e']}\nwait: false\nallow_secrets: true\ndepends_on: [layer.crds]\n"
             ),

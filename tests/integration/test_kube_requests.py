@@ -359,23 +359,19 @@ def test_cluster_scoped_objects_are_listed_and_a_planned_create_is_not_dry_run_a
 
 
 def test_a_crd_its_layer_uses_is_watched_until_established_not_polled(
-    layer: Layer, api_client: client.ApiClient, namespace: str
+    layer: Layer, api_client: client.ApiClient
 ) -> None:
     group = f"{layer.ns}.watch.envctl.test"
-    widget = {
-        "apiVersion": f"{group}/v1",
-        "kind": "Widget",
-        "metadata": {"name": "w", "namespace": namespace},
-        "spec": {"size": 1},
-    }
-    write_docs(layer, [crd(group), widget])
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": layer.ns}}
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    write_docs(layer, [namespace, crd(group), widget])
     try:
         layer.ctx.take()
         done = apply_layer(layer.ctx, layer.node, layer.objects())
-        assert done.counts.add == 2
+        assert done.counts.add == 3
         counts = layer.ctx.take()
         assert counts["watch"] >= 1, counts  # the CRD, until Established
-        assert counts["get"] <= 2, counts  # no polls re-reading the CRD: the inventory
-        assert counts["dry-run"] == 2 and counts["apply"] == 2, counts
+        assert counts["get"] <= 3, counts  # namespace, inventory: no polls re-reading the CRD
+        assert counts["dry-run"] == 3 and counts["apply"] == 3, counts
     finally:
         client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(f"widgets.{group}")
