@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.core.approval import Approval
-from envctl.core.bundle import PlanBundle, canonical, sha256
+from envctl.core.bundle import PlanBundle, canonical, check_id, sha256
 from envctl.core.errors import LockedError, StalePlanError, UsageError, describe_holder
 
 
@@ -90,6 +90,8 @@ class Store:
         return plan_id, self.base / "plans" / plan_id
 
     def write_bundle(self, plan_dir: Path, bundle: PlanBundle) -> Path:
+        check_id(bundle.id)
+        check_id(bundle.environment, "environment")
         path = plan_dir / "bundle.json"
         self._write_json(path, bundle.to_json())
         return path
@@ -128,7 +130,7 @@ class Store:
     # --- approvals -----------------------------------------------------------------------
 
     def _approval_path(self, plan_id: str) -> Path:
-        return self.base / "approvals" / f"{plan_id}.json"
+        return self.base / "approvals" / f"{check_id(plan_id)}.json"
 
     def record_approval(self, approval: Approval) -> Path:
         path = self._approval_path(approval.plan_id)
@@ -152,7 +154,7 @@ class Store:
     # --- applied plans and journals --------------------------------------------------------
 
     def _applied_path(self, plan_id: str) -> Path:
-        return self.base / "applied" / f"{plan_id}.json"
+        return self.base / "applied" / f"{check_id(plan_id)}.json"
 
     def mark_applied(self, bundle: PlanBundle, run_id: str) -> None:
         self._write_json(
@@ -164,7 +166,7 @@ class Store:
         return self._applied_path(plan_id).exists()
 
     def journal_path(self, env: str, run_id: str) -> Path:
-        return self.base / "runs" / env / f"{run_id}.json"
+        return self.base / "runs" / check_id(env, "environment") / f"{check_id(run_id, 'run id')}.json"
 
     def write_journal(self, env: str, run_id: str, journal: dict[str, Any]) -> None:
         self._write_json(self.journal_path(env, run_id), journal)

@@ -98,6 +98,9 @@ class LayerSpec:
     kustomize: bool = False
     manifests: tuple[str, ...] = ()
     outputs: Mapping[str, LayerOutput] = field(default_factory=dict)
+    # fields a sensitive value may flow into besides a Secret's data/stringData:
+    # ``apiVersion/Kind/[namespace/]name:.path`` (see docs/kubernetes.md)
+    sensitive_allowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,14 @@ class TerraformSettings:
 
 
 @dataclass(frozen=True)
+class AllowSettings:
+    """``allow:`` of environment.yaml: what a node may reach beyond the repository snapshot."""
+
+    remote_sources: bool = False  # kustomize URLs, git::/http/registry module sources
+    terraform_file_functions: bool = False  # file(), templatefile(), ... on any path
+
+
+@dataclass(frozen=True)
 class Environment:
     """One environment of the repo, fully loaded and checked (but not yet graphed)."""
 
@@ -150,4 +161,5 @@ class Environment:
     approval_required_for: tuple[str, ...] = ("terraform",)
     notifications: tuple[str, ...] = ()
     drift_every: str | None = None
+    allow: AllowSettings = field(default_factory=AllowSettings)
     nodes: Mapping[str, Node] = field(default_factory=dict)

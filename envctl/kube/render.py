@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
+import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
+from envctl.core.paths import repo_path
 from envctl.core.refs import HINT, parse_ref
 from envctl.core.yamldoc import load_yaml, load_yaml_documents
 from envctl.kube.objects import (
@@ -200,14 +201,21 @@ def _kubectl() -> str:
     return found
 
 
-def _path_refs(doc: Mapping[str, Any]) -> list[str]:
-    """Every local path a kustomization names: resources, patches, generator files, configurations."""
-    refs: list[str] = []
+# Keys of a kustomization whose entries kustomize also fetches when they are not local paths.
+_REMOTE_CAPABLE = ("resources", "bases", "components")
+# What kustomize reads as a remote target: a URL, a scp-like Git address, a hosted Git repository.
+_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)")
 
-    def add(value: Any) -> None:
+
+def _path_refs(doc: Mapping[str, Any]) -> list[tuple[str, str, tuple[str | int, ...]]]:
+    """Every path a kustomization names, as ``(key, path, yaml path)``: resources, bases,
+    components, patches, generator files, configurations, plugin configs, openapi."""
+    refs: list[tuple[str, str, tuple[str | int, ...]]] = []
+
+    def add(key: str, value: Any, *where: str | int) -> None:
         # inline patches and generator configs are YAML text, not paths
         if isinstance(value, str) and value and "\n" not in value:
-            refs.append(value)
+            refs.append((key, value, where))
 
     def each(key: str) -> list[Any]:
         value = doc.get(key)
@@ -224,30 +232,50 @@ def _path_refs(doc: Mapping[str, Any]) -> list[str]:
         "transformers",
         "validators",
     ):
-        for r in each(key):
-            add(r)
+        for i, r in enumerate(each(key)):
+            add(key, r, key, i)
     for key in ("patches", "patchesJson6902", "replacements"):
-        for item in each(key):
+        for i, item in enumerate(each(key)):
             if isinstance(item, dict):
-                add(item.get("path"))
+                add(key, item.get("path"), key, i, "path")
     for key in ("configMapGenerator", "secretGenerator"):
-        for gen in each(key):
+        for i, gen in enumerate(each(key)):
             if not isinstance(gen, dict):
                 continue
-            for f in gen.get("files") or []:
-                add(f.split("=", 1)[-1] if isinstance(f, str) else None)
-            for f in gen.get("envs") or []:
-                add(f)
-            add(gen.get("env"))
+            for j, f in enumerate(gen.get("files") or []):
+                add(key, f.split("=", 1)[-1] if isinstance(f, str) else None, key, i, "files", j)
+            for j, f in enumerate(gen.get("envs") or []):
+                add(key, f, key, i, "envs", j)
+            add(key, gen.get("env"), key, i, "env")
+    for key in ("helmCharts", "helmGlobals", "helmChartInflationGenerator"):
+        if doc.get(key):
+            add(key, key, key)  # kustomize would run helm (and may pull charts): never local
     openapi = doc.get("openapi")
     if isinstance(openapi, dict):
-        add(openapi.get("path"))
+        add("openapi", openapi.get("path"), "openapi", "path")
     return refs
 
 
-def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read: set[str]) -> None:
+def is_remote(ref: str) -> bool:
+    """Whether kustomize would fetch ``ref`` (a URL, ``git@host:``, ``github.com/...``)."""
+    return bool(_REMOTE.match(ref))
+
+
+def _kustomize_sources(
+    env: Environment,
+    snapshot: Snapshot,
+    directory: str,
+    seen: set[str],
+    read: set[str],
+    text_of: Callable[[str], str],
+) -> None:
     """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components)
     and every file kustomize reads (``read``: kustomization files, resources, patches, generator files).
+
+    Confinement is checked here, on the kustomization as kustomize will read it (``text_of``
+    gives a file's text after substitution): a path must stay inside the repository and out of
+    ``.git/`` and ``.envctl/``; a remote resource is refused unless ``allow.remote_sources``; a
+    resource that is not in the repository is refused (kustomize would try to fetch it).
     """
     if directory in seen:
         return
@@ -257,22 +285,45 @@ def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read:
         if not snapshot.exists(path):
             continue
         read.add(path)
-        doc = load_yaml(snapshot.read_bytes(path), path)
+        doc = load_yaml(text_of(path).encode(), path)
         data = doc.data if doc.data is not None else {}
         if not isinstance(data, dict):
             raise ConfigError("a kustomization must be a mapping", location=doc.loc())
-        for ref in _path_refs(data):
-            if "://" in ref or ref.startswith(("github.com/", "git@")):
-                continue
-            target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
-            if target.startswith("..") or os.path.isabs(ref):
+        for key, ref, yaml_path in _path_refs(data):
+            where = doc.loc(*yaml_path)
+            if key.startswith("helm"):
                 raise ConfigError(
-                    f"kustomization refers outside the repository: {ref}", location=Location(path)
+                    f"kustomization uses {key}: kustomize would run helm and may fetch charts",
+                    location=where,
+                    hint="render charts with a helm: layer, or commit the rendered manifests",
                 )
+            if is_remote(ref):
+                if key in _REMOTE_CAPABLE and env.allow.remote_sources:
+                    continue
+                raise ConfigError(
+                    f"kustomization refers to a remote source: {ref}",
+                    location=where,
+                    hint="vendor it into the repository, or set allow: {remote_sources: true} "
+                    "in environment.yaml to let kustomize fetch it",
+                )
+            try:
+                target = repo_path(ref if posixpath.isabs(ref) else posixpath.join(directory, ref))
+            except ConfigError as e:
+                raise ConfigError(
+                    f"kustomization refers outside the repository: {ref} ({e.message})",
+                    location=where,
+                    hint=e.hint,
+                ) from None
             if snapshot.is_dir(target):
-                _kustomize_sources(snapshot, target, seen, read)
+                _kustomize_sources(env, snapshot, target, seen, read, text_of)
             elif snapshot.exists(target):
                 read.add(target)
+            elif key in _REMOTE_CAPABLE:
+                raise ConfigError(
+                    f"kustomization refers to {ref}, which is not in the repository",
+                    location=where,
+                    hint="kustomize would try to fetch it as a remote repository; fix the path",
+                )
         break
 
 
@@ -283,15 +334,23 @@ def _substituted(name: str) -> bool:
 def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
     """``kubectl kustomize`` of a copy of the layer's sources; inputs substituted in the YAML files
     kustomize reads, never in ``layer.yaml`` (its references are the loader's, not kustomize's)."""
+    texts: dict[str, str] = {}
+
+    def text_of(file: str) -> str:
+        if file not in texts:
+            texts[file] = substitute(_decode(snapshot.read_bytes(file), file), inputs, file, env)
+        return texts[file]
+
     dirs: set[str] = set()
     read: set[str] = set()
-    _kustomize_sources(snapshot, node.path, dirs, read)
+    _kustomize_sources(env, snapshot, node.path, dirs, read, text_of)
     files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
         for file in sorted(files):
-            data = snapshot.read_bytes(file)
             if file in read and _substituted(Path(file).name):
-                data = substitute(_decode(data, file), inputs, file, env).encode()
+                data = text_of(file).encode()
+            else:
+                data = snapshot.read_bytes(file)
             dest = Path(tmp, file)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)

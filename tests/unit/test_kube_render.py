@@ -146,8 +146,73 @@ def test_kustomize_renders_with_inputs(tmp_path: Path) -> None:
 
 
 def test_kustomize_failure_is_a_config_error(tmp_path: Path) -> None:
-    snap, node = make(tmp_path, {"kustomization.yaml": "resources: [missing.yaml]\n"}, kustomize=True)
+    snap, node = make(
+        tmp_path,
+        {"kustomization.yaml": "resources: [cm.yaml]\n", "cm.yaml": "apiVersion: v1\nkind: ConfigMap\n"},
+        kustomize=True,
+    )
     with pytest.raises(ConfigError, match="kustomize failed"):
+        render_layer(ENV, snap, node, {})
+
+
+def test_a_kustomization_naming_a_missing_resource_is_refused_before_kustomize_fetches_it(
+    tmp_path: Path,
+) -> None:
+    snap, node = make(tmp_path, {"kustomization.yaml": "resources: [missing.yaml]\n"}, kustomize=True)
+    with pytest.raises(ConfigError, match="not in the repository") as e:
+        render_layer(ENV, snap, node, {})
+    assert e.value.location is not None and e.value.location.line == 1
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "https://github.com/org/repo//base?ref=v1",
+        "github.com/org/repo/base",
+        "git@github.com:org/repo.git",
+        "ssh://git@example.com/repo.git",
+    ],
+)
+def test_remote_kustomize_resources_are_refused_unless_allowed(tmp_path: Path, resource: str) -> None:
+    snap, node = make(tmp_path, {"kustomization.yaml": f"resources:\n  - {resource}\n"}, kustomize=True)
+    with pytest.raises(ConfigError, match="remote source") as e:
+        render_layer(ENV, snap, node, {})
+    assert e.value.location is not None and e.value.location.line == 2
+    assert "remote_sources" in (e.value.hint or "")
+
+
+def test_the_confinement_check_runs_after_substitution(tmp_path: Path) -> None:
+    """``resources: ['${env.vars.base}']`` with base = ../../.. is refused: the path as kustomize reads it."""
+    env = Environment(name="dev", path="environments/dev", vars={"base": "../../../../../tmp/x"})
+    snap, node = make(tmp_path, {"kustomization.yaml": "resources: ['${env.vars.base}']\n"}, kustomize=True)
+    with pytest.raises(ConfigError, match="outside the repository"):
+        render_layer(env, snap, node, {})
+
+
+@pytest.mark.parametrize("target", [".git/config", ".envctl/state/dev/db/terraform.tfstate"])
+def test_a_generator_over_a_symlink_into_git_or_envctl_is_refused(tmp_path: Path, target: str) -> None:
+    (tmp_path / target).parent.mkdir(parents=True)
+    (tmp_path / target).write_text("[http] extraheader = AUTHORIZATION: basic c2VjcmV0\n")
+    snap, node = make(
+        tmp_path,
+        {"kustomization.yaml": "configMapGenerator:\n  - name: stolen\n    files: [stolen.txt]\n"},
+        kustomize=True,
+    )
+    (tmp_path / LAYER / "stolen.txt").symlink_to(Path("../../../..") / target)
+    with pytest.raises(ConfigError, match=r"symlink into \.(git|envctl)/") as e:
+        render_layer(ENV, snap, node, {})
+    assert "c2VjcmV0" not in str(e.value)
+
+
+def test_a_kustomization_naming_git_directly_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("x\n")
+    snap, node = make(
+        tmp_path,
+        {"kustomization.yaml": "configMapGenerator:\n  - name: c\n    files: [../../../../.git/config]\n"},
+        kustomize=True,
+    )
+    with pytest.raises(ConfigError, match=r"leads into \.git/"):
         render_layer(ENV, snap, node, {})
 
 
