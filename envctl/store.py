@@ -23,6 +23,7 @@ from typing import Any
 from envctl.core.approval import Approval
 from envctl.core.bundle import PlanBundle, canonical, check_id, sha256
 from envctl.core.errors import LockedError, StalePlanError, UsageError, describe_holder
+from envctl.core.secrets import KNOWN
 
 
 def now() -> str:
@@ -78,9 +79,14 @@ class Store:
         with contextlib.suppress(FileExistsError), open(ignore, "x") as f:
             f.write("# envctl's plans, state, journals and locks: not part of the repository\n*\n")
 
-    def _write_json(self, path: Path, data: Any) -> None:
+    def _write_json(self, path: Path, data: Any, *, scrub: bool = True) -> None:
+        """Write a record; every known secret is masked on the way (the masking boundary).
+
+        Plan bundles are the exception (``scrub=False``): their plans are scrubbed before the
+        fingerprint is taken, and masking afterwards would break the fingerprint.
+        """
         self.ensure_base()
-        write_json(path, data)
+        write_json(path, KNOWN.scrub(data) if scrub else data)
 
     # --- plan bundles --------------------------------------------------------------------
 
@@ -93,7 +99,7 @@ class Store:
         check_id(bundle.id)
         check_id(bundle.environment, "environment")
         path = plan_dir / "bundle.json"
-        self._write_json(path, bundle.to_json())
+        self._write_json(path, bundle.to_json(), scrub=False)
         return path
 
     def resolve_plan(self, ref: str) -> Path:

@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from envctl.core.changes import UNKNOWN
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.paths import repo_path
 from envctl.core.refs import HINT, parse_ref
+from envctl.core.secrets import KNOWN, encoded_forms, secret_texts
 from envctl.core.yamldoc import load_yaml, load_yaml_documents
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
@@ -34,6 +36,7 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     ObjRef,
     is_secret,
+    secret_values,
 )
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -392,13 +395,123 @@ def is_kustomize(snapshot: Snapshot, node: Node) -> bool:
 
 
 def render_layer(
-    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    sensitive: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
-    apiVersion/kind/name and duplicate objects.
+    apiVersion/kind/name and duplicate objects. ``sensitive`` names the inputs (keys of
+    ``inputs``) that carry a sensitive Terraform output (values: the output, such as
+    ``stack.db.outputs.password``): one that lands anywhere but a Secret's ``data``/``stringData``
+    or a field the layer's ``sensitive_allowed`` names is refused (``check_sensitive_flow``).
     """
+    objects = _render(env, snapshot, node, inputs)
+    for obj in objects:
+        for value in secret_values(obj):
+            KNOWN.add_texts(encoded_forms(value))  # masked wherever an error echoes it
+    if sensitive:
+        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects)
+    return objects
+
+
+def check_sensitive_flow(
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    sensitive: Mapping[str, str],
+    objects: list[dict[str, Any]],
+) -> None:
+    """Refuse a sensitive input that flows anywhere but a Secret's data or an allowed field.
+
+    Checked twice: on the objects as rendered (the value's own texts; catches what kustomize
+    did with it), and on a probe render where each sensitive input is a unique marker (so the
+    check holds when the value is not known yet - validate, or an upstream not applied - or too
+    short to search for). A probe that does not render (a marker where kustomize wants a number)
+    leaves the first check.
+    """
+    allowed = node.layer.sensitive_allowed if node.layer else ()
+    texts = {
+        label_: secret_texts([inputs[k]])
+        for k, label_ in sensitive.items()
+        if k in inputs and inputs[k] != UNKNOWN  # not known yet: the probe checks it
+    }
+    found = sensitive_flows(objects, texts, allowed)
+    if not found:
+        salt = hashlib.sha256(node.id.encode()).hexdigest()[:8]
+        markers = {k: f"envctlsensitive{salt}x{i}" for i, k in enumerate(sorted(sensitive))}
+        try:
+            probe = _render(env, snapshot, node, {**inputs, **markers})
+        except ConfigError:
+            probe = []
+        found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
+    if found:
+        label_, ref, path = found[0]
+        raise ConfigError(
+            f"sensitive output {label_} flows into {ref} at {path}: a sensitive value may only "
+            "go into a Secret's data or stringData",
+            node=node.id,
+            location=Location(node.config_file or node.path),
+            hint="put it into a Secret and reference the Secret, or name the field in layer.yaml: "
+            f"sensitive_allowed: [{_allowed_key(ref)}:{path}]",
+        )
+
+
+def _allowed_key(ref: ObjRef) -> str:
+    return "/".join(p for p in (ref.api_version, ref.kind, ref.namespace, ref.name) if p)
+
+
+def sensitive_flows(
+    objects: list[dict[str, Any]], secrets: Mapping[str, set[str]], allowed: tuple[str, ...] = ()
+) -> list[tuple[str, ObjRef, str]]:
+    """``(label, object, .path)`` of every field holding one of ``secrets`` (``label -> texts``)
+    outside a Secret's ``data``/``stringData`` and outside ``allowed`` (``obj:.path`` entries;
+    a path allows its subtree)."""
+    found: list[tuple[str, ObjRef, str]] = []
+    if not any(secrets.values()):
+        return found
+
+    def walk(value: Any, path: str, ref: ObjRef, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}", ref, key)
+            return
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]", ref, key)
+            return
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = value if isinstance(value, str) else json.dumps(value)
+            for label_, texts in secrets.items():
+                if any(t and t in text for t in texts) and not _allowed(allowed, key, path):
+                    found.append((label_, ref, path))
+                    return
+
+    for obj in objects:
+        ref = ObjRef.of(obj)
+        key = _allowed_key(ref)
+        for field_name, value in obj.items():
+            if is_secret(obj) and field_name in ("data", "stringData"):
+                continue
+            walk(value, f".{field_name}", ref, key)
+    return found
+
+
+def _allowed(allowed: tuple[str, ...], key: str, path: str) -> bool:
+    for entry in allowed:
+        obj, _, field_path = entry.partition(":")
+        if obj == key and (path == field_path or path.startswith((field_path + ".", field_path + "["))):
+            return True
+    return False
+
+
+def _render(
+    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     spec = node.layer
     parsed: list[tuple[dict[str, Any], Location]] = []
     if is_kustomize(snapshot, node):

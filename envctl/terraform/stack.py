@@ -22,6 +22,7 @@ from typing import Any
 from envctl.core.changes import SENSITIVE, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, Location, StalePlanError
 from envctl.core.model import Environment, Node, Snapshot
+from envctl.core.secrets import KNOWN
 from envctl.terraform import diagnostics as diag
 from envctl.terraform import planjson
 from envctl.terraform.engines import EmbeddedEngine, Engine, RunResult, base_env, engine_for
@@ -281,11 +282,15 @@ def apply_stack(ctx: StackContext, node: Node, planfile: Path) -> dict[str, Stac
 
 
 def _outputs_from(doc: Mapping[str, Any]) -> dict[str, StackOutput]:
-    return {
+    outs = {
         str(k): StackOutput(v.get("value"), bool(v.get("sensitive", False)))
         for k, v in doc.items()
         if isinstance(v, dict)
     }
+    for o in outs.values():
+        if o.sensitive:
+            KNOWN.add(o.value)  # masked in everything envctl prints, stores or sends
+    return outs
 
 
 def read_outputs(ctx: StackContext, node: Node) -> dict[str, StackOutput]:

@@ -10,6 +10,8 @@ of at least 4 characters.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -264,3 +266,32 @@ def test_mask_leaves_no_occurrence_and_touches_nothing_else(secrets: list[str], 
         pos = found + len(p)
     if not any(s in text for s in secrets):
         assert masked == text
+
+
+def test_the_cli_masks_every_known_secret_in_whatever_it_prints(
+    run_cli: Callable[..., Any], make_repo: Callable[..., Path]
+) -> None:
+    """The masking boundary: an error text nobody scrubbed still prints without the secret."""
+    from envctl.core.secrets import KNOWN
+
+    secret = "cli-boundary-secret-7f3a"
+    KNOWN.add(secret)
+    root = make_repo({"environments/dev/environment.yaml": f"name: {secret}\n"})
+    res = run_cli("validate", "-e", "dev", "--repo", root)
+    assert res.code == 78
+    assert "name '(sensitive)' does not match" in res.err
+    assert secret not in res.out + res.err
+
+
+def test_records_mask_every_known_secret(tmp_path: Path) -> None:
+    from envctl.core.secrets import KNOWN
+    from envctl.store import Store
+
+    secret = "stored-secret-value-91c2"
+    KNOWN.add({"nested": [secret]})
+    store = Store(tmp_path)
+    store.write_journal("dev", "run1", {"nodes": {"layer.app": {"error": f"rejected: {secret}_!"}}})
+    store.write_drift("dev", {"summary": f"error {secret}"})
+    stored = "".join(p.read_text() for p in (tmp_path / ".envctl").rglob("*.json"))
+    assert "rejected: (sensitive)_!" in stored
+    assert secret not in stored
