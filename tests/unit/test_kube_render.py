@@ -236,7 +236,9 @@ def test_parsed_manifests_are_remembered_by_content_and_every_caller_gets_its_ow
     assert edited[0][0]["data"] == {"k": "w"}
 
 
-CM_WITH_PW = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: app}\ndata: {pw: '${inputs.pw}'}\n"
+CM_WITH_PW = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: app}\ndata: {pw: '${inputs.pw}'}\n"
+)
 SECRET_WITH_PW = (
     "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: app}\nstringData: {pw: '${inputs.pw}'}\n"
 )
