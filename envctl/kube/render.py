@@ -1,4 +1,5 @@
-"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize.
+"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize
+or (``envctl.kube.helm``) ``helm template``.
 
 May import ``yaml``, ``subprocess`` (for ``kubectl kustomize`` only) and ``envctl.core``; never
 ``kubernetes``: rendering must work with no cluster (``envctl validate``, plans before the cluster
@@ -29,6 +30,7 @@ from envctl.core.paths import repo_path
 from envctl.core.refs import HINT, parse_ref
 from envctl.core.secrets import KNOWN, encoded_forms, secret_texts
 from envctl.core.yamldoc import load_yaml, load_yaml_documents
+from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     CLUSTER_SCOPED_KINDS,
@@ -514,7 +516,13 @@ def _render(
 ) -> list[dict[str, Any]]:
     spec = node.layer
     parsed: list[tuple[dict[str, Any], Location]] = []
-    if is_kustomize(snapshot, node):
+    if spec is not None and spec.helm is not None:
+        text, chart_path = render_chart(env, snapshot, node, inputs)
+        source = sources_of(text, chart_path)
+        parsed = apply_hook_policy(
+            [(o, Location(source(line))) for o, line in parse_manifests(text, chart_path)], node.id
+        )
+    elif is_kustomize(snapshot, node):
         kfile = f"{node.path}/kustomization.yaml"
         parsed = [
             (o, Location(kfile))
