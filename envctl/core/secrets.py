@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import threading
 from collections.abc import Iterable
 from typing import Any
 
-from envctl.core.changes import SENSITIVE
+from envctl.core.changes import SENSITIVE, NodePlan
 
 MIN_LENGTH = 4
 """Shorter texts are never treated as secrets (see the module docstring)."""
@@ -155,6 +156,19 @@ def scrub(value: Any, secrets: Iterable[str], marker: str = SENSITIVE, *, whole:
     if isinstance(value, tuple):
         return tuple(scrub(v, texts, marker, whole=whole) for v in value)
     return value
+
+
+def scrub_plan(plan: NodePlan, secrets: Iterable[str]) -> NodePlan:
+    """``plan`` with ``secrets`` and every secret the process knows (``KNOWN``) masked in its
+    changes and notes: what the views show and what a plan bundle stores (and fingerprints)."""
+    texts = set(secrets) | KNOWN.texts
+    if not texts:
+        return plan
+    changes = tuple(
+        dataclasses.replace(c, before=scrub(c.before, texts), after=scrub(c.after, texts))
+        for c in plan.changes
+    )
+    return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), texts)))
 
 
 def encoded_forms(value: str) -> set[str]:
