@@ -19,6 +19,7 @@ from envctl.app.inputs import (
     inputs_hash,
     read_current_outputs,
     resolve_inputs,
+    sensitive_inputs,
     waiting_on,
 )
 from envctl.app.locking import lock_holder
@@ -28,7 +29,7 @@ from envctl.core.changes import Action
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.core.schedule import Status
-from envctl.core.secrets import scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 
@@ -68,7 +69,8 @@ def check_drift(s: Session) -> DriftReport:
                 result, outs_changed = _check_node(s, n, values, last.get(n), changed_outputs, Path(tmp))
             except EnvctlError as e:
                 exit_code = 69 if e.exit_code == ExitCode.UNAVAILABLE else 1
-                result, outs_changed = NodeDrift(n, "error", error=str(e), error_exit=exit_code), set()
+                error = str(scrub_error(e, values.secrets))  # error texts may echo a secret
+                result, outs_changed = NodeDrift(n, "error", error=error, error_exit=exit_code), set()
             failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
             if result.status == "stale" and failed_up:
                 # Its inputs are missing because the upstream check failed, not because upstream
@@ -145,7 +147,7 @@ def _check_node(
     else:
         from envctl.kube import drift_layer, render_layer
 
-        objects = render_layer(s.env, s.snapshot, node, inputs)
+        objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
         plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
         outs = set()
     changes = tuple(

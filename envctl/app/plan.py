@@ -17,6 +17,7 @@ from envctl.app.inputs import (
     inputs_hash,
     read_current_outputs,
     resolve_inputs,
+    sensitive_inputs,
     waiting_on,
 )
 from envctl.app.session import Session
@@ -73,7 +74,7 @@ def _plan_node(
     else:
         from envctl.kube import offline_plan_layer, plan_layer, render_layer
 
-        objects = render_layer(s.env, s.snapshot, node, inputs)
+        objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
         check_plaintext_secrets(s, node, objects)
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
@@ -95,7 +96,7 @@ def _count_objects(s: Session, node: Node, inputs: Mapping[str, Any]) -> int:
     """Objects a pending layer will apply; a layer that cannot render fails its plan, never hides."""
     from envctl.kube import render_layer
 
-    objects = render_layer(s.env, s.snapshot, node, inputs)
+    objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
     check_plaintext_secrets(s, node, objects)
     return len(objects)
 

@@ -43,6 +43,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from envctl.core.changes import SENSITIVE, NodePlan
+from envctl.core.errors import EnvctlError
 
 MIN_LENGTH = 4
 """Shorter texts are never treated as secrets (see the module docstring)."""
@@ -169,6 +170,18 @@ def scrub_plan(plan: NodePlan, secrets: Iterable[str]) -> NodePlan:
         for c in plan.changes
     )
     return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), texts)))
+
+
+def scrub_error(err: EnvctlError, secrets: Iterable[str] = ()) -> EnvctlError:
+    """``err`` with ``secrets`` and every known secret masked in its message, detail and hint
+    (in place: the same exception, so its type and exit code stay); returns it."""
+    texts = set(secrets) | KNOWN.texts
+    if texts:
+        err.message = mask(err.message, texts, SENSITIVE)
+        err.detail = mask(err.detail, texts, SENSITIVE) if err.detail else err.detail
+        err.hint = mask(err.hint, texts, SENSITIVE) if err.hint else err.hint
+        err.args = (err.message,)
+    return err
 
 
 def encoded_forms(value: str) -> set[str]:

@@ -209,8 +209,8 @@ def test_a_sensitive_value_the_api_server_rejects_is_printed_nowhere(
     )
     layer = envrepo.path("layers/platform/layer.yaml")
     layer.write_text(
-        layer.read_text() + "inputs:\n  pw: ${stack.vault.outputs.token}\n"
-        f"sensitive_allowed: [v1/ConfigMap/{ns}/bad:.metadata.labels]\n"
+        layer.read_text().replace("inputs:\n", "inputs:\n  pw: ${stack.vault.outputs.token}\n", 1)
+        + f"sensitive_allowed: [v1/ConfigMap/{ns}/bad:.metadata.labels]\n"
     )
     env_yaml = envrepo.path("environment.yaml")
     env_yaml.write_text(env_yaml.read_text() + f"notifications:\n  - webhook: {hook.url}\n")

@@ -35,7 +35,7 @@ def _sensitive_into_configmap(repo: EnvRepo, *, allowed: bool = False) -> None:
         "data:\n  token: ${inputs.token}\n",
     )
     layer = repo.path("layers/platform/layer.yaml")
-    text = layer.read_text() + "inputs:\n  token: ${stack.vault.outputs.token}\n"
+    text = layer.read_text().replace("inputs:\n", "inputs:\n  token: ${stack.vault.outputs.token}\n", 1)
     if allowed:
         text += f"sensitive_allowed: [v1/ConfigMap/{repo.ns}/leak:.data.token]\n"
     layer.write_text(text)
