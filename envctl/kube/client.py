@@ -377,7 +377,7 @@ class KubeContext:
                 if status is not None:
                     status.append(code)
                 return dict(json.loads(data)) if data else {}
-            err = _api_error(code, resp.reason or "", data)
+            err = status_error(code, resp.reason or "", data)
             if code in _RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
@@ -527,7 +527,8 @@ class KubeContext:
             return list(pool.map(guarded, items))
 
 
-def _api_error(status: int, reason: str, data: bytes) -> ApiError:
+def status_error(status: int, reason: str, data: bytes) -> ApiError:
+    """The ``ApiError`` of a non-2xx answer, from its ``Status`` body (reason, message, details)."""
     try:
         doc = json.loads(data) if data else {}
     except ValueError:
