@@ -25,7 +25,7 @@ from envctl.app.validate import check_plaintext_secrets, precheck
 from envctl.core.approval import nodes_needing_approval
 from envctl.core.bundle import PlanBundle, canonical, sha256
 from envctl.core.changes import NodePlan
-from envctl.core.errors import EnvctlError, UnavailableError
+from envctl.core.errors import EnvctlError, NotPlannedError, UnavailableError
 from envctl.core.model import Node
 from envctl.core.results import PlanResult
 from envctl.core.schedule import Status
@@ -185,7 +185,9 @@ def plan_environment(
     queue = run_graph(s, order, work, needs=lambda u, d: _plan_waits_for(s, u, d))
     for n in order:
         if queue.status[n] is Status.SKIPPED and n not in errors:
-            errors[n] = EnvctlError(f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n)
+            errors[n] = NotPlannedError(
+                f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n
+            )
     bundle = PlanBundle(
         id=plan_id,
         environment=s.env.name,
