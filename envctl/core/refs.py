@@ -248,11 +248,13 @@ def substitute_values(
     return data
 
 
-def substitute_value(value: Any, resolve: Resolver, location: Location) -> Any:
-    """Resolve references inside a value of stack.yaml/layer.yaml (``inputs:``, ``namespace:``).
+def substitute_value(value: Any, resolve: Resolver, location: Location, *, allow_inputs: bool = False) -> Any:
+    """Resolve references inside a value of stack.yaml/layer.yaml (``inputs:``, ``namespace:``,
+    chart values).
 
     A string that is exactly one reference takes the referenced value with its type (a number
     stays a number, a list stays a list), as Terraform does; otherwise references are formatted
-    into the string as :func:`substitute_values` does.
+    into the string as :func:`substitute_values` does. Keys are never substituted.
+    ``allow_inputs``: ``${inputs.X}`` is allowed (chart values of a layer).
     """
-    return substitute_values(_copy(value), resolve, lambda _path: location, allow_inputs=False)
+    return substitute_values(_copy(value), resolve, lambda _path: location, allow_inputs=allow_inputs)

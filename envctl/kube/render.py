@@ -1,4 +1,5 @@
-"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize.
+"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize
+or (``envctl.kube.helm``) ``helm template``.
 
 May import ``yaml``, ``subprocess`` (for ``kubectl kustomize`` only) and ``envctl.core``; never
 ``kubernetes``: rendering must work with no cluster (``envctl validate``, plans before the cluster
@@ -27,6 +28,7 @@ from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import HINT, Budget, Resolver, quoted, substitute_values
 from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
+from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     CLUSTER_SCOPED_KINDS,
@@ -411,7 +413,14 @@ def render_layer(
     resolve = _resolver(inputs, env)
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
-    if is_kustomize(snapshot, node):
+    if spec is not None and spec.helm is not None:
+        text, chart_path = render_chart(env, snapshot, node, inputs)
+        source = sources_of(text, chart_path)
+        parsed = apply_hook_policy(
+            [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],
+            node.id,
+        )
+    elif is_kustomize(snapshot, node):
         kfile = f"{node.path}/kustomization.yaml"
         rendered = _run_kustomize(env, snapshot, node, resolve, budget)
         parsed = [(m.obj, Location(kfile)) for m in parse_manifests(rendered, kfile)]
