@@ -280,7 +280,7 @@ def committed_envctl(repo: EnvRepo) -> None:
 CASES: dict[str, tuple[Callable[[EnvRepo], None], str]] = {
     "module-source-absolute": (module_source_absolute, r"path on this machine"),
     "module-source-remote": (module_source_remote, r"fetched from outside the repository"),
-    "kustomize-substituted-dotdot": (kustomize_substituted_dotdot, r"outside the repository"),
+    "kustomize-substituted-dotdot": (kustomize_substituted_dotdot, r"cannot hold a reference"),
     "generator-symlink-into-git": (generator_symlink_into_git, r"symlink into \.git/"),
     "generator-symlink-into-envctl": (generator_symlink_into_envctl, r"symlink into \.envctl/"),
     "kustomize-remote-resource": (kustomize_remote_resource, r"remote source"),
