@@ -85,8 +85,36 @@ class StackSpec:
 
 
 @dataclass(frozen=True)
+class HelmChart:
+    """``helm:`` of a layer.yaml: the layer is what ``helm template`` renders from this chart.
+
+    ``chart``: a repo-relative chart directory (local), or for a remote chart an ``oci://``
+    reference or a chart name in the chart repository ``repo``, pinned to ``version``.
+    ``values`` may still hold ``${...}`` references; ``values_files`` are repo-relative paths.
+    """
+
+    chart: str
+    release: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    values_files: tuple[str, ...] = ()
+    version: str | None = None
+    repo: str | None = None
+    plain_http: bool = False
+    value_refs: tuple[Ref, ...] = ()  # the references in ``values`` (they are not inputs')
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def remote(self) -> bool:
+        return self.version is not None
+
+
+@dataclass(frozen=True)
 class LayerSpec:
-    """Layer-only settings, from ``layer.yaml``."""
+    """Layer-only settings, from ``layer.yaml``.
+
+    ``sources``: repository paths outside the layer directory the layer reads (a chart directory,
+    values files), so ``--changed-since`` follows them.
+    """
 
     namespace: str | None = None
     prune: bool = True
@@ -98,6 +126,11 @@ class LayerSpec:
     kustomize: bool = False
     manifests: tuple[str, ...] = ()
     outputs: Mapping[str, LayerOutput] = field(default_factory=dict)
+    helm: HelmChart | None = None
+    sources: tuple[str, ...] = ()
+    # fields a sensitive value may flow into besides a Secret's data/stringData:
+    # ``apiVersion/Kind/[namespace/]name:.path`` (see docs/kubernetes.md)
+    sensitive_allowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +172,14 @@ class TerraformSettings:
 
 
 @dataclass(frozen=True)
+class AllowSettings:
+    """``allow:`` of environment.yaml: what a node may reach beyond the repository snapshot."""
+
+    remote_sources: bool = False  # kustomize URLs, git::/http/registry module sources, remote charts
+    terraform_file_functions: bool = False  # file(), templatefile(), ... on any path
+
+
+@dataclass(frozen=True)
 class Environment:
     """One environment of the repo, fully loaded and checked (but not yet graphed)."""
 
@@ -150,4 +191,5 @@ class Environment:
     approval_required_for: tuple[str, ...] = ("terraform",)
     notifications: tuple[str, ...] = ()
     drift_every: str | None = None
+    allow: AllowSettings = field(default_factory=AllowSettings)
     nodes: Mapping[str, Node] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 Shape of flux's ``ssa.ResourceManager.ApplyAllStaged``: every object is dry-run first (one bad
 object, or one field conflict without ``force: true``, means nothing is written); CRDs and
-Namespaces go first and are waited for; the rest follow one kind at a time in a fixed order,
+Namespaces go first and are waited for; then a chart's pre-install/pre-upgrade hooks, waited for;
+the rest follow one kind at a time in a fixed order,
 concurrently within a kind; only objects whose dry-run differs from the live object are applied.
 Both operations return a ``NodePlan``: planned changes, or the changes that happened.
 """
@@ -16,9 +17,10 @@ from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import LayerSpec, Node
 from envctl.kube.client import ApiError, KubeContext, translate
-from envctl.kube.diff import LiveView, Prepared, conflict_error, dry_run_one, prepare, survey
+from envctl.kube.diff import LiveView, Prepared, WaitsFor, conflict_error, dry_run_one, prepare, survey
 from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
+from envctl.kube.helm import pre_hook_weight
 from envctl.kube.inventory import Inventory, read_inventory, write_inventory
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
@@ -62,7 +64,7 @@ def _with_adoption(p: Prepared) -> Change | None:
     return c
 
 
-def _stale(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
+def left_git(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
     """Inventory entries no longer rendered (an apiVersion change of the same object is not stale)."""
     rendered = {(p.ref.group, p.ref.kind, p.ref.namespace, p.ref.name) for p in prepared}
     return [e for e in inventory.entries if (e.group, e.kind, e.namespace, e.name) not in rendered]
@@ -77,7 +79,7 @@ def _check_empty(node: Node, objects: Sequence[Any], stale: Sequence[ObjRef], al
         )
 
 
-def _prune_candidates(
+def prune_candidates(
     ctx: KubeContext, node: Node, stale: Sequence[ObjRef]
 ) -> tuple[list[PruneCandidate], list[str], list[ObjRef]]:
     """Which stale inventory objects prune deletes; notes for those kept; refs that are already gone."""
@@ -193,10 +195,10 @@ def plan_layer(
     lost = _lost_inventory(ctx, node, inventory, prepared)
     if lost:
         notes.append(lost)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     if stale and spec.prune:
-        candidates, kept, _ = _prune_candidates(ctx, node, stale)
+        candidates, kept, _ = prune_candidates(ctx, node, stale)
         changes.extend(_delete_change(c) for c in candidates)
         notes.extend(kept)
     elif stale:
@@ -222,8 +224,7 @@ def _as_planned(p: Prepared, view: LiveView) -> bool | None:
     still exist without the layer's labels; one GET (404) tells.
     """
     if p.pending is not None:  # waits for its namespace (still missing) or its CRD (stage two)
-        waits_for_namespace = p.pending.startswith("create after Namespace")
-        return not waits_for_namespace or p.ref.namespace in view.missing_namespaces
+        return p.waits_for is not WaitsFor.NAMESPACE or p.ref.namespace in view.missing_namespaces
     if p.mapping is None or p.dry is None:
         return False
     if p.live is None:  # planned as a create (its dry-run answered 201)
@@ -364,6 +365,27 @@ def _needed_first(changed: Sequence[Prepared], prepared: Sequence[Prepared]) -> 
     return out
 
 
+def _apply_pre_hooks(
+    ctx: KubeContext, node: Node, items: Sequence[Prepared], spec: LayerSpec, done: dict[ObjRef, Change]
+) -> None:
+    """Helm pre-install/pre-upgrade hooks (``envctl.kube.helm``) before the layer's other objects:
+    lowest ``helm.sh/hook-weight`` first, each weight applied and waited for (Jobs complete)."""
+    by_weight: dict[int, list[Prepared]] = {}
+    for p in items:
+        weight = pre_hook_weight(p.obj)
+        if weight is not None:
+            by_weight.setdefault(weight, []).append(p)
+    for weight in sorted(by_weight):
+        group = by_weight[weight]
+        _apply_stage(ctx, node, group, spec.force, done)
+        wait_for(
+            ctx,
+            node.id,
+            [Waitable(p.ref, p.mapping, p.dry) for p in group if p.mapping is not None],
+            timeout=spec.wait_timeout,
+        )
+
+
 def _partial_failure(
     node: Node, err: BaseException, prepared: Sequence[Prepared], applied: Mapping[ObjRef, Change]
 ) -> EnvctlError:
@@ -445,7 +467,7 @@ def apply_layer(
         if err is not None:
             raise err
     # Checked before any write: an object whose namespace nothing creates would fail mid-apply.
-    waiting = {p.ref.namespace for p in prepared if (p.pending or "").startswith("create after Namespace")}
+    waiting = {p.ref.namespace for p in prepared if p.waits_for is WaitsFor.NAMESPACE}
     missing = sorted(waiting - _layer_namespaces(objects))
     if missing:
         raise EngineError(
@@ -456,13 +478,13 @@ def apply_layer(
         )
     inventory = read_inventory(ctx, node.id)
     lost = _lost_inventory(ctx, node, inventory, prepared)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     candidates: list[PruneCandidate] = []
     kept_notes: list[str] = []
     gone: list[ObjRef] = []
     if stale and spec.prune:
-        candidates, kept_notes, gone = _prune_candidates(ctx, node, stale)
+        candidates, kept_notes, gone = prune_candidates(ctx, node, stale)
 
     # Record intent first: a run killed mid-apply never leaves an object the inventory forgot.
     current = [p.ref for p in prepared]
@@ -512,7 +534,8 @@ def apply_layer(
             _apply_stage(ctx, node, stage_two_first, spec.force, applied)
 
         rest = [p for p in prepared if p.ref.kind not in STAGE_ONE_KINDS]
-        _apply_stage(ctx, node, rest, spec.force, applied)
+        _apply_pre_hooks(ctx, node, rest, spec, applied)
+        _apply_stage(ctx, node, [p for p in rest if pre_hook_weight(p.obj) is None], spec.force, applied)
     except Exception as e:
         out = _partial_failure(node, e, prepared, applied)
         if out is e:
