@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from envctl.app.inputs import Values
 from envctl.core.changes import SENSITIVE, Action, Change, NodePlan
-from envctl.core.refs import substitute_text
 from envctl.core.scrub import scrub, scrub_plan
 from envctl.core.secrets import MIN_LENGTH, collect_secret_texts, mask, secret_texts
 from envctl.terraform import diagnostics as diag
@@ -73,7 +72,7 @@ def renderings(value: Any) -> list[str]:
         raw = leaf if isinstance(leaf, str) else json.dumps(leaf)
         escaped = json.dumps(leaf, ensure_ascii=False)
         go = escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        manifest = substitute_text("v: ${inputs.x}", lambda ref, leaf=leaf: leaf, "m.yaml")
+        manifest = f"v: {raw}"  # a reference inside a manifest string: numbers as JSON text
         out += [raw, json.dumps(leaf), escaped, go, manifest, str([leaf])]
         if isinstance(leaf, float) and leaf.is_integer():
             out.append(str(int(leaf)))
@@ -194,7 +193,13 @@ def test_a_multi_line_secret_is_hidden_before_the_detail_is_re_indented_or_cut()
     # the secret's first lines fall outside the last 20 lines of the raw output that are kept
     fallback = "\n".join(f"line {i}" for i in range(30)) + f"\n{secret}\n" + "\n".join(["xyz"] * 18)
     err2 = diag.error_from(
-        [], node="stack.a", command="c", what="w", hint="", to_repo_path=lambda f: f, redact=redact,
+        [],
+        node="stack.a",
+        command="c",
+        what="w",
+        hint="",
+        to_repo_path=lambda f: f,
+        redact=redact,
         fallback=fallback,
     )
     for detail in (err.detail or "", err2.detail or ""):
