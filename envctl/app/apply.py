@@ -22,7 +22,7 @@ from envctl.core.errors import ApprovalRequiredError, EngineError, EnvctlError, 
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub, scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 Prompt = Callable[[str, NodePlan | None], bool]
@@ -183,12 +183,9 @@ def apply_bundle(
                 )
             except EnvctlError as e:
                 e.node = e.node or n
+                scrub_error(e, values.secrets)  # API server and Terraform texts may echo a secret
                 s.progress(f"{n}: failed: {e.message}")
-                record(
-                    NodeResult(
-                        n, Status.FAILED, scrub(e.message, values.secrets), None, time.monotonic() - t0
-                    )
-                )
+                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0))
                 with lock:
                     errors[n] = e
                 return Status.FAILED

@@ -27,7 +27,7 @@ from envctl.app.session import Session
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 
@@ -67,7 +67,8 @@ def check_drift(s: Session) -> DriftReport:
                 result, outs_changed = _check_node(s, n, values, last.get(n), changed_outputs, Path(tmp))
             except EnvctlError as e:
                 exit_code = ExitCode.UNAVAILABLE if e.exit_code == ExitCode.UNAVAILABLE else ExitCode.ERROR
-                result, outs_changed = NodeDrift(n, "error", error=str(e), error_exit=exit_code), set()
+                error = str(scrub_error(e, values.secrets))  # error texts may echo a secret
+                result, outs_changed = NodeDrift(n, "error", error=error, error_exit=exit_code), set()
             failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
             if result.status == "stale" and failed_up:
                 # Its inputs are missing because the upstream check failed, not because upstream

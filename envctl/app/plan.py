@@ -26,7 +26,7 @@ from envctl.core.errors import EnvctlError, NotPlannedError
 from envctl.core.model import Node
 from envctl.core.results import PlanResult
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub_plan
+from envctl.core.secrets import scrub_plan
 from envctl.repo.gitcli import changed_paths
 from envctl.store import now
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,12 @@ Progress = Callable[[str], None]
 
 
 def default_adapters(
-    env: Environment, snapshot: Snapshot, root: Path, kube: Callable[[], KubeContext], progress: Progress
+    env: Environment,
+    snapshot: Snapshot,
+    root: Path,
+    kube: Callable[[], KubeContext],
+    progress: Progress,
+    sensitive_inputs: Callable[[Node], Mapping[str, str]],
 ) -> dict[str, NodeAdapter]:
     """One adapter per node kind: the table the app looks a node's kind up in."""
     from envctl.kube.node import LayerAdapter
@@ -34,7 +39,7 @@ def default_adapters(
 
     return {
         "stack": StackAdapter(env, snapshot, root, progress),
-        "layer": LayerAdapter(env, snapshot, kube, progress),
+        "layer": LayerAdapter(env, snapshot, kube, progress, sensitive_inputs),
     }
 
 
@@ -56,7 +61,7 @@ def prewarm_plans(
     def no_cluster() -> KubeContext:
         raise AssertionError("prewarming connects to no cluster")
 
-    adapters = default_adapters(env, snapshot, root, no_cluster, lambda _msg: None)
+    adapters = default_adapters(env, snapshot, root, no_cluster, lambda _msg: None, lambda _node: {})
     for kind, group in _by_kind(env, nodes).items():
         adapters[kind].prewarm(group, min(len(group), parallelism), applying=False)
 
@@ -131,9 +136,18 @@ class Session:
 
     def adapter(self, node: str) -> NodeAdapter:
         """The adapter of ``node``'s kind (tests may set ``adapters`` to fakes)."""
+        from envctl.app.inputs import sensitive_inputs
+
         with self._kube_lock:
             if self.adapters is None:
-                self.adapters = default_adapters(self.env, self.snapshot, self.root, self.kube, self.progress)
+                self.adapters = default_adapters(
+                    self.env,
+                    self.snapshot,
+                    self.root,
+                    self.kube,
+                    self.progress,
+                    lambda node: sensitive_inputs(self, node),
+                )
         return self.adapters[self.env.nodes[node].kind]
 
     def prewarm_engine(self, nodes: Iterable[str], *, applying: bool = False) -> None:

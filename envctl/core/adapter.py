@@ -91,6 +91,10 @@ class NodeAdapter(Protocol):
         """References to upstream outputs written outside the node's ``inputs`` (in its manifests)."""
         ...
 
+    def sensitive_outputs(self, node: Node) -> frozenset[str]:
+        """Outputs the node declares sensitive, read from its configuration (known before apply)."""
+        ...
+
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         """Start engine processes for ``nodes`` in the background (at most ``workers``)."""
         ...

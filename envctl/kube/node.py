@@ -49,15 +49,17 @@ class LayerAdapter:
         snapshot: Snapshot,
         kube: Callable[[], KubeContext],
         progress: Callable[[str], None],
+        sensitive_inputs: Callable[[Node], Mapping[str, str]],
     ) -> None:
         self.env = env
         self.snapshot = snapshot
         self.kube = kube  # the session's one context, made on first use
         self.progress = progress
+        self.sensitive_inputs = sensitive_inputs  # inputs carrying a sensitive upstream output
 
     def render(self, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The layer's objects; a plaintext Secret is refused (names keys, never values)."""
-        objects = render_layer(self.env, self.snapshot, node, inputs)
+        """The layer's objects; a plaintext Secret, or a sensitive input outside a Secret, is refused."""
+        objects = render_layer(self.env, self.snapshot, node, inputs, self.sensitive_inputs(node))
         check_plaintext_secrets(self.snapshot, node, objects)
         return objects
 
@@ -67,6 +69,9 @@ class LayerAdapter:
         chart = node.layer.helm if node.layer is not None else None
         in_values = set(chart.value_refs) if chart is not None else set()
         return [r for r in node.upstream_refs if r.location.file != node.config_file or r in in_values]
+
+    def sensitive_outputs(self, node: Node) -> frozenset[str]:
+        return frozenset()  # a layer's outputs are read from live objects; none is declared sensitive
 
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         return None  # the cluster connection is made on first use
@@ -103,7 +108,8 @@ class LayerAdapter:
         return None  # the live objects are compared instead (live_plan)
 
     def live_plan(self, node: Node, inputs: Mapping[str, Any]) -> NodePlan | None:
-        return plan_layer(self.kube(), node, render_layer(self.env, self.snapshot, node, inputs))
+        objects = render_layer(self.env, self.snapshot, node, inputs, self.sensitive_inputs(node))
+        return plan_layer(self.kube(), node, objects)
 
     def apply(self, node: Node, request: ApplyRequest) -> Applied:
         kube = self.kube()
@@ -138,7 +144,8 @@ class LayerAdapter:
         return read_inventory(self.kube(), node.id).exists
 
     def drift(self, node: Node, inputs: Mapping[str, Any], workdir: Path) -> NodePlan:
-        return drift_layer(self.kube(), node, render_layer(self.env, self.snapshot, node, inputs))
+        objects = render_layer(self.env, self.snapshot, node, inputs, self.sensitive_inputs(node))
+        return drift_layer(self.kube(), node, objects)
 
     def own_drift(self, change: Change, cascading: bool) -> bool:
         # A field that differs only because its inputs moved upstream (nobody else touched it) is

@@ -22,6 +22,7 @@ from envctl.terraform.stack import (
     plan_stack,
     prewarm,
     read_outputs,
+    sensitive_outputs,
     validate_stack,
 )
 from envctl.terraform.workspace import local_state_file, materialize
@@ -52,6 +53,9 @@ class StackAdapter:
 
     def extra_refs(self, node: Node) -> Iterable[Ref]:
         return ()  # every reference of a stack is in its stack.yaml inputs
+
+    def sensitive_outputs(self, node: Node) -> frozenset[str]:
+        return sensitive_outputs(self.snapshot, node)
 
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         # Planning: at most one per core (plans are short and use the CPU). Applying: an apply

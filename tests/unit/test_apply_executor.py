@@ -53,6 +53,9 @@ class FakeAdapter:
     def extra_refs(self, node: Node) -> Iterable[Ref]:
         return ()
 
+    def sensitive_outputs(self, node: Node) -> frozenset[str]:
+        return frozenset()
+
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         return None
 
