@@ -567,9 +567,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
                 )
             helm, helm_refs = _load_helm(snapshot, doc, path, node_id, inputs)
             refs.extend(helm_refs)
-            stray = [
-                m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)
-            ]
+            stray = [m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)]
             if stray:
                 raise ConfigError(
                     f"{stray[0]} is neither a values file nor part of the chart: a chart layer applies "
