@@ -1137,6 +1137,8 @@ def flux_tools(smoke: bool) -> tuple[str | None, Path | None, str]:
     The smoke run (CI) uses a Flux CLI only when it is cached already: a cold build of it takes
     minutes, which the smoke run must not add; the full run builds it (once, cached).
     """
+    if NO_FLUX:
+        return None, None, "--no-flux given"
     if smoke and not (FLUX_CACHED / "flux").exists():
         return (
             None,
@@ -1432,6 +1434,7 @@ BENCHES: dict[str, tuple[str, Callable[..., None]]] = {
     "B8": ("real-shaped bundles: 10 big CRDs + a 57-object install bundle", b8),
 }
 FINDINGS = "## Profiling findings"
+NO_FLUX = False  # --no-flux: B8 without its Flux comparison (no build of the Flux CLI)
 WARMUP = True  # one warm-up of A and B before the pairs (off in --smoke: it only checks the harness)
 ORDER = ["B1", "B2", "B7", "B4", "B3", "B5", "B6", "B8"]
 
@@ -1512,11 +1515,13 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="report file (default bench/RESULTS.md; smoke: none)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary workload directories")
+    p.add_argument("--no-flux", action="store_true", help="B8 without the Flux CLI comparison")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     args.pairs = args.pairs or (1 if args.smoke else 5)
-    global WARMUP
+    global WARMUP, NO_FLUX
     WARMUP = not args.smoke
+    NO_FLUX = args.no_flux
     only = [b.strip().upper() for b in args.only.split(",") if b.strip()] or ORDER
     unknown = [b for b in only if b not in BENCHES]
     if unknown:
