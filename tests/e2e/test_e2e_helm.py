@@ -196,6 +196,14 @@ def job(env: Env, name: str) -> client.V1Job | None:
         raise
 
 
+def drift(env: Env) -> tuple[int, str, list[str]]:
+    """``envctl drift``: exit code, layer.web's status and the objects it names."""
+    r = env.run("drift", "-e", env.name, "--format", "json")
+    assert r.returncode in (0, 2), describe(r)
+    [web] = [n for n in json.loads(r.stdout)["nodes"] if n["node"] == "layer.web"]
+    return r.returncode, web["status"], [c["address"] for c in web.get("changes") or []]
+
+
 def plan_json(env: Env, *args: str) -> dict[str, Any]:
     r = env.run("plan", "-e", env.name, "--format", "json", *args)
     assert r.returncode == 0, describe(r)
@@ -243,9 +251,16 @@ def test_a_chart_layer_renders_offline_plans_applies_and_replans_clean(chart_env
     secrets = client.CoreV1Api(env.api).list_namespaced_secret(ns, label_selector="owner=helm").items
     assert secrets == []
 
-    # a second plan finds nothing to do
+    # a second plan finds nothing to do, and the chart's objects are in sync
     r = env.run("plan", "-e", env.name, "--detailed-exitcode")
     assert r.returncode == 0, describe(r)
+    assert drift(env) == (0, "in-sync", [])
+
+    # drift: another manager edits a value the chart sets
+    client.CoreV1Api(env.api).patch_namespaced_config_map(
+        "shop-web", ns, {"data": {"greeting": "tampered"}}, field_manager="intruder"
+    )
+    assert drift(env) == (2, "drifted", [f"v1 ConfigMap {ns}/shop-web"])
 
 
 def test_chart_and_values_changes_show_as_object_changes_and_changed_since_follows_them(
