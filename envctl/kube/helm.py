@@ -3,7 +3,8 @@
 A chart layer (``helm:`` in layer.yaml) is rendered by the ``helm`` binary (v3.22.0, from PATH or
 ``~/.cache/envctl/helm/<version>/``, built by ``scripts/build-helm-tools``) from a copy of the
 chart read through the repository snapshot (so the confinement rules of every other file hold),
-with the chart values substituted as values (``envctl.core.refs.substitute_value``). A remote chart
+with the chart values substituted as values (``envctl.core.refs.substitute_values``, with the
+layer's resolver and size budget). A remote chart
 (an ``oci://`` reference, or a chart repository) is pulled once per pinned version into
 ``~/.cache/envctl/charts/`` and rendered from there. There is no Helm release state: the objects
 are applied like any layer's and the layer's inventory is the release.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -31,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
-from envctl.core.model import Environment, HelmChart, Node, Ref, Snapshot
-from envctl.core.refs import HINT, substitute_value, substitute_values
-from envctl.core.yamldoc import MAX_BYTES, YamlDoc, load_yaml_documents
+from envctl.core.model import HelmChart, Node, Snapshot
+from envctl.core.refs import Budget, Resolver, substitute_values
+from envctl.core.yamldoc import MAX_BYTES, load_yaml_documents
 
 HELM_VERSION = "v3.22.0"
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -68,42 +70,16 @@ def helm_binary() -> str:
     )
 
 
-def _resolver(node: Node, inputs: Mapping[str, Any], env: Environment) -> Callable[[Ref], Any]:
-    """How a chart value's reference gets its value: the same rules as a manifest's references."""
-
-    def resolve(ref: Ref) -> Any:
-        if ref.kind == "input":
-            if ref.name in inputs:
-                return inputs[ref.name]
-            raise ConfigError(
-                f"undeclared input ${{inputs.{ref.name}}}",
-                node=node.id,
-                location=ref.location,
-                hint=f"declare it under inputs: in layer.yaml (known: {', '.join(sorted(inputs)) or 'none'})",
-            )
-        if ref.kind == "env":
-            return env.name
-        if ref.kind == "var" and ref.name in env.vars:
-            return env.vars[ref.name]
-        if ref.text in inputs:
-            return inputs[ref.text]
-        raise ConfigError(
-            f"${{{ref.text}}} has no value here", node=node.id, location=ref.location, hint=HINT
-        )
-
-    return resolve
-
-
 def chart_values(
-    env: Environment, snapshot: Snapshot, node: Node, chart: HelmChart, inputs: Mapping[str, Any]
+    snapshot: Snapshot, node: Node, chart: HelmChart, resolve: Resolver, budget: Budget
 ) -> list[Any]:
     """Every values document in precedence order (values files in order, then ``values:``), substituted.
 
-    Values files are read as kubectl and helm read YAML (``load_yaml_documents``) and substituted as
-    values, exactly as ``values:`` of layer.yaml: a reference that is a whole scalar keeps its
-    value's type; errors name the file and line of the value.
+    Values files are parsed as helm reads them (sigs.k8s.io/yaml, as manifests are) and their
+    values substituted like a manifest's (a whole-scalar reference keeps its type unless written
+    quoted); ``values:`` of layer.yaml like its other values. Inserted bytes count against the
+    layer's ``budget``.
     """
-    resolve = _resolver(node, inputs, env)
     docs: list[Any] = []
     for vf in chart.values_files:
         raw = snapshot.read_bytes(vf)
@@ -114,12 +90,21 @@ def chart_values(
         except UnicodeDecodeError:
             raise ConfigError(f"{vf} is not UTF-8 text", node=node.id, location=Location(vf)) from None
         parsed = load_yaml_documents(text, vf)
-        doc = parsed[0] if parsed else YamlDoc(vf, {})
-        if not isinstance(doc.data, dict):
-            raise ConfigError("a values file must be a mapping", node=node.id, location=doc.loc())
-        docs.append(substitute_values(doc.data, resolve, doc.at, texts=doc.texts, allow_inputs=True))
+        if len(parsed) > 1:
+            raise ConfigError("a values file holds one YAML document", node=node.id, location=parsed[1].loc())
+        doc = parsed[0] if parsed else None
+        data = doc.data if doc is not None and doc.data is not None else {}
+        if not isinstance(data, dict):
+            raise ConfigError("a values file must be a mapping", node=node.id, location=Location(vf, 1))
+        budget.next_object()
+        if doc is not None:
+            data = substitute_values(data, resolve, doc.at, texts=doc.texts, budget=budget)
+        docs.append(data)
     where = chart.location or Location(node.config_file or node.path)
-    docs.append(substitute_value(dict(chart.values), resolve, where, allow_inputs=True))
+    budget.next_object()
+    docs.append(
+        substitute_values(copy.deepcopy(dict(chart.values)), resolve, lambda _p: where, budget=budget)
+    )
     return docs
 
 
@@ -128,9 +113,7 @@ _RENDERED_LOCK = threading.Lock()
 _RENDERED_MAX = 16
 
 
-def render_chart(
-    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
-) -> tuple[str, str]:
+def render_chart(snapshot: Snapshot, node: Node, resolve: Resolver, budget: Budget) -> tuple[str, str]:
     """``helm template`` of the layer's chart: (the rendered YAML, the repo path errors point at).
 
     Remembered for the process by a hash of everything the render reads (a command renders a
@@ -138,7 +121,7 @@ def render_chart(
     """
     assert node.layer is not None and node.layer.helm is not None
     chart = node.layer.helm
-    values = chart_values(env, snapshot, node, chart, inputs)
+    values = chart_values(snapshot, node, chart, resolve, budget)
     files = {} if chart.remote else {f: snapshot.read_bytes(f) for f in snapshot.walk_files(chart.chart)}
     helm = helm_binary()
     digest = hashlib.sha256()
