@@ -388,6 +388,7 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
         config_file=cfg if doc else None,
         stack=StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 
@@ -598,6 +599,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
         config_file=cfg if doc else None,
         layer=LayerSpec(**spec_kw),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 
