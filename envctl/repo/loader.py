@@ -452,6 +452,8 @@ def _manifest_refs(text: str, file: str) -> list[Ref]:
     """References in a manifest's string values (as the renderer substitutes them: keys and
     comments hold none). A manifest that does not parse is scanned as text; rendering the layer
     reports its YAML error with the line."""
+    if "${" not in text:
+        return []  # nothing to find: no need to parse the file to load the environment
     try:
         docs = load_yaml_documents_cached(text, file)
     except ConfigError:
