@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+from envctl.core.changes import SENSITIVE
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import Environment, Snapshot
-from envctl.kube.objects import FIELD_MANAGER, ObjRef, scrub
+from envctl.core.secrets import KNOWN, encoded_forms, mask
+from envctl.kube.objects import FIELD_MANAGER, ObjRef
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -136,7 +138,12 @@ def translate(
 ) -> EnvctlError:
     """Turn an API failure into the envctl error a user can act on, naming the object; secrets scrubbed."""
     what = f"{ref}: " if ref is not None else ""
-    message = scrub(err.message, list(secrets))
+    texts = {t for s in secrets for t in encoded_forms(s)} | KNOWN.texts
+
+    def scrub(text: str) -> str:
+        return mask(text, texts, SENSITIVE)
+
+    message = scrub(err.message)
     if err.status == 0:
         return UnavailableError(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
@@ -151,7 +158,7 @@ def translate(
             hint="drop the field from Git, let the other manager release it, or set force: true",
         )
     causes = "; ".join(
-        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": "), list(secrets)) for c in err.causes
+        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes
     )
     detail = causes or None
     if err.status in (400, 422):
