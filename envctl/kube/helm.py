@@ -159,8 +159,7 @@ def render_chart(snapshot: Snapshot, node: Node, resolve: Resolver, budget: Budg
             cmd += ["--values", str(vf)]
         if chart.remote and chart.plain_http:
             cmd.append("--plain-http")
-        proc = _run(cmd, tmp, node, "render", _where(node, chart))
-        out = proc.stdout
+        out = _run(cmd, tmp, node, "render", _where(node, chart))
     with _RENDERED_LOCK:
         if len(_RENDERED) >= _RENDERED_MAX:
             _RENDERED.pop(next(iter(_RENDERED)))
@@ -183,39 +182,65 @@ def _helm_env(home: str) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], tmp: str, node: Node, what: str, file: str) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], tmp: str, node: Node, what: str, file: str) -> str:
+    """Run helm; its output is read up to ``MAX_RENDER_BYTES`` (a chart that renders more is
+    stopped while it renders, never buffered) and for at most ``RENDER_TIMEOUT`` seconds."""
     shown = " ".join(c if not c.startswith(tmp) else Path(c).name for c in cmd[1:])
+    where = Location(file)
+    timed_out = threading.Event()
+    chunks: list[bytes] = []
     try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=tmp,
-            env=_helm_env(tmp),
-            timeout=RENDER_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConfigError(
-            f"helm {what} did not finish in {RENDER_TIMEOUT:g}s", node=node.id, location=Location(file)
-        ) from None
+        with (
+            tempfile.TemporaryFile() as err,
+            subprocess.Popen(
+                cmd, cwd=tmp, env=_helm_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+            ) as proc,
+        ):
+
+            def stop() -> None:
+                timed_out.set()
+                proc.kill()
+
+            timer = threading.Timer(RENDER_TIMEOUT, stop)
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                size = 0
+                while chunk := proc.stdout.read(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_RENDER_BYTES:
+                        proc.kill()
+                        raise ConfigError(
+                            f"the chart renders more than {MAX_RENDER_BYTES >> 20} MiB",
+                            node=node.id,
+                            location=where,
+                            hint="split the chart over several layers",
+                        )
+                    chunks.append(chunk)
+                code = proc.wait()
+            finally:
+                timer.cancel()
+            end = err.seek(0, os.SEEK_END)
+            err.seek(max(0, end - (1 << 16)))  # the tail is what helm says about the failure
+            stderr = err.read().decode("utf-8", "replace")
     except OSError as e:
         raise UnavailableError(f"cannot run {cmd[0]}: {e.strerror or e}", node=node.id) from None
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+    if timed_out.is_set():
+        raise ConfigError(f"helm {what} did not finish in {RENDER_TIMEOUT:g}s", node=node.id, location=where)
+    if code != 0:
+        tail = "\n".join(stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
         raise ConfigError(
-            f"helm {what} failed: {tail.splitlines()[-1] if tail else f'exit {proc.returncode}'}",
+            f"helm {what} failed: {tail.splitlines()[-1] if tail else f'exit {code}'}",
             node=node.id,
-            location=Location(file),
+            location=where,
             detail=f"$ helm {shown}\n{tail}",
         )
-    if len(proc.stdout) > MAX_RENDER_BYTES:
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
         raise ConfigError(
-            f"the chart rendered more than {MAX_RENDER_BYTES >> 20} MiB",
-            node=node.id,
-            location=Location(file),
-        )
-    return proc
+            f"helm {what} printed text that is not UTF-8", node=node.id, location=where
+        ) from None
 
 
 def _pull(helm: str, node: Node, chart: HelmChart) -> Path:
