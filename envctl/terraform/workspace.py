@@ -466,6 +466,8 @@ def _file_call_target(call: hcl.FileCall, module_dir: str, root_dir: str) -> str
                 inner = inner.lstrip("/")
                 break
         rest = inner
+    if posixpath.isabs(rest) and not base:
+        return rest  # refused by repo_path as absolute
     if "${" in rest or "%{" in rest or "\\" in rest or rest.startswith("~") or posixpath.isabs(rest):
         return None
     if call.function == "fileset" and len(call.args) > 1:
