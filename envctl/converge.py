@@ -69,6 +69,23 @@ class Values:
             for name in sensitive or ():
                 collect_secret_texts(values.get(name), self.secrets)
 
+    def add_secret_texts(self, texts: set[str]) -> None:
+        """Texts to scrub from now on (decrypted SOPS values). A new set, not an update in place:
+        another thread may be scrubbing with the old one."""
+        if texts - self.secrets:
+            with self.lock:
+                self.secrets = self.secrets | texts
+
+
+def render(s: Session, node: Node, inputs: Mapping[str, Any], values: Values) -> list[dict[str, Any]]:
+    """``render_layer`` of ``node``; the texts of values it decrypted (SOPS) join ``values.secrets``."""
+    from envctl.kube import render_layer
+
+    found: set[str] = set()
+    objects = render_layer(s.env, s.snapshot, node, inputs, secrets=found)
+    values.add_secret_texts(found)
+    return objects
+
 
 def scrub(value: Any, secrets: set[str]) -> Any:
     """Replace every occurrence of a secret string inside ``value`` (defence in depth for views).
@@ -357,9 +374,9 @@ def _plan_node(
         arts.pop("workdir", None)
         plan = dataclasses.replace(plan, artifacts=arts)
     else:
-        from envctl.kube import offline_plan_layer, plan_layer, render_layer
+        from envctl.kube import offline_plan_layer, plan_layer
 
-        objects = render_layer(s.env, s.snapshot, node, inputs)
+        objects = render(s, node, inputs, values)
         check_plaintext_secrets(s, node, objects)
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
@@ -643,7 +660,7 @@ def check_layers_live(s: Session, bundle: PlanBundle) -> None:
     Only layers whose plan is final can be compared now: planned with known inputs and with no
     upstream change in this plan (those are re-planned during apply anyway).
     """
-    from envctl.kube import plan_layer, render_layer
+    from envctl.kube import plan_layer
 
     values = Values()
     for n in s.graph.order():
@@ -661,7 +678,7 @@ def check_layers_live(s: Session, bundle: PlanBundle) -> None:
         if pending or bundle.inputs_hash.get(n) != inputs_hash(inputs):
             continue
         now_plan = scrub_plan(
-            plan_layer(s.kube(), node, render_layer(s.env, s.snapshot, node, inputs)), values.secrets
+            plan_layer(s.kube(), node, render(s, node, inputs, values)), values.secrets
         )
         if _changes_key(now_plan) != _changes_key(planned):
             raise StalePlanError(
@@ -923,10 +940,10 @@ def _apply_node(
         )
         return Status.DONE, "", plan
 
-    from envctl.kube import apply_layer, plan_layer, read_layer_outputs, render_layer
+    from envctl.kube import apply_layer, plan_layer, read_layer_outputs
 
     kube = s.kube()
-    objects = render_layer(s.env, s.snapshot, node, inputs)
+    objects = render(s, node, inputs, values)
     check_plaintext_secrets(s, node, objects)
     if not same_inputs:
         s.progress(f"{node.id}: re-planning with the new upstream outputs")
@@ -1044,6 +1061,8 @@ def validate_environment(s: Session) -> list[str]:
             warnings.extend(f"{n}: {w}" for w in validate_stack(s.stack_ctx(), node))
         else:
             inputs, _ = resolve_inputs(s, node, Values(), {})
-            objects = render_layer(s.env, s.snapshot, node, inputs)
+            undecrypted: list[str] = []
+            objects = render_layer(s.env, s.snapshot, node, inputs, undecrypted=undecrypted)
+            warnings.extend(f"{n}: {w}" for w in undecrypted)
             check_plaintext_secrets(s, node, objects)
     return warnings

@@ -20,6 +20,7 @@ from envctl.converge import (
     inputs_hash,
     lock_holder,
     read_current_outputs,
+    render,
     resolve_inputs,
     scrub_plan,
 )
@@ -140,9 +141,9 @@ def _check_node(
         )
         outs = set(plan.outputs_changing)
     else:
-        from envctl.kube import drift_layer, render_layer
+        from envctl.kube import drift_layer
 
-        objects = render_layer(s.env, s.snapshot, node, inputs)
+        objects = render(s, node, inputs, values)
         plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
         outs = set()
     changes = tuple(

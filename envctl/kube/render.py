@@ -26,6 +26,7 @@ from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import HINT, parse_ref
 from envctl.core.yamldoc import load_yaml, load_yaml_documents
+from envctl.kube.encrypted import is_from_sops, sops_manifests, strip_sops_marker
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     CLUSTER_SCOPED_KINDS,
@@ -34,6 +35,7 @@ from envctl.kube.objects import (
     ObjRef,
     is_secret,
 )
+from envctl.sops import is_encrypted
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})")
@@ -291,7 +293,16 @@ def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Map
         for file in sorted(files):
             data = snapshot.read_bytes(file)
             if file in read and _substituted(Path(file).name):
-                data = substitute(_decode(data, file), inputs, file, env).encode()
+                text = _decode(data, file)
+                if is_encrypted(text):
+                    raise ConfigError(
+                        "SOPS-encrypted files are decrypted in plain layers, not in kustomizations "
+                        "(kustomize would get the plaintext on disk)",
+                        node=node.id,
+                        location=Location(file),
+                        hint="move the encrypted manifest into a plain layer, or use a SealedSecret",
+                    )
+                data = substitute(text, inputs, file, env).encode()
             dest = Path(tmp, file)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
@@ -333,25 +344,39 @@ def is_kustomize(snapshot: Snapshot, node: Node) -> bool:
 
 
 def render_layer(
-    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    *,
+    secrets: set[str] | None = None,
+    undecrypted: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
-    apiVersion/kind/name and duplicate objects.
+    apiVersion/kind/name and duplicate objects. SOPS-encrypted files are decrypted in memory
+    (``envctl.kube.encrypted``): the texts of their values are added to ``secrets``; with
+    ``undecrypted`` given, files no key here opens are checked encrypted and listed there.
     """
     spec = node.layer
     parsed: list[tuple[dict[str, Any], Location]] = []
     if is_kustomize(snapshot, node):
         kfile = f"{node.path}/kustomization.yaml"
-        parsed = [
-            (o, Location(kfile))
-            for o, _ in parse_manifests(_run_kustomize(env, snapshot, node, inputs), kfile)
-        ]
+        for o, _ in parse_manifests(_run_kustomize(env, snapshot, node, inputs), kfile):
+            strip_sops_marker(o)
+            parsed.append((o, Location(kfile)))
     else:
         for file in manifest_files(snapshot, node):
-            text = substitute(_decode(snapshot.read_bytes(file), file), inputs, file, env)
-            parsed.extend((o, Location(file, line)) for o, line in parse_manifests_cached(text, file))
+            raw = _decode(snapshot.read_bytes(file), file)
+            if is_encrypted(raw):
+                found = sops_manifests(raw, file, node.id, secrets, undecrypted, parse_manifests)
+                parsed.extend((o, Location(file, line)) for o, line in found)
+                continue
+            text = substitute(raw, inputs, file, env)
+            for o, line in parse_manifests_cached(text, file):
+                strip_sops_marker(o)
+                parsed.append((o, Location(file, line)))
 
     cluster_crs = {
         (
@@ -389,5 +414,15 @@ def render_layer(
 
 
 def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:
-    """Secrets that carry values in Git (``envctl validate`` refuses them without allow_secrets)."""
-    return [str(ObjRef.of(o)) for o in objects if is_secret(o) and (o.get("data") or o.get("stringData"))]
+    """Secrets that carry values in Git in the clear (``envctl validate`` refuses them without
+    allow_secrets). A Secret decrypted from a SOPS file is not one; a SealedSecret is not one
+    either, unless its ``spec.template`` carries ``data`` (those values are not sealed)."""
+    found = []
+    for o in objects:
+        if is_secret(o) and (o.get("data") or o.get("stringData")) and not is_from_sops(o):
+            found.append(str(ObjRef.of(o)))
+        elif o.get("kind") == "SealedSecret" and not is_from_sops(o):
+            template = (o.get("spec") or {}).get("template") or {}
+            if isinstance(template, dict) and template.get("data"):
+                found.append(str(ObjRef.of(o)))
+    return found
