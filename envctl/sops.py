@@ -45,7 +45,12 @@ BUILD_COMMAND = "scripts/build-secret-tools sops"
 TIMEOUT = 120.0  # a cloud KMS may be slow; a hung one must not hang envctl
 # sops' own exit codes (cmd/sops/codes): no data key could be retrieved with the keys at hand
 _CODE_NO_KEY = 128
-_CODE_MAC_MISMATCH = 51
+_DAMAGE = {
+    24: "its MAC does not decrypt (the file was changed after encryption)",
+    25: "a value does not decrypt (the file was changed after encryption)",
+    51: "its MAC does not match (the file was changed after encryption)",
+    52: "it has no MAC",
+}
 _TOP_LEVEL_SOPS = re.compile(r"^sops:[ \t]*(#.*)?$", re.MULTILINE)
 _ENCRYPTED = re.compile(r"^ENC\[[A-Za-z0-9_]+,data:")
 _KEY_HINT = (
@@ -186,7 +191,7 @@ def decrypt(text: str, file: str, *, node: str | None = None) -> Decrypted:
 
 
 def _failure(code: int, stderr: str, text: str, file: str, node: str | None) -> ConfigError:
-    tail = "\n".join(line for line in stderr.strip().splitlines()[-12:])
+    tail = "\n".join(stderr.strip().splitlines()[-12:])
     detail = f"$ sops decrypt {file}  (exit {code})\n{tail}"
     if code == _CODE_NO_KEY:
         keys = recipients(text)
@@ -198,16 +203,12 @@ def _failure(code: int, stderr: str, text: str, file: str, node: str | None) -> 
             hint=_KEY_HINT,
             detail=detail,
         )
-    what = (
-        "its MAC does not match (the file was changed after encryption)"
-        if code == _CODE_MAC_MISMATCH
-        else ("sops cannot read it")
-    )
+    what = _DAMAGE.get(code, "sops cannot read it")
     return ConfigError(
         f"{file} is a damaged SOPS file: {what}",
         node=node,
         location=Location(file),
-        hint="re-encrypt it from the plaintext (`sops --encrypt`), or edit it only with `sops edit`",
+        hint="re-encrypt it from the plaintext (`sops encrypt`), or edit it only with `sops edit`",
         detail=detail,
     )
 

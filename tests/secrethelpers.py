@@ -73,6 +73,7 @@ class AgeKey:
 def sops_encrypt(plain: str, key: AgeKey, *, regex: str | None = "^(data|stringData)$") -> str:
     """``plain`` (YAML) encrypted by sops for ``key``; only keys matching ``regex`` are encrypted."""
     args = [sops_bin(), "encrypt", "--age", key.recipient, "--input-type", "yaml", "--output-type", "yaml"]
+    args += ["--filename-override", "secret.enc.yaml"]  # sops wants a name when reading stdin
     if regex:
         args += ["--encrypted-regex", regex]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOPS_")}
