@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from envctl.core.errors import EnvctlError
+    from envctl.core.errors import EnvctlError, ExitCode
     from envctl.core.graph import EnvGraph
     from envctl.core.model import Environment, Snapshot
 
@@ -147,7 +147,8 @@ def validate(
         raise ConfigError(
             "no environments found", hint="add environments/<name>/environment.yaml to the repository"
         )
-    from envctl.converge import Session, validate_environment
+    from envctl.app.session import Session
+    from envctl.app.validate import validate_environment
 
     results: list[dict[str, Any]] = []
     for name in names:
@@ -196,7 +197,7 @@ def _session(
 ) -> Any:
     """A converge session. ``terraform``: the command will run Terraform, so its workers start
     loading in the background as soon as the environment is known."""
-    from envctl.converge import Session, prewarm_plans
+    from envctl.app.session import Session, prewarm_plans
 
     def start_workers(snapshot: Snapshot, environment: Environment) -> None:
         prewarm_plans(environment, snapshot, _root(repo), environment.nodes, parallelism)
@@ -228,18 +229,15 @@ def _display_path(p: Path) -> str:
 
 
 def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
-    from envctl.core.errors import ExitCode
+    from envctl.core.errors import ExitCode, NotPlannedError
 
-    real = {
-        n: e for n, e in errors.items() if e.reference != "envctl-error" or "not planned" not in e.message
-    }
     first: EnvctlError | None = None
     for e in errors.values():
         if first is None or (first.exit_code == ExitCode.ERROR and e.exit_code != ExitCode.ERROR):
             first = e
     for n, e in errors.items():
-        if n not in real:
-            typer.echo(f"{n}: {e.message}", err=True)
+        if isinstance(e, NotPlannedError) and fmt != "json":
+            typer.echo(f"{n}: {e.message}", err=True)  # one line: the upstream's error says why
         else:
             _show_error(e)
     assert first is not None
@@ -272,7 +270,7 @@ def plan(
         from envctl.core.errors import UsageError
 
         raise UsageError("--target and --changed-since cannot be combined")
-    from envctl.converge import plan_environment
+    from envctl.app.plan import plan_environment
 
     s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
@@ -280,7 +278,9 @@ def plan(
         _plan_errors(result.errors, fmt)
     typer.echo(_render_plan(result, fmt))
     if detailed_exitcode and result.bundle.has_changes:
-        raise typer.Exit(2)
+        from envctl.core.errors import ExitCode
+
+        raise typer.Exit(int(ExitCode.CHANGES))
 
 
 @app.command()
@@ -293,7 +293,7 @@ def approve(
 ) -> None:
     """Record an approval bound to this plan's fingerprint, environment and commit."""
     _set_debug(debug)
-    from envctl.converge import approve_plan
+    from envctl.app.apply import approve_plan
     from envctl.core.errors import UsageError
     from envctl.store import Store
 
@@ -349,13 +349,9 @@ def apply(
     """Converge the environment in dependency order; infrastructure changes need approval."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
-    from envctl.converge import (
-        apply_bundle,
-        check_recorded_approval,
-        hold_environment_lock,
-        plan_environment,
-        preflight,
-    )
+    from envctl.app.apply import apply_bundle, check_recorded_approval, preflight
+    from envctl.app.locking import hold_environment_lock
+    from envctl.app.plan import plan_environment
     from envctl.core.approval import nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
     from envctl.views import plan as pv
@@ -436,26 +432,27 @@ def apply(
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
     code, outcome = _apply_outcome(res)
     _notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id)
-    raise typer.Exit(code)
+    raise typer.Exit(int(code))
 
 
-def _apply_outcome(res: Any) -> tuple[int, str]:
+def _apply_outcome(res: Any) -> tuple[ExitCode, str]:
     """Exit code and the word for the convergence notice."""
+    from envctl.core.errors import ExitCode, StalePlanError
     from envctl.core.schedule import Status
 
     statuses = {r.status for r in res.results.values()}
     if res.interrupted:
-        return 130, "interrupted"
+        return ExitCode.INTERRUPTED, "interrupted"
     if statuses <= {Status.DONE}:
-        return 0, "success"
+        return ExitCode.OK, "success"
     if Status.FAILED in statuses:
         if Status.DONE in statuses:
-            return 5, "partial failure"
-        stale = any(e.reference == "stale-plan" for e in res.errors.values())
-        return (4 if stale else 1), "failure"
+            return ExitCode.PARTIAL, "partial failure"
+        stale = any(isinstance(e, StalePlanError) for e in res.errors.values())
+        return (ExitCode.STALE_PLAN if stale else ExitCode.ERROR), "failure"
     if Status.BLOCKED in statuses:
-        return 3, "approval needed"
-    return 5, "partial failure"
+        return ExitCode.APPROVAL_REQUIRED, "approval needed"
+    return ExitCode.PARTIAL, "partial failure"
 
 
 def _notify_apply(s: Any, outcome: str, statuses: dict[str, str], run: str) -> None:
@@ -483,7 +480,7 @@ def status(
     _format(fmt, ("text", "json"))
     import json
 
-    from envctl.converge import lock_holder
+    from envctl.app.locking import lock_holder
     from envctl.core.errors import UnavailableError, describe_holder
 
     s = _session(repo, None, env)
@@ -577,28 +574,26 @@ def drift(
             raise UsageError("--every must be at least 1s")
     if interval is None:
         code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
-        raise typer.Exit(code)
+        raise typer.Exit(int(code))
     import random
     import signal
     import threading
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    code = 0
+    from envctl.core.errors import EnvctlError, ExitCode
+
+    code = ExitCode.OK
     while not stop.is_set():
         try:
             code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
-        except Exception as e:  # keep the schedule alive; the error is reported and retried next time
-            from envctl.core.errors import EnvctlError
-
-            if not isinstance(e, EnvctlError):
-                raise
+        except EnvctlError as e:  # keep the schedule alive; the error is reported and retried next time
             _show_error(e)
-            code = int(e.exit_code)
+            code = e.exit_code
         wait_s = interval * random.uniform(0.9, 1.1)
         _progress(f"next drift check in {wait_s:.0f}s (SIGTERM to stop)")
         stop.wait(wait_s)
-    raise typer.Exit(code)
+    raise typer.Exit(int(code))
 
 
 def _drift_once(
@@ -611,10 +606,10 @@ def _drift_once(
     webhooks: list[str],
     converge: bool,
     auto_approve: bool,
-) -> int:
+) -> ExitCode:
     import dataclasses
 
-    from envctl.drift import check_drift, converge_drifted, record_result
+    from envctl.app.drift import check_drift, converge_drifted, record_result
     from envctl.views.drift import RENDERERS
 
     s = _session(repo, rev, env, terraform=True)
@@ -689,7 +684,7 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(int(ExitCode.ERROR))
-    sys.exit(rv if isinstance(rv, int) else 0)
+    sys.exit(rv if isinstance(rv, int) else int(ExitCode.OK))
 
 
 if __name__ == "__main__":

@@ -71,16 +71,34 @@ def _permanent(e: BaseException) -> bool:
 
 
 class ApiError(Exception):
-    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation."""
+    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation.
+
+    ``kind``/``name``: what the Status is about (its ``details``), e.g. ``namespaces``/``app`` when
+    an object's namespace does not exist.
+    """
 
     def __init__(
-        self, status: int, reason: str, message: str, causes: Sequence[Mapping[str, Any]] = ()
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        causes: Sequence[Mapping[str, Any]] = (),
+        *,
+        kind: str = "",
+        name: str = "",
     ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
         self.causes = list(causes)
+        self.kind = kind
+        self.name = name
+
+    @property
+    def missing_namespace(self) -> str | None:
+        """The namespace whose absence caused this 404, else None."""
+        return self.name if self.status == 404 and self.kind == "namespaces" else None
 
 
 @dataclass(frozen=True)
@@ -142,7 +160,7 @@ def translate(
         return EngineError(
             f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
         )
-    if err.status == 404 and 'namespaces "' in err.message:
+    if err.missing_namespace is not None:
         return EngineError(
             f"{what}{message}",
             node=node,
@@ -359,7 +377,7 @@ class KubeContext:
                 if status is not None:
                     status.append(code)
                 return dict(json.loads(data)) if data else {}
-            err = _api_error(code, resp.reason or "", data)
+            err = status_error(code, resp.reason or "", data)
             if code in _RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
@@ -509,7 +527,8 @@ class KubeContext:
             return list(pool.map(guarded, items))
 
 
-def _api_error(status: int, reason: str, data: bytes) -> ApiError:
+def status_error(status: int, reason: str, data: bytes) -> ApiError:
+    """The ``ApiError`` of a non-2xx answer, from its ``Status`` body (reason, message, details)."""
     try:
         doc = json.loads(data) if data else {}
     except ValueError:
@@ -522,4 +541,6 @@ def _api_error(status: int, reason: str, data: bytes) -> ApiError:
         str(doc.get("reason") or reason),
         str(doc.get("message") or data[:500].decode(errors="replace")),
         details.get("causes") or [],
+        kind=str(details.get("kind") or ""),
+        name=str(details.get("name") or ""),
     )

@@ -3,30 +3,33 @@ or (``envctl.kube.helm``) ``helm template``.
 
 May import ``yaml``, ``subprocess`` (for ``kubectl kustomize`` only) and ``envctl.core``; never
 ``kubernetes``: rendering must work with no cluster (``envctl validate``, plans before the cluster
-exists). Substitution happens on the text before YAML parsing, so ``replicas: ${inputs.n}`` yields a
-number; ``$${`` keeps a literal ``${``.
+exists). Manifests are parsed first, as kubectl reads them (``envctl.core.yamldoc``); then the
+references in their string values are substituted (``envctl.core.refs.substitute_values``), so a
+value can never create a key, an object or a document. Kustomize sources are parsed, substituted
+and written back as JSON before kustomize reads them. Rendered sizes are bounded while values are
+inserted: ``MAX_OBJECT_BYTES`` per object and ``MAX_LAYER_BYTES`` per layer. A SOPS-encrypted
+file is decrypted in memory instead and taken as encrypted, without substitution
+(``envctl.kube.encrypted``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
-from envctl.core.refs import HINT, parse_ref
-from envctl.core.yamldoc import load_yaml, load_yaml_documents
+from envctl.core.refs import HINT, Budget, Resolver, quoted, substitute_values
+from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
 from envctl.kube.encrypted import is_from_sops, sops_manifests, strip_sops_marker
 from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.objects import (
@@ -39,8 +42,6 @@ from envctl.kube.objects import (
 )
 from envctl.sops import is_encrypted
 
-_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})")
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
 _NOT_MANIFESTS = frozenset(
     {"layer.yaml", "layer.yml", "kustomization.yaml", "kustomization.yml", "Kustomization"}
@@ -50,6 +51,11 @@ _LAYER_FILES = frozenset({"layer.yaml", "layer.yml"})
 # etcd's default request limit, which the API server enforces per object: larger objects are
 # refused by the cluster (often after other objects of the layer were written), so never sent.
 MAX_OBJECT_BYTES = 3 << 19  # 1.5 MiB
+# What one layer may render in all (objects, or kustomize's output): far above real layers (a large
+# operator's CRDs are a few MiB), far below what would exhaust memory.
+MAX_LAYER_BYTES = 64 << 20
+# kustomization fields whose inline strings are YAML that kustomize parses (patches)
+_INLINE_YAML = ("patches", "patchesJson6902")
 
 
 def inventory_id(env_name: str, node_id: str) -> str:
@@ -63,24 +69,8 @@ def label_value(text: str) -> str:
     return value.strip("._-") or "x"
 
 
-def format_input(value: Any) -> str:
-    """How an input value is written into manifest text: strings raw, everything else as JSON (valid YAML)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int | float):
-        return json.dumps(value)
-    try:
-        return json.dumps(value, sort_keys=True)
-    except TypeError:
-        return str(value)
-
-
-def substitute(text: str, inputs: Mapping[str, Any], file: str, env: Environment | None = None) -> str:
-    """Replace every ``${...}`` reference of a manifest (``$${`` escapes); unknown ones fail at file:line.
+def _resolver(inputs: Mapping[str, Any], env: Environment | None) -> Resolver:
+    """How a manifest's references get their values.
 
     ``${inputs.NAME}`` comes from ``inputs[NAME]``; ``${env.name}`` and ``${env.vars.K}`` from ``env``;
     ``${stack.X.outputs.Y}`` used directly in a manifest from ``inputs["stack.X.outputs.Y"]``.
@@ -103,68 +93,61 @@ def substitute(text: str, inputs: Mapping[str, Any], file: str, env: Environment
             return inputs[ref.text]
         raise ConfigError(f"${{{ref.text}}} has no value here", location=ref.location, hint=HINT)
 
-    if m := _UNCLOSED.search(text):
-        raise ConfigError(
-            "unclosed ${ (missing })", location=Location(file, text.count("\n", 0, m.start()) + 1), hint=HINT
+    return resolve
+
+
+@dataclass
+class Manifest:
+    """One object of a manifest file as parsed: ``obj`` sits at ``base`` in ``doc``."""
+
+    obj: dict[str, Any]
+    doc: YamlDoc
+    base: tuple[str | int, ...] = ()
+
+    @property
+    def location(self) -> Location:
+        return self.doc.loc(*self.base)
+
+    def substitute(self, resolve: Resolver, budget: Budget) -> dict[str, Any]:
+        """The object with its references resolved (in place), within ``budget``."""
+        budget.next_object()
+        doc = self.doc
+        out: dict[str, Any] = substitute_values(
+            self.obj, resolve, doc.at, texts=doc.texts, budget=budget, path=self.base
         )
-
-    def repl(m: re.Match[str]) -> str:
-        if m.group(0) == "$${":
-            return "${"
-        where = Location(file, text.count("\n", 0, m.start()) + 1)
-        return format_input(resolve(parse_ref(m.group(1), where, allow_inputs=True)))
-
-    return _TOKEN.sub(repl, text)
+        return out
 
 
-def parse_manifests(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
-    """Parse multi-document YAML into (object, line) pairs; ``kind: List`` is expanded; empty docs skipped.
-
-    The safe reader of ``envctl.core.yamldoc``: aliases refused (an alias bomb cannot expand),
-    nesting and value count bounded; any failure is a ``ConfigError`` with file and line.
-    """
-    out: list[tuple[dict[str, Any], int]] = []
-    for doc in load_yaml_documents(text, file):
+def manifests_of(docs: list[YamlDoc]) -> list[Manifest]:
+    """The objects of parsed documents; ``kind: List`` is expanded (before any substitution, so a
+    value can never add objects)."""
+    out: list[Manifest] = []
+    for doc in docs:
         data = doc.data
-        line = doc.loc().line or 1
         if not isinstance(data, dict):
-            raise ConfigError("a manifest document must be a mapping", location=Location(file, line))
-        if data.get("kind") == "List" and isinstance(data.get("items"), list):
-            for i, item in enumerate(data["items"]):
+            raise ConfigError("a manifest document must be a mapping", location=doc.loc())
+        if data.get("kind") == "List" and "items" in data:
+            items = data["items"]
+            if not isinstance(items, list):
+                raise ConfigError("the items of a kind: List must be a list", location=doc.loc("items"))
+            for i, item in enumerate(items):
                 if not isinstance(item, dict):
                     raise ConfigError(
                         "an item of a kind: List must be a mapping", location=doc.loc("items", i)
                     )
-                out.append((item, doc.loc("items", i).line or line))
+                out.append(Manifest(item, doc, ("items", i)))
         else:
-            out.append((data, line))
+            out.append(Manifest(data, doc))
     return out
 
 
-_PARSED: dict[tuple[str, str], bytes] = {}
-_PARSED_LOCK = threading.Lock()
-_PARSED_MAX = 64
+def parse_manifests(text: str, file: str) -> list[Manifest]:
+    """Parse multi-document YAML as kubectl reads it into objects; empty documents are skipped.
 
-
-def parse_manifests_cached(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
-    """:func:`parse_manifests`, remembered by file name and text hash for this process.
-
-    A command renders a layer several times (precheck, plan, apply); the YAML parse is most of
-    the cost. Keyed by content, so an edited file is parsed anew; each call gets its own copy
-    (callers add labels to the objects).
+    The safe reader of ``envctl.core.yamldoc``: aliases refused (an alias bomb cannot expand),
+    nesting and value count bounded while parsing; any failure is a ``ConfigError`` with file and line.
     """
-    key = (file, hashlib.sha256(text.encode()).hexdigest())
-    with _PARSED_LOCK:
-        hit = _PARSED.get(key)
-    if hit is not None:
-        out: list[tuple[dict[str, Any], int]] = pickle.loads(hit)
-        return out
-    parsed = parse_manifests(text, file)
-    with _PARSED_LOCK:
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
-    return parsed
+    return manifests_of(load_yaml_documents(text, file))
 
 
 def object_size(obj: Mapping[str, Any]) -> int:
@@ -172,8 +155,8 @@ def object_size(obj: Mapping[str, Any]) -> int:
     return len(json.dumps(obj, separators=(",", ":"), default=str).encode())
 
 
-def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> None:
-    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB)."""
+def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> int:
+    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB); its size."""
     size = object_size(obj)
     if size > MAX_OBJECT_BYTES:
         raise ConfigError(
@@ -183,6 +166,7 @@ def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None)
             location=where,
             hint="split the data over several objects, or keep large data out of the cluster",
         )
+    return size
 
 
 def _check_shape(obj: dict[str, Any], where: Location) -> None:
@@ -204,14 +188,15 @@ def _kubectl() -> str:
     return found
 
 
-def _path_refs(doc: Mapping[str, Any]) -> list[str]:
-    """Every local path a kustomization names: resources, patches, generator files, configurations."""
-    refs: list[str] = []
+def _path_refs(doc: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """Every local path a kustomization names (resources, patches, generator files, configurations),
+    each with whether it is data (a generator's file, copied as is) rather than YAML kustomize reads."""
+    refs: list[tuple[str, bool]] = []
 
-    def add(value: Any) -> None:
+    def add(value: Any, data: bool = False) -> None:
         # inline patches and generator configs are YAML text, not paths
         if isinstance(value, str) and value and "\n" not in value:
-            refs.append(value)
+            refs.append((value, data))
 
     def each(key: str) -> list[Any]:
         value = doc.get(key)
@@ -239,19 +224,22 @@ def _path_refs(doc: Mapping[str, Any]) -> list[str]:
             if not isinstance(gen, dict):
                 continue
             for f in gen.get("files") or []:
-                add(f.split("=", 1)[-1] if isinstance(f, str) else None)
+                add(f.split("=", 1)[-1] if isinstance(f, str) else None, True)
             for f in gen.get("envs") or []:
-                add(f)
-            add(gen.get("env"))
+                add(f, True)
+            add(gen.get("env"), True)
     openapi = doc.get("openapi")
     if isinstance(openapi, dict):
         add(openapi.get("path"))
     return refs
 
 
-def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read: set[str]) -> None:
-    """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components)
-    and every file kustomize reads (``read``: kustomization files, resources, patches, generator files).
+def _kustomize_sources(
+    snapshot: Snapshot, directory: str, seen: set[str], read: set[str], data: set[str]
+) -> None:
+    """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components),
+    every YAML file kustomize reads (``read``: kustomization files, resources, patches) and every
+    file a generator reads (``data``).
     """
     if directory in seen:
         return
@@ -261,11 +249,17 @@ def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read:
         if not snapshot.exists(path):
             continue
         read.add(path)
-        doc = load_yaml(snapshot.read_bytes(path), path)
-        data = doc.data if doc.data is not None else {}
-        if not isinstance(data, dict):
+        docs = load_yaml_documents_cached(_decode(snapshot.read_bytes(path), path), path)
+        doc = docs[0] if docs else YamlDoc(path, {})
+        if not isinstance(doc.data, dict):
             raise ConfigError("a kustomization must be a mapping", location=doc.loc())
-        for ref in _path_refs(data):
+        for ref, is_data in _path_refs(doc.data):
+            if "${" in ref:
+                raise ConfigError(
+                    f"a path in a kustomization cannot hold a reference: {quoted(ref)}",
+                    location=Location(path),
+                    hint="kustomize reads the files Git holds; choose overlays by layer, not by value",
+                )
             if "://" in ref or ref.startswith(("github.com/", "git@")):
                 continue
             target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
@@ -274,9 +268,9 @@ def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read:
                     f"kustomization refers outside the repository: {ref}", location=Location(path)
                 )
             if snapshot.is_dir(target):
-                _kustomize_sources(snapshot, target, seen, read)
+                _kustomize_sources(snapshot, target, seen, read, data)
             elif snapshot.exists(target):
-                read.add(target)
+                (data if is_data else read).add(target)
         break
 
 
@@ -284,41 +278,125 @@ def _substituted(name: str) -> bool:
     return name not in _LAYER_FILES and (name.endswith(_MANIFEST_SUFFIXES) or name == "Kustomization")
 
 
-def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
-    """``kubectl kustomize`` of a copy of the layer's sources; inputs substituted in the YAML files
-    kustomize reads, never in ``layer.yaml`` (its references are the loader's, not kustomize's)."""
+def _dump(docs: list[Any]) -> bytes:
+    """Documents as JSON (valid YAML that means the same to kustomize: every string quoted)."""
+    return ("\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\n").encode()
+
+
+def _stage(text: str, file: str, resolve: Resolver, budget: Budget) -> bytes:
+    """A YAML file kustomize reads, parsed as kubectl reads it, its values substituted, as JSON."""
+    docs = load_yaml_documents_cached(text, file)
+    out: list[Any] = []
+    for doc in docs:
+        patches = _inline_patches(doc) if Path(file).name in KUSTOMIZATION_FILES else {}
+        for item, _ in patches.values():
+            item["patch"] = ""  # substituted below as YAML of its own, never as text
+        budget.next_object()
+        out.append(substitute_values(doc.data, resolve, doc.at, texts=doc.texts, budget=budget))
+        for path, (item, patch) in patches.items():
+            item["patch"] = _stage_patch(patch, doc.loc(*path).line or 1, doc.file, resolve, budget)
+    return _dump(out)
+
+
+def _inline_patches(doc: YamlDoc) -> dict[tuple[str | int, ...], tuple[dict[str, Any], str]]:
+    """The inline patches of a kustomization that hold references, by path: YAML inside a string."""
+    found: dict[tuple[str | int, ...], tuple[dict[str, Any], str]] = {}
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for key in _INLINE_YAML:
+        items = data.get(key)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            patch = item.get("patch") if isinstance(item, dict) else None
+            if isinstance(item, dict) and isinstance(patch, str) and "${" in patch:
+                found[(key, i, "patch")] = (item, patch)
+    merge = data.get("patchesStrategicMerge")
+    if isinstance(merge, list) and any(isinstance(p, str) and "\n" in p and "${" in p for p in merge):
+        raise ConfigError(
+            "an inline patchesStrategicMerge entry cannot hold a reference",
+            location=doc.loc("patchesStrategicMerge"),
+            hint="use patches: [{patch: ...}] (references are substituted there), or a patch file",
+        )
+    return found
+
+
+def _stage_patch(patch: str, first: int, file: str, resolve: Resolver, budget: Budget) -> str:
+    """An inline patch parsed, substituted and written as JSON; lines count from where it starts."""
+    out: list[Any] = []
+    for d in load_yaml_documents(patch, file):
+        d.lines = {p: first + n - 1 for p, n in d.lines.items()}
+        budget.next_object()
+        out.append(substitute_values(d.data, resolve, d.at, texts=d.texts, budget=budget))
+    return _dump(out).decode()
+
+
+def _run_kustomize(
+    env: Environment, snapshot: Snapshot, node: Node, resolve: Resolver, budget: Budget
+) -> str:
+    """``kubectl kustomize`` of a copy of the layer's sources; references substituted in the values
+    of the YAML files kustomize reads, never in ``layer.yaml`` (its references are the loader's) nor
+    in the files generators read (data, copied as is). Its output is read up to ``MAX_LAYER_BYTES``."""
     dirs: set[str] = set()
     read: set[str] = set()
-    _kustomize_sources(snapshot, node.path, dirs, read)
-    files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read
+    data_files: set[str] = set()
+    _kustomize_sources(snapshot, node.path, dirs, read, data_files)
+    files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read | data_files
+    kfile = f"{node.path}/kustomization.yaml"
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
         for file in sorted(files):
             data = snapshot.read_bytes(file)
-            if file in read and _substituted(Path(file).name):
-                text = _decode(data, file)
-                if is_encrypted(text):
-                    raise ConfigError(
-                        "SOPS-encrypted files are decrypted in plain layers, not in kustomizations "
-                        "(kustomize would get the plaintext on disk)",
-                        node=node.id,
-                        location=Location(file),
-                        hint="move the encrypted manifest into a plain layer, or use a SealedSecret",
-                    )
-                data = substitute(text, inputs, file, env).encode()
+            if file in read and file not in data_files and _substituted(Path(file).name):
+                _refuse_sops(data, file, node)
+                if b"${" in data:
+                    data = _stage(_decode(data, file), file, resolve, budget)
             dest = Path(tmp, file)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         cmd = [_kubectl(), "kustomize", str(Path(tmp, node.path))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+        with (
+            tempfile.TemporaryFile() as err,
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err) as proc,
+        ):
+            assert proc.stdout is not None
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := proc.stdout.read(1 << 16):
+                size += len(chunk)
+                if size > MAX_LAYER_BYTES:
+                    proc.kill()
+                    raise ConfigError(
+                        f"kustomize renders more than {MAX_LAYER_BYTES >> 20} MiB for this layer",
+                        node=node.id,
+                        location=Location(kfile),
+                        hint="split the layer",
+                    )
+                chunks.append(chunk)
+            code = proc.wait()
+            err.seek(0)
+            stderr = err.read().decode("utf-8", "replace")
+        if code != 0:
+            tail = "\n".join(stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
             raise ConfigError(
                 "kustomize failed",
                 node=node.id,
-                location=Location(f"{node.path}/kustomization.yaml"),
+                location=Location(kfile),
                 detail=f"$ kubectl kustomize {node.path}\n{tail}",
             )
-        return proc.stdout
+        return _decode(b"".join(chunks), kfile)
+
+
+def _refuse_sops(data: bytes, file: str, node: Node) -> None:
+    """A kustomization may not include a SOPS file: kustomize would get the plaintext on disk."""
+    if b"sops" in data and is_encrypted(_decode(data, file)):
+        raise ConfigError(
+            "SOPS-encrypted files are decrypted in plain layers, not in kustomizations "
+            "(kustomize would get the plaintext on disk)",
+            node=node.id,
+            location=Location(file),
+            hint="move the encrypted manifest into a plain layer, or use a SealedSecret",
+        )
+
+
+def _objects_with_lines(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
+    return [(m.obj, m.location.line or 1) for m in parse_manifests(text, file)]
 
 
 def _decode(data: bytes, file: str) -> str:
@@ -357,36 +435,40 @@ def render_layer(
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
-    apiVersion/kind/name and duplicate objects. SOPS-encrypted files are decrypted in memory
-    (``envctl.kube.encrypted``): the texts of their values are added to ``secrets``; with
-    ``undecrypted`` given, files no key here opens are checked encrypted and listed there.
+    apiVersion/kind/name, duplicate objects and objects or layers over the size limits.
+    SOPS-encrypted files are decrypted in memory (``envctl.kube.encrypted``): the texts of their
+    values are added to ``secrets``; with ``undecrypted`` given, files no key here opens are
+    checked encrypted and listed there.
     """
     spec = node.layer
+    resolve = _resolver(inputs, env)
+    budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
+    from_sops: set[int] = set()
     if spec is not None and spec.helm is not None:
         text, chart_path = render_chart(env, snapshot, node, inputs)
         source = sources_of(text, chart_path)
         parsed = apply_hook_policy(
-            [(o, Location(source(line))) for o, line in parse_manifests(text, chart_path)], node.id
+            [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],
+            node.id,
         )
-        for o, _ in parsed:
-            strip_sops_marker(o)
     elif is_kustomize(snapshot, node):
         kfile = f"{node.path}/kustomization.yaml"
-        for o, _ in parse_manifests(_run_kustomize(env, snapshot, node, inputs), kfile):
-            strip_sops_marker(o)
-            parsed.append((o, Location(kfile)))
+        rendered = _run_kustomize(env, snapshot, node, resolve, budget)
+        parsed = [(m.obj, Location(kfile)) for m in parse_manifests(rendered, kfile)]
     else:
         for file in manifest_files(snapshot, node):
-            raw = _decode(snapshot.read_bytes(file), file)
-            if is_encrypted(raw):
-                found = sops_manifests(raw, file, node.id, secrets, undecrypted, parse_manifests)
+            text = _decode(snapshot.read_bytes(file), file)
+            if is_encrypted(text):
+                found = sops_manifests(text, file, node.id, secrets, undecrypted, _objects_with_lines)
                 parsed.extend((o, Location(file, line)) for o, line in found)
+                from_sops.update(id(o) for o, _ in found)
                 continue
-            text = substitute(raw, inputs, file, env)
-            for o, line in parse_manifests_cached(text, file):
-                strip_sops_marker(o)
-                parsed.append((o, Location(file, line)))
+            for m in manifests_of(load_yaml_documents_cached(text, file)):
+                parsed.append((m.substitute(resolve, budget), m.location))
+    for o, _ in parsed:
+        if id(o) not in from_sops:  # only render marks an object as decrypted from SOPS
+            strip_sops_marker(o)
 
     cluster_crs = {
         (
@@ -399,6 +481,7 @@ def render_layer(
     inv = inventory_id(env.name, node.id)
     seen: dict[ObjRef, Location] = {}
     objects: list[dict[str, Any]] = []
+    total = 0
     for obj, where in parsed:
         _check_shape(obj, where)
         meta = obj["metadata"]
@@ -418,7 +501,14 @@ def render_layer(
             LABEL_LAYER: label_value(node.name),
         }
         meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_INVENTORY: inv}
-        check_size(obj, where, node.id)
+        total += check_size(obj, where, node.id)
+        if total > MAX_LAYER_BYTES:
+            raise ConfigError(
+                f"the layer renders more than {MAX_LAYER_BYTES >> 20} MiB of objects",
+                node=node.id,
+                location=where,
+                hint="split the layer",
+            )
         objects.append(obj)
     return objects
 

@@ -27,8 +27,8 @@ from envctl.core.model import (
     StackSpec,
     TerraformSettings,
 )
-from envctl.core.refs import find_refs, quoted
-from envctl.core.yamldoc import YamlDoc, load_yaml
+from envctl.core.refs import find_refs, quoted, substitute_value
+from envctl.core.yamldoc import YamlDoc, load_yaml, load_yaml_documents_cached
 from envctl.repo.snapshot import _clean
 
 ENV_DIR = "environments"
@@ -114,14 +114,16 @@ def _load_doc(snapshot: Snapshot, path: str, *, required: bool = False) -> YamlD
     return doc
 
 
-def _refs_in(doc: YamlDoc, value: Any, *path: str | int) -> list[Ref]:
+def _refs_in(doc: YamlDoc, value: Any, *path: str | int, allow_inputs: bool = False) -> list[Ref]:
     if isinstance(value, str):
+        if "${" not in value:
+            return []
         loc = doc.loc(*path)
-        return list(find_refs(value, doc.file, loc.line or 1))
+        return list(find_refs(value, doc.file, loc.line or 1, allow_inputs=allow_inputs))
     if isinstance(value, dict):
-        return [r for k, v in value.items() for r in _refs_in(doc, v, *path, k)]
+        return [r for k, v in value.items() for r in _refs_in(doc, v, *path, k, allow_inputs=allow_inputs)]
     if isinstance(value, list):
-        return [r for i, v in enumerate(value) for r in _refs_in(doc, v, *path, i)]
+        return [r for i, v in enumerate(value) for r in _refs_in(doc, v, *path, i, allow_inputs=allow_inputs)]
     return []
 
 
@@ -267,12 +269,17 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     )
 
     nodes: dict[str, Node] = {}
-    for kind, loader in (("stack", _load_stack), ("layer", _load_layer)):
+    known_env = Environment(name=env, path=base, vars=vars_)  # what layer.yaml settings may use
+    for kind in ("stack", "layer"):
         for n in snapshot.listdir(f"{base}/{kind}s"):
             path = f"{base}/{kind}s/{n}"
             if not snapshot.is_dir(path):
                 continue
-            node = loader(snapshot, path, n)
+            node = (
+                _load_stack(snapshot, path, n)
+                if kind == "stack"
+                else _load_layer(snapshot, path, n, known_env)
+            )
             if node is None:
                 continue
             nodes[node.id] = node
@@ -440,7 +447,45 @@ def _duration(doc: YamlDoc, value: Any, *path: str) -> float:
     return seconds
 
 
-def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
+def _manifest_refs(text: str, file: str) -> list[Ref]:
+    """References in a manifest's string values (as the renderer substitutes them: keys and
+    comments hold none). A manifest that does not parse is scanned as text; rendering the layer
+    reports its YAML error with the line."""
+    try:
+        docs = load_yaml_documents_cached(text, file)
+    except ConfigError:
+        return list(find_refs(text, file, allow_inputs=True))
+    return [r for doc in docs for r in _refs_in(doc, doc.data, allow_inputs=True)]
+
+
+def _env_value(doc: YamlDoc, env: Environment, *path: str) -> Any:
+    """A layer.yaml setting with ``${env.name}`` / ``${env.vars.K}`` resolved (``namespace:
+    shop-${env.name}``); other references are refused: these settings are known before any plan."""
+    value: Any = doc.data
+    for p in path:
+        value = value[p]
+
+    def resolve(ref: Ref) -> Any:
+        if ref.kind == "env":
+            return env.name
+        if ref.kind == "var":
+            if ref.name not in env.vars:
+                raise ConfigError(
+                    f"${{{ref.text}}}: environment {env.name} has no var {ref.name!r}",
+                    location=ref.location,
+                    hint=f"set vars: {{{ref.name}: ...}} in {env.path}/environment.yaml",
+                )
+            return env.vars[ref.name]
+        raise ConfigError(
+            f"${{{ref.text}}} cannot be used in {'.'.join(path)}",
+            location=ref.location,
+            hint="only ${env.name} and ${env.vars.KEY} are known here; pass outputs as inputs: instead",
+        )
+
+    return substitute_value(value, resolve, doc.loc(*path))
+
+
+def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> Node | None:
     node_id = f"layer.{name}"
     cfg = f"{path}/layer.yaml"
     doc = _load_doc(snapshot, cfg)
@@ -461,7 +506,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         data = doc.data
         _check_keys(doc, data, LAYER_KEYS)
         if "namespace" in data:
-            ns = _want(doc, data["namespace"], str, "a namespace name", "namespace")
+            ns = _want(doc, _env_value(doc, env, "namespace"), str, "a namespace name", "namespace")
             if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns):
                 raise ConfigError(
                     f"namespace {quoted(ns)} is not a valid name", node=node_id, location=doc.loc("namespace")
@@ -530,7 +575,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 f"manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB", node=node_id, location=Location(mf)
             )
         text = raw.decode("utf-8", "replace")
-        for ref in find_refs(text, mf, allow_inputs=True):
+        for ref in _manifest_refs(text, mf):
             if ref.kind == "input":
                 if ref.name not in inputs:
                     raise ConfigError(

@@ -1,4 +1,4 @@
-"""Rendering a layer offline: substitution before parsing, escapes, errors with file and line, kustomize."""
+"""Rendering a layer offline: substitution on parsed values, escapes, errors with file and line, kustomize."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 
 from envctl.core.errors import ConfigError
 from envctl.core.model import Environment, LayerSpec, Node
+from envctl.core.yamldoc import load_yaml_documents_cached
 from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER
-from envctl.kube.render import parse_manifests_cached, plaintext_secrets, render_layer
+from envctl.kube.render import plaintext_secrets, render_layer
 from envctl.repo.snapshot import WorkTreeSnapshot
 
 LAYER = "environments/dev/layers/app"
@@ -25,7 +26,7 @@ def make(tmp_path: Path, files: dict[str, str], **spec: object) -> tuple[WorkTre
     return WorkTreeSnapshot(tmp_path), node
 
 
-def test_input_substitution_happens_before_parsing_so_numbers_stay_numbers(tmp_path: Path) -> None:
+def test_a_whole_reference_keeps_its_type_so_numbers_stay_numbers(tmp_path: Path) -> None:
     snap, node = make(
         tmp_path,
         {
@@ -57,13 +58,14 @@ def test_env_references_resolve_in_manifests(tmp_path: Path) -> None:
     snap, node = make(
         tmp_path,
         {
-            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {env: ${env.name}}\n"
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata: {n: '${env.vars.replicas}'}\n"
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  env: ${env.name}\n"
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n"
+            "data: {count: '${env.vars.replicas}'}\n"
         },
     )
     objs = render_layer(ENV, snap, node, {})
     assert objs[0]["data"]["env"] == "dev"
-    assert objs[1]["data"]["n"] == "3"
+    assert objs[1]["data"]["count"] == "3"  # quoted: the author asked for a string
 
 
 def test_undeclared_input_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
@@ -134,7 +136,7 @@ def test_kustomize_renders_with_inputs(tmp_path: Path) -> None:
         tmp_path,
         {
             "kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: k-\n",
-            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {n: '${inputs.n}'}\n",
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {count: '${inputs.n}'}\n",
         },
         namespace="app",
         kustomize=True,
@@ -142,7 +144,7 @@ def test_kustomize_renders_with_inputs(tmp_path: Path) -> None:
     [obj] = render_layer(ENV, snap, node, {"n": 5})
     assert obj["metadata"]["name"] == "k-c"
     assert obj["metadata"]["namespace"] == "app"
-    assert obj["data"]["n"] == "5"
+    assert obj["data"]["count"] == "5"
 
 
 def test_kustomize_failure_is_a_config_error(tmp_path: Path) -> None:
@@ -162,10 +164,10 @@ def test_plaintext_secrets_are_listed_for_validate(tmp_path: Path) -> None:
 
 def test_parsed_manifests_are_remembered_by_content_and_every_caller_gets_its_own_copy() -> None:
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n"
-    first = parse_manifests_cached(text, "cache-test.yaml")
-    first[0][0]["metadata"]["labels"] = {"added": "by a caller"}
-    again = parse_manifests_cached(text, "cache-test.yaml")
+    first = load_yaml_documents_cached(text, "cache-test.yaml")
+    first[0].data["metadata"]["labels"] = {"added": "by a caller"}
+    again = load_yaml_documents_cached(text, "cache-test.yaml")
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}}
-    assert again == [(cm, 1)]
-    edited = parse_manifests_cached(text.replace("k: v", "k: w"), "cache-test.yaml")
-    assert edited[0][0]["data"] == {"k": "w"}
+    assert [(d.data, d.loc().line) for d in again] == [(cm, 1)]
+    edited = load_yaml_documents_cached(text.replace("k: v", "k: w"), "cache-test.yaml")
+    assert edited[0].data["data"] == {"k": "w"}

@@ -1,7 +1,7 @@
 """Secret values never leak through either scrubber: plan/apply views and Terraform error texts.
 
 ``envctl.core.secrets`` is the one collector of the texts a secret takes and the one masker;
-``converge.scrub_plan`` (views) and ``terraform.diagnostics.Redactor`` (errors) both use it. The
+``core.scrub.scrub_plan`` (views) and ``terraform.diagnostics.Redactor`` (errors) both use it. The
 properties here check the output of both paths against an oracle written independently of the
 collector: every string leaf of at least 4 characters (raw and JSON-escaped), every number's text
 of at least 4 characters.
@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envctl.converge import Values, scrub, scrub_plan
+from envctl.app.inputs import Values
 from envctl.core.changes import SENSITIVE, Action, Change, NodePlan
-from envctl.core.refs import substitute_text
+from envctl.core.scrub import scrub, scrub_plan
 from envctl.core.secrets import MIN_LENGTH, collect_secret_texts, mask, secret_texts
 from envctl.terraform import diagnostics as diag
 
@@ -72,7 +72,7 @@ def renderings(value: Any) -> list[str]:
         raw = leaf if isinstance(leaf, str) else json.dumps(leaf)
         escaped = json.dumps(leaf, ensure_ascii=False)
         go = escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        manifest = substitute_text("v: ${inputs.x}", lambda ref, leaf=leaf: leaf, "m.yaml")
+        manifest = f"v: {raw}"  # a reference inside a manifest string: numbers as JSON text
         out += [raw, json.dumps(leaf), escaped, go, manifest, str([leaf])]
         if isinstance(leaf, float) and leaf.is_integer():
             out.append(str(int(leaf)))
@@ -95,7 +95,7 @@ def strings_in(value: Any) -> list[str]:
     return [json.dumps(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
 
 
-# -- path 1: plans and messages shown by the views (converge.scrub / scrub_plan) -------------------
+# -- path 1: plans and messages shown by the views (core.scrub: scrub / scrub_plan) -------------------
 
 
 @settings(max_examples=300, deadline=None)
@@ -193,7 +193,13 @@ def test_a_multi_line_secret_is_hidden_before_the_detail_is_re_indented_or_cut()
     # the secret's first lines fall outside the last 20 lines of the raw output that are kept
     fallback = "\n".join(f"line {i}" for i in range(30)) + f"\n{secret}\n" + "\n".join(["xyz"] * 18)
     err2 = diag.error_from(
-        [], node="stack.a", command="c", what="w", hint="", to_repo_path=lambda f: f, redact=redact,
+        [],
+        node="stack.a",
+        command="c",
+        what="w",
+        hint="",
+        to_repo_path=lambda f: f,
+        redact=redact,
         fallback=fallback,
     )
     for detail in (err.detail or "", err2.detail or ""):
