@@ -214,3 +214,19 @@ def test_a_sealed_secret_is_ready_once_the_controller_unsealed_this_generation()
         )
     )
     assert failed.status is Status.FAILED and "no key could decrypt secret" in failed.reason
+
+
+def test_the_text_plan_shows_a_changed_secret_value_as_its_marker_only() -> None:
+    from envctl.core.changes import Action, Change
+    from envctl.views.plan import _change_lines
+
+    before = {"kind": "Secret", "data": {"password": "(sensitive)"}, "metadata": {"labels": {"a": "1"}}}
+    after = {
+        "kind": "Secret",
+        "data": {"password": "(sensitive, changed) sha256:abcdef012345"},
+        "metadata": {"labels": {"a": "2"}},
+    }
+    change = Change("v1 Secret n/s", Action.UPDATE, before, after, (), ("data.password", "metadata.labels.a"))
+    lines = _change_lines(change)
+    assert "    ~ data.password: (sensitive, changed) sha256:abcdef012345" in lines
+    assert "    ~ metadata.labels.a" in lines  # other values are not shown in the text view
