@@ -10,11 +10,12 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TextIO, TypeVar
 
 import typer
 
@@ -628,9 +629,10 @@ def _drift_once(
     record_result(s, report)
     text = RENDERERS[fmt](report)
     if output:
+        from envctl.core.secrets import KNOWN
         from envctl.store import atomic_write
 
-        atomic_write(output, text.encode())
+        atomic_write(output, KNOWN.mask(text).encode())
         _progress(f"drift report written to {output}")
     else:
         typer.echo(text)
@@ -649,8 +651,57 @@ def _base_named(cls: type, name: str) -> type[Exception]:
     raise RuntimeError(f"typer no longer provides {name}")
 
 
+class _MaskedStream(io.TextIOBase):
+    """stdout/stderr as envctl writes them: every known secret masked (the masking boundary).
+
+    Whatever prints - a view, a progress line, an error from Terraform, kubectl or the API
+    server - goes through ``core.secrets.KNOWN`` here, including texts no caller scrubbed.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # click probes for a binary stream with b""
+            raise TypeError("a text stream")
+        from envctl.core.secrets import KNOWN
+
+        self._inner.write(KNOWN.mask(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._inner.errors
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the one place where errors become exit codes."""
+    """Console entry point: output goes through the masking boundary (``_MaskedStream``)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _MaskedStream(saved[0]), _MaskedStream(saved[1])
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> None:
+    """The one place where errors become exit codes."""
     from envctl.core.errors import EnvctlError, ExitCode
 
     # typer may vendor click; find its exception classes through typer's public ones.

@@ -7,9 +7,10 @@ manifests) and Terraform stacks (``envctl.terraform.stack``: an encrypted values
 The encrypted text goes to ``sops decrypt`` on stdin and the plaintext comes back on stdout:
 nothing decrypted is ever written to disk. ``sops`` finds its keys as it always does
 (``SOPS_AGE_KEY_FILE``, ``SOPS_AGE_KEY``, ``~/.config/sops/age/keys.txt``, a GPG keyring, cloud
-KMS credentials, ...): envctl passes its environment through and holds no key itself. Each value
-that was encrypted comes back with its decrypted text in ``Decrypted.secrets``, for the one
-masker (``envctl.core.secrets``): the caller adds them to the texts it scrubs from all output.
+KMS credentials, ...): envctl passes its environment through and holds no key itself. The texts
+of every value that was encrypted (``Decrypted.secrets``) join ``envctl.core.secrets.KNOWN``, the
+one masker's memory, before the plaintext is returned: scrubbed from everything envctl prints,
+stores or sends.
 
 Errors (never a traceback, never a decrypted value):
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
-from envctl.core.secrets import collect_secret_texts
+from envctl.core.secrets import KNOWN, collect_secret_texts
 from envctl.core.yamldoc import load_yaml_documents
 
 SOPS_VERSION = "v3.13.3"
@@ -183,6 +184,7 @@ def decrypt(text: str, file: str, *, node: str | None = None) -> Decrypted:
     if proc.returncode != 0:
         raise _failure(proc.returncode, proc.stderr, text, file, node)
     out = Decrypted(proc.stdout, frozenset(decrypted_texts(text, proc.stdout, file)))
+    KNOWN.add_texts(out.secrets)  # masked in everything envctl prints, stores or sends
     with _CACHE_LOCK:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))

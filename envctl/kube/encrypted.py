@@ -3,8 +3,8 @@
 ``render.render_layer`` hands every manifest file whose text carries SOPS metadata here instead
 of substituting and parsing it. The file is decrypted by ``envctl.sops`` (the ``sops`` binary,
 stdin to stdout) and parsed; its objects get the annotation ``envctl.io/sops-file`` naming the
-file (so the plaintext-Secret policy knows their values were encrypted in Git), and the texts of
-the decrypted values join the caller's ``secrets`` set, which the one masker scrubs from output.
+file (so the plaintext-Secret policy knows their values were encrypted in Git); ``envctl.sops``
+has added the texts of the decrypted values to ``KNOWN``, the one masker's memory.
 
 A SOPS file is taken as it was encrypted: no ``${...}`` substitution (its MAC covers the values,
 and a ``$`` in a password stays a ``$``). May import ``envctl.sops`` and ``envctl.core``; never
@@ -32,7 +32,6 @@ def sops_manifests(
     text: str,
     file: str,
     node: str,
-    secrets: set[str] | None,
     undecrypted: list[str] | None,
     parse: Callable[[str, str], Parsed],
 ) -> Parsed:
@@ -52,8 +51,6 @@ def sops_manifests(
         for obj, _ in out:
             obj.pop("sops", None)
     else:
-        if secrets is not None:
-            secrets.update(plain.secrets)
         try:
             out = parse(plain.text, file)
         except EnvctlError:

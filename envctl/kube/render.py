@@ -14,8 +14,9 @@ file is decrypted in memory instead and taken as encrypted, without substitution
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -26,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envctl.core.changes import UNKNOWN
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
+from envctl.core.paths import repo_path
 from envctl.core.refs import HINT, Budget, Resolver, quoted, substitute_values
+from envctl.core.secrets import KNOWN, encoded_forms, secret_texts
 from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
 from envctl.kube.encrypted import is_from_sops, sops_manifests, strip_sops_marker
 from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
@@ -39,6 +43,7 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     ObjRef,
     is_secret,
+    secret_values,
 )
 from envctl.sops import is_encrypted
 
@@ -188,15 +193,32 @@ def _kubectl() -> str:
     return found
 
 
-def _path_refs(doc: Mapping[str, Any]) -> list[tuple[str, bool]]:
-    """Every local path a kustomization names (resources, patches, generator files, configurations),
-    each with whether it is data (a generator's file, copied as is) rather than YAML kustomize reads."""
-    refs: list[tuple[str, bool]] = []
+# Keys of a kustomization whose entries kustomize also fetches when they are not local paths.
+_REMOTE_CAPABLE = ("resources", "bases", "components")
+# What kustomize reads as a remote target: a URL, a scp-like Git address, a hosted Git repository.
+_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)")
 
-    def add(value: Any, data: bool = False) -> None:
+
+@dataclass(frozen=True)
+class _PathRef:
+    """A path a kustomization names: under which key, where in the file, and whether it is data
+    (a generator's file, copied as is) rather than YAML kustomize reads."""
+
+    key: str
+    path: str
+    data: bool
+    where: tuple[str | int, ...]
+
+
+def _path_refs(doc: Mapping[str, Any]) -> list[_PathRef]:
+    """Every path a kustomization names: resources, bases, components, patches, generator files,
+    configurations, plugin configs, openapi (and ``helmCharts``, which is refused)."""
+    refs: list[_PathRef] = []
+
+    def add(key: str, value: Any, *where: str | int, data: bool = False) -> None:
         # inline patches and generator configs are YAML text, not paths
         if isinstance(value, str) and value and "\n" not in value:
-            refs.append((value, data))
+            refs.append(_PathRef(key, value, data, where))
 
     def each(key: str) -> list[Any]:
         value = doc.get(key)
@@ -213,33 +235,47 @@ def _path_refs(doc: Mapping[str, Any]) -> list[tuple[str, bool]]:
         "transformers",
         "validators",
     ):
-        for r in each(key):
-            add(r)
+        for i, r in enumerate(each(key)):
+            add(key, r, key, i)
     for key in ("patches", "patchesJson6902", "replacements"):
-        for item in each(key):
+        for i, item in enumerate(each(key)):
             if isinstance(item, dict):
-                add(item.get("path"))
+                add(key, item.get("path"), key, i, "path")
     for key in ("configMapGenerator", "secretGenerator"):
-        for gen in each(key):
+        for i, gen in enumerate(each(key)):
             if not isinstance(gen, dict):
                 continue
-            for f in gen.get("files") or []:
-                add(f.split("=", 1)[-1] if isinstance(f, str) else None, True)
-            for f in gen.get("envs") or []:
-                add(f, True)
-            add(gen.get("env"), True)
+            for j, f in enumerate(gen.get("files") or []):
+                add(key, f.split("=", 1)[-1] if isinstance(f, str) else None, key, i, "files", j, data=True)
+            for j, f in enumerate(gen.get("envs") or []):
+                add(key, f, key, i, "envs", j, data=True)
+            add(key, gen.get("env"), key, i, "env", data=True)
+    for key in ("helmCharts", "helmGlobals", "helmChartInflationGenerator"):
+        if doc.get(key):
+            add(key, key, key)  # kustomize would run helm (and may pull charts): never local
     openapi = doc.get("openapi")
     if isinstance(openapi, dict):
-        add(openapi.get("path"))
+        add("openapi", openapi.get("path"), "openapi", "path")
     return refs
 
 
+def is_remote(ref: str) -> bool:
+    """Whether kustomize would fetch ``ref`` (a URL, ``git@host:``, ``github.com/...``)."""
+    return bool(_REMOTE.match(ref))
+
+
 def _kustomize_sources(
-    snapshot: Snapshot, directory: str, seen: set[str], read: set[str], data: set[str]
+    env: Environment, snapshot: Snapshot, directory: str, seen: set[str], read: set[str], data: set[str]
 ) -> None:
     """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components),
     every YAML file kustomize reads (``read``: kustomization files, resources, patches) and every
     file a generator reads (``data``).
+
+    Confinement is checked here. A path holds no reference, so it is checked as kustomize reads
+    it: it must stay inside the repository and out of ``.git/`` and ``.envctl/`` (symlinks on the
+    way are the snapshot's to refuse); a remote resource is refused unless
+    ``allow.remote_sources``; a resource that is not in the repository is refused (kustomize
+    would try to fetch it).
     """
     if directory in seen:
         return
@@ -253,24 +289,47 @@ def _kustomize_sources(
         doc = docs[0] if docs else YamlDoc(path, {})
         if not isinstance(doc.data, dict):
             raise ConfigError("a kustomization must be a mapping", location=doc.loc())
-        for ref, is_data in _path_refs(doc.data):
-            if "${" in ref:
+        for r in _path_refs(doc.data):
+            where = doc.loc(*r.where)
+            if "${" in r.path:
                 raise ConfigError(
-                    f"a path in a kustomization cannot hold a reference: {quoted(ref)}",
-                    location=Location(path),
+                    f"a path in a kustomization cannot hold a reference: {quoted(r.path)}",
+                    location=where,
                     hint="kustomize reads the files Git holds; choose overlays by layer, not by value",
                 )
-            if "://" in ref or ref.startswith(("github.com/", "git@")):
-                continue
-            target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
-            if target.startswith("..") or os.path.isabs(ref):
+            if r.key.startswith("helm"):
                 raise ConfigError(
-                    f"kustomization refers outside the repository: {ref}", location=Location(path)
+                    f"kustomization uses {r.key}: kustomize would run helm and may fetch charts",
+                    location=where,
+                    hint="render charts with a helm: layer, or commit the rendered manifests",
                 )
+            if is_remote(r.path):
+                if r.key in _REMOTE_CAPABLE and env.allow.remote_sources:
+                    continue
+                raise ConfigError(
+                    f"kustomization refers to a remote source: {r.path}",
+                    location=where,
+                    hint="vendor it into the repository, or set allow: {remote_sources: true} "
+                    "in environment.yaml to let kustomize fetch it",
+                )
+            try:
+                target = repo_path(r.path if posixpath.isabs(r.path) else posixpath.join(directory, r.path))
+            except ConfigError as e:
+                raise ConfigError(
+                    f"kustomization refers outside the repository: {r.path} ({e.message})",
+                    location=where,
+                    hint=e.hint,
+                ) from None
             if snapshot.is_dir(target):
-                _kustomize_sources(snapshot, target, seen, read, data)
+                _kustomize_sources(env, snapshot, target, seen, read, data)
             elif snapshot.exists(target):
-                (data if is_data else read).add(target)
+                (data if r.data else read).add(target)
+            elif r.key in _REMOTE_CAPABLE:
+                raise ConfigError(
+                    f"kustomization refers to {r.path}, which is not in the repository",
+                    location=where,
+                    hint="kustomize would try to fetch it as a remote repository; fix the path",
+                )
         break
 
 
@@ -337,7 +396,7 @@ def _run_kustomize(
     dirs: set[str] = set()
     read: set[str] = set()
     data_files: set[str] = set()
-    _kustomize_sources(snapshot, node.path, dirs, read, data_files)
+    _kustomize_sources(env, snapshot, node.path, dirs, read, data_files)
     files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read | data_files
     kfile = f"{node.path}/kustomization.yaml"
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
@@ -428,25 +487,138 @@ def render_layer(
     snapshot: Snapshot,
     node: Node,
     inputs: Mapping[str, Any],
+    sensitive: Mapping[str, str] | None = None,
     *,
-    secrets: set[str] | None = None,
     undecrypted: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
     apiVersion/kind/name, duplicate objects and objects or layers over the size limits.
-    SOPS-encrypted files are decrypted in memory (``envctl.kube.encrypted``): the texts of their
-    values are added to ``secrets``; with ``undecrypted`` given, files no key here opens are
-    checked encrypted and listed there.
+    ``sensitive`` names the inputs (keys of ``inputs``) that carry a sensitive Terraform output
+    (values: the output, such as ``stack.db.outputs.password``): one that lands anywhere but a
+    Secret's ``data``/``stringData`` or a field the layer's ``sensitive_allowed`` names is refused
+    (``check_sensitive_flow``).
+
+    SOPS-encrypted files are decrypted in memory (``envctl.kube.encrypted``; their values join
+    the masker); with ``undecrypted`` given (validate), files no key here opens are checked
+    encrypted and listed there.
     """
+    objects = _render(env, snapshot, node, inputs, undecrypted)
+    for obj in objects:
+        for value in secret_values(obj):
+            KNOWN.add_texts(encoded_forms(value))  # masked wherever an error echoes it
+    if sensitive:
+        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects)
+    return objects
+
+
+def check_sensitive_flow(
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    sensitive: Mapping[str, str],
+    objects: list[dict[str, Any]],
+) -> None:
+    """Refuse a sensitive input that flows anywhere but a Secret's data or an allowed field.
+
+    Checked twice: on the objects as rendered (the value's own texts; catches what kustomize
+    did with it), and on a probe render where each sensitive input is a unique marker (so the
+    check holds when the value is not known yet - validate, or an upstream not applied - or too
+    short to search for). A probe that does not render (a marker where kustomize wants a number)
+    leaves the first check.
+    """
+    allowed = node.layer.sensitive_allowed if node.layer else ()
+    texts = {
+        label_: secret_texts([inputs[k]])
+        for k, label_ in sensitive.items()
+        if k in inputs and inputs[k] != UNKNOWN  # not known yet: the probe checks it
+    }
+    found = sensitive_flows(objects, texts, allowed)
+    if not found:
+        salt = hashlib.sha256(node.id.encode()).hexdigest()[:8]
+        markers = {k: f"envctlsensitive{salt}x{i}" for i, k in enumerate(sorted(sensitive))}
+        try:
+            # SOPS files the probe cannot decrypt are checked as they are: it only traces markers
+            probe = _render(env, snapshot, node, {**inputs, **markers}, undecrypted=[])
+        except ConfigError:
+            probe = []
+        found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
+    if found:
+        label_, ref, path = found[0]
+        raise ConfigError(
+            f"sensitive output {label_} flows into {ref} at {path}: a sensitive value may only "
+            "go into a Secret's data or stringData",
+            node=node.id,
+            location=Location(node.config_file or node.path),
+            hint="put it into a Secret and reference the Secret, or name the field in layer.yaml: "
+            f"sensitive_allowed: [{_allowed_key(ref)}:{path}]",
+        )
+
+
+def _allowed_key(ref: ObjRef) -> str:
+    return "/".join(p for p in (ref.api_version, ref.kind, ref.namespace, ref.name) if p)
+
+
+def sensitive_flows(
+    objects: list[dict[str, Any]], secrets: Mapping[str, set[str]], allowed: tuple[str, ...] = ()
+) -> list[tuple[str, ObjRef, str]]:
+    """``(label, object, .path)`` of every field holding one of ``secrets`` (``label -> texts``)
+    outside a Secret's ``data``/``stringData`` and outside ``allowed`` (``obj:.path`` entries;
+    a path allows its subtree)."""
+    found: list[tuple[str, ObjRef, str]] = []
+    if not any(secrets.values()):
+        return found
+
+    def walk(value: Any, path: str, ref: ObjRef, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}", ref, key)
+            return
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]", ref, key)
+            return
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = value if isinstance(value, str) else json.dumps(value)
+            for label_, texts in secrets.items():
+                if any(t and t in text for t in texts) and not _allowed(allowed, key, path):
+                    found.append((label_, ref, path))
+                    return
+
+    for obj in objects:
+        ref = ObjRef.of(obj)
+        key = _allowed_key(ref)
+        for field_name, value in obj.items():
+            if is_secret(obj) and field_name in ("data", "stringData"):
+                continue
+            walk(value, f".{field_name}", ref, key)
+    return found
+
+
+def _allowed(allowed: tuple[str, ...], key: str, path: str) -> bool:
+    for entry in allowed:
+        obj, _, field_path = entry.partition(":")
+        if obj == key and (path == field_path or path.startswith((field_path + ".", field_path + "["))):
+            return True
+    return False
+
+
+def _render(
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    undecrypted: list[str] | None = None,
+) -> list[dict[str, Any]]:
     spec = node.layer
     resolve = _resolver(inputs, env)
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
     from_sops: set[int] = set()
     if spec is not None and spec.helm is not None:
-        text, chart_path = render_chart(env, snapshot, node, inputs)
+        text, chart_path = render_chart(snapshot, node, resolve, budget)
         source = sources_of(text, chart_path)
         parsed = apply_hook_policy(
             [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],
@@ -460,7 +632,7 @@ def render_layer(
         for file in manifest_files(snapshot, node):
             text = _decode(snapshot.read_bytes(file), file)
             if is_encrypted(text):
-                found = sops_manifests(text, file, node.id, secrets, undecrypted, _objects_with_lines)
+                found = sops_manifests(text, file, node.id, undecrypted, _objects_with_lines)
                 parsed.extend((o, Location(file, line)) for o, line in found)
                 from_sops.update(id(o) for o, _ in found)
                 continue

@@ -16,6 +16,7 @@ from typing import Any
 from envctl.core.durations import parse_duration
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import (
+    AllowSettings,
     Environment,
     HelmChart,
     KubernetesSettings,
@@ -27,9 +28,9 @@ from envctl.core.model import (
     StackSpec,
     TerraformSettings,
 )
+from envctl.core.paths import repo_path as _clean
 from envctl.core.refs import find_refs, quoted, substitute_value
 from envctl.core.yamldoc import YamlDoc, load_yaml, load_yaml_documents_cached
-from envctl.repo.snapshot import _clean
 
 ENV_DIR = "environments"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
@@ -39,6 +40,8 @@ APPROVAL_KINDS = ("terraform", "terraform-destroy", "kubernetes", "kubernetes-de
 _TF_MODULE_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILINE)
 
 ENV_KEYS = {"name", "vars", "kubernetes", "terraform", "approval", "notifications", "drift", "allow"}
+# allow: in environment.yaml; each key opens one way out of the repository snapshot
+ALLOW_KEYS = ("remote_sources", "terraform_file_functions")
 STACK_KEYS = {"depends_on", "inputs", "module"}
 LAYER_KEYS = {
     "depends_on",
@@ -50,8 +53,11 @@ LAYER_KEYS = {
     "force",
     "allow_empty",
     "allow_secrets",
+    "sensitive_allowed",
     "helm",
 }
+# apiVersion/Kind/[namespace/]name:.path, e.g. apps/v1/Deployment/shop/web:.spec.template.metadata.annotations
+_SENSITIVE_FIELD = re.compile(r"^[^:\s/]+(/[^/:\s]+){2,4}:\.[^\s]+$")
 HELM_KEYS = {"chart", "release", "version", "repo", "values", "values_files", "plain_http"}
 # helm's own limit: a release name is a DNS-1123 label of at most 53 characters
 _RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")
@@ -229,6 +235,13 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     allowed = {f: _want(td, t.get(f, False), bool, "true or false", "terraform", f) for f in flags}
     tf = TerraformSettings(engine=engine, binary=binary, backend=backend, plugin_dir=plugin_dir, **allowed)
 
+    al = _mapping(where("allow"), data.get("allow"), "allow")
+    ald = where("allow")
+    _check_keys(ald, al, set(ALLOW_KEYS), "allow")
+    allow = AllowSettings(
+        **{k: _want(ald, al.get(k, False), bool, "true or false", "allow", k) for k in ALLOW_KEYS}
+    )
+
     a = _mapping(where("approval"), data.get("approval"), "approval")
     ad = where("approval")
     _check_keys(ad, a, {"required_for"}, "approval")
@@ -262,12 +275,6 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         _want(where("drift"), every, str, "a duration such as 1h", "drift", "every")
         _duration(where("drift"), every, "drift", "every")
 
-    al = _mapping(where("allow"), data.get("allow"), "allow")
-    _check_keys(where("allow"), al, {"remote_sources"}, "allow")
-    remote_ok = _want(
-        where("allow"), al.get("remote_sources", False), bool, "true or false", "allow", "remote_sources"
-    )
-
     nodes: dict[str, Node] = {}
     known_env = Environment(name=env, path=base, vars=vars_)  # what layer.yaml settings may use
     for kind in ("stack", "layer"):
@@ -284,7 +291,7 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
                 continue
             nodes[node.id] = node
             helm = node.layer.helm if node.layer is not None else None
-            if helm is not None and helm.remote and not remote_ok:
+            if helm is not None and helm.remote and not allow.remote_sources:
                 raise ConfigError(
                     f"{node.id}: the remote chart {quoted(helm.chart)} is not allowed in this environment",
                     node=node.id,
@@ -302,8 +309,8 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         approval_required_for=required,
         notifications=tuple(hooks),
         drift_every=every,
+        allow=allow,
         nodes=nodes,
-        allow_remote_sources=remote_ok,
     )
 
 
@@ -388,6 +395,7 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
         config_file=cfg if doc else None,
         stack=StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 
@@ -451,6 +459,8 @@ def _manifest_refs(text: str, file: str) -> list[Ref]:
     """References in a manifest's string values (as the renderer substitutes them: keys and
     comments hold none). A manifest that does not parse is scanned as text; rendering the layer
     reports its YAML error with the line."""
+    if "${" not in text:
+        return []  # nothing to find: no need to parse the file to load the environment
     try:
         docs = load_yaml_documents_cached(text, file)
     except ConfigError:
@@ -524,6 +534,16 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
                 _check_keys(doc, w, {"timeout"}, "wait")
                 if "timeout" in w:
                     spec_kw["wait_timeout"] = _duration(doc, w["timeout"], "wait", "timeout")
+        allowed_fields = _str_list(doc, data.get("sensitive_allowed"), "sensitive_allowed")
+        for i, f in enumerate(allowed_fields):
+            if not _SENSITIVE_FIELD.match(f):
+                raise ConfigError(
+                    f"sensitive_allowed: {quoted(f)} is not apiVersion/Kind/[namespace/]name:.path",
+                    node=node_id,
+                    location=doc.loc("sensitive_allowed", i),
+                    hint="e.g. apps/v1/Deployment/shop/web:.spec.template.metadata.annotations.token",
+                )
+        spec_kw["sensitive_allowed"] = allowed_fields
         outs: dict[str, LayerOutput] = {}
         for oname, o in _mapping(doc, data.get("outputs"), "outputs").items():
             o = _mapping(doc, o, "outputs", oname)
@@ -550,9 +570,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
                 )
             helm, helm_refs = _load_helm(snapshot, doc, path, node_id, inputs)
             refs.extend(helm_refs)
-            stray = [
-                m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)
-            ]
+            stray = [m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)]
             if stray:
                 raise ConfigError(
                     f"{stray[0]} is neither a values file nor part of the chart: a chart layer applies "
@@ -598,6 +616,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
         config_file=cfg if doc else None,
         layer=LayerSpec(**spec_kw),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 
