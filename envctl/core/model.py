@@ -113,14 +113,19 @@ class LayerSpec:
     """Layer-only settings, from ``layer.yaml``.
 
     ``sources``: repository paths outside the layer directory the layer reads (a chart directory,
-    values files), so ``--changed-since`` follows them.
+    values files), so ``--changed-since`` follows them. ``conflicts``: ``take`` (Git wins: an
+    apply takes back fields Git sets that another manager changed) or ``refuse`` (report and
+    stop). ``recreate``: delete and re-create an object whose immutable fields changed.
+    ``deprecations``: notes on deprecated keys, shown in every plan of the layer.
     """
 
     namespace: str | None = None
     prune: bool = True
     wait_timeout: float = 300.0
     wait: bool = True
-    force: bool = False
+    recreate: bool = False
+    conflicts: str = "take"
+    deprecations: tuple[str, ...] = ()
     allow_empty: bool = False
     allow_secrets: bool = False
     kustomize: bool = False
@@ -128,6 +133,10 @@ class LayerSpec:
     outputs: Mapping[str, LayerOutput] = field(default_factory=dict)
     helm: HelmChart | None = None
     sources: tuple[str, ...] = ()
+
+    @property
+    def take_conflicts(self) -> bool:
+        return self.conflicts != "refuse"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,12 @@ def scrub_plan(plan: NodePlan, secrets: set[str]) -> NodePlan:
     if not secrets:
         return plan
     changes = tuple(
-        dataclasses.replace(c, before=scrub(c.before, secrets), after=scrub(c.after, secrets))
+        dataclasses.replace(
+            c,
+            before=scrub(c.before, secrets),
+            after=scrub(c.after, secrets),
+            reasons=tuple(scrub(list(c.reasons), secrets)),
+        )
         for c in plan.changes
     )
     return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), secrets)))
