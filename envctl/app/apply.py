@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.app.executor import interrupts, run_graph
-from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve_inputs
+from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve_inputs, sensitive_inputs
 from envctl.app.locking import environment_lock, new_run_id
 from envctl.app.plan import objects_hash, state_hash
 from envctl.app.session import Session
@@ -28,7 +28,7 @@ from envctl.core.errors import ApprovalRequiredError, EngineError, EnvctlError, 
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub, scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 Prompt = Callable[[str, NodePlan | None], bool]
@@ -94,9 +94,8 @@ def check_layers_live(s: Session, bundle: PlanBundle) -> None:
         inputs, pending = resolve_inputs(s, node, values, {})
         if pending or bundle.inputs_hash.get(n) != inputs_hash(inputs):
             continue
-        now_plan = scrub_plan(
-            plan_layer(s.kube(), node, render_layer(s.env, s.snapshot, node, inputs)), values.secrets
-        )
+        objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
+        now_plan = scrub_plan(plan_layer(s.kube(), node, objects), values.secrets)
         if changes_key(now_plan) != changes_key(planned):
             raise StalePlanError(
                 "the live objects changed since the plan was made",
@@ -194,12 +193,9 @@ def apply_bundle(
                 )
             except EnvctlError as e:
                 e.node = e.node or n
+                scrub_error(e, values.secrets)  # API server and Terraform texts may echo a secret
                 s.progress(f"{n}: failed: {e.message}")
-                record(
-                    NodeResult(
-                        n, Status.FAILED, scrub(e.message, values.secrets), None, time.monotonic() - t0
-                    )
-                )
+                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0))
                 with lock:
                     errors[n] = e
                 return Status.FAILED
@@ -279,7 +275,7 @@ def _apply_node(
     from envctl.kube import apply_layer, plan_layer, read_layer_outputs, render_layer
 
     kube = s.kube()
-    objects = render_layer(s.env, s.snapshot, node, inputs)
+    objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
     check_plaintext_secrets(s, node, objects)
     if not same_inputs:
         s.progress(f"{node.id}: re-planning with the new upstream outputs")

@@ -21,6 +21,7 @@ from envctl.app.inputs import (
     inputs_hash,
     read_current_outputs,
     resolve_inputs,
+    sensitive_inputs,
     waiting_on,
 )
 from envctl.app.locking import lock_holder
@@ -31,7 +32,7 @@ from envctl.core.changes import Action
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 
@@ -70,8 +71,9 @@ def check_drift(s: Session) -> DriftReport:
                 read_current_outputs(s, node, values)
                 result, outs_changed = _check_node(s, n, values, last.get(n), changed_outputs, Path(tmp))
             except EnvctlError as e:
-                exit_code = 69 if e.exit_code == ExitCode.UNAVAILABLE else 1
-                result, outs_changed = NodeDrift(n, "error", error=str(e), error_exit=exit_code), set()
+                exit_code = ExitCode.UNAVAILABLE if e.exit_code == ExitCode.UNAVAILABLE else ExitCode.ERROR
+                error = str(scrub_error(e, values.secrets))  # error texts may echo a secret
+                result, outs_changed = NodeDrift(n, "error", error=error, error_exit=exit_code), set()
             failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
             if result.status == "stale" and failed_up:
                 # Its inputs are missing because the upstream check failed, not because upstream
@@ -148,14 +150,10 @@ def _check_node(
     else:
         from envctl.kube import drift_layer, render_layer
 
-        objects = render_layer(s.env, s.snapshot, node, inputs)
+        objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
         plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
         outs = set()
-    changes = tuple(
-        c
-        for c in plan.changes
-        if c.action.changes or (c.action is Action.NOOP and c.reasons and "no longer in Git" in c.reasons[0])
-    )
+    changes = tuple(c for c in plan.changes if c.action.changes)
     # A layer field that differs only because its inputs moved upstream (nobody else touched it)
     # is the cascade, not drift of its own; another manager's edit or a missing object is drift.
     own = [

@@ -9,13 +9,14 @@ from typing import Any
 
 from envctl.app.session import Session
 from envctl.core.bundle import canonical, sha256
+from envctl.core.changes import UNKNOWN
 from envctl.core.errors import EngineError, Location, UnavailableError
 from envctl.core.model import Node, Ref
 from envctl.core.refs import find_refs, substitute_value
 from envctl.core.secrets import collect_secret_texts
 
 ALL_OUTPUTS = "*"  # in outputs_unknown: every output of the node is unknown until apply
-PLACEHOLDER = "(known after apply)"
+PLACEHOLDER = UNKNOWN
 
 
 class _Pending(Exception):
@@ -100,6 +101,39 @@ def resolve_inputs(
                 pending.append(ref.text)
                 resolved[ref.text] = PLACEHOLDER
     return resolved, tuple(pending)
+
+
+def sensitive_inputs(s: Session, node: Node) -> dict[str, str]:
+    """The inputs of a layer that carry a sensitive Terraform output, as ``resolve_inputs`` keys
+    them (an input's name; an output referenced in a manifest or chart value: its own text),
+    each with that output (``stack.db.outputs.password``). Read from the stacks' configuration,
+    so it is known before anything is applied; the renderer refuses such a value anywhere but a
+    Secret's data or a field the layer allows (``kube.render.check_sensitive_flow``)."""
+    if node.kind != "layer":
+        return {}
+    from envctl.terraform import sensitive_outputs
+
+    found: dict[str, frozenset[str]] = {}
+
+    def sensitive(ref: Ref) -> bool:
+        up = s.env.nodes.get(ref.node or "")
+        if ref.kind != "output" or up is None or up.kind != "stack":
+            return False
+        if up.id not in found:
+            found[up.id] = sensitive_outputs(s.snapshot, up)
+        return ref.name in found[up.id]
+
+    out: dict[str, str] = {}
+    for key in node.inputs:
+        hit = next((r for r in input_refs(node, key) if sensitive(r)), None)
+        if hit is not None:
+            out[key] = hit.text
+    chart = node.layer.helm if node.layer is not None else None
+    in_values = set(chart.value_refs) if chart is not None else set()
+    for ref in node.upstream_refs:
+        if (ref.location.file != node.config_file or ref in in_values) and sensitive(ref):
+            out[ref.text] = ref.text
+    return out
 
 
 def inputs_hash(inputs: Mapping[str, Any]) -> str:

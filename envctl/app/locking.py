@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from envctl.app.session import Session
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import LockedError
 from envctl.store import holder_identity
 
 
@@ -36,8 +36,8 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
                 else:
                     yield holder
             return
-        except EnvctlError as e:
-            if e.reference != "environment-locked" or time.monotonic() >= deadline:
+        except LockedError:
+            if time.monotonic() >= deadline:
                 raise
             time.sleep(0.5)
 

@@ -17,6 +17,7 @@ from envctl.app.inputs import (
     inputs_hash,
     read_current_outputs,
     resolve_inputs,
+    sensitive_inputs,
     waiting_on,
 )
 from envctl.app.session import Session
@@ -24,11 +25,11 @@ from envctl.app.validate import check_plaintext_secrets, precheck
 from envctl.core.approval import nodes_needing_approval
 from envctl.core.bundle import PlanBundle, canonical, sha256
 from envctl.core.changes import NodePlan
-from envctl.core.errors import EnvctlError, UnavailableError
+from envctl.core.errors import EnvctlError, NotPlannedError, UnavailableError
 from envctl.core.model import Node
 from envctl.core.results import PlanResult
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub_plan
+from envctl.core.secrets import scrub_plan
 from envctl.repo.gitcli import changed_paths
 from envctl.store import now
 
@@ -75,7 +76,7 @@ def _plan_node(
     else:
         from envctl.kube import offline_plan_layer, plan_layer, render_layer
 
-        objects = render_layer(s.env, s.snapshot, node, inputs)
+        objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
         check_plaintext_secrets(s, node, objects)
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
@@ -97,7 +98,7 @@ def _count_objects(s: Session, node: Node, inputs: Mapping[str, Any]) -> int:
     """Objects a pending layer will apply; a layer that cannot render fails its plan, never hides."""
     from envctl.kube import render_layer
 
-    objects = render_layer(s.env, s.snapshot, node, inputs)
+    objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
     check_plaintext_secrets(s, node, objects)
     return len(objects)
 
@@ -195,7 +196,9 @@ def plan_environment(
     queue = run_graph(s, order, work, needs=lambda u, d: _plan_waits_for(s, u, d))
     for n in order:
         if queue.status[n] is Status.SKIPPED and n not in errors:
-            errors[n] = EnvctlError(f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n)
+            errors[n] = NotPlannedError(
+                f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n
+            )
     bundle = PlanBundle(
         id=plan_id,
         environment=s.env.name,

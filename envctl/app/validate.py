@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envctl.app.inputs import Values, resolve_inputs
+from envctl.app.inputs import Values, resolve_inputs, sensitive_inputs
 from envctl.app.session import Session
 from envctl.core.errors import EnvctlError, Location
 from envctl.core.model import Node
@@ -33,7 +33,8 @@ def precheck(s: Session, nodes: list[str]) -> dict[str, EnvctlError]:
                 from envctl.kube import render_layer
 
                 inputs, _ = resolve_inputs(s, node, Values(), {})
-                check_plaintext_secrets(s, node, render_layer(s.env, s.snapshot, node, inputs))
+                objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
+                check_plaintext_secrets(s, node, objects)
         except EnvctlError as e:
             e.node = e.node or n
             errors[n] = e
@@ -109,6 +110,6 @@ def validate_environment(s: Session) -> list[str]:
             warnings.extend(f"{n}: {w}" for w in validate_stack(s.stack_ctx(), node))
         else:
             inputs, _ = resolve_inputs(s, node, Values(), {})
-            objects = render_layer(s.env, s.snapshot, node, inputs)
+            objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
             check_plaintext_secrets(s, node, objects)
     return warnings

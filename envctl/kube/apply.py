@@ -20,7 +20,7 @@ from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import LayerSpec, Node
 from envctl.kube.client import ApiError, KubeContext, translate
-from envctl.kube.diff import LiveView, Prepared, conflict_error, dry_run_one, prepare, survey
+from envctl.kube.diff import LiveView, Prepared, WaitsFor, conflict_error, dry_run_one, prepare, survey
 from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
 from envctl.kube.helm import pre_hook_weight
@@ -67,7 +67,7 @@ def _with_adoption(p: Prepared) -> Change | None:
     return c
 
 
-def _stale(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
+def left_git(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
     """Inventory entries no longer rendered (an apiVersion change of the same object is not stale)."""
     rendered = {(p.ref.group, p.ref.kind, p.ref.namespace, p.ref.name) for p in prepared}
     return [e for e in inventory.entries if (e.group, e.kind, e.namespace, e.name) not in rendered]
@@ -82,7 +82,7 @@ def _check_empty(node: Node, objects: Sequence[Any], stale: Sequence[ObjRef], al
         )
 
 
-def _prune_candidates(
+def prune_candidates(
     ctx: KubeContext, node: Node, stale: Sequence[ObjRef]
 ) -> tuple[list[PruneCandidate], list[str], list[ObjRef]]:
     """Which stale inventory objects prune deletes; notes for those kept; refs that are already gone."""
@@ -198,10 +198,10 @@ def plan_layer(
     lost = _lost_inventory(ctx, node, inventory, prepared)
     if lost:
         notes.append(lost)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     if stale and spec.prune:
-        candidates, kept, _ = _prune_candidates(ctx, node, stale)
+        candidates, kept, _ = prune_candidates(ctx, node, stale)
         changes.extend(_delete_change(c) for c in candidates)
         notes.extend(kept)
     elif stale:
@@ -223,8 +223,7 @@ def _plan_key(node: Node, objects: Sequence[Mapping[str, Any]]) -> tuple[str, st
 def _as_planned(p: Prepared, view: LiveView) -> bool:
     """The cluster still holds what ``p``'s plan saw: its dry-run result stands."""
     if p.pending is not None:  # waits for its namespace (still missing) or its CRD (stage two)
-        waits_for_namespace = p.pending.startswith("create after Namespace")
-        return not waits_for_namespace or p.ref.namespace in view.missing_namespaces
+        return p.waits_for is not WaitsFor.NAMESPACE or p.ref.namespace in view.missing_namespaces
     if p.live is None or p.mapping is None:
         return False  # planned as a create: it may exist by now, so it is dry-run again
     now = view.exact.get(p.ref) if p.ref in view.exact else view.labelled.get(p.ref)
@@ -422,7 +421,7 @@ def apply_layer(
         if err is not None:
             raise err
     # Checked before any write: an object whose namespace nothing creates would fail mid-apply.
-    waiting = {p.ref.namespace for p in prepared if (p.pending or "").startswith("create after Namespace")}
+    waiting = {p.ref.namespace for p in prepared if p.waits_for is WaitsFor.NAMESPACE}
     missing = sorted(waiting - _layer_namespaces(objects))
     if missing:
         raise EngineError(
@@ -433,13 +432,13 @@ def apply_layer(
         )
     inventory = read_inventory(ctx, node.id)
     lost = _lost_inventory(ctx, node, inventory, prepared)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     candidates: list[PruneCandidate] = []
     kept_notes: list[str] = []
     gone: list[ObjRef] = []
     if stale and spec.prune:
-        candidates, kept_notes, gone = _prune_candidates(ctx, node, stale)
+        candidates, kept_notes, gone = prune_candidates(ctx, node, stale)
 
     # Record intent first: a run killed mid-apply never leaves an object the inventory forgot.
     current = [p.ref for p in prepared]

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+from envctl.core.changes import SENSITIVE
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import Environment, Snapshot
-from envctl.kube.objects import FIELD_MANAGER, ObjRef, scrub
+from envctl.core.secrets import KNOWN, encoded_forms, mask
+from envctl.kube.objects import FIELD_MANAGER, ObjRef
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,16 +73,34 @@ def _permanent(e: BaseException) -> bool:
 
 
 class ApiError(Exception):
-    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation."""
+    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation.
+
+    ``kind``/``name``: what the Status is about (its ``details``), e.g. ``namespaces``/``app`` when
+    an object's namespace does not exist.
+    """
 
     def __init__(
-        self, status: int, reason: str, message: str, causes: Sequence[Mapping[str, Any]] = ()
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        causes: Sequence[Mapping[str, Any]] = (),
+        *,
+        kind: str = "",
+        name: str = "",
     ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
         self.causes = list(causes)
+        self.kind = kind
+        self.name = name
+
+    @property
+    def missing_namespace(self) -> str | None:
+        """The namespace whose absence caused this 404, else None."""
+        return self.name if self.status == 404 and self.kind == "namespaces" else None
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,12 @@ def translate(
 ) -> EnvctlError:
     """Turn an API failure into the envctl error a user can act on, naming the object; secrets scrubbed."""
     what = f"{ref}: " if ref is not None else ""
-    message = scrub(err.message, list(secrets))
+    texts = {t for s in secrets for t in encoded_forms(s)} | KNOWN.texts
+
+    def scrub(text: str) -> str:
+        return mask(text, texts, SENSITIVE)
+
+    message = scrub(err.message)
     if err.status == 0:
         return UnavailableError(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
@@ -134,7 +159,7 @@ def translate(
             "from layer.yaml so that Git takes it back",
         )
     causes = "; ".join(
-        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": "), list(secrets)) for c in err.causes
+        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes
     )
     detail = causes or None
     if err.status in (400, 422):
@@ -151,7 +176,7 @@ def translate(
         return EngineError(
             f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
         )
-    if err.status == 404 and 'namespaces "' in err.message:
+    if err.missing_namespace is not None:
         return EngineError(
             f"{what}{message}",
             node=node,
@@ -368,7 +393,7 @@ class KubeContext:
                 if status is not None:
                     status.append(code)
                 return dict(json.loads(data)) if data else {}
-            err = _api_error(code, resp.reason or "", data)
+            err = status_error(code, resp.reason or "", data)
             if code in _RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
@@ -518,7 +543,8 @@ class KubeContext:
             return list(pool.map(guarded, items))
 
 
-def _api_error(status: int, reason: str, data: bytes) -> ApiError:
+def status_error(status: int, reason: str, data: bytes) -> ApiError:
+    """The ``ApiError`` of a non-2xx answer, from its ``Status`` body (reason, message, details)."""
     try:
         doc = json.loads(data) if data else {}
     except ValueError:
@@ -531,4 +557,6 @@ def _api_error(status: int, reason: str, data: bytes) -> ApiError:
         str(doc.get("reason") or reason),
         str(doc.get("message") or data[:500].decode(errors="replace")),
         details.get("causes") or [],
+        kind=str(details.get("kind") or ""),
+        name=str(details.get("name") or ""),
     )

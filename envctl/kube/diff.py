@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from envctl.core.changes import Action, Change
@@ -45,11 +46,19 @@ from envctl.kube.objects import (
 )
 
 
+class WaitsFor(StrEnum):
+    """What an object that cannot be dry-run yet waits for."""
+
+    NAMESPACE = "namespace"  # its Namespace, created by this layer's first stage or an upstream layer
+    CRD = "crd"  # its CustomResourceDefinition, created by this layer's first stage
+    UPSTREAM = "upstream"  # the kind is served once an upstream node is applied
+
+
 @dataclass
 class Prepared:
     """One rendered object after its dry-run: identity, mapping, live and would-be state.
 
-    ``pending``: why it cannot be dry-run yet (its CRD or Namespace is created by this layer first).
+    ``waits_for``: what it waits for when it cannot be dry-run yet; ``pending``: the same, in words.
     ``replace``: an immutable field changes and the layer allows ``recreate``: delete and re-create.
     """
 
@@ -58,6 +67,7 @@ class Prepared:
     mapping: Mapping_ | None = None
     live: dict[str, Any] | None = None
     dry: dict[str, Any] | None = None
+    waits_for: WaitsFor | None = None
     pending: str | None = None
     replace: bool = False
     conflicts: list[FieldConflict] = field(default_factory=list)
@@ -286,14 +296,15 @@ def dry_run_one(
     is_hook = pre_hook_weight(p.obj) is not None
     try:
         resolved = ctx.resolve(p.ref)  # discovery: already cached by survey() when called from prepare
-        p.pending = None
+        p.waits_for, p.pending = None, None
         p.conflicts = []
         p.replace = False
         if resolved is None:
             crd = (crds or {}).get((p.ref.group, p.ref.kind))
             if crd is not None:
-                p.pending = f"create after CustomResourceDefinition {crd}"
+                p.waits_for, p.pending = WaitsFor.CRD, f"create after CustomResourceDefinition {crd}"
             elif upstream_pending:
+                p.waits_for = WaitsFor.UPSTREAM
                 p.pending = f"create after the upstream node that serves {p.ref.group_kind}"
             else:
                 raise ConfigError(
@@ -342,11 +353,7 @@ def dry_run_one(
                     raise
                 p.replace = True
                 p.dry = normalise(p.obj)
-            elif (
-                e.status == 404
-                and p.live is None
-                and f'namespaces "{p.ref.namespace}" not found' in e.message
-            ):
+            elif p.live is None and e.missing_namespace == p.ref.namespace:
                 # Its namespace comes from this layer's first stage or from an upstream layer.
                 _namespace_pending(p, namespaces)
                 return True
@@ -371,6 +378,7 @@ def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:
     """``p`` waits for its namespace, which this layer's first stage or an upstream layer creates."""
     known = p.ref.namespace in (namespaces or set())
     p.live = None
+    p.waits_for = WaitsFor.NAMESPACE
     p.pending = f"create after Namespace {p.ref.namespace}" + ("" if known else " (not in the cluster yet)")
     p.change = Change(str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,))
 

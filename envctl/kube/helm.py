@@ -32,8 +32,8 @@ from typing import Any
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, HelmChart, Node, Ref, Snapshot
-from envctl.core.refs import HINT, substitute_value
-from envctl.core.yamldoc import YamlDoc, load_yaml
+from envctl.core.refs import HINT, substitute_value, substitute_values
+from envctl.core.yamldoc import MAX_BYTES, YamlDoc, load_yaml_documents
 
 HELM_VERSION = "v3.22.0"
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -99,29 +99,28 @@ def chart_values(
 ) -> list[Any]:
     """Every values document in precedence order (values files in order, then ``values:``), substituted.
 
-    Values files are parsed with envctl's safe YAML reader and substituted as values, exactly as
-    ``values:`` of layer.yaml: a reference that is a whole scalar keeps its value's type.
+    Values files are read as kubectl and helm read YAML (``load_yaml_documents``) and substituted as
+    values, exactly as ``values:`` of layer.yaml: a reference that is a whole scalar keeps its
+    value's type; errors name the file and line of the value.
     """
     resolve = _resolver(node, inputs, env)
     docs: list[Any] = []
     for vf in chart.values_files:
-        doc = load_yaml(snapshot.read_bytes(vf), vf)
-        data = doc.data if doc.data is not None else {}
-        if not isinstance(data, dict):
+        raw = snapshot.read_bytes(vf)
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"{vf} is larger than {MAX_BYTES} bytes", node=node.id, location=Location(vf))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{vf} is not UTF-8 text", node=node.id, location=Location(vf)) from None
+        parsed = load_yaml_documents(text, vf)
+        doc = parsed[0] if parsed else YamlDoc(vf, {})
+        if not isinstance(doc.data, dict):
             raise ConfigError("a values file must be a mapping", node=node.id, location=doc.loc())
-        docs.append(_substitute_at(data, resolve, doc))
+        docs.append(substitute_values(doc.data, resolve, doc.at, texts=doc.texts, allow_inputs=True))
     where = chart.location or Location(node.config_file or node.path)
     docs.append(substitute_value(dict(chart.values), resolve, where, allow_inputs=True))
     return docs
-
-
-def _substitute_at(value: Any, resolve: Callable[[Ref], Any], doc: YamlDoc, *path: str | int) -> Any:
-    """``substitute_value`` leaf by leaf, so an error names the line of that very value."""
-    if isinstance(value, dict):
-        return {k: _substitute_at(v, resolve, doc, *path, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute_at(v, resolve, doc, *path, i) for i, v in enumerate(value)]
-    return substitute_value(value, resolve, doc.loc(*path), allow_inputs=True)
 
 
 _RENDERED: dict[str, str] = {}

@@ -329,25 +329,6 @@ def secret_values(obj: Mapping[str, Any]) -> Iterator[str]:
                 yield v
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every known secret value (and its base64 form) in a message with ``(sensitive)``."""
-    import base64
-
-    for s in secrets:
-        if len(s) < 3:
-            continue
-        text = text.replace(s, SENSITIVE)
-        try:
-            decoded = base64.b64decode(s, validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
-            decoded = ""
-        if len(decoded) >= 3:
-            text = text.replace(decoded, SENSITIVE)
-        encoded = base64.b64encode(s.encode()).decode()
-        text = text.replace(encoded, SENSITIVE)
-    return text
-
-
 def fields_v1_paths(fields: Mapping[str, Any], path: str = "") -> Iterator[str]:
     """Leaf paths of a managedFields ``fieldsV1`` set, in the same notation as :func:`diff_paths`.
 

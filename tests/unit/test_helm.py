@@ -172,7 +172,7 @@ def test_an_allowed_remote_chart_is_pinned(make_repo: MakeRepo, load_env: LoadEn
         }
     )
     env = load_env(root)
-    assert env.allow_remote_sources is True
+    assert env.allow.remote_sources is True
     web = env.nodes["layer.web"].layer
     assert web is not None and web.helm is not None
     assert web.helm.remote and web.helm.version == "1.2.3" and web.helm.plain_http
