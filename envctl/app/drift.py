@@ -21,14 +21,12 @@ from envctl.app.inputs import (
     inputs_hash,
     read_current_outputs,
     resolve_inputs,
-    sensitive_inputs,
     waiting_on,
 )
 from envctl.app.locking import lock_holder
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
 from envctl.core.approval import Consent, approve_command
-from envctl.core.changes import Action
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.core.schedule import Status
@@ -140,27 +138,11 @@ def _check_node(
     recorded = last.get("inputs_hash") if last else None
     if recorded and recorded != inputs_hash(inputs) and not causes:
         causes = sorted({r.node for k in node.inputs for r in input_refs(node, k) if r.node}) or ["env"]
-    if node.kind == "stack":
-        from envctl.terraform.stack import plan_stack
-
-        plan = scrub_plan(
-            plan_stack(s.stack_ctx(), node, inputs, tmp / node.name, refresh_only=True), values.secrets
-        )
-        outs = set(plan.outputs_changing)
-    else:
-        from envctl.kube import drift_layer, render_layer
-
-        objects = render_layer(s.env, s.snapshot, node, inputs, sensitive_inputs(s, node))
-        plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
-        outs = set()
+    adapter = s.adapter(n)
+    plan = scrub_plan(adapter.drift(node, inputs, tmp), values.secrets)
+    outs = set(plan.outputs_changing)
     changes = tuple(c for c in plan.changes if c.action.changes)
-    # A layer field that differs only because its inputs moved upstream (nobody else touched it)
-    # is the cascade, not drift of its own; another manager's edit or a missing object is drift.
-    own = [
-        c
-        for c in changes
-        if node.kind == "stack" or not (causes and c.action is Action.UPDATE and not c.manager)
-    ]
+    own = [c for c in changes if adapter.own_drift(c, cascading=bool(causes))]
     if own:
         return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes + journal_notes), outs
     if changes:
@@ -184,12 +166,7 @@ def _check_node(
 
 def _applied_live(s: Session, n: str, values: Values) -> bool:
     """Whether a node without a journal entry exists in the live world."""
-    node = s.env.nodes[n]
-    if node.kind == "stack":
-        return bool(values.outputs.get(n))
-    from envctl.kube import read_inventory
-
-    return read_inventory(s.kube(), n).exists
+    return s.adapter(n).exists(s.env.nodes[n], values.outputs.get(n))
 
 
 @dataclass(frozen=True)

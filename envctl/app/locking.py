@@ -28,7 +28,7 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
     while True:
         try:
             with s.store.file_lock(s.env.name, holder):
-                if s.has_layers:
+                if s.in_cluster:
                     from envctl.kube.lease import lease_lock
 
                     with lease_lock(s.kube(), s.env.name, holder):
@@ -48,7 +48,7 @@ def lock_holder(s: Session) -> dict[str, Any] | None:
     Raises ``UnavailableError`` when the environment has a cluster that cannot be reached.
     """
     holder = s.store.read_file_lock(s.env.name)
-    if holder is None and s.has_layers:
+    if holder is None and s.in_cluster:
         from envctl.kube.lease import read_lease
 
         holder = read_lease(s.kube(), s.env.name)

@@ -1,11 +1,16 @@
 """Every path that writes goes through the one approval gate: found by reading the code (AST).
 
-The writers are found, not listed: a function of the adapters (``envctl.kube``,
+The writers are found, not listed: a module-level function of the adapters (``envctl.kube``,
 ``envctl.terraform``) writes when it sends a write to the cluster (``apply``/``apply_created``
 with ``dry_run=False``, ``delete``) or runs ``terraform apply``/``destroy``, or calls a function
-that does. Outside the adapters, every call of a writer must sit in a gated function, after the
-statement that asks the gate and before nothing else; a new call site (a destroy, a rollback, a
-drift shortcut) fails here until it asks the gate too.
+that does. Then:
+
+- a NodeAdapter method (a class with ``traits``) calls a writer only after the statement
+  ``x = request.approve(plan)`` in the same or an enclosing block (``approve`` is the gate);
+- outside the adapters nothing calls a writer, and an adapter's ``apply`` is called only where
+  the request's ``approve`` asks ``core.approval.gate``.
+
+A new write path (a destroy, a rollback, a drift shortcut) fails here until it asks the gate.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ PKG = Path(__file__).resolve().parents[2] / "envctl"
 ADAPTERS = ("kube", "terraform")
 # Writes that are not a node's change, so no approval applies: the environment lock.
 NOT_NODE_WRITES = {"envctl/kube/lease.py"}
-# Where a writer may be called from outside the adapters, and the call that must come before it
-# in the same block: _held asks core.approval.gate about the exact plan being written.
-GATED = {("envctl/app/apply.py", "_apply_node"): "_held"}
+# The one place that calls an adapter's apply, and its helper that asks core.approval.gate.
+APPLY_CALLER = ("envctl/app/apply.py", "_apply_node")
+GATE_HELPER = "_held"
 
 
 def modules() -> Iterator[tuple[str, ast.Module]]:
@@ -62,11 +67,11 @@ def adapter_writers() -> set[str]:
     for rel, mod in modules():
         if rel.split("/")[1] not in ADAPTERS or rel in NOT_NODE_WRITES:
             continue
-        # top-level functions and methods; a nested function counts as part of the one around it
-        for top in mod.body:
-            for fn in [top, *(top.body if isinstance(top, ast.ClassDef) else [])]:
-                if isinstance(fn, ast.FunctionDef):
-                    funcs[fn.name] = fn
+        # module-level functions; a nested function counts as part of the one around it (the
+        # adapter classes' methods are checked on their own below)
+        for fn in mod.body:
+            if isinstance(fn, ast.FunctionDef):
+                funcs[fn.name] = fn
     writers = {
         name
         for name, fn in funcs.items()
@@ -112,53 +117,91 @@ def test_the_adapters_writers_are_found() -> None:
     assert {"apply_layer", "apply_stack", "delete_objects"} <= writers, writers
 
 
-def test_every_write_outside_the_adapters_asks_the_gate_first() -> None:
+def adapter_methods() -> Iterator[tuple[str, ast.FunctionDef]]:
+    for rel, mod in modules():
+        if rel.split("/")[1] not in ADAPTERS:
+            continue
+        for cls in mod.body:
+            if isinstance(cls, ast.ClassDef) and any(
+                isinstance(t, ast.Name) and t.id == "traits"
+                for stmt in cls.body
+                for t in (stmt.targets if isinstance(stmt, ast.Assign) else [])
+            ):
+                for fn in cls.body:
+                    if isinstance(fn, ast.FunctionDef):
+                        yield f"{rel}:{cls.name}.{fn.name}", fn
+
+
+def test_an_adapter_writes_only_after_asking_the_gate() -> None:
     writers = adapter_writers()
     sites: list[str] = []
     bypass: list[str] = []
+    methods = list(adapter_methods())
+    assert len(methods) > 10, "the NodeAdapter classes were not found"
+    for where, fn in methods:
+        up = parents(ast.Module(body=[fn], type_ignores=[]))
+        for call in ast.walk(fn):
+            if isinstance(call, ast.Call) and called_name(call) in writers:
+                site = f"{where}:{call.lineno} calls {called_name(call)}"
+                sites.append(site)
+                if not gated_before(call, up, "approve"):
+                    bypass.append(site)
+    assert len(sites) >= 2, sites  # the layer and the stack adapters' apply
+    assert not bypass, "adapter writes that do not ask request.approve first:\n" + "\n".join(bypass)
+
+
+def test_outside_the_adapters_every_write_goes_through_the_gated_apply() -> None:
+    writers = adapter_writers()
+    direct: list[str] = []
+    applies: list[str] = []
     for rel, mod in modules():
         if rel.split("/")[1] in ADAPTERS:
             continue
-        up = parents(mod)
         for fn in ast.walk(mod):
             if not isinstance(fn, ast.FunctionDef):
                 continue
             for call in ast.walk(fn):
-                if not (isinstance(call, ast.Call) and called_name(call) in writers):
+                if not isinstance(call, ast.Call):
                     continue
-                where = f"{rel}:{call.lineno} {fn.name} calls {called_name(call)}"
-                sites.append(where)
-                gate_call = GATED.get((rel, fn.name))
-                if gate_call is None or not gated_before(call, up, gate_call):
-                    bypass.append(where)
-    assert sites, "no write path found: the search is broken"
-    assert not bypass, "writes that do not ask the approval gate first:\n" + "\n".join(bypass)
+                if called_name(call) in writers:
+                    direct.append(f"{rel}:{call.lineno} {fn.name} calls {called_name(call)}")
+                receiver = call.func.value if isinstance(call.func, ast.Attribute) else None
+                if (
+                    called_name(call) == "apply"
+                    and isinstance(receiver, ast.Call)
+                    and called_name(receiver) == "adapter"
+                ):
+                    applies.append(f"{rel}:{fn.name}")
+    assert not direct, "writers called outside the adapters (not through the gate):\n" + "\n".join(direct)
+    assert applies == ["{}:{}".format(*APPLY_CALLER)], applies
 
 
-def test_the_gated_function_asks_core_approval_gate() -> None:
-    helpers = {(rel, helper) for (rel, _), helper in GATED.items()}
-    for rel, mod in modules():
-        for fn in ast.walk(mod):
-            if isinstance(fn, ast.FunctionDef) and (rel, fn.name) in helpers:
-                calls = {called_name(n) for n in ast.walk(fn) if isinstance(n, ast.Call)}
-                assert "gate" in calls, fn.name
-                return
-    raise AssertionError("the gate helper named in GATED does not exist")
+def test_the_apply_request_approves_through_core_approval_gate() -> None:
+    rel, name = APPLY_CALLER
+    mod = dict(modules())[rel]
+    top = {f.name: f for f in mod.body if isinstance(f, ast.FunctionDef)}
+    caller = top[name]
+    [request] = [n for n in ast.walk(caller) if isinstance(n, ast.Call) and called_name(n) == "ApplyRequest"]
+    approve = {k.arg: k.value for k in request.keywords}["approve"]
+    assert isinstance(approve, ast.Name)
+    [local] = [f for f in ast.walk(caller) if isinstance(f, ast.FunctionDef) and f.name == approve.id]
+    assert GATE_HELPER in {called_name(n) for n in ast.walk(local) if isinstance(n, ast.Call)}
+    assert "gate" in {called_name(n) for n in ast.walk(top[GATE_HELPER]) if isinstance(n, ast.Call)}
 
 
 def test_the_check_catches_a_write_that_skips_the_gate() -> None:
     source = (
-        "def _apply_node(s):\n"
-        "    if s:\n"
-        "        held = _held(s)\n"
-        "    apply_layer(s)\n"
-        "def ok(s):\n"
-        "    held = _held(s)\n"
-        "    if held:\n"
+        "def apply(self, node, request):\n"
+        "    if node:\n"
+        "        blocked = request.approve(node)\n"
+        "    apply_layer(node)\n"
+        "def ok(self, node, request):\n"
+        "    blocked = request.approve(node)\n"
+        "    if blocked:\n"
         "        return\n"
-        "    apply_layer(s)\n"
+        "    apply_layer(node)\n"
     )
     mod = ast.parse(source)
     up = parents(mod)
     calls = [n for n in ast.walk(mod) if isinstance(n, ast.Call) and called_name(n) == "apply_layer"]
-    assert [gated_before(c, up, "_held") for c in calls] == [False, True]
+    assert [gated_before(c, up, "approve") for c in calls] == [False, True]
