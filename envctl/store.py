@@ -96,10 +96,17 @@ class Store:
         return plan_id, self.base / "plans" / plan_id
 
     def write_bundle(self, plan_dir: Path, bundle: PlanBundle) -> Path:
+        """The bundle as compact JSON: a plan that creates large CRDs carries megabytes of them,
+        which indented JSON makes ~2x larger and ~6x slower to write (`jq .` shows it indented).
+
+        Not scrubbed here: its plans are scrubbed before the fingerprint is taken, and masking
+        afterwards would break the fingerprint."""
         check_id(bundle.id)
         check_id(bundle.environment, "environment")
         path = plan_dir / "bundle.json"
-        self._write_json(path, bundle.to_json(), scrub=False)
+        self.ensure_base()
+        text = json.dumps(bundle.to_json(), sort_keys=True, separators=(",", ":"), default=str)
+        atomic_write(path, (text + "\n").encode())
         return path
 
     def resolve_plan(self, ref: str) -> Path:

@@ -85,7 +85,7 @@ def resolve_inputs(
     where = Location(node.config_file or node.path)
     for key in node.inputs:
         try:
-            resolved[key] = substitute_value(node.inputs[key], resolve, where)
+            resolved[key] = substitute_value(node.inputs[key], resolve, node.input_lines.get(key, where))
         except _Pending:
             pending.append(key)
             resolved[key] = PLACEHOLDER

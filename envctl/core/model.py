@@ -157,6 +157,8 @@ class Node:
     stack: StackSpec | None = None
     layer: LayerSpec | None = None
     depends_lines: Mapping[str, Location] = field(default_factory=dict, compare=False)
+    # where each of ``inputs`` is written (stack.yaml/layer.yaml), for errors while resolving it
+    input_lines: Mapping[str, Location] = field(default_factory=dict, compare=False)
 
     @property
     def upstream_refs(self) -> tuple[Ref, ...]:

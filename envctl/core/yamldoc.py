@@ -249,6 +249,18 @@ def _flow_follows(loader: Any, ev: Any) -> bool:
     return text is not None and index is not None and text[index : index + 1] in (",", "]", "}")
 
 
+def _content_after_separator(loader: Any, ev: Any) -> bool:
+    """Whether ``---`` is followed by more than a comment on its line (kubectl splits documents on
+    ``---`` lines and refuses that)."""
+    text = getattr(loader, "_envctl_text", None)
+    index = getattr(ev.end_mark, "index", None)
+    if text is None or index is None:
+        return False
+    end = text.find("\n", index)
+    rest = text[index : end if end >= 0 else len(text)].strip()
+    return bool(rest) and not rest.startswith("#")
+
+
 def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[YamlDoc]) -> None:
     resolve, as_value, as_key = kubescalars.resolve, kubescalars.value, kubescalars.key
     stack: list[_Frame] = []
@@ -347,6 +359,12 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
             )
         elif cls is yaml.DocumentStartEvent:
             doc, count = YamlDoc(file, None), 0
+            if ev.explicit and _content_after_separator(loader, ev):
+                raise fail(
+                    "content after --- on the same line (kubectl: invalid Yaml document separator)",
+                    ev.start_mark.line + 1,
+                    "start the document on the next line",
+                )
         elif cls is yaml.DocumentEndEvent:
             if doc.data is not None:
                 docs.append(doc)

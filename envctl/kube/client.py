@@ -355,7 +355,11 @@ class KubeContext:
         headers.update(api.default_headers)
         api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
         # The REST client JSON-encodes bodies itself for JSON content types; apply patches go as text.
-        payload = body if content_type == "application/json" or body is None else json.dumps(body)
+        payload = (
+            body
+            if content_type == "application/json" or body is None
+            else json.dumps(body, separators=(",", ":"))
+        )
         # Dropped connections, 429 and 502-504 are retried with growing delays for up to
         # RETRY_BUDGET seconds (an API server restart takes several): apply is idempotent, and
         # callers whose writes are not (POST, PUT with a resourceVersion) check a 409 themselves.
@@ -473,6 +477,74 @@ class KubeContext:
             if e.status == 404:
                 return None
             raise
+
+    def watch_until(
+        self,
+        ref: ObjRef,
+        mapping: Mapping_,
+        last: Mapping[str, Any] | None,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+    ) -> dict[str, Any] | None:
+        """The object as soon as ``done(object)`` holds, else its latest state after ``timeout``.
+
+        One watch request from ``last``'s ``resourceVersion`` (the server streams each change of
+        this one object, so a CRD becomes Established here the moment the server says so, without
+        polls re-reading it); a plain GET when there is no version to start from, or when the
+        watch cannot be used (the version is too old: 410 Gone, or the connection fails). None:
+        the object does not exist (any more).
+        """
+        version = str(((last or {}).get("metadata") or {}).get("resourceVersion") or "")
+        if not version or timeout <= 0:
+            return self.get(ref, mapping)
+        import urllib3
+
+        api = self.api
+        query = {
+            "watch": "true",
+            "fieldSelector": f"metadata.name={ref.name}",
+            "resourceVersion": version,
+            "timeoutSeconds": max(1, int(timeout + 0.999)),
+            "allowWatchBookmarks": "false",
+        }
+        path = self.path(ref, mapping, name=False)
+        url = f"{api.configuration.host}{path}?{urlencode(query)}"
+        headers: dict[str, str] = {"Accept": "application/json"}
+        headers.update(api.default_headers)
+        api.update_params_for_auth(headers, None, ["BearerToken"], path, "GET", None)
+        latest: dict[str, Any] | None = dict(last) if last is not None else None
+        try:
+            resp = api.call_api("GET", url, header_params=headers, _request_timeout=(
+                self.connect_timeout, timeout + self.request_timeout))  # fmt: skip
+        except (urllib3.exceptions.HTTPError, OSError):
+            return self.get(ref, mapping)
+        raw = resp.response
+        try:
+            if resp.status != 200:
+                return self.get(ref, mapping)
+            pending = b""
+            for chunk in raw.stream(None, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        return self.get(ref, mapping)  # 410 Gone: too old a version to watch from
+                    if kind == "DELETED":
+                        return None
+                    if kind in ("ADDED", "MODIFIED"):
+                        latest = obj
+                        if done(obj):
+                            return obj
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            return self.get(ref, mapping)
+        finally:
+            raw.close()  # a watch left mid-stream cannot be reused: drop its connection
+            raw.release_conn()
+        return latest
 
     def apply(
         self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool

@@ -10,7 +10,6 @@ never show as changes. ``object_change`` is the pure half.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -166,7 +165,8 @@ def prepare(
     """
     crds = crd_kinds([*objects, *upstream_objects])
     namespaces = layer_namespaces([*objects, *upstream_objects])
-    items = [Prepared(copy.deepcopy(dict(o)), ObjRef.of(o)) for o in objects]
+    # dry_run_one sets metadata.namespace: each object gets its own top level and metadata
+    items = [Prepared({**o, "metadata": dict(o.get("metadata") or {})}, ObjRef.of(o)) for o in objects]
     view = survey(ctx, node_id, items)
 
     def one(p: Prepared, local_only: bool = False) -> bool:
@@ -205,7 +205,8 @@ class LiveView:
     """What a few requests told about a layer's live objects before any dry-run.
 
     ``exact``: objects read one by one (the namespaces); None there means "does not exist".
-    ``labelled``: the items of one LIST per kind and namespace with this layer's label selector.
+    ``labelled``: the items of one LIST per kind and namespace (per kind for cluster-scoped kinds)
+    with this layer's label selector.
     An object in neither is absent *or* exists without this layer's labels (an object to adopt):
     its dry-run's status (201 Created or 200 OK) tells which, so no GET is sent for an absent
     object and one GET for an unlabelled one. ``missing_namespaces``: namespaces that do not
@@ -221,8 +222,10 @@ def survey(ctx: KubeContext, node_id: str, items: Sequence[Prepared]) -> LiveVie
     """Read what the dry-runs need to know in as few requests as possible (see :class:`LiveView`).
 
     One GET per namespace the objects live in (and per Namespace object), then one LIST per kind
-    and existing namespace. A failed GET or LIST (RBAC without ``list``, say) is not an error
-    here: those objects are then read one by one, which reports any real problem.
+    and existing namespace, and one per cluster-scoped kind (CRDs, ClusterRoles, webhook
+    configurations: their managedFields prove them unchanged like any other). A failed GET or
+    LIST (RBAC without ``list``, say) is not an error here: those objects are then read one by
+    one, which reports any real problem.
     """
     view = LiveView()
     groups: dict[tuple[str, str], ObjRef] = {}
@@ -236,10 +239,10 @@ def survey(ctx: KubeContext, node_id: str, items: Sequence[Prepared]) -> LiveVie
             continue
         ref, mapping = resolved
         if ref.api_version == "v1" and ref.kind == "Namespace":
-            wanted_ns.add(ref.name)
-        if not mapping.namespaced:
+            wanted_ns.add(ref.name)  # read one by one: the GET also says whether it is missing
             continue
-        wanted_ns.add(ref.namespace)
+        if mapping.namespaced:
+            wanted_ns.add(ref.namespace)
         labels = (p.obj.get("metadata") or {}).get("labels") or {}
         selector = ",".join(f"{k}={labels[k]}" for k in (LABEL_ENV, LABEL_LAYER) if k in labels)
         if selector:

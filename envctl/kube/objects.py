@@ -184,10 +184,14 @@ def sort_for_delete(refs: Iterable[ObjRef]) -> list[ObjRef]:
 
 
 def normalise(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The comparable part of an object: no status, no server-owned metadata, no empty maps."""
+    """The comparable part of an object: no status, no server-owned metadata, no empty maps.
+
+    A new top level and ``metadata``; everything below shares the given object's values (a deep
+    copy of a large CRD costs more than its whole diff). Neither is changed in place afterwards.
+    """
     if obj is None:
         return None
-    out = copy.deepcopy(dict(obj))
+    out = dict(obj)
     out.pop("status", None)
     meta = dict(out.get("metadata") or {})
     for key in _SERVER_METADATA:

@@ -584,7 +584,7 @@ def _render(
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
     if spec is not None and spec.helm is not None:
-        text, chart_path = render_chart(env, snapshot, node, inputs)
+        text, chart_path = render_chart(snapshot, node, resolve, budget)
         source = sources_of(text, chart_path)
         parsed = apply_hook_policy(
             [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],

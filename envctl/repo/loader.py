@@ -397,6 +397,7 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
         config_file=cfg if doc else None,
         stack=StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 
@@ -460,6 +461,8 @@ def _manifest_refs(text: str, file: str) -> list[Ref]:
     """References in a manifest's string values (as the renderer substitutes them: keys and
     comments hold none). A manifest that does not parse is scanned as text; rendering the layer
     reports its YAML error with the line."""
+    if "${" not in text:
+        return []  # nothing to find: no need to parse the file to load the environment
     try:
         docs = load_yaml_documents_cached(text, file)
     except ConfigError:
@@ -643,6 +646,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
         config_file=cfg if doc else None,
         layer=LayerSpec(**spec_kw),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 

@@ -147,6 +147,61 @@ def test_kustomize_renders_with_inputs(tmp_path: Path) -> None:
     assert obj["data"]["count"] == "5"
 
 
+INJECTION = (
+    'x"\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: pwned}\n'
+)
+
+
+@pytest.mark.parametrize("kustomize", [False, True])
+def test_a_value_never_creates_an_object_quoted_or_not(tmp_path: Path, kustomize: bool) -> None:
+    files = {
+        "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n"
+        '  q: "${inputs.t}"\n  u: ${inputs.t}\n  t: "a ${inputs.t} b"\n  zip: ${inputs.zip}\n'
+    }
+    if kustomize:
+        files["kustomization.yaml"] = "resources: [cm.yaml]\n"
+    snap, node = make(tmp_path, files, namespace="app", kustomize=kustomize)
+    [obj] = render_layer(ENV, snap, node, {"t": INJECTION, "zip": "0123"})
+    assert obj["data"] == {"q": INJECTION, "u": INJECTION, "t": f"a {INJECTION} b", "zip": "0123"}
+
+
+def test_kustomize_values_and_inline_patches_are_substituted_as_values(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "kustomization.yaml": "resources: [d.yaml]\nnamePrefix: ${env.name}-\npatches:\n"
+            "  - target: {kind: Deployment}\n    patch: |\n      - op: replace\n"
+            "        path: /spec/replicas\n        value: ${inputs.n}\n",
+            "d.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n"
+            "  replicas: 1\n  template:\n    metadata:\n      annotations:\n        x: $${literal}\n",
+        },
+        namespace="app",
+        kustomize=True,
+    )
+    [obj] = render_layer(ENV, snap, node, {"n": 4})
+    assert obj["metadata"]["name"] == "dev-web"
+    assert obj["spec"]["replicas"] == 4
+    assert obj["spec"]["template"]["metadata"]["annotations"] == {"x": "${literal}"}
+
+
+def test_a_kustomization_path_cannot_hold_a_reference(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path, {"kustomization.yaml": "resources:\n  - ${inputs.dir}/x.yaml\n"}, kustomize=True
+    )
+    with pytest.raises(ConfigError, match="cannot hold a reference"):
+        render_layer(ENV, snap, node, {"dir": "x"})
+
+
+def test_a_map_inside_a_string_names_its_line(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: 'x-${inputs.m}'\n"},
+    )
+    with pytest.raises(ConfigError, match="is a map: it cannot be part of a string") as e:
+        render_layer(ENV, snap, node, {"m": {"k": "v"}})
+    assert str(e.value.location).endswith("cm.yaml:6")
+
+
 def test_kustomize_failure_is_a_config_error(tmp_path: Path) -> None:
     snap, node = make(
         tmp_path,

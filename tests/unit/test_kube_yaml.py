@@ -95,6 +95,7 @@ def test_keys_become_the_strings_kubectl_makes_of_them(key: str, expected: str) 
         ("a: 1\na: 2", "duplicate key"),
         ("a: [!x, b]", "reads differently"),
         ("a: &x 1\nb: *x", "aliases"),
+        ("--- {b: 2}", "content after --- on the same line"),
     ],
 )
 def test_what_kubectl_refuses_envctl_refuses_with_file_and_line(text: str, reason: str) -> None:
