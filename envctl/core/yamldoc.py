@@ -42,6 +42,7 @@ class YamlDoc:
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     texts: set[Path_] = field(default_factory=set)
+    has_refs: bool = False  # some string value holds ``${`` (else substitution has nothing to do)
 
     def loc(self, *path: str | int) -> Location:
         """The location of the value at ``path``, or of its closest parent that has one."""
@@ -325,7 +326,9 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                         top.key, top.key_line = name, line
                         continue
                     value = as_value(rtag, raw)
-                    place(value, line, isinstance(value, str) and "${" in value and not plain)
+                    ref = isinstance(value, str) and "${" in value
+                    doc.has_refs = doc.has_refs or ref
+                    place(value, line, ref and not plain)
                 except ValueError as e:
                     raise fail(
                         f"{'key' if wants_key else 'value'} {quoted(ev.value, 40)}: {e}",

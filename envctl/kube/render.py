@@ -113,6 +113,8 @@ class Manifest:
         """The object with its references resolved (in place), within ``budget``."""
         budget.next_object()
         doc = self.doc
+        if not doc.has_refs:
+            return self.obj
         out: dict[str, Any] = substitute_values(
             self.obj, resolve, doc.at, texts=doc.texts, budget=budget, path=self.base
         )
@@ -585,6 +587,13 @@ def _render(
     parsed: list[tuple[dict[str, Any], Location]] = []
     if spec is not None and spec.helm is not None:
         text, chart_path = render_chart(env, snapshot, node, inputs)
+        if len(text) > MAX_LAYER_BYTES:
+            raise ConfigError(
+                f"the chart renders more than {MAX_LAYER_BYTES >> 20} MiB for this layer",
+                node=node.id,
+                location=Location(chart_path),
+                hint="split the layer",
+            )
         source = sources_of(text, chart_path)
         parsed = apply_hook_policy(
             [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],
