@@ -586,14 +586,7 @@ def _render(
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
     if spec is not None and spec.helm is not None:
-        text, chart_path = render_chart(env, snapshot, node, inputs)
-        if len(text) > MAX_LAYER_BYTES:
-            raise ConfigError(
-                f"the chart renders more than {MAX_LAYER_BYTES >> 20} MiB for this layer",
-                node=node.id,
-                location=Location(chart_path),
-                hint="split the layer",
-            )
+        text, chart_path = render_chart(snapshot, node, resolve, budget)
         source = sources_of(text, chart_path)
         parsed = apply_hook_policy(
             [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],
