@@ -157,9 +157,7 @@ def translate(
             conflicts=conflicts,
             hint="drop the field from Git, let the other manager release it, or set force: true",
         )
-    causes = "; ".join(
-        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes
-    )
+    causes = "; ".join(scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes)
     detail = causes or None
     if err.status in (400, 422):
         return ConfigError(f"{what}rejected by the API server: {message}", node=node, detail=detail)
