@@ -478,12 +478,12 @@ def render_layer(
     Secret's ``data``/``stringData`` or a field the layer's ``sensitive_allowed`` names is refused
     (``check_sensitive_flow``).
     """
-    objects = _render(env, snapshot, node, inputs)
+    objects, where = _render(env, snapshot, node, inputs)
     for obj in objects:
         for value in secret_values(obj):
             KNOWN.add_texts(encoded_forms(value))  # masked wherever an error echoes it
     if sensitive:
-        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects)
+        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects, where)
     return objects
 
 
@@ -494,6 +494,7 @@ def check_sensitive_flow(
     inputs: Mapping[str, Any],
     sensitive: Mapping[str, str],
     objects: list[dict[str, Any]],
+    where: Mapping[ObjRef, Location],
 ) -> None:
     """Refuse a sensitive input that flows anywhere but a Secret's data or an allowed field.
 
@@ -514,17 +515,18 @@ def check_sensitive_flow(
         salt = hashlib.sha256(node.id.encode()).hexdigest()[:8]
         markers = {k: f"envctlsensitive{salt}x{i}" for i, k in enumerate(sorted(sensitive))}
         try:
-            probe = _render(env, snapshot, node, {**inputs, **markers})
+            probe, probe_where = _render(env, snapshot, node, {**inputs, **markers})
         except ConfigError:
-            probe = []
+            probe, probe_where = [], {}
         found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
+        where = probe_where
     if found:
         label_, ref, path = found[0]
         raise ConfigError(
             f"sensitive output {label_} flows into {ref} at {path}: a sensitive value may only "
             "go into a Secret's data or stringData",
             node=node.id,
-            location=Location(node.config_file or node.path),
+            location=where.get(ref) or Location(node.config_file or node.path),
             hint="put it into a Secret and reference the Secret, or name the field in layer.yaml: "
             f"sensitive_allowed: [{_allowed_key(ref)}:{path}]",
         )
@@ -580,7 +582,8 @@ def _allowed(allowed: tuple[str, ...], key: str, path: str) -> bool:
 
 def _render(
     env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[ObjRef, Location]]:
+    """The objects of a layer, and where each is defined (file and line)."""
     spec = node.layer
     resolve = _resolver(inputs, env)
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
@@ -641,7 +644,7 @@ def _render(
                 hint="split the layer",
             )
         objects.append(obj)
-    return objects
+    return objects, seen
 
 
 def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:
