@@ -117,6 +117,8 @@ class Manifest:
         """The object with its references resolved (in place), within ``budget``."""
         budget.next_object()
         doc = self.doc
+        if not doc.has_refs:
+            return self.obj
         out: dict[str, Any] = substitute_values(
             self.obj, resolve, doc.at, texts=doc.texts, budget=budget, path=self.base
         )
@@ -196,7 +198,9 @@ def _kubectl() -> str:
 # Keys of a kustomization whose entries kustomize also fetches when they are not local paths.
 _REMOTE_CAPABLE = ("resources", "bases", "components")
 # What kustomize reads as a remote target: a URL, a scp-like Git address, a hosted Git repository.
-_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)")
+_REMOTE = re.compile(
+    r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)"
+)
 
 
 @dataclass(frozen=True)
