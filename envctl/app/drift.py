@@ -187,25 +187,39 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
     (everything approved, explicitly); otherwise it is held, with the command that approves it,
     and so is whatever waits for it.
     """
-    targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
+    # A node stale because its own inputs changed in Git ("env") is a Git change, not drift: it
+    # is for envctl apply and its approval, and converging it here could hold what waits for it.
+    git_changed = [d.node for d in report.nodes if d.status == "stale" and "env" in d.causes]
+    targets = [
+        d.node
+        for d in report.nodes
+        if d.status == "drifted" or (d.status == "stale" and d.node not in git_changed)
+    ]
+    notes = tuple(
+        f"{n}: not converged: its inputs changed in Git since it last converged (envctl apply "
+        f"-e {s.env.name} applies them)"
+        for n in git_changed
+    )
     if not targets:
-        return Converged()
+        return Converged(notes)
     result = plan_environment(s, targets=targets, dependencies=False)
     if result.errors:
-        return Converged(tuple(f"{n}: not converged: {e.message}" for n, e in result.errors.items()), True)
+        return Converged(
+            (*notes, *(f"{n}: not converged: {e.message}" for n, e in result.errors.items())), True
+        )
     bundle = result.bundle
     how = approve_command(s.env.name, bundle.id, resume=True)
     consent = Consent(everything=True) if auto_approve else Consent(how=how)
     applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None)
-    notes: list[str] = []
+    out: list[str] = list(notes)
     held: list[str] = []
     failed = False
     for n, r in applied.results.items():  # in dependency order
         ups = s.graph.with_dependencies([n]) - {n}
         if r.status is Status.BLOCKED or (r.status is Status.SKIPPED and any(u in held for u in ups)):
             held.append(n)
-            notes.append(f"{n}: not converged: {r.reason}")
+            out.append(f"{n}: not converged: {r.reason}")
             continue
-        notes.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
+        out.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
         failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
-    return Converged(tuple(notes), failed, tuple(held))
+    return Converged(tuple(out), failed, tuple(held))
