@@ -23,7 +23,7 @@ from envctl.app.inputs import (
     resolve_inputs,
     waiting_on,
 )
-from envctl.app.locking import lock_holder
+from envctl.app.locking import hold_environment_lock, lock_holder
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
 from envctl.core.approval import Consent, approve_command
@@ -202,15 +202,16 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
     )
     if not targets:
         return Converged(notes)
-    result = plan_environment(s, targets=targets, dependencies=False)
-    if result.errors:
-        return Converged(
-            (*notes, *(f"{n}: not converged: {e.message}" for n, e in result.errors.items())), True
-        )
-    bundle = result.bundle
-    how = approve_command(s.env.name, bundle.id, resume=True)
-    consent = Consent(everything=True) if auto_approve else Consent(how=how)
-    applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None)
+    # plan and apply under one lock, as envctl apply does: the plan is fresh when it is applied
+    with hold_environment_lock(s):
+        result = plan_environment(s, targets=targets, dependencies=False)
+        if result.errors:
+            errors = (f"{n}: not converged: {e.message}" for n, e in result.errors.items())
+            return Converged((*notes, *errors), True)
+        bundle = result.bundle
+        how = approve_command(s.env.name, bundle.id, resume=True)
+        consent = Consent(everything=True) if auto_approve else Consent(how=how)
+        applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None, fresh=True)
     out: list[str] = list(notes)
     held: list[str] = []
     failed = False
