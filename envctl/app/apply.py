@@ -24,7 +24,14 @@ from envctl.core.adapter import ApplyRequest
 from envctl.core.approval import Approval, Consent, check_approval, gate
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
 from envctl.core.changes import NodePlan
-from envctl.core.errors import ApprovalRequiredError, EngineError, EnvctlError, StalePlanError, UsageError
+from envctl.core.errors import (
+    ApprovalRequiredError,
+    EngineError,
+    EnvctlError,
+    ExitCode,
+    StalePlanError,
+    UsageError,
+)
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
@@ -284,3 +291,33 @@ def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *
         return ""
     what = "changed after re-planning with the new upstream outputs: " if replanned else ""
     return what + decision.held[0].reason
+
+
+def apply_outcome(res: ApplyResult) -> tuple[ExitCode, str]:
+    """The exit code of an apply (DESIGN.md §2) and the word for the convergence notice."""
+    statuses = {r.status for r in res.results.values()}
+    if res.interrupted:
+        return ExitCode.INTERRUPTED, "interrupted"
+    if statuses <= {Status.DONE}:
+        return ExitCode.OK, "success"
+    if Status.FAILED in statuses:
+        if Status.DONE in statuses:
+            return ExitCode.PARTIAL, "partial failure"
+        stale = any(isinstance(e, StalePlanError) for e in res.errors.values())
+        return (ExitCode.STALE_PLAN if stale else ExitCode.ERROR), "failure"
+    if Status.BLOCKED in statuses:
+        return ExitCode.APPROVAL_REQUIRED, "approval needed"
+    return ExitCode.PARTIAL, "partial failure"
+
+
+def notify_apply(
+    s: Session, outcome: str, statuses: dict[str, str], run: str, warn: Callable[[str], None]
+) -> None:
+    """The convergence notice to the environment's webhooks; a failed delivery is reported, never silent."""
+    if not s.env.notifications:
+        return
+    from envctl.notify import apply_payload, post_all
+
+    for d in post_all(s.env.notifications, apply_payload(s.env.name, outcome, statuses, run)):
+        if not d.ok:
+            warn(f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}")

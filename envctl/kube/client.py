@@ -158,9 +158,7 @@ def translate(
             hint="drop the field from Git, let the other manager release it, or remove conflicts: refuse "
             "from layer.yaml so that Git takes it back",
         )
-    causes = "; ".join(
-        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes
-    )
+    causes = "; ".join(scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes)
     detail = causes or None
     if err.status in (400, 422):
         hint = (
