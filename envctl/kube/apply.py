@@ -431,6 +431,7 @@ def apply_layer(
                 node.id,
                 [Waitable(p.ref, p.mapping, p.dry) for p in changed_first if p.mapping is not None],
                 timeout=min(spec.wait_timeout, 120.0),
+                applied_all=False,
             )
             for p in changed_first:
                 if p.ref.kind == "CustomResourceDefinition":

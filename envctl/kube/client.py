@@ -171,6 +171,7 @@ class _State:
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
         self.reached = False  # the API server answered at least once
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
+        self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
 
 
 @dataclass(frozen=True)
@@ -489,6 +490,20 @@ class KubeContext:
             if not cont:
                 return items
             params["continue"] = cont
+
+    # -- cancellation ---------------------------------------------------------------------
+
+    def cancel_waits(self) -> None:
+        """Stop every readiness wait on this context now (the first Ctrl-C); requests still finish."""
+        self._state.cancel.set()
+
+    @property
+    def waits_cancelled(self) -> bool:
+        return self._state.cancel.is_set()
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False at once when the waits are cancelled."""
+        return not self._state.cancel.wait(max(0.0, seconds))
 
     # -- concurrency ----------------------------------------------------------------------
 
