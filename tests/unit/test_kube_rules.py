@@ -6,12 +6,21 @@ from typing import Any
 
 import pytest
 
-from envctl.core.errors import ConfigError
+from envctl.core.errors import ConfigError, ExitCode, InterruptedRun, InterruptedWait
+from envctl.kube.client import KubeContext, Mapping_
 from envctl.kube.inventory import decode_entries, encode_entries, inventory_name
 from envctl.kube.objects import LABEL_ENV, LABEL_LAYER, ObjRef
 from envctl.kube.outputs import extract, parse_object
 from envctl.kube.prune import prune_decision
-from envctl.kube.wait import Status, controller_problem, label_selector, pod_problem, readiness
+from envctl.kube.wait import (
+    Status,
+    Waitable,
+    controller_problem,
+    label_selector,
+    pod_problem,
+    readiness,
+    wait_for,
+)
 
 
 def live(
@@ -206,3 +215,19 @@ def test_output_objects_and_paths() -> None:
         extract(obj, ".status.loadBalancer.ingress[1].hostname")
     with pytest.raises(ConfigError):
         parse_object("Service")
+
+
+def test_a_cancelled_wait_ends_at_once_naming_what_was_applied_but_not_ready() -> None:
+    ctx = KubeContext(env_name="dev")  # never connects: the wait is cancelled before its first poll
+    ctx.cancel_waits()
+    web = Waitable(ObjRef("apps/v1", "Deployment", "app", "web"), Mapping_("deployments", True))
+
+    with pytest.raises(InterruptedWait) as err:
+        wait_for(ctx, "layer.app", [web], timeout=3600)
+    assert "1 object(s) applied but not ready: apps/v1 Deployment app/web: not read yet" in err.value.message
+    assert err.value.after_apply and err.value.exit_code == ExitCode.INTERRUPTED
+
+    # between apply stages the rest of the layer is not applied yet: a plain interrupt
+    with pytest.raises(InterruptedRun) as err2:
+        wait_for(ctx, "layer.app", [web], timeout=3600, applied_all=False)
+    assert not isinstance(err2.value, InterruptedWait) and not err2.value.after_apply
