@@ -283,8 +283,11 @@ def resolve_inputs(
             pending.append(key)
             resolved[key] = PLACEHOLDER
     if node.kind == "layer":
+        # references in layer.yaml are the inputs' (resolved above), except those in chart values
+        chart = node.layer.helm if node.layer is not None else None
+        in_values = set(chart.value_refs) if chart is not None else set()
         for ref in node.upstream_refs:
-            if ref.location.file == node.config_file or ref.text in resolved:
+            if (ref.location.file == node.config_file and ref not in in_values) or ref.text in resolved:
                 continue
             try:
                 resolved[ref.text] = resolve(ref)

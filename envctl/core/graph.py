@@ -187,7 +187,7 @@ class EnvGraph:
         return out
 
     def affected(self, changed_paths: Iterable[str]) -> set[str]:
-        """Nodes whose directory or used module changed, plus everything downstream of them.
+        """Nodes whose directory, used module, chart or values file changed, plus everything downstream.
 
         A change to the environment's own settings (``environment.yaml``) or to ``envctl.yaml``
         affects every node.
@@ -202,6 +202,8 @@ class EnvGraph:
                 dirs = [node.path]
                 if node.stack is not None:
                     dirs.extend(node.stack.module_dirs)
+                if node.layer is not None:
+                    dirs.extend(node.layer.sources)
                 if any(p == PurePosixPath(d) or PurePosixPath(d) in p.parents for d in dirs):
                     hit.add(node.id)
         return self.with_dependents(hit)

@@ -85,8 +85,36 @@ class StackSpec:
 
 
 @dataclass(frozen=True)
+class HelmChart:
+    """``helm:`` of a layer.yaml: the layer is what ``helm template`` renders from this chart.
+
+    ``chart``: a repo-relative chart directory (local), or for a remote chart an ``oci://``
+    reference or a chart name in the chart repository ``repo``, pinned to ``version``.
+    ``values`` may still hold ``${...}`` references; ``values_files`` are repo-relative paths.
+    """
+
+    chart: str
+    release: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    values_files: tuple[str, ...] = ()
+    version: str | None = None
+    repo: str | None = None
+    plain_http: bool = False
+    value_refs: tuple[Ref, ...] = ()  # the references in ``values`` (they are not inputs')
+    location: Location | None = field(default=None, compare=False)
+
+    @property
+    def remote(self) -> bool:
+        return self.version is not None
+
+
+@dataclass(frozen=True)
 class LayerSpec:
-    """Layer-only settings, from ``layer.yaml``."""
+    """Layer-only settings, from ``layer.yaml``.
+
+    ``sources``: repository paths outside the layer directory the layer reads (a chart directory,
+    values files), so ``--changed-since`` follows them.
+    """
 
     namespace: str | None = None
     prune: bool = True
@@ -98,6 +126,8 @@ class LayerSpec:
     kustomize: bool = False
     manifests: tuple[str, ...] = ()
     outputs: Mapping[str, LayerOutput] = field(default_factory=dict)
+    helm: HelmChart | None = None
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,3 +181,4 @@ class Environment:
     notifications: tuple[str, ...] = ()
     drift_every: str | None = None
     nodes: Mapping[str, Node] = field(default_factory=dict)
+    allow_remote_sources: bool = False  # allow: {remote_sources: true}: remote charts may be fetched

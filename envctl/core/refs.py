@@ -119,25 +119,28 @@ def substitute_text(text: str, resolve: Resolver, file: str, first_line: int = 1
     return _TOKEN.sub(repl, text)
 
 
-def substitute_value(value: Any, resolve: Resolver, location: Location) -> Any:
-    """Resolve references inside a YAML value (``inputs:`` of stack.yaml/layer.yaml).
+def substitute_value(value: Any, resolve: Resolver, location: Location, *, allow_inputs: bool = False) -> Any:
+    """Resolve references inside a YAML value (``inputs:`` of stack.yaml/layer.yaml, chart values).
 
     A string that is exactly one reference takes the referenced value with its type (a number
     stays a number, a list stays a list), as Terraform does; otherwise references are formatted
-    into the string.
+    into the string. Keys are never substituted. ``allow_inputs``: ``${inputs.X}`` is allowed
+    (chart values of a layer).
     """
     if isinstance(value, str):
         if (m := _WHOLE.match(value)) is not None:
-            return resolve(parse_ref(m.group(1), location, allow_inputs=False))
+            return resolve(parse_ref(m.group(1), location, allow_inputs=allow_inputs))
 
         def repl(m: re.Match[str]) -> str:
             if m.group(0) == "$${":
                 return "${"
-            return str(resolve(parse_ref(m.group(1), location, allow_inputs=False)))
+            return str(resolve(parse_ref(m.group(1), location, allow_inputs=allow_inputs)))
 
         return _TOKEN.sub(repl, value)
     if isinstance(value, dict):
-        return {k: substitute_value(v, resolve, location) for k, v in value.items()}
+        return {
+            k: substitute_value(v, resolve, location, allow_inputs=allow_inputs) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [substitute_value(v, resolve, location) for v in value]
+        return [substitute_value(v, resolve, location, allow_inputs=allow_inputs) for v in value]
     return value

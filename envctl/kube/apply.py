@@ -2,7 +2,8 @@
 
 Shape of flux's ``ssa.ResourceManager.ApplyAllStaged``: every object is dry-run first (one bad
 object, or one field conflict without ``force: true``, means nothing is written); CRDs and
-Namespaces go first and are waited for; the rest follow one kind at a time in a fixed order,
+Namespaces go first and are waited for; then a chart's pre-install/pre-upgrade hooks, waited for;
+the rest follow one kind at a time in a fixed order,
 concurrently within a kind; only objects whose dry-run differs from the live object are applied.
 Both operations return a ``NodePlan``: planned changes, or the changes that happened.
 """
@@ -19,6 +20,7 @@ from envctl.kube.client import ApiError, KubeContext, translate
 from envctl.kube.diff import LiveView, Prepared, conflict_error, dry_run_one, prepare, survey
 from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
+from envctl.kube.helm import pre_hook_weight
 from envctl.kube.inventory import Inventory, read_inventory, write_inventory
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
@@ -315,6 +317,27 @@ def _apply_stage(
             )
 
 
+def _apply_pre_hooks(
+    ctx: KubeContext, node: Node, items: Sequence[Prepared], spec: LayerSpec, done: dict[ObjRef, Change]
+) -> None:
+    """Helm pre-install/pre-upgrade hooks (``envctl.kube.helm``) before the layer's other objects:
+    lowest ``helm.sh/hook-weight`` first, each weight applied and waited for (Jobs complete)."""
+    by_weight: dict[int, list[Prepared]] = {}
+    for p in items:
+        weight = pre_hook_weight(p.obj)
+        if weight is not None:
+            by_weight.setdefault(weight, []).append(p)
+    for weight in sorted(by_weight):
+        group = by_weight[weight]
+        _apply_stage(ctx, node, group, spec.force, done)
+        wait_for(
+            ctx,
+            node.id,
+            [Waitable(p.ref, p.mapping, p.dry) for p in group if p.mapping is not None],
+            timeout=spec.wait_timeout,
+        )
+
+
 def _partial_failure(
     node: Node, err: BaseException, prepared: Sequence[Prepared], applied: Mapping[ObjRef, Change]
 ) -> EnvctlError:
@@ -463,7 +486,8 @@ def apply_layer(
             _apply_stage(ctx, node, stage_two_first, spec.force, applied)
 
         rest = [p for p in prepared if p.ref.kind not in STAGE_ONE_KINDS]
-        _apply_stage(ctx, node, rest, spec.force, applied)
+        _apply_pre_hooks(ctx, node, rest, spec, applied)
+        _apply_stage(ctx, node, [p for p in rest if pre_hook_weight(p.obj) is None], spec.force, applied)
     except Exception as e:
         out = _partial_failure(node, e, prepared, applied)
         if out is e:

@@ -27,6 +27,7 @@ from envctl.kube.client import (
     translate,
 )
 from envctl.kube.fields import unchanged_by_apply
+from envctl.kube.helm import pre_hook_weight
 from envctl.kube.objects import (
     LABEL_ENV,
     LABEL_LAYER,
@@ -259,6 +260,7 @@ def dry_run_one(
     ``local_only``: return False where a request would be needed (a second call completes it).
     """
     secrets = list(secret_values(p.obj))
+    is_hook = pre_hook_weight(p.obj) is not None
     try:
         resolved = ctx.resolve(p.ref)  # discovery: already cached by survey() when called from prepare
         p.pending = None
@@ -308,7 +310,8 @@ def dry_run_one(
                     p.live = ctx.get(p.ref, p.mapping)
                     known = True
                 p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=True)
-            elif e.status == 422 and "immutable" in e.message and force:
+            elif e.status == 422 and "immutable" in e.message and (force or is_hook):
+                # a Helm hook is re-created when it changes (helm's default before-hook-creation)
                 if not known:
                     p.live = ctx.get(p.ref, p.mapping)
                     known = True

@@ -1,4 +1,5 @@
-"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize.
+"""Render a layer to Kubernetes objects, offline: read manifests, substitute inputs, run kustomize
+or (``envctl.kube.helm``) ``helm template``.
 
 May import ``yaml``, ``subprocess`` (for ``kubectl kustomize`` only) and ``envctl.core``; never
 ``kubernetes``: rendering must work with no cluster (``envctl validate``, plans before the cluster
@@ -26,6 +27,7 @@ from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import HINT, parse_ref
 from envctl.core.yamldoc import load_yaml, load_yaml_documents
+from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     CLUSTER_SCOPED_KINDS,
@@ -342,7 +344,13 @@ def render_layer(
     """
     spec = node.layer
     parsed: list[tuple[dict[str, Any], Location]] = []
-    if is_kustomize(snapshot, node):
+    if spec is not None and spec.helm is not None:
+        text, chart_path = render_chart(env, snapshot, node, inputs)
+        source = sources_of(text, chart_path)
+        parsed = apply_hook_policy(
+            [(o, Location(source(line))) for o, line in parse_manifests(text, chart_path)], node.id
+        )
+    elif is_kustomize(snapshot, node):
         kfile = f"{node.path}/kustomization.yaml"
         parsed = [
             (o, Location(kfile))

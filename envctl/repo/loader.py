@@ -17,6 +17,7 @@ from envctl.core.durations import parse_duration
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import (
     Environment,
+    HelmChart,
     KubernetesSettings,
     LayerOutput,
     LayerSpec,
@@ -37,7 +38,7 @@ MAX_MANIFEST_BYTES = 10 << 20
 APPROVAL_KINDS = ("terraform", "terraform-destroy", "kubernetes", "kubernetes-delete", "all", "none")
 _TF_MODULE_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILINE)
 
-ENV_KEYS = {"name", "vars", "kubernetes", "terraform", "approval", "notifications", "drift"}
+ENV_KEYS = {"name", "vars", "kubernetes", "terraform", "approval", "notifications", "drift", "allow"}
 STACK_KEYS = {"depends_on", "inputs", "module"}
 LAYER_KEYS = {
     "depends_on",
@@ -49,7 +50,13 @@ LAYER_KEYS = {
     "force",
     "allow_empty",
     "allow_secrets",
+    "helm",
 }
+HELM_KEYS = {"chart", "release", "version", "repo", "values", "values_files", "plain_http"}
+# helm's own limit: a release name is a DNS-1123 label of at most 53 characters
+_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")
+# a pinned chart version: exact SemVer, no ranges (a range would make renders change by themselves)
+_SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 
 def list_environments(snapshot: Snapshot) -> list[str]:
@@ -253,6 +260,12 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         _want(where("drift"), every, str, "a duration such as 1h", "drift", "every")
         _duration(where("drift"), every, "drift", "every")
 
+    al = _mapping(where("allow"), data.get("allow"), "allow")
+    _check_keys(where("allow"), al, {"remote_sources"}, "allow")
+    remote_ok = _want(
+        where("allow"), al.get("remote_sources", False), bool, "true or false", "allow", "remote_sources"
+    )
+
     nodes: dict[str, Node] = {}
     for kind, loader in (("stack", _load_stack), ("layer", _load_layer)):
         for n in snapshot.listdir(f"{base}/{kind}s"):
@@ -263,6 +276,15 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
             if node is None:
                 continue
             nodes[node.id] = node
+            helm = node.layer.helm if node.layer is not None else None
+            if helm is not None and helm.remote and not remote_ok:
+                raise ConfigError(
+                    f"{node.id}: the remote chart {quoted(helm.chart)} is not allowed in this environment",
+                    node=node.id,
+                    location=helm.location,
+                    hint=f"keep the chart in the repository, or set allow: {{remote_sources: true}} "
+                    f"in {base}/environment.yaml",
+                )
     _check_names(nodes)
     return Environment(
         name=env,
@@ -274,6 +296,7 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         notifications=tuple(hooks),
         drift_every=every,
         nodes=nodes,
+        allow_remote_sources=remote_ok,
     )
 
 
@@ -473,6 +496,32 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 )
             outs[oname] = LayerOutput(object=obj, path=jp)
         spec_kw["outputs"] = outs
+        if "helm" in data:
+            if kustomize:
+                raise ConfigError(
+                    "a layer is either a Helm chart (helm: in layer.yaml) or a kustomization, not both",
+                    node=node_id,
+                    location=doc.loc("helm"),
+                )
+            helm, helm_refs = _load_helm(snapshot, doc, path, node_id, inputs)
+            refs.extend(helm_refs)
+            stray = [
+                m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)
+            ]
+            if stray:
+                raise ConfigError(
+                    f"{stray[0]} is neither a values file nor part of the chart: a chart layer applies "
+                    "only what the chart renders",
+                    node=node_id,
+                    location=Location(stray[0]),
+                    hint="move it to another layer, or list it under helm.values_files in layer.yaml",
+                )
+            manifests = ()
+            spec_kw.update(
+                helm=helm,
+                manifests=(),
+                sources=tuple(dict.fromkeys([*([] if helm.remote else [helm.chart]), *helm.values_files])),
+            )
     # references inside the manifests: inputs.* must be declared, others create edges
     for mf in manifests:
         raw = snapshot.read_bytes(mf)
@@ -505,3 +554,172 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         layer=LayerSpec(**spec_kw),
         depends_lines=_dep_lines(doc),
     )
+
+
+# --- Helm charts ---------------------------------------------------------------------------------
+
+
+def _inside(path: str, directory: str, helm: HelmChart) -> bool:
+    return not helm.remote and (directory == "" or path.startswith(f"{directory}/"))
+
+
+def _repo_path(doc: YamlDoc, layer_dir: str, raw: str, node_id: str, *path: str | int) -> str:
+    """A path written in layer.yaml, relative to the layer directory, as a repo-relative path.
+
+    Absolute paths, ``..`` escapes from the repository and paths into ``.git/`` or ``.envctl/``
+    are refused here; symlinks leading out are refused when the snapshot reads the files.
+    """
+    try:
+        if raw.startswith("/") or raw.startswith("~"):
+            raise ConfigError(
+                f"path {quoted(raw)} is absolute", hint="use a path relative to the layer directory"
+            )
+        clean = _clean(f"{layer_dir}/{raw}")
+        if any(part in (".git", ".envctl") for part in clean.split("/")):
+            raise ConfigError(
+                f"path {quoted(raw)} leads into {'.git' if '.git' in clean.split('/') else '.envctl'}/",
+                hint="charts and values files are ordinary files of the repository",
+            )
+    except ConfigError as e:
+        raise ConfigError(e.message, node=node_id, location=doc.loc(*path), hint=e.hint) from None
+    return clean
+
+
+def _value_refs(
+    doc: YamlDoc, value: Any, inputs: Mapping[str, Any], node_id: str, file: str, *path: str | int
+) -> list[Ref]:
+    """References in chart values (layer.yaml ``helm.values``): ``${inputs.X}`` must be declared."""
+    if isinstance(value, dict):
+        return [r for k, v in value.items() for r in _value_refs(doc, v, inputs, node_id, file, *path, k)]
+    if isinstance(value, list):
+        return [r for i, v in enumerate(value) for r in _value_refs(doc, v, inputs, node_id, file, *path, i)]
+    if not isinstance(value, str):
+        return []
+    refs = list(find_refs(value, file, doc.loc(*path).line or 1, allow_inputs=True))
+    return _declared(refs, inputs, node_id, file)
+
+
+def _declared(refs: list[Ref], inputs: Mapping[str, Any], node_id: str, cfg: str) -> list[Ref]:
+    """The references that are not ``${inputs.X}`` (those create edges); undeclared inputs fail."""
+    out = []
+    for ref in refs:
+        if ref.kind != "input":
+            out.append(ref)
+        elif ref.name not in inputs:
+            raise ConfigError(
+                f"${{inputs.{ref.name}}} is used but the layer does not declare input {ref.name!r}",
+                node=node_id,
+                location=ref.location,
+                hint=f"add '{ref.name}:' under inputs: in {cfg}",
+            )
+    return out
+
+
+def _load_helm(
+    snapshot: Snapshot, doc: YamlDoc, layer_dir: str, node_id: str, inputs: Mapping[str, Any]
+) -> tuple[HelmChart, list[Ref]]:
+    """``helm:`` of a layer.yaml: a chart directory of the repository, or a pinned remote chart."""
+    h = _mapping(doc, doc.data["helm"], "helm")
+    _check_keys(doc, h, HELM_KEYS, "helm")
+    where = doc.loc("helm")
+    chart_raw = _want(doc, h.get("chart"), str, "a chart directory or a remote chart", "helm", "chart")
+    version = h.get("version")
+    repo = h.get("repo")
+    if version is not None:
+        version = str(_want(doc, version, str, "a chart version such as 1.2.3 (quoted)", "helm", "version"))
+    if repo is not None:
+        repo = _want(doc, repo, str, "a chart repository URL", "helm", "repo")
+        if not re.match(r"^https?://[^\s]+$", repo):
+            raise ConfigError(
+                "helm.repo must be an http(s) URL of a chart repository",
+                node=node_id,
+                location=doc.loc("helm", "repo"),
+                hint="for a chart in an OCI registry, write chart: oci://HOST/PATH and no repo:",
+            )
+    oci = chart_raw.startswith("oci://")
+    remote = oci or repo is not None
+    if not remote and "://" in chart_raw:
+        raise ConfigError(
+            f"helm.chart {quoted(chart_raw)} is neither a directory of the repository nor an oci:// chart",
+            node=node_id,
+            location=doc.loc("helm", "chart"),
+            hint="for a chart repository, write repo: URL and chart: NAME",
+        )
+    plain_http = _want(doc, h.get("plain_http", False), bool, "true or false", "helm", "plain_http")
+    if remote:
+        if version is None or not _SEMVER.match(version):
+            raise ConfigError(
+                f"the remote chart {quoted(chart_raw)} needs an exact version (helm.version: 1.2.3)"
+                + ("" if version is None else f", not {quoted(version)}"),
+                node=node_id,
+                location=doc.loc("helm", "version") if version is not None else doc.loc("helm", "chart"),
+                hint="pin the chart so that a render never changes by itself",
+            )
+        if repo is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", chart_raw):
+            raise ConfigError(
+                f"helm.chart {quoted(chart_raw)} must be a chart name of the repository {repo}",
+                node=node_id,
+                location=doc.loc("helm", "chart"),
+            )
+        chart = chart_raw
+    else:
+        for key, what in (("version", "version"), ("plain_http", "plain_http")):
+            if key in h:
+                raise ConfigError(
+                    f"helm.{what} is for remote charts; a chart of the repository is used as it is in Git",
+                    node=node_id,
+                    location=doc.loc("helm", key),
+                )
+        chart = _repo_path(doc, layer_dir, chart_raw, node_id, "helm", "chart")
+        if not snapshot.is_dir(chart) or not snapshot.exists(f"{chart}/Chart.yaml"):
+            raise ConfigError(
+                f"helm.chart {quoted(chart_raw)} is not a chart directory ({chart}/Chart.yaml is missing)",
+                node=node_id,
+                location=doc.loc("helm", "chart"),
+                hint="chart paths are relative to the layer directory, e.g. chart: chart or "
+                "chart: ../../../../charts/web",
+            )
+    release = h.get("release", doc.file.split("/")[-2].replace("_", "-"))
+    _want(doc, release, str, "a release name", "helm", "release")
+    if not _RELEASE.match(release):
+        raise ConfigError(
+            f"helm.release {quoted(release)} is not a valid release name",
+            node=node_id,
+            location=doc.loc("helm", "release") if "release" in h else where,
+            hint="lower-case letters, digits and -, at most 53 characters (set helm.release:)",
+        )
+    values = _mapping(doc, h.get("values"), "helm", "values")
+    value_refs = _value_refs(doc, values, inputs, node_id, doc.file, "helm", "values")
+    refs = list(value_refs)
+    files: list[str] = []
+    for i, raw in enumerate(_str_list(doc, h.get("values_files"), "helm", "values_files")):
+        vf = _repo_path(doc, layer_dir, raw, node_id, "helm", "values_files", i)
+        if not snapshot.exists(vf) or snapshot.is_dir(vf):
+            raise ConfigError(
+                f"values file {quoted(raw)} does not exist ({vf})",
+                node=node_id,
+                location=doc.loc("helm", "values_files", i),
+                hint="values files are relative to the layer directory",
+            )
+        raw_bytes = snapshot.read_bytes(vf)
+        if len(raw_bytes) > MAX_MANIFEST_BYTES:
+            raise ConfigError(
+                f"values file is larger than {MAX_MANIFEST_BYTES >> 20} MiB",
+                node=node_id,
+                location=Location(vf),
+            )
+        text = raw_bytes.decode("utf-8", "replace")
+        refs.extend(_declared(list(find_refs(text, vf, allow_inputs=True)), inputs, node_id, doc.file))
+        files.append(vf)
+    spec = HelmChart(
+        chart=chart,
+        release=release,
+        values=values,
+        values_files=tuple(files),
+        version=version if remote else None,
+        repo=repo,
+        plain_http=plain_http,
+        value_refs=tuple(value_refs),
+        location=doc.loc("helm", "chart"),
+    )
+    return spec, refs
