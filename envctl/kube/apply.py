@@ -335,6 +335,7 @@ def _apply_pre_hooks(
             node.id,
             [Waitable(p.ref, p.mapping, p.dry) for p in group if p.mapping is not None],
             timeout=spec.wait_timeout,
+            applied_all=False,
         )
 
 
