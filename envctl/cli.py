@@ -147,7 +147,8 @@ def validate(
         raise ConfigError(
             "no environments found", hint="add environments/<name>/environment.yaml to the repository"
         )
-    from envctl.converge import Session, validate_environment
+    from envctl.app.session import Session
+    from envctl.app.validate import validate_environment
 
     results: list[dict[str, Any]] = []
     for name in names:
@@ -196,7 +197,7 @@ def _session(
 ) -> Any:
     """A converge session. ``terraform``: the command will run Terraform, so its workers start
     loading in the background as soon as the environment is known."""
-    from envctl.converge import Session, prewarm_plans
+    from envctl.app.session import Session, prewarm_plans
 
     def start_workers(snapshot: Snapshot, environment: Environment) -> None:
         prewarm_plans(environment, snapshot, _root(repo), environment.nodes, parallelism)
@@ -272,7 +273,7 @@ def plan(
         from envctl.core.errors import UsageError
 
         raise UsageError("--target and --changed-since cannot be combined")
-    from envctl.converge import plan_environment
+    from envctl.app.plan import plan_environment
 
     s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
@@ -293,7 +294,7 @@ def approve(
 ) -> None:
     """Record an approval bound to this plan's fingerprint, environment and commit."""
     _set_debug(debug)
-    from envctl.converge import approve_plan
+    from envctl.app.apply import approve_plan
     from envctl.core.errors import UsageError
     from envctl.store import Store
 
@@ -349,13 +350,9 @@ def apply(
     """Converge the environment in dependency order; infrastructure changes need approval."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
-    from envctl.converge import (
-        apply_bundle,
-        check_recorded_approval,
-        hold_environment_lock,
-        plan_environment,
-        preflight,
-    )
+    from envctl.app.apply import apply_bundle, check_recorded_approval, preflight
+    from envctl.app.locking import hold_environment_lock
+    from envctl.app.plan import plan_environment
     from envctl.core.approval import nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
     from envctl.views import plan as pv
@@ -483,7 +480,7 @@ def status(
     _format(fmt, ("text", "json"))
     import json
 
-    from envctl.converge import lock_holder
+    from envctl.app.locking import lock_holder
     from envctl.core.errors import UnavailableError, describe_holder
 
     s = _session(repo, None, env)
@@ -614,7 +611,7 @@ def _drift_once(
 ) -> int:
     import dataclasses
 
-    from envctl.drift import check_drift, converge_drifted, record_result
+    from envctl.app.drift import check_drift, converge_drifted, record_result
     from envctl.views.drift import RENDERERS
 
     s = _session(repo, rev, env, terraform=True)

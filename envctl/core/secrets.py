@@ -2,7 +2,7 @@
 
 A secret here is the value of a sensitive Terraform variable or output: a string, number, bool,
 null, or a list/map of those (decoded JSON). ``collect_secret_texts`` turns one into the strings
-a redactor must hide; ``mask`` hides them in a text. Both the plan/apply views (``converge.scrub``)
+a redactor must hide; ``mask`` hides them in a text. Both the plan/apply views (``core.scrub``)
 and Terraform's error texts (``terraform.diagnostics.Redactor``) use these, so the two agree.
 
 What is collected, and why:

@@ -33,7 +33,7 @@ from typing import Any
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, HelmChart, Node, Ref, Snapshot
 from envctl.core.refs import HINT, substitute_value
-from envctl.core.yamldoc import load_yaml
+from envctl.core.yamldoc import YamlDoc, load_yaml
 
 HELM_VERSION = "v3.22.0"
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -109,18 +109,19 @@ def chart_values(
         data = doc.data if doc.data is not None else {}
         if not isinstance(data, dict):
             raise ConfigError("a values file must be a mapping", node=node.id, location=doc.loc())
-        docs.append(_substitute_lines(data, resolve, doc.file, doc.loc))
+        docs.append(_substitute_at(data, resolve, doc))
     where = chart.location or Location(node.config_file or node.path)
     docs.append(substitute_value(dict(chart.values), resolve, where, allow_inputs=True))
     return docs
 
 
-def _substitute_lines(data: dict[str, Any], resolve: Callable[[Ref], Any], file: str, loc: Any) -> Any:
-    """``substitute_value`` per top-level key, so an error names the line of that key."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out[key] = substitute_value(value, resolve, loc(key), allow_inputs=True)
-    return out
+def _substitute_at(value: Any, resolve: Callable[[Ref], Any], doc: YamlDoc, *path: str | int) -> Any:
+    """``substitute_value`` leaf by leaf, so an error names the line of that very value."""
+    if isinstance(value, dict):
+        return {k: _substitute_at(v, resolve, doc, *path, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_at(v, resolve, doc, *path, i) for i, v in enumerate(value)]
+    return substitute_value(value, resolve, doc.loc(*path), allow_inputs=True)
 
 
 _RENDERED: dict[str, str] = {}

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from envctl.core.changes import Action, Change, NodePlan
 
 if TYPE_CHECKING:
-    from envctl.converge import ApplyResult
     from envctl.core.bundle import PlanBundle
+    from envctl.core.results import ApplyResult
 
 FORMAT_VERSION = "1"
 _SYMBOL = {

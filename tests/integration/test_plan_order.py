@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tfhelpers import write_tree
 
-from envctl.converge import Session, plan_environment
+from envctl.app.plan import plan_environment
+from envctl.app.session import Session
 from envctl.core.graph import EnvGraph
 from envctl.repo import WorkTreeSnapshot, load_environment
 

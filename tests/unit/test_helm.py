@@ -288,15 +288,15 @@ def test_chart_values_are_substituted_as_values_keeping_types(tmp_path: Path) ->
     assert inline == {"replicas": 3, "hosts": ["a", "b"], "lit": "${x}", "n": "dev"}
 
 
-def test_a_yes_in_a_values_file_is_read_safely_and_an_undeclared_input_names_its_line(tmp_path: Path) -> None:
+def test_an_undeclared_input_in_a_values_file_names_its_line(tmp_path: Path) -> None:
     (tmp_path / WEB).mkdir(parents=True)
-    (tmp_path / WEB / "v.yaml").write_text("a: 1\nb: ${inputs.missing}\n")
+    (tmp_path / WEB / "v.yaml").write_text("a: yes\nb:\n  - c: ${inputs.missing}\n")
     chart = HelmChart(chart="charts/web", release="web", values_files=(f"{WEB}/v.yaml",))
     node = Node(id="layer.web", kind="layer", name="web", path=WEB, layer=LayerSpec(helm=chart))
     env = Environment(name="dev", path="environments/dev")
     with pytest.raises(ConfigError) as e:
         helm.chart_values(env, WorkTreeSnapshot(tmp_path), node, chart, {})
-    assert e.value.location == Location(f"{WEB}/v.yaml", 2)
+    assert e.value.location == Location(f"{WEB}/v.yaml", 3)  # the line of the value itself
 
 
 def test_missing_helm_is_exit_69_with_the_command_that_builds_it(

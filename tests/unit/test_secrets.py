@@ -1,7 +1,7 @@
 """Secret values never leak through either scrubber: plan/apply views and Terraform error texts.
 
 ``envctl.core.secrets`` is the one collector of the texts a secret takes and the one masker;
-``converge.scrub_plan`` (views) and ``terraform.diagnostics.Redactor`` (errors) both use it. The
+``core.scrub.scrub_plan`` (views) and ``terraform.diagnostics.Redactor`` (errors) both use it. The
 properties here check the output of both paths against an oracle written independently of the
 collector: every string leaf of at least 4 characters (raw and JSON-escaped), every number's text
 of at least 4 characters.
@@ -15,9 +15,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envctl.converge import Values, scrub, scrub_plan
+from envctl.app.inputs import Values
 from envctl.core.changes import SENSITIVE, Action, Change, NodePlan
 from envctl.core.refs import substitute_text
+from envctl.core.scrub import scrub, scrub_plan
 from envctl.core.secrets import MIN_LENGTH, collect_secret_texts, mask, secret_texts
 from envctl.terraform import diagnostics as diag
 
@@ -95,7 +96,7 @@ def strings_in(value: Any) -> list[str]:
     return [json.dumps(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
 
 
-# -- path 1: plans and messages shown by the views (converge.scrub / scrub_plan) -------------------
+# -- path 1: plans and messages shown by the views (core.scrub: scrub / scrub_plan) -------------------
 
 
 @settings(max_examples=300, deadline=None)

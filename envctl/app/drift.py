@@ -12,20 +12,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from envctl.converge import (
-    Session,
+from envctl.app.apply import apply_bundle
+from envctl.app.inputs import (
     Values,
-    _input_refs,
-    _waiting_on,
+    input_refs,
     inputs_hash,
-    lock_holder,
     read_current_outputs,
     resolve_inputs,
-    scrub_plan,
+    waiting_on,
 )
+from envctl.app.locking import lock_holder
+from envctl.app.plan import plan_environment
+from envctl.app.session import Session
 from envctl.core.changes import Action
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
+from envctl.core.schedule import Status
+from envctl.core.scrub import scrub_plan
 from envctl.store import now
 
 
@@ -111,7 +114,7 @@ def _check_node(
         {
             ref.node
             for key in node.inputs
-            for ref in _input_refs(node, key)
+            for ref in input_refs(node, key)
             if ref.node and ref.kind == "output" and ref.name in changed_outputs.get(ref.node, set())
         }
     )
@@ -126,12 +129,12 @@ def _check_node(
         return NodeDrift(
             n,
             "stale",
-            causes=tuple(_waiting_on(node, pending)),
+            causes=tuple(waiting_on(node, pending)),
             notes=(f"inputs {', '.join(pending)} have no value upstream",),
         ), set()
     recorded = last.get("inputs_hash") if last else None
     if recorded and recorded != inputs_hash(inputs) and not causes:
-        causes = sorted({r.node for k in node.inputs for r in _input_refs(node, k) if r.node}) or ["env"]
+        causes = sorted({r.node for k in node.inputs for r in input_refs(node, k) if r.node}) or ["env"]
     if node.kind == "stack":
         from envctl.terraform.stack import plan_stack
 
@@ -194,9 +197,6 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
     Returns a note per node and whether a node it tried to converge failed; a drifted stack left
     for approval is a note, not a failure.
     """
-    from envctl.converge import apply_bundle, plan_environment
-    from envctl.core.schedule import Status
-
     targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
     layers = [t for t in targets if t.startswith("layer.")]
     stacks = [t for t in targets if t.startswith("stack.")]

@@ -1,0 +1,319 @@
+"""Apply a plan bundle: refuse stale plans, converge nodes in order, re-plan with new upstream
+outputs (asking again when the plan changed), journal every node so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from envctl.app.executor import interrupts, run_graph
+from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve_inputs
+from envctl.app.locking import environment_lock, new_run_id
+from envctl.app.plan import objects_hash, state_hash
+from envctl.app.session import Session
+from envctl.app.validate import check_plaintext_secrets
+from envctl.core.approval import Approval, check_approval, needs_approval
+from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
+from envctl.core.changes import NodePlan
+from envctl.core.errors import ApprovalRequiredError, EngineError, EnvctlError, StalePlanError, UsageError
+from envctl.core.model import Node
+from envctl.core.results import ApplyResult, NodeResult
+from envctl.core.schedule import Status
+from envctl.core.scrub import scrub, scrub_plan
+from envctl.store import now
+
+Prompt = Callable[[str, NodePlan | None], bool]
+
+
+def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
+    """Refuse a stale plan before anything is applied (exit 4)."""
+    if bundle.environment != s.env.name:
+        raise UsageError(
+            f"the plan is for environment {bundle.environment}, not {s.env.name}",
+            hint=f"run with -e {bundle.environment}, or plan {s.env.name}",
+        )
+    if bundle.commit != s.snapshot.commit:
+        raise StalePlanError(
+            f"the plan was made at commit {str(bundle.commit)[:12]}, the repository is now at "
+            f"{str(s.snapshot.commit)[:12]}",
+            hint="run envctl plan again (a plan made with --rev is applied with "
+            f"--rev {str(bundle.commit)[:12]})",
+        )
+    if bundle.inputs_hash.get("_source") != s.source_hash():
+        raise StalePlanError(
+            "files of the environment changed since the plan was made", hint="run envctl plan again"
+        )
+    if s.store.was_applied(bundle.id) and not resume:
+        raise StalePlanError(
+            f"plan {bundle.id} was already applied",
+            hint="run envctl plan again (or --resume to finish an interrupted run)",
+        )
+    for n in bundle.order:
+        plan = bundle.nodes[n]
+        if (
+            "state_sha256" in plan.artifacts
+            and not resume
+            and state_hash(s, s.env.nodes[n]) != plan.artifacts["state_sha256"]
+        ):
+            raise StalePlanError(
+                f"the Terraform state of {n} changed since the plan was made",
+                node=n,
+                hint="run envctl plan again",
+            )
+
+
+def check_layers_live(s: Session, bundle: PlanBundle) -> None:
+    """Refuse the plan if a layer's live objects changed since planning (exit 4, nothing applied).
+
+    Only layers whose plan is final can be compared now: planned with known inputs and with no
+    upstream change in this plan (those are re-planned during apply anyway).
+    """
+    from envctl.kube import plan_layer, render_layer
+
+    values = Values()
+    for n in s.graph.order():
+        read_current_outputs(s, s.env.nodes[n], values)
+    for n in bundle.order:
+        planned = bundle.nodes[n]
+        node = s.env.nodes[n]
+        if node.kind != "layer" or planned.pending_upstream:
+            continue
+        if any(
+            bundle.nodes[u].has_changes for u in s.graph.with_dependencies([n]) - {n} if u in bundle.nodes
+        ):
+            continue
+        inputs, pending = resolve_inputs(s, node, values, {})
+        if pending or bundle.inputs_hash.get(n) != inputs_hash(inputs):
+            continue
+        now_plan = scrub_plan(
+            plan_layer(s.kube(), node, render_layer(s.env, s.snapshot, node, inputs)), values.secrets
+        )
+        if changes_key(now_plan) != changes_key(planned):
+            raise StalePlanError(
+                "the live objects changed since the plan was made",
+                node=n,
+                hint="run envctl plan again to see the current differences",
+            )
+
+
+def approve_plan(s: Session, bundle: PlanBundle, by: str) -> Approval:
+    approval = Approval(bundle.id, bundle.fingerprint, bundle.environment, bundle.commit, by, now())
+    s.store.record_approval(approval)
+    return approval
+
+
+def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
+    approval = s.store.read_approval(bundle.id)
+    if approval is None:
+        raise ApprovalRequiredError(
+            f"plan {bundle.id} has no recorded approval",
+            hint=f"run: envctl approve {bundle.id} --by NAME",
+        )
+    check_approval(approval, bundle)
+
+
+def apply_bundle(
+    s: Session,
+    bundle: PlanBundle,
+    plan_dir: Path,
+    *,
+    auto_approve: bool,
+    prompt: Prompt | None,
+    resume: bool = False,
+    lock_timeout: float = 0.0,
+    fresh: bool = False,
+) -> ApplyResult:
+    """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it.
+
+    ``fresh``: the plan was made by this process under the lock it still holds, so the live
+    objects were compared moments ago and need no second dry-run before applying.
+    """
+    run_id = str(s.held_lock["run"]) if s.held_lock is not None else new_run_id()
+    stop = threading.Event()
+    with environment_lock(s, run_id, lock_timeout) as holder:
+        s.prewarm_engine((n for n in bundle.order if bundle.nodes[n].has_changes), applying=True)
+        preflight(s, bundle, resume=resume)
+        if not resume and not fresh:
+            check_layers_live(s, bundle)
+        done_before = _resumable(s, bundle) if resume else {}
+        values = Values()
+        for n in s.graph.order():
+            if n not in bundle.nodes:
+                read_current_outputs(s, s.env.nodes[n], values)
+        results: dict[str, NodeResult] = {}
+        lock = threading.Lock()
+        journal: dict[str, Any] = {
+            "run": run_id,
+            "plan": bundle.id,
+            "environment": s.env.name,
+            "commit": bundle.commit,
+            "started": now(),
+            "holder": holder,
+            "nodes": {},
+        }
+        policy = s.env.approval_required_for
+
+        def record(r: NodeResult) -> None:
+            with lock:
+                results[r.node] = r
+                journal["nodes"][r.node] = {
+                    "status": r.status.value,
+                    "reason": r.reason,
+                    "at": now(),
+                    "commit": bundle.commit,
+                    "fingerprint": node_fingerprint(bundle.nodes[r.node]),
+                    "seconds": round(r.seconds, 3),
+                    "inputs_hash": r.inputs_hash,
+                }
+                s.store.write_journal(s.env.name, run_id, journal)
+
+        def work(n: str) -> Status:
+            node = s.env.nodes[n]
+            planned = bundle.nodes[n]
+            t0 = time.monotonic()
+            if done_before.get(n) == node_fingerprint(planned):
+                read_current_outputs(s, node, values)
+                s.progress(f"{n}: already converged by an earlier run of this plan, skipped")
+                ih = inputs_hash(resolve_inputs(s, node, values, {})[0])
+                record(NodeResult(n, Status.DONE, "resumed", planned, 0.0, ih))
+                return Status.DONE
+            try:
+                status, reason, plan = _apply_node(
+                    s, node, planned, bundle, plan_dir, values, auto_approve, prompt, policy
+                )
+            except EnvctlError as e:
+                e.node = e.node or n
+                s.progress(f"{n}: failed: {e.message}")
+                record(
+                    NodeResult(
+                        n, Status.FAILED, scrub(e.message, values.secrets), None, time.monotonic() - t0
+                    )
+                )
+                with lock:
+                    errors[n] = e
+                return Status.FAILED
+            ih = inputs_hash(resolve_inputs(s, node, values, {})[0]) if status is Status.DONE else ""
+            seconds = time.monotonic() - t0
+            record(NodeResult(n, status, reason, plan, seconds, ih))
+            s.progress(f"{n}: {'converged' if status is Status.DONE else status.value} in {seconds:.1f}s")
+            return status
+
+        errors: dict[str, EnvctlError] = {}
+        s.store.mark_applied(bundle, run_id)
+        with interrupts(stop, s.progress):
+            queue = run_graph(s, list(bundle.order), work, stop)
+        for n in bundle.order:
+            st = queue.status[n]
+            if n not in results or results[n].status is not st:
+                results[n] = NodeResult(n, st, queue.reason.get(n, ""))
+                journal["nodes"][n] = {
+                    "status": st.value,
+                    "reason": queue.reason.get(n, ""),
+                    "at": now(),
+                    "commit": bundle.commit,
+                    "fingerprint": node_fingerprint(bundle.nodes[n]),
+                }
+        journal["finished"] = now()
+        journal["interrupted"] = stop.is_set()
+        s.store.write_journal(s.env.name, run_id, journal)
+        return ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+
+
+def _resumable(s: Session, bundle: PlanBundle) -> dict[str, str]:
+    return {n: str(r.get("fingerprint")) for n, r in s.store.last_done(s.env.name, bundle.id).items()}
+
+
+def _apply_node(
+    s: Session,
+    node: Node,
+    planned: NodePlan,
+    bundle: PlanBundle,
+    plan_dir: Path,
+    values: Values,
+    auto_approve: bool,
+    prompt: Prompt | None,
+    policy: tuple[str, ...],
+) -> tuple[Status, str, NodePlan]:
+    inputs, pending = resolve_inputs(s, node, values, {})
+    if pending:
+        raise EngineError(
+            f"inputs {', '.join(pending)} are still unknown after upstream nodes converged", node=node.id
+        )
+    same_inputs = bundle.inputs_hash.get(node.id) == inputs_hash(inputs) and not planned.pending_upstream
+    plan = planned
+    if node.kind == "stack":
+        from envctl.terraform.stack import apply_stack, plan_stack
+
+        ctx = s.stack_ctx()
+        if same_inputs and "planfile" in planned.artifacts:
+            planfile = plan_dir / planned.artifacts["planfile"]
+        else:
+            s.progress(f"{node.id}: re-planning with the new upstream outputs")
+            plan = scrub_plan(plan_stack(ctx, node, inputs, plan_dir / "replans"), values.secrets)
+            planfile = Path(plan.artifacts["planfile"])
+            blocked = _needs_new_approval(node, planned, plan, auto_approve, prompt, policy, s)
+            if blocked:
+                return Status.BLOCKED, blocked, plan
+        if plan.has_changes:
+            s.progress(f"{node.id}: applying")
+            outs = apply_stack(ctx, node, planfile)
+        else:
+            from envctl.terraform.stack import read_outputs
+
+            outs = read_outputs(ctx, node)
+        values.put(
+            node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive}
+        )
+        return Status.DONE, "", plan
+
+    from envctl.kube import apply_layer, plan_layer, read_layer_outputs, render_layer
+
+    kube = s.kube()
+    objects = render_layer(s.env, s.snapshot, node, inputs)
+    check_plaintext_secrets(s, node, objects)
+    if not same_inputs:
+        s.progress(f"{node.id}: re-planning with the new upstream outputs")
+        plan = scrub_plan(plan_layer(kube, node, objects), values.secrets)
+        blocked = _needs_new_approval(node, planned, plan, auto_approve, prompt, policy, s)
+        if blocked:
+            return Status.BLOCKED, blocked, plan
+    elif planned.artifacts.get("objects_sha256") not in (None, objects_hash(objects)):
+        raise StalePlanError(
+            "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
+        )
+    s.progress(f"{node.id}: applying {len(objects)} objects")
+    # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
+    # layer depends on was applied since: a CRD or webhook it changed may judge objects anew
+    upstream = s.graph.with_dependencies([node.id]) - {node.id}
+    reuse = not same_inputs or not any(bundle.nodes[u].has_changes for u in upstream if u in bundle.nodes)
+    applied = scrub_plan(apply_layer(kube, node, objects, reuse_plan=reuse), values.secrets)
+    if node.layer is not None and node.layer.outputs:
+        values.put(node.id, read_layer_outputs(kube, node))
+    return Status.DONE, "", applied
+
+
+def changes_key(plan: NodePlan) -> str:
+    return sha256(canonical([c.to_json() for c in plan.changes]))
+
+
+def _needs_new_approval(
+    node: Node,
+    planned: NodePlan,
+    plan: NodePlan,
+    auto_approve: bool,
+    prompt: Prompt | None,
+    policy: tuple[str, ...],
+    s: Session,
+) -> str:
+    """'' when the new plan may go ahead; else why the branch stops for a new approval."""
+    if auto_approve or not needs_approval(plan, policy):
+        return ""
+    if changes_key(plan) == changes_key(planned):
+        return ""
+    if prompt is not None and prompt(node.id, plan):
+        return ""
+    return "changed after re-planning with the new upstream outputs: needs a new approval"

@@ -1,0 +1,47 @@
+"""What plan and apply return: the values views render (so views never import ``envctl.app``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envctl.core.bundle import PlanBundle
+from envctl.core.changes import NodePlan
+from envctl.core.errors import EnvctlError
+from envctl.core.schedule import Status
+
+
+@dataclass
+class PlanResult:
+    """A plan: the bundle (written to ``plan_dir`` when nothing failed), errors per node, nodes to approve."""
+
+    bundle: PlanBundle
+    plan_dir: Path
+    errors: dict[str, EnvctlError]
+    needs_approval: list[str]
+
+
+@dataclass
+class NodeResult:
+    """How one node of an apply ended, and the plan it was applied with."""
+
+    node: str
+    status: Status
+    reason: str = ""
+    plan: NodePlan | None = None
+    seconds: float = 0.0
+    inputs_hash: str = ""  # of the inputs it converged with: drift compares it to find stale nodes
+
+
+@dataclass
+class ApplyResult:
+    """One apply run: every node's result in plan order, and whether Ctrl-C stopped it."""
+
+    run_id: str
+    plan_id: str
+    results: dict[str, NodeResult]
+    interrupted: bool = False
+    errors: dict[str, EnvctlError] = field(default_factory=dict)
+
+    def of(self, status: Status) -> list[str]:
+        return [n for n, r in self.results.items() if r.status is status]
