@@ -485,9 +485,16 @@ def status(
 
     s = _session(repo, None, env)
     environment, g, store = s.env, s.graph, s.store
+    # the last run that wrote each node: converged, or applied but not ready (an interrupted wait)
     last = {
-        n: {"commit": r.get("commit"), "at": r.get("at"), "run": r.get("run")}
-        for n, r in store.last_done(environment.name).items()
+        n: {
+            "commit": r.get("commit"),
+            "at": r.get("at"),
+            "run": r.get("run"),
+            "converged": r.get("status") == "done",
+            "reason": None if r.get("status") == "done" else r.get("reason"),
+        }
+        for n, r in store.last_applied(environment.name).items()
     }
     try:
         lock = lock_holder(s)
@@ -517,8 +524,13 @@ def status(
     typer.echo(f"environment {environment.name}")
     for n in g.order():
         r = last.get(n)
-        if r:
+        if r and r["converged"]:
             typer.echo(f"  {n}: converged at {(r['commit'] or 'working tree')[:12]} on {r['at']}")
+        elif r:
+            typer.echo(
+                f"  {n}: applied at {(r['commit'] or 'working tree')[:12]} on {r['at']}, "
+                f"not converged: {str(r['reason'] or '')[:160]}"
+            )
         else:
             typer.echo(f"  {n}: never converged")
     typer.echo(f"lock: {describe_holder(lock) if lock else 'free'}")
@@ -675,8 +687,12 @@ def main(argv: list[str] | None = None) -> None:
         e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.ERROR))
     except (typer.Abort, KeyboardInterrupt):
+        # The lock is released and the journal written by now (app.apply). Exit at once: a normal
+        # exit would join the worker threads still in a Terraform command or a request.
         typer.echo("interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(ExitCode.INTERRUPTED))
     except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
         if _debug:
             raise
