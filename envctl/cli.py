@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -663,6 +663,17 @@ def _base_named(cls: type, name: str) -> type[Exception]:
     raise RuntimeError(f"typer no longer provides {name}")
 
 
+def _exit_interrupted() -> NoReturn:
+    """Ctrl-C: the lock is released and the journal written by now (app.apply). Exit at once: a
+    normal exit would join the worker threads still in a Terraform command or a request."""
+    from envctl.core.errors import ExitCode
+
+    typer.echo("interrupted", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(ExitCode.INTERRUPTED))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place where errors become exit codes."""
     from envctl.core.errors import EnvctlError, ExitCode
@@ -687,12 +698,7 @@ def main(argv: list[str] | None = None) -> None:
         e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.ERROR))
     except (typer.Abort, KeyboardInterrupt):
-        # The lock is released and the journal written by now (app.apply). Exit at once: a normal
-        # exit would join the worker threads still in a Terraform command or a request.
-        typer.echo("interrupted", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(int(ExitCode.INTERRUPTED))
+        _exit_interrupted()
     except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
         if _debug:
             raise
@@ -702,6 +708,8 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(int(ExitCode.ERROR))
+    if rv == ExitCode.INTERRUPTED:  # typer turns a Ctrl-C into a return value of 130
+        _exit_interrupted()
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

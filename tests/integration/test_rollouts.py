@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubehelpers import get
 from kubernetes import client
 
 from envctl.core.errors import EngineError
@@ -77,9 +78,12 @@ def workload(
     )
 
 
-def live(api: client.ApiClient, path: str) -> dict[str, Any]:
-    doc: dict[str, Any] = api.call_api(path, "GET", response_type="object", _return_http_data_only=True)
-    return doc
+def live(api: client.ApiClient, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    obj = get(
+        api, {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+    )
+    assert obj is not None, f"{kind} {namespace}/{name} is gone"
+    return obj
 
 
 def pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
@@ -93,7 +97,7 @@ def test_a_deployment_rolling_to_a_new_image_is_ready_only_when_every_pod_runs_i
     rollout.apply(workload("Deployment", replicas=3, image="nginx:1.26"))
     rollout.apply(workload("Deployment", replicas=3, image="nginx:1.27"))
 
-    dep = live(api_client, f"/apis/apps/v1/namespaces/{ns}/deployments/web")
+    dep = live(api_client, "apps/v1", "Deployment", ns, "web")
     assert readiness(dep).ready
     assert dep["status"]["updatedReplicas"] == 3 and dep["status"]["availableReplicas"] == 3
     sets = client.AppsV1Api(api_client).list_namespaced_replica_set(ns, label_selector="app=web").items
@@ -108,7 +112,7 @@ def test_a_deployment_rolling_to_a_new_image_is_ready_only_when_every_pod_runs_i
 def test_a_deployment_with_zero_replicas_is_ready(rollout: Rollout, api_client: client.ApiClient) -> None:
     rollout.apply(workload("Deployment", replicas=0))
 
-    dep = live(api_client, f"/apis/apps/v1/namespaces/{rollout.namespace}/deployments/web")
+    dep = live(api_client, "apps/v1", "Deployment", rollout.namespace, "web")
     assert dep["status"]["observedGeneration"] == dep["metadata"]["generation"]
     assert readiness(dep).ready
     assert pods(api_client, rollout.namespace) == []
@@ -119,7 +123,7 @@ def test_a_statefulset_is_ready_once_its_ordered_pods_run(
 ) -> None:
     rollout.apply(workload("StatefulSet", replicas=2, extra="  serviceName: web\n"))
 
-    sts = live(api_client, f"/apis/apps/v1/namespaces/{rollout.namespace}/statefulsets/web")
+    sts = live(api_client, "apps/v1", "StatefulSet", rollout.namespace, "web")
     assert sts["status"]["readyReplicas"] == 2
     assert sorted(p.metadata.name for p in pods(api_client, rollout.namespace)) == ["web-0", "web-1"]
 
@@ -130,7 +134,7 @@ def test_a_daemonset_runs_one_pod_on_each_simulated_node(
     rollout.apply(workload("DaemonSet", replicas=None))
 
     nodes = {n.metadata.name for n in client.CoreV1Api(api_client).list_node().items}
-    ds = live(api_client, f"/apis/apps/v1/namespaces/{rollout.namespace}/daemonsets/web")
+    ds = live(api_client, "apps/v1", "DaemonSet", rollout.namespace, "web")
     assert ds["status"]["desiredNumberScheduled"] == len(nodes) >= 2
     assert ds["status"]["numberAvailable"] == len(nodes)
     assert {p.spec.node_name for p in pods(api_client, rollout.namespace)} == nodes
@@ -142,7 +146,7 @@ def test_a_job_is_ready_when_complete(rollout: Rollout, api_client: client.ApiCl
         "  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n"
     )
 
-    job = live(api_client, f"/apis/batch/v1/namespaces/{rollout.namespace}/jobs/migrate")
+    job = live(api_client, "batch/v1", "Job", rollout.namespace, "migrate")
     assert job["status"]["succeeded"] == 2
     assert {c["type"]: c["status"] for c in job["status"]["conditions"]}["Complete"] == "True"
 
