@@ -1124,6 +1124,300 @@ def _kdiff_names(text: str) -> set[str]:
     return names
 
 
+# --- B8: real-shaped bundles: big CRDs and a mixed install bundle ------------------------------
+
+
+FLUX_CACHED = Path.home() / ".cache" / "envctl" / "flux" / "v2.9.5"
+FLUX_LABELS = ("kustomize.toolkit.fluxcd.io/name", "kustomize.toolkit.fluxcd.io/namespace")
+
+
+def flux_tools(smoke: bool) -> tuple[str | None, Path | None, str]:
+    """(flux binary, directory of Flux's Kustomization CRD, why not) built by scripts/build-flux.
+
+    The smoke run (CI) uses a Flux CLI only when it is cached already: a cold build of it takes
+    minutes, which the smoke run must not add; the full run builds it (once, cached).
+    """
+    if smoke and not (FLUX_CACHED / "flux").exists():
+        return (
+            None,
+            None,
+            f"smoke run: the Flux CLI is not built yet ({FLUX_CACHED}/flux); not building it here",
+        )
+    try:
+        _, res = run([str(REPO / "scripts" / "build-flux")], timeout=3600)
+    except (HarnessError, subprocess.TimeoutExpired) as e:
+        return None, None, f"scripts/build-flux failed: {str(e)[-300:]}"
+    lines = res.stdout.strip().splitlines()
+    if len(lines) < 2 or not os.access(lines[-2], os.X_OK):
+        return None, None, f"scripts/build-flux printed no binary: {res.stdout[-300:]}"
+    return lines[-2], Path(lines[-1]), ""
+
+
+def peak_rss(argv: Sequence[str], env: dict[str, str], ok: tuple[int, ...]) -> tuple[float, int]:
+    """Wall seconds and peak resident memory (KiB) of one command (output discarded)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        list(argv), env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in ok:
+        raise HarnessError(f"{' '.join(argv)} exited {proc.returncode}")
+    return time.perf_counter() - t0, usage.ru_maxrss
+
+
+def _yaml_docs(objs: list[dict[str, Any]], path: Path) -> int:
+    import yaml
+
+    text = yaml.dump_all(objs, Dumper=yaml.CSafeDumper, sort_keys=False, width=100)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return len(text)
+
+
+def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
+    sys.path.insert(0, str(HERE))
+    import bundles
+
+    sizes = (60, 40) if smoke else bundles.CRD_SIZES_KB
+    kc = kubeconfig()
+    kenv = {"KUBECONFIG": kc}
+    kubectl = str(BIN / "kubectl") if (BIN / "kubectl").exists() else "kubectl"
+    env = f"b8e{RUN_ID}"
+    ns = {"e": f"b8-{RUN_ID}-e", "k": f"b8-{RUN_ID}-k"}
+    group = {side: f"{side}{RUN_ID}.b8.example.com" for side in ns}
+    run_label = "bench.envctl.io/run"
+    labels = {side: {run_label: f"{RUN_ID}-{side}"} for side in ns}
+    # kubectl's copy carries the labels Flux's diff adds, and is applied with Flux's field
+    # manager: `kubectl diff` and `flux diff` then compare the very same objects and fields
+    flux_labels = dict.fromkeys(FLUX_LABELS, "")
+    flux_labels.update({FLUX_LABELS[0]: "b8", FLUX_LABELS[1]: ns["k"]})
+    crd_objs = {side: bundles.crds(group[side], labels[side], sizes) for side in ns}
+    app_objs = {side: bundles.mixed(ns[side], group[side], labels[side]) for side in ns}
+    for o in [*crd_objs["k"], *app_objs["k"]]:
+        o["metadata"]["labels"].update(flux_labels)
+    layers = f"environments/{env}/layers"
+    root = make_repo(
+        tmp / "b8",
+        {
+            f"environments/{env}/environment.yaml": env_yaml(env),
+            f"{layers}/crds/layer.yaml": "wait: {timeout: 120s}\n",
+            f"{layers}/app/layer.yaml": (
+                f"namespace: {ns['e']}\nwait: false\nallow_secrets: true\ndepends_on: [layer.crds]\n"
+            ),
+        },
+    )
+    crd_bytes = _yaml_docs(crd_objs["e"], root / layers / "crds" / "crds.yaml")
+    app_bytes = _yaml_docs(app_objs["e"], root / layers / "app" / "app.yaml")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "bundles")
+    kdir = tmp / "b8-kubectl"
+    _yaml_docs(crd_objs["k"], kdir / "crds.yaml")
+    _yaml_docs(app_objs["k"], kdir / "app.yaml")
+    objects = len(crd_objs["e"]) + len(app_objs["e"])
+    cluster_kinds = (
+        "clusterrole,clusterrolebinding,validatingwebhookconfiguration,mutatingwebhookconfiguration"
+    )
+    manager = "--field-manager=kustomize-controller"
+
+    def delete_all() -> None:
+        sel = f"{run_label} in ({','.join(labels[s][run_label] for s in ns)})"
+        for what in (["namespace", *ns.values()], [cluster_kinds, "-l", sel], ["crd", "-l", sel]):
+            run(
+                [kubectl, "delete", *what, "--ignore-not-found", "--wait=true", "--timeout=180s"],
+                env=kenv,
+                ok=(0, 1),
+                timeout=240,
+            )
+
+    apply_argv = [ENVCTL, "apply", "-e", env, "--auto-approve", "--repo", str(root)]
+
+    def env_apply(label: str = "B8 envctl apply (no-op)") -> float:
+        return timed_cpu(label, apply_argv, cwd=root, env=kenv)
+
+    def env_create() -> float:
+        return env_apply("B8 envctl apply (create)")
+
+    def kube_create() -> float:
+        t0 = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run([kubectl, "apply", "--server-side", manager, "-f", str(kdir / "crds.yaml")], env=kenv)
+        run(
+            [kubectl, "wait", "--for=condition=Established", "crd", "-l",
+             f"{run_label}={labels['k'][run_label]}", "--timeout=120s"],
+            env=kenv,
+        )  # fmt: skip
+        run([kubectl, "apply", "--server-side", manager, "-f", str(kdir / "app.yaml")], env=kenv)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        CPU.setdefault("B8 kubectl create", []).append(
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        )
+        return wall
+
+    kube_apply_argv = [kubectl, "apply", "--server-side", manager, "-f", str(kdir / "crds.yaml"),
+                       "-f", str(kdir / "app.yaml")]  # fmt: skip
+
+    def kube_apply() -> float:
+        return timed_cpu("B8 kubectl apply (no-op)", kube_apply_argv, env=kenv)
+
+    drift_argv = [ENVCTL, "drift", "-e", env, "--format", "json", "--repo", str(root)]
+    kdiff_argv = [kubectl, "diff", "--server-side", "--force-conflicts", manager,
+                  "-f", str(kdir / "crds.yaml"), "-f", str(kdir / "app.yaml")]  # fmt: skip
+
+    def env_drift() -> float:
+        return timed_cpu("B8 envctl drift", drift_argv, cwd=root, env=kenv, ok=(2,))
+
+    def kdiff() -> float:
+        return timed_cpu("B8 kubectl diff", kdiff_argv, env=kenv, ok=(1,))
+
+    requests: dict[str, dict[str, int]] = {}
+    rss: dict[str, list[int]] = {}
+
+    def counted(phase: str, *args: str, ok: tuple[int, ...] = (0,)) -> None:
+        requests[phase] = envctl_requests(*args, "-e", env, cwd=root, ok=ok, env=kenv)
+
+    try:
+        r.line(
+            f"workload: {len(crd_objs['e'])} CRDs ({crd_bytes / 1e6:.1f} MB of YAML, "
+            f"{', '.join(str(s) for s in sizes)} KB) in layer crds, and an install bundle of "
+            f"{len(app_objs['e'])} objects ({app_bytes / 1e3:.0f} KB; "
+            f"{len({o['kind'] for o in app_objs['e']})} kinds, "
+            f"{sum(1 for o in app_objs['e'] if 'namespace' in o['metadata'])} namespaced, one custom "
+            "resource of the CRDs) in layer app (depends_on: layer.crds, wait: false); "
+            "A = `envctl apply --auto-approve` / `envctl drift` of the environment; "
+            "B = kubectl --server-side with Flux's field manager: create = apply crds.yaml, "
+            "`kubectl wait --for=condition=Established`, apply app.yaml; no-op = one apply of both "
+            "files; drift = `kubectl diff --server-side` of both; C = `flux diff kustomization "
+            "--path` (Flux CLI 2.9.5) of the same objects as B"
+        )
+        delete_all()
+        create: list[tuple[float, float]] = []
+        for i in range(n + 1 if WARMUP else n):
+            if i:
+                delete_all()
+            a = env_create()
+            b = kube_create()
+            if i or not WARMUP:
+                create.append((a, b))
+        delete_all()
+        counted("create", "apply", "--auto-approve")
+        kube_create()
+        noop = pairs(env_apply, kube_apply, n, warmup=False)
+        counted("no-op apply", "apply", "--auto-approve")
+        _, rss_noop = peak_rss(apply_argv, kenv, (0,))
+        rss["no-op apply"] = [rss_noop]
+
+        # drift: another manager changes a ConfigMap, a Deployment's image and one CRD's
+        # description; one ConfigMap is deleted - on both copies
+        intruder = "--field-manager=intruder"
+        for side in ns:
+            crd0 = crd_objs[side][0]["metadata"]["name"]
+            for argv in (
+                ["-n", ns[side], "patch", "configmap", "bench-cm-1", "--type=merge",
+                 "-p", json.dumps({"data": {"timeout": "99s"}})],
+                ["-n", ns[side], "patch", "deployment", "bench-app-2", "--type=json", "-p",
+                 json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/image",
+                              "value": "registry.invalid/bench/tampered:1"}])],
+                ["patch", "crd", crd0, "--type=json", "-p",
+                 json.dumps([{"op": "replace",
+                              "path": "/spec/versions/0/schema/openAPIV3Schema/description",
+                              "value": "tampered"}])],
+            ):  # fmt: skip
+                run([kubectl, *argv, intruder], env=kenv)
+            run([kubectl, "-n", ns[side], "delete", "configmap", "bench-cm-4", "--wait=true"], env=kenv)
+        expected = {"bench-cm-1", "bench-app-2", "bench-cm-4", crd_objs["e"][0]["metadata"]["name"]}
+
+        flux, flux_crds, why = flux_tools(smoke)
+        flux_argv: list[str] = []
+        if flux and flux_crds:
+            run([kubectl, "apply", "--server-side", "-f", str(flux_crds / "kustomizations.yaml")], env=kenv)
+            run([kubectl, "wait", "--for=condition=Established",
+                 "crd/kustomizations.kustomize.toolkit.fluxcd.io", "--timeout=120s"], env=kenv)  # fmt: skip
+            ks = {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": "b8", "namespace": ns["k"]},
+                "spec": {
+                    "interval": "10m",
+                    "path": "./",
+                    "prune": True,
+                    "sourceRef": {"kind": "GitRepository", "name": "b8", "namespace": ns["k"]},
+                },
+            }
+            (tmp / "ks.json").write_text(json.dumps(ks))
+            run([kubectl, "apply", "--server-side", "-f", str(tmp / "ks.json")], env=kenv)
+            flux_argv = [flux, "diff", "kustomization", "b8", "-n", ns["k"], "--path", str(kdir),
+                         "--progress-bar=false", "--kubeconfig", kc]  # fmt: skip
+
+        def flux_diff() -> float:
+            return timed_cpu("B8 flux diff", flux_argv, env=kenv, ok=(1,))
+
+        if WARMUP:
+            env_drift(), kdiff(), flux_argv and flux_diff()
+        triples = [(env_drift(), kdiff(), flux_diff() if flux_argv else 0.0) for _ in range(n)]
+        counted("drift", "drift", "--format", "json", ok=(2,))
+        _, rss_drift = peak_rss(drift_argv, kenv, (2,))
+        rss["drift"] = [rss_drift]
+        _, dres = run(drift_argv, cwd=root, env=kenv, ok=(2,))
+        found = {
+            str(c.get("address", "")).rsplit("/", 1)[-1].split()[-1]
+            for nd in json.loads(dres.stdout).get("nodes", [])
+            for c in nd.get("changes", [])
+            if c.get("action") not in (None, "no-op", "noop")
+        }
+        _, kres = run(kdiff_argv, env=kenv, ok=(1,))
+        kdiffed = {
+            ln.split()[-1].rsplit(".", 1)[-1] for ln in kres.stdout.splitlines() if ln.startswith("diff -u")
+        }
+
+        def report(phase: str, ps: list[tuple[float, float]], who: str, goal: float | None) -> None:
+            ratio = ratios(ps)
+            r.line(
+                f"{phase}: envctl {stat([a for a, _ in ps])} s; {who} {stat([b for _, b in ps])} s; "
+                f"envctl / {who.split()[0]} {ratio}"
+            )
+            if goal is not None:
+                r.goal(f"{phase}: <= {goal}x {who}", ratio.median <= goal, f"{ratio.median:.2f}x")
+
+        report("create", create, "kubectl apply + wait Established", 1.0)
+        report("no-op apply", noop, "kubectl apply", 0.5)
+        report("drift", [(a, b) for a, b, _ in triples], "kubectl diff", 0.5)
+        if flux_argv:
+            report("drift", [(a, c) for a, _, c in triples], "flux diff", None)
+        else:
+            r.line(f"flux diff not measured: {why}")
+            print(f"  B8: flux diff skipped: {why}", flush=True)
+        cpu = {k: statistics.median(v[-n:]) for k, v in CPU.items() if k.startswith("B8 ")}  # no warm-ups
+        r.line(
+            "CPU (user+sys of the command, median): "
+            + ", ".join(f"{k[3:]} {v:.2f} s" for k, v in cpu.items())
+        )
+        for phase, counts in requests.items():
+            r.line(f"{phase}: envctl sent {per_object(counts, objects)} (one extra run, counted)")
+        r.line(
+            "peak RSS of envctl: "
+            + ", ".join(f"{k} {max(v) / 1024:.0f} MiB" for k, v in rss.items())
+            + f" (bundle {(crd_bytes + app_bytes) / 1e6:.1f} MB of YAML)"
+        )
+        r.line(
+            f"drifted objects: expected {sorted(expected)}; envctl {sorted(found)}; "
+            f"kubectl diff {sorted(kdiffed)}"
+        )
+        r.goal("drift: the drifted objects found", expected <= found, f"missing {sorted(expected - found)}")
+        peak = max(v for vs in rss.values() for v in vs) / 1024
+        r.goal("memory bounded: peak RSS <= 400 MiB", peak <= 400, f"{peak:.0f} MiB")
+    finally:
+        with contextlib.suppress(Exception):
+            delete_all()
+        for kind, name in (("configmap", f"-l envctl.io/environment={env}"), ("lease", f"envctl-lock-{env}")):
+            with contextlib.suppress(Exception):
+                run(
+                    [kubectl, "-n", "envctl-system", "delete", kind, *name.split(), "--ignore-not-found"],
+                    env=kenv,
+                )
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -1135,10 +1429,11 @@ BENCHES: dict[str, tuple[str, Callable[..., None]]] = {
     "B3": ("40-stack DAG with latency: apply", b3),
     "B5": ("600-object layer: apply", None),  # type: ignore[dict-item]
     "B6": ("600-object layer: drift", None),  # type: ignore[dict-item]
+    "B8": ("real-shaped bundles: 10 big CRDs + a 57-object install bundle", b8),
 }
 FINDINGS = "## Profiling findings"
 WARMUP = True  # one warm-up of A and B before the pairs (off in --smoke: it only checks the harness)
-ORDER = ["B1", "B2", "B7", "B4", "B3", "B5", "B6"]
+ORDER = ["B1", "B2", "B7", "B4", "B3", "B5", "B6", "B8"]
 
 
 def _sections(text: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

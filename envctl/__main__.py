@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     stream = sys.stderr if to_stderr else sys.stdout
     stream.write(text)
     stream.flush()
-    sys.exit(0)
+    sys.exit(0)  # ExitCode.OK: the help was printed (envctl.core.errors is not imported for this)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,17 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
-    from envctl.core.errors import EnvctlError
+    from envctl.core.errors import EnvctlError, ExitCode
     from envctl.core.graph import EnvGraph
     from envctl.core.model import Environment, Snapshot
 
@@ -229,18 +230,15 @@ def _display_path(p: Path) -> str:
 
 
 def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
-    from envctl.core.errors import ExitCode
+    from envctl.core.errors import ExitCode, NotPlannedError
 
-    real = {
-        n: e for n, e in errors.items() if e.reference != "envctl-error" or "not planned" not in e.message
-    }
     first: EnvctlError | None = None
     for e in errors.values():
         if first is None or (first.exit_code == ExitCode.ERROR and e.exit_code != ExitCode.ERROR):
             first = e
     for n, e in errors.items():
-        if n not in real:
-            typer.echo(f"{n}: {e.message}", err=True)
+        if isinstance(e, NotPlannedError) and fmt != "json":
+            typer.echo(f"{n}: {e.message}", err=True)  # one line: the upstream's error says why
         else:
             _show_error(e)
     assert first is not None
@@ -281,7 +279,9 @@ def plan(
         _plan_errors(result.errors, fmt)
     typer.echo(_render_plan(result, fmt))
     if detailed_exitcode and result.bundle.has_changes:
-        raise typer.Exit(2)
+        from envctl.core.errors import ExitCode
+
+        raise typer.Exit(int(ExitCode.CHANGES))
 
 
 @app.command()
@@ -433,26 +433,27 @@ def apply(
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
     code, outcome = _apply_outcome(res)
     _notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id)
-    raise typer.Exit(code)
+    raise typer.Exit(int(code))
 
 
-def _apply_outcome(res: Any) -> tuple[int, str]:
+def _apply_outcome(res: Any) -> tuple[ExitCode, str]:
     """Exit code and the word for the convergence notice."""
+    from envctl.core.errors import ExitCode, StalePlanError
     from envctl.core.schedule import Status
 
     statuses = {r.status for r in res.results.values()}
     if res.interrupted:
-        return 130, "interrupted"
+        return ExitCode.INTERRUPTED, "interrupted"
     if statuses <= {Status.DONE}:
-        return 0, "success"
+        return ExitCode.OK, "success"
     if Status.FAILED in statuses:
         if Status.DONE in statuses:
-            return 5, "partial failure"
-        stale = any(e.reference == "stale-plan" for e in res.errors.values())
-        return (4 if stale else 1), "failure"
+            return ExitCode.PARTIAL, "partial failure"
+        stale = any(isinstance(e, StalePlanError) for e in res.errors.values())
+        return (ExitCode.STALE_PLAN if stale else ExitCode.ERROR), "failure"
     if Status.BLOCKED in statuses:
-        return 3, "approval needed"
-    return 5, "partial failure"
+        return ExitCode.APPROVAL_REQUIRED, "approval needed"
+    return ExitCode.PARTIAL, "partial failure"
 
 
 def _notify_apply(s: Any, outcome: str, statuses: dict[str, str], run: str) -> None:
@@ -586,28 +587,26 @@ def drift(
             raise UsageError("--every must be at least 1s")
     if interval is None:
         code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
-        raise typer.Exit(code)
+        raise typer.Exit(int(code))
     import random
     import signal
     import threading
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    code = 0
+    from envctl.core.errors import EnvctlError, ExitCode
+
+    code = ExitCode.OK
     while not stop.is_set():
         try:
             code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
-        except Exception as e:  # keep the schedule alive; the error is reported and retried next time
-            from envctl.core.errors import EnvctlError
-
-            if not isinstance(e, EnvctlError):
-                raise
+        except EnvctlError as e:  # keep the schedule alive; the error is reported and retried next time
             _show_error(e)
-            code = int(e.exit_code)
+            code = e.exit_code
         wait_s = interval * random.uniform(0.9, 1.1)
         _progress(f"next drift check in {wait_s:.0f}s (SIGTERM to stop)")
         stop.wait(wait_s)
-    raise typer.Exit(code)
+    raise typer.Exit(int(code))
 
 
 def _drift_once(
@@ -620,7 +619,7 @@ def _drift_once(
     webhooks: list[str],
     converge: bool,
     auto_approve: bool,
-) -> int:
+) -> ExitCode:
     import dataclasses
 
     from envctl.app.drift import check_drift, converge_drifted, record_result
@@ -642,9 +641,10 @@ def _drift_once(
     record_result(s, report)
     text = RENDERERS[fmt](report)
     if output:
+        from envctl.core.secrets import KNOWN
         from envctl.store import atomic_write
 
-        atomic_write(output, text.encode())
+        atomic_write(output, KNOWN.mask(text).encode())
         _progress(f"drift report written to {output}")
     else:
         typer.echo(text)
@@ -674,8 +674,57 @@ def _exit_interrupted() -> NoReturn:
     os._exit(int(ExitCode.INTERRUPTED))
 
 
+class _MaskedStream(io.TextIOBase):
+    """stdout/stderr as envctl writes them: every known secret masked (the masking boundary).
+
+    Whatever prints - a view, a progress line, an error from Terraform, kubectl or the API
+    server - goes through ``core.secrets.KNOWN`` here, including texts no caller scrubbed.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # click probes for a binary stream with b""
+            raise TypeError("a text stream")
+        from envctl.core.secrets import KNOWN
+
+        self._inner.write(KNOWN.mask(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._inner.errors
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the one place where errors become exit codes."""
+    """Console entry point: output goes through the masking boundary (``_MaskedStream``)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _MaskedStream(saved[0]), _MaskedStream(saved[1])
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> None:
+    """The one place where errors become exit codes."""
     from envctl.core.errors import EnvctlError, ExitCode
 
     # typer may vendor click; find its exception classes through typer's public ones.
@@ -710,7 +759,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.ERROR))
     if rv == ExitCode.INTERRUPTED:  # typer turns a Ctrl-C into a return value of 130
         _exit_interrupted()
-    sys.exit(rv if isinstance(rv, int) else 0)
+    sys.exit(rv if isinstance(rv, int) else int(ExitCode.OK))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ from typing import Any
 from envctl.app.executor import interrupts, run_graph
 from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve_inputs
 from envctl.app.locking import environment_lock, new_run_id
-from envctl.app.plan import objects_hash, state_hash
 from envctl.app.session import Session
-from envctl.app.validate import check_plaintext_secrets
+from envctl.core.adapter import ApplyRequest
 from envctl.core.approval import Approval, check_approval, needs_approval
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
 from envctl.core.changes import NodePlan
@@ -30,7 +29,7 @@ from envctl.core.errors import (
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub, scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 Prompt = Callable[[str, NodePlan | None], bool]
@@ -64,7 +63,7 @@ def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
         if (
             "state_sha256" in plan.artifacts
             and not resume
-            and state_hash(s, s.env.nodes[n]) != plan.artifacts["state_sha256"]
+            and s.adapter(n).state_fingerprint(s.env.nodes[n]) != plan.artifacts["state_sha256"]
         ):
             raise StalePlanError(
                 f"the Terraform state of {n} changed since the plan was made",
@@ -73,21 +72,20 @@ def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
             )
 
 
-def check_layers_live(s: Session, bundle: PlanBundle) -> None:
-    """Refuse the plan if a layer's live objects changed since planning (exit 4, nothing applied).
+def check_live(s: Session, bundle: PlanBundle) -> None:
+    """Refuse the plan if a node's live objects changed since planning (exit 4, nothing applied).
 
-    Only layers whose plan is final can be compared now: planned with known inputs and with no
-    upstream change in this plan (those are re-planned during apply anyway).
+    Only nodes whose plan is final can be compared now: planned with known inputs and with no
+    upstream change in this plan (those are re-planned during apply anyway), and whose adapter
+    makes a live plan (a layer; a stack's state is checked by its hash in ``preflight``).
     """
-    from envctl.kube import plan_layer, render_layer
-
     values = Values()
     for n in s.graph.order():
         read_current_outputs(s, s.env.nodes[n], values)
     for n in bundle.order:
         planned = bundle.nodes[n]
         node = s.env.nodes[n]
-        if node.kind != "layer" or planned.pending_upstream:
+        if planned.pending_upstream:
             continue
         if any(
             bundle.nodes[u].has_changes for u in s.graph.with_dependencies([n]) - {n} if u in bundle.nodes
@@ -96,10 +94,8 @@ def check_layers_live(s: Session, bundle: PlanBundle) -> None:
         inputs, pending = resolve_inputs(s, node, values, {})
         if pending or bundle.inputs_hash.get(n) != inputs_hash(inputs):
             continue
-        now_plan = scrub_plan(
-            plan_layer(s.kube(), node, render_layer(s.env, s.snapshot, node, inputs)), values.secrets
-        )
-        if changes_key(now_plan) != changes_key(planned):
+        live = s.adapter(n).live_plan(node, inputs)
+        if live is not None and changes_key(scrub_plan(live, values.secrets)) != changes_key(planned):
             raise StalePlanError(
                 "the live objects changed since the plan was made",
                 node=n,
@@ -145,7 +141,7 @@ def apply_bundle(
         s.prewarm_engine((n for n in bundle.order if bundle.nodes[n].has_changes), applying=True)
         preflight(s, bundle, resume=resume)
         if not resume and not fresh:
-            check_layers_live(s, bundle)
+            check_live(s, bundle)
         done_before = _resumable(s, bundle) if resume else {}
         values = Values()
         for n in s.graph.order():
@@ -200,22 +196,14 @@ def apply_bundle(
                 )
             except EnvctlError as e:
                 e.node = e.node or n
+                scrub_error(e, values.secrets)  # API server and Terraform texts may echo a secret
                 s.progress(
                     f"{n}: {'interrupted' if isinstance(e, InterruptedRun) else 'failed'}: {e.message}"
                 )
                 # Applied but not ready (a wait that timed out, failed or was interrupted): the node
                 # runs with this run's inputs, so drift must not call it stale.
                 applied_with = ih_start if e.after_apply else ""
-                record(
-                    NodeResult(
-                        n,
-                        Status.FAILED,
-                        scrub(e.message, values.secrets),
-                        None,
-                        time.monotonic() - t0,
-                        applied_with,
-                    )
-                )
+                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0, applied_with))
                 with lock:
                     errors[n] = e
                 return Status.FAILED
@@ -294,57 +282,28 @@ def _apply_node(
         raise EngineError(
             f"inputs {', '.join(pending)} are still unknown after upstream nodes converged", node=node.id
         )
-    same_inputs = bundle.inputs_hash.get(node.id) == inputs_hash(inputs) and not planned.pending_upstream
-    plan = planned
-    if node.kind == "stack":
-        from envctl.terraform.stack import apply_stack, plan_stack
-
-        ctx = s.stack_ctx()
-        if same_inputs and "planfile" in planned.artifacts:
-            planfile = plan_dir / planned.artifacts["planfile"]
-        else:
-            s.progress(f"{node.id}: re-planning with the new upstream outputs")
-            plan = scrub_plan(plan_stack(ctx, node, inputs, plan_dir / "replans"), values.secrets)
-            planfile = Path(plan.artifacts["planfile"])
-            blocked = _needs_new_approval(node, planned, plan, auto_approve, prompt, policy, s)
-            if blocked:
-                return Status.BLOCKED, blocked, plan
-        if plan.has_changes:
-            s.progress(f"{node.id}: applying")
-            outs = apply_stack(ctx, node, planfile)
-        else:
-            from envctl.terraform.stack import read_outputs
-
-            outs = read_outputs(ctx, node)
-        values.put(
-            node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive}
-        )
-        return Status.DONE, "", plan
-
-    from envctl.kube import apply_layer, plan_layer, read_layer_outputs, render_layer
-
-    kube = s.kube()
-    objects = render_layer(s.env, s.snapshot, node, inputs)
-    check_plaintext_secrets(s, node, objects)
-    if not same_inputs:
-        s.progress(f"{node.id}: re-planning with the new upstream outputs")
-        plan = scrub_plan(plan_layer(kube, node, objects), values.secrets)
-        blocked = _needs_new_approval(node, planned, plan, auto_approve, prompt, policy, s)
-        if blocked:
-            return Status.BLOCKED, blocked, plan
-    elif planned.artifacts.get("objects_sha256") not in (None, objects_hash(objects)):
-        raise StalePlanError(
-            "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
-        )
-    s.progress(f"{node.id}: applying {len(objects)} objects")
-    # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
-    # layer depends on was applied since: a CRD or webhook it changed may judge objects anew
     upstream = s.graph.with_dependencies([node.id]) - {node.id}
-    reuse = not same_inputs or not any(bundle.nodes[u].has_changes for u in upstream if u in bundle.nodes)
-    applied = scrub_plan(apply_layer(kube, node, objects, reuse_plan=reuse), values.secrets)
-    if node.layer is not None and node.layer.outputs:
-        values.put(node.id, read_layer_outputs(kube, node))
-    return Status.DONE, "", applied
+
+    def approve(plan: NodePlan) -> str:
+        return _needs_new_approval(
+            node, planned, scrub_plan(plan, values.secrets), auto_approve, prompt, policy
+        )
+
+    request = ApplyRequest(
+        planned=planned,
+        inputs=inputs,
+        plan_dir=plan_dir,
+        same_inputs=bundle.inputs_hash.get(node.id) == inputs_hash(inputs) and not planned.pending_upstream,
+        upstream_applied=any(bundle.nodes[u].has_changes for u in upstream if u in bundle.nodes),
+        approve=approve,
+    )
+    applied = s.adapter(node.id).apply(node, request)
+    plan = scrub_plan(applied.plan, values.secrets)
+    if applied.blocked:
+        return Status.BLOCKED, applied.blocked, plan
+    if applied.outputs is not None:
+        values.put(node.id, applied.outputs.values, applied.outputs.sensitive)
+    return Status.DONE, "", plan
 
 
 def changes_key(plan: NodePlan) -> str:
@@ -358,7 +317,6 @@ def _needs_new_approval(
     auto_approve: bool,
     prompt: Prompt | None,
     policy: tuple[str, ...],
-    s: Session,
 ) -> str:
     """'' when the new plan may go ahead; else why the branch stops for a new approval."""
     if auto_approve or not needs_approval(plan, policy):

@@ -24,11 +24,10 @@ from envctl.app.inputs import (
 from envctl.app.locking import lock_holder
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
-from envctl.core.changes import Action
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub_plan
+from envctl.core.secrets import scrub_error, scrub_plan
 from envctl.store import now
 
 
@@ -71,8 +70,9 @@ def check_drift(s: Session) -> DriftReport:
                 read_current_outputs(s, node, values)
                 result, outs_changed = _check_node(s, n, values, last.get(n), changed_outputs, Path(tmp))
             except EnvctlError as e:
-                exit_code = 69 if e.exit_code == ExitCode.UNAVAILABLE else 1
-                result, outs_changed = NodeDrift(n, "error", error=str(e), error_exit=exit_code), set()
+                exit_code = ExitCode.UNAVAILABLE if e.exit_code == ExitCode.UNAVAILABLE else ExitCode.ERROR
+                error = str(scrub_error(e, values.secrets))  # error texts may echo a secret
+                result, outs_changed = NodeDrift(n, "error", error=error, error_exit=exit_code), set()
             failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
             if result.status == "stale" and failed_up:
                 # Its inputs are missing because the upstream check failed, not because upstream
@@ -139,31 +139,11 @@ def _check_node(
     recorded = last.get("inputs_hash") if last else None
     if recorded and recorded != inputs_hash(inputs) and not causes:
         causes = sorted({r.node for k in node.inputs for r in input_refs(node, k) if r.node}) or ["env"]
-    if node.kind == "stack":
-        from envctl.terraform.stack import plan_stack
-
-        plan = scrub_plan(
-            plan_stack(s.stack_ctx(), node, inputs, tmp / node.name, refresh_only=True), values.secrets
-        )
-        outs = set(plan.outputs_changing)
-    else:
-        from envctl.kube import drift_layer, render_layer
-
-        objects = render_layer(s.env, s.snapshot, node, inputs)
-        plan = scrub_plan(drift_layer(s.kube(), node, objects), values.secrets)
-        outs = set()
-    changes = tuple(
-        c
-        for c in plan.changes
-        if c.action.changes or (c.action is Action.NOOP and c.reasons and "no longer in Git" in c.reasons[0])
-    )
-    # A layer field that differs only because its inputs moved upstream (nobody else touched it)
-    # is the cascade, not drift of its own; another manager's edit or a missing object is drift.
-    own = [
-        c
-        for c in changes
-        if node.kind == "stack" or not (causes and c.action is Action.UPDATE and not c.manager)
-    ]
+    adapter = s.adapter(n)
+    plan = scrub_plan(adapter.drift(node, inputs, tmp), values.secrets)
+    outs = set(plan.outputs_changing)
+    changes = tuple(c for c in plan.changes if c.action.changes)
+    own = [c for c in changes if adapter.own_drift(c, cascading=bool(causes))]
     if own:
         return NodeDrift(n, "drifted", changes, tuple(causes), notes=plan.notes + journal_notes), outs
     if changes:
@@ -187,30 +167,24 @@ def _check_node(
 
 def _applied_live(s: Session, n: str, values: Values) -> bool:
     """Whether a node without a journal entry exists in the live world."""
-    node = s.env.nodes[n]
-    if node.kind == "stack":
-        return bool(values.outputs.get(n))
-    from envctl.kube import read_inventory
-
-    return read_inventory(s.kube(), n).exists
+    return s.adapter(n).exists(s.env.nodes[n], values.outputs.get(n))
 
 
 def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> tuple[list[str], bool]:
-    """Re-apply drifted layers (stacks only with --auto-approve, as apply would ask).
+    """Re-apply drifted nodes; those whose repair needs approval (stacks) only with --auto-approve.
 
     Returns a note per node and whether a node it tried to converge failed; a drifted stack left
     for approval is a note, not a failure.
     """
     targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
-    layers = [t for t in targets if t.startswith("layer.")]
-    stacks = [t for t in targets if t.startswith("stack.")]
+    asking = [t for t in targets if s.adapter(t).traits.repair_needs_approval]
     notes: list[str] = []
-    if stacks and not auto_approve:
+    if asking and not auto_approve:
         notes.extend(
             f"{t}: drifted; infrastructure changes need approval: run envctl apply -e {s.env.name}"
-            for t in stacks
+            for t in asking
         )
-        targets = layers
+        targets = [t for t in targets if t not in asking]
     if not targets:
         return notes, False
     result = plan_environment(s, targets=targets)

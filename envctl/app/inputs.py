@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from envctl.app.session import Session
 from envctl.core.bundle import canonical, sha256
-from envctl.core.errors import EngineError, Location, UnavailableError
+from envctl.core.changes import UNKNOWN
+from envctl.core.errors import Location
 from envctl.core.model import Node, Ref
 from envctl.core.refs import find_refs, substitute_value
 from envctl.core.secrets import collect_secret_texts
 
 ALL_OUTPUTS = "*"  # in outputs_unknown: every output of the node is unknown until apply
-PLACEHOLDER = "(known after apply)"
+PLACEHOLDER = UNKNOWN
 
 
 class _Pending(Exception):
@@ -30,10 +31,10 @@ class Values:
     secrets: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def put(self, node: str, values: Mapping[str, Any], sensitive: set[str] | None = None) -> None:
+    def put(self, node: str, values: Mapping[str, Any], sensitive: Iterable[str] = ()) -> None:
         with self.lock:
             self.outputs[node] = dict(values)
-            for name in sensitive or ():
+            for name in sensitive:
                 collect_secret_texts(values.get(name), self.secrets)
 
 
@@ -60,8 +61,9 @@ def resolve_inputs(
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Resolved inputs and the names of inputs that wait on an upstream change.
 
-    For a layer, an output reference written directly in a manifest (``${stack.X.outputs.Y}``)
-    is resolved too and passed under its own text, as the renderer expects.
+    An output reference written outside the inputs (in a layer's manifest, ``${stack.X.outputs.Y}``:
+    the adapter's ``extra_refs``) is resolved too and passed under its own text, as the renderer
+    expects.
     """
 
     def resolve(ref: Ref) -> Any:
@@ -83,23 +85,47 @@ def resolve_inputs(
     where = Location(node.config_file or node.path)
     for key in node.inputs:
         try:
-            resolved[key] = substitute_value(node.inputs[key], resolve, where)
+            resolved[key] = substitute_value(node.inputs[key], resolve, node.input_lines.get(key, where))
         except _Pending:
             pending.append(key)
             resolved[key] = PLACEHOLDER
-    if node.kind == "layer":
-        # references in layer.yaml are the inputs' (resolved above), except those in chart values
-        chart = node.layer.helm if node.layer is not None else None
-        in_values = set(chart.value_refs) if chart is not None else set()
-        for ref in node.upstream_refs:
-            if (ref.location.file == node.config_file and ref not in in_values) or ref.text in resolved:
-                continue
-            try:
-                resolved[ref.text] = resolve(ref)
-            except _Pending:
-                pending.append(ref.text)
-                resolved[ref.text] = PLACEHOLDER
+    for ref in s.adapter(node.id).extra_refs(node):
+        if ref.text in resolved:
+            continue
+        try:
+            resolved[ref.text] = resolve(ref)
+        except _Pending:
+            pending.append(ref.text)
+            resolved[ref.text] = PLACEHOLDER
     return resolved, tuple(pending)
+
+
+def sensitive_inputs(s: Session, node: Node) -> dict[str, str]:
+    """The inputs of a node that carry a sensitive upstream output, as ``resolve_inputs`` keys them
+    (an input's name; an output referenced in a manifest or chart value: its own text), each with
+    that output (``stack.db.outputs.password``). Read from the upstream nodes' configuration
+    (``NodeAdapter.sensitive_outputs``), so it is known before anything is applied; a layer's
+    renderer refuses such a value anywhere but a Secret's data or a field the layer allows
+    (``kube.render.check_sensitive_flow``)."""
+    found: dict[str, frozenset[str]] = {}
+
+    def sensitive(ref: Ref) -> bool:
+        up = s.env.nodes.get(ref.node or "")
+        if ref.kind != "output" or up is None:
+            return False
+        if up.id not in found:
+            found[up.id] = s.adapter(up.id).sensitive_outputs(up)
+        return ref.name in found[up.id]
+
+    out: dict[str, str] = {}
+    for key in node.inputs:
+        hit = next((r for r in input_refs(node, key) if sensitive(r)), None)
+        if hit is not None:
+            out[key] = hit.text
+    for ref in s.adapter(node.id).extra_refs(node):
+        if sensitive(ref):
+            out[ref.text] = ref.text
+    return out
 
 
 def inputs_hash(inputs: Mapping[str, Any]) -> str:
@@ -118,17 +144,6 @@ def waiting_on(node: Node, pending: tuple[str, ...]) -> list[str]:
 
 def read_current_outputs(s: Session, node: Node, values: Values) -> None:
     """Outputs of a node as it is now (state file or live objects); nothing if it never ran."""
-    if node.kind == "stack":
-        from envctl.terraform.stack import read_outputs
-
-        outs = read_outputs(s.stack_ctx(), node)
-        values.put(
-            node.id, {k: o.value for k, o in outs.items()}, {k for k, o in outs.items() if o.sensitive}
-        )
-    elif node.layer is not None and node.layer.outputs:
-        from envctl.kube import read_layer_outputs
-
-        try:
-            values.put(node.id, read_layer_outputs(s.kube(), node))
-        except (EngineError, UnavailableError):
-            return  # not applied yet (or its cluster not there yet): downstream inputs stay pending
+    outputs = s.adapter(node.id).outputs(node)
+    if outputs is not None:
+        values.put(node.id, outputs.values, outputs.sensitive)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from envctl.app.session import Session
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import LockedError
 from envctl.store import holder_identity
 
 
@@ -28,7 +28,7 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
     while True:
         try:
             with s.store.file_lock(s.env.name, holder):
-                if s.has_layers:
+                if s.in_cluster:
                     from envctl.kube.lease import lease_lock
 
                     with lease_lock(s.kube(), s.env.name, holder):
@@ -36,8 +36,8 @@ def environment_lock(s: Session, run_id: str, timeout: float = 0.0) -> Iterator[
                 else:
                     yield holder
             return
-        except EnvctlError as e:
-            if e.reference != "environment-locked" or time.monotonic() >= deadline:
+        except LockedError:
+            if time.monotonic() >= deadline:
                 raise
             time.sleep(0.5)
 
@@ -48,7 +48,7 @@ def lock_holder(s: Session) -> dict[str, Any] | None:
     Raises ``UnavailableError`` when the environment has a cluster that cannot be reached.
     """
     holder = s.store.read_file_lock(s.env.name)
-    if holder is None and s.has_layers:
+    if holder is None and s.in_cluster:
         from envctl.kube.lease import read_lease
 
         holder = read_lease(s.kube(), s.env.name)

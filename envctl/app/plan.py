@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from envctl.app.executor import run_graph
 from envctl.app.inputs import (
@@ -20,15 +17,16 @@ from envctl.app.inputs import (
     waiting_on,
 )
 from envctl.app.session import Session
-from envctl.app.validate import check_plaintext_secrets, precheck
+from envctl.app.validate import precheck
+from envctl.core.adapter import Upstream
 from envctl.core.approval import nodes_needing_approval
-from envctl.core.bundle import PlanBundle, canonical, sha256
+from envctl.core.bundle import PlanBundle
 from envctl.core.changes import NodePlan
-from envctl.core.errors import EnvctlError, UnavailableError
+from envctl.core.errors import EnvctlError, NotPlannedError
 from envctl.core.model import Node
 from envctl.core.results import PlanResult
 from envctl.core.schedule import Status
-from envctl.core.scrub import scrub_plan
+from envctl.core.secrets import scrub_plan
 from envctl.repo.gitcli import changed_paths
 from envctl.store import now
 
@@ -51,77 +49,29 @@ def _plan_node(
 ) -> tuple[NodePlan, str]:
     inputs, pending = resolve_inputs(s, node, values, pending_outputs)
     ih = inputs_hash(inputs)
+    adapter = s.adapter(node.id)
     if pending:
         ups = ", ".join(waiting_on(node, pending))
-        if node.kind == "stack":
-            note = f"will be planned once {ups} is applied (inputs {', '.join(pending)} change)"
-        else:
-            count = _count_objects(s, node, inputs)
-            note = f"will apply {count} objects once {ups} is applied (inputs {', '.join(pending)} change)"
-        return NodePlan(node.id, pending_upstream=pending, outputs_unknown=(ALL_OUTPUTS,), notes=(note,)), ih
-    if node.kind == "stack":
-        from envctl.terraform.stack import plan_stack
-
-        plan = plan_stack(s.stack_ctx(), node, inputs, plan_dir / "stacks")
-        planfile = Path(plan.artifacts["planfile"])
-        arts = dict(plan.artifacts)
-        arts["planfile"] = planfile.relative_to(plan_dir).as_posix()
-        arts["planfile_sha256"] = sha256(planfile.read_bytes())
-        arts["state_sha256"] = state_hash(s, node)
-        arts.pop("workdir", None)
-        plan = dataclasses.replace(plan, artifacts=arts)
-    else:
-        from envctl.kube import offline_plan_layer, plan_layer, render_layer
-
-        objects = render_layer(s.env, s.snapshot, node, inputs)
-        check_plaintext_secrets(s, node, objects)
-        try:
-            # an upstream that is not applied yet may create namespaces or CRDs these objects need
-            plan = plan_layer(s.kube(), node, objects, upstream_pending=bool(upstream_changing))
-        except UnavailableError:
-            # the cluster may be what an unapplied upstream stack creates: plan offline, never
-            # an empty plan; with no such stack, an unreachable cluster stays an error (exit 69)
-            creators = [u for u in upstream_changing if u.startswith("stack.")]
-            if not creators:
-                raise
-            plan = offline_plan_layer(node, objects, creators[0])
-        plan = dataclasses.replace(
-            plan, artifacts={**plan.artifacts, "objects_sha256": objects_hash(objects)}
+        note = adapter.pending_note(
+            node, inputs, f"once {ups} is applied (inputs {', '.join(pending)} change)"
         )
+        return NodePlan(node.id, pending_upstream=pending, outputs_unknown=(ALL_OUTPUTS,), notes=(note,)), ih
+    off_cluster = tuple(u for u in upstream_changing if not s.adapter(u).traits.in_cluster)
+    plan = adapter.plan(node, inputs, plan_dir, Upstream(upstream_changing, off_cluster))
     return scrub_plan(plan, values.secrets), ih
-
-
-def _count_objects(s: Session, node: Node, inputs: Mapping[str, Any]) -> int:
-    """Objects a pending layer will apply; a layer that cannot render fails its plan, never hides."""
-    from envctl.kube import render_layer
-
-    objects = render_layer(s.env, s.snapshot, node, inputs)
-    check_plaintext_secrets(s, node, objects)
-    return len(objects)
-
-
-def objects_hash(objects: list[dict[str, Any]]) -> str:
-    return sha256(canonical(objects))
-
-
-def state_hash(s: Session, node: Node) -> str:
-    if s.env.terraform.backend != "local":
-        return ""
-    from envctl.terraform.workspace import local_state_file
-
-    f = local_state_file(s.root, s.env.name, node.name)
-    return sha256(f.read_bytes()) if f.is_file() else "absent"
 
 
 def _plan_waits_for(s: Session, upstream: str, node: str) -> bool:
     """Whether planning ``node`` needs ``upstream``'s plan first.
 
-    A stack needs it only when its inputs use the upstream's outputs (a bare ``depends_on``
-    orders applies, not plans); a layer always waits, since an upstream may create the
-    Namespaces, CRDs or the cluster its plan is checked against.
+    When its inputs use the upstream's outputs, always; otherwise (a bare ``depends_on``, which
+    orders applies, not plans) only for a kind whose plan is checked against what an upstream
+    may create (a layer: Namespaces, CRDs, the cluster itself).
     """
     n = s.env.nodes[node]
-    return n.kind != "stack" or any(ref.node == upstream for ref in n.upstream_refs)
+    return s.adapter(node).traits.plans_after_any_upstream or any(
+        ref.node == upstream for ref in n.upstream_refs
+    )
 
 
 def plan_environment(
@@ -184,7 +134,9 @@ def plan_environment(
     queue = run_graph(s, order, work, needs=lambda u, d: _plan_waits_for(s, u, d))
     for n in order:
         if queue.status[n] is Status.SKIPPED and n not in errors:
-            errors[n] = EnvctlError(f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n)
+            errors[n] = NotPlannedError(
+                f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n
+            )
     bundle = PlanBundle(
         id=plan_id,
         environment=s.env.name,

@@ -8,35 +8,62 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envctl.core.adapter import NodeAdapter
 from envctl.core.graph import EnvGraph
-from envctl.core.model import Environment, Snapshot
+from envctl.core.model import Environment, Node, Snapshot
 from envctl.store import Store
 
 if TYPE_CHECKING:
     from envctl.kube import KubeContext
-    from envctl.terraform.stack import StackContext
 
 
 Progress = Callable[[str], None]
 
 
+def default_adapters(
+    env: Environment,
+    snapshot: Snapshot,
+    root: Path,
+    kube: Callable[[], KubeContext],
+    progress: Progress,
+    sensitive_inputs: Callable[[Node], Mapping[str, str]],
+) -> dict[str, NodeAdapter]:
+    """One adapter per node kind: the table the app looks a node's kind up in."""
+    from envctl.kube.node import LayerAdapter
+    from envctl.terraform.node import StackAdapter
+
+    return {
+        "stack": StackAdapter(env, snapshot, root, progress),
+        "layer": LayerAdapter(env, snapshot, kube, progress, sensitive_inputs),
+    }
+
+
+def _by_kind(env: Environment, nodes: Iterable[str]) -> dict[str, list[Node]]:
+    groups: dict[str, list[Node]] = {}
+    for n in nodes:
+        groups.setdefault(env.nodes[n].kind, []).append(env.nodes[n])
+    return groups
+
+
 def prewarm_plans(
     env: Environment, snapshot: Snapshot, root: Path, nodes: Iterable[str], parallelism: int
 ) -> None:
-    """Start Terraform workers in the background (at most one per core) if ``nodes`` include stacks.
+    """Start engine workers for planning ``nodes`` in the background (at most ``parallelism``).
 
-    Needs no graph: the CLI calls it as soon as the environment is loaded.
+    Needs no graph nor session: the CLI calls it as soon as the environment is loaded.
     """
-    stacks = sum(1 for n in nodes if env.nodes[n].kind == "stack")
-    if stacks:
-        from envctl.terraform.stack import StackContext, prewarm
 
-        prewarm(StackContext(env, snapshot, root), min(stacks, parallelism))
+    def no_cluster() -> KubeContext:
+        raise AssertionError("prewarming connects to no cluster")
+
+    adapters = default_adapters(env, snapshot, root, no_cluster, lambda _msg: None, lambda _node: {})
+    for kind, group in _by_kind(env, nodes).items():
+        adapters[kind].prewarm(group, min(len(group), parallelism), applying=False)
 
 
 class SerialSnapshot:
@@ -94,7 +121,8 @@ class Session:
     parallelism: int = 4
     progress: Progress = lambda _msg: None
     _kube: KubeContext | None = None
-    _kube_lock: threading.Lock = field(default_factory=threading.Lock)
+    _kube_lock: threading.RLock = field(default_factory=threading.RLock)
+    adapters: dict[str, NodeAdapter] | None = None  # by node kind; default_adapters when None
     _waits_cancelled: threading.Event = field(default_factory=threading.Event)
     # the environment lock while this command holds it (hold_environment_lock), else None
     held_lock: dict[str, Any] | None = None
@@ -107,28 +135,35 @@ class Session:
     def store(self) -> Store:
         return Store(self.root)
 
-    def stack_ctx(self) -> StackContext:
-        from envctl.terraform.stack import StackContext
+    def adapter(self, node: str) -> NodeAdapter:
+        """The adapter of ``node``'s kind (tests may set ``adapters`` to fakes)."""
+        from envctl.app.inputs import sensitive_inputs
 
-        return StackContext(self.env, self.snapshot, self.root)
+        with self._kube_lock:
+            if self.adapters is None:
+                self.adapters = default_adapters(
+                    self.env,
+                    self.snapshot,
+                    self.root,
+                    self.kube,
+                    self.progress,
+                    lambda node: sensitive_inputs(self, node),
+                )
+        return self.adapters[self.env.nodes[node].kind]
 
     def prewarm_engine(self, nodes: Iterable[str], *, applying: bool = False) -> None:
-        """Start Terraform workers in the background when ``nodes`` include stacks.
+        """Start engine workers in the background for ``nodes``.
 
-        Planning: at most one per core (plans are short and use the CPU). Applying: as many as
-        the stacks among ``nodes`` that may run at once (the widest level of the graph, at most
-        ``parallelism``): an apply mostly waits on the cloud, and a worker started when its
-        stack becomes ready would put its start-up on the critical path.
+        Planning: at most one per node, up to ``parallelism``. Applying: as many as the nodes of
+        a kind that may run at once (the widest level of the graph, at most ``parallelism``).
         """
-        if not applying:
-            prewarm_plans(self.env, self.snapshot, self.root, nodes, self.parallelism)
-            return
-        stacks = {n for n in nodes if self.env.nodes[n].kind == "stack"}
-        if stacks:
-            from envctl.terraform.stack import prewarm
-
-            width = max(len(stacks.intersection(level)) for level in self.graph.levels())
-            prewarm(self.stack_ctx(), min(width, self.parallelism), beyond_cores=True)
+        for group in _by_kind(self.env, nodes).values():
+            ids = {n.id for n in group}
+            if applying:
+                width = max(len(ids.intersection(level)) for level in self.graph.levels())
+            else:
+                width = len(ids)
+            self.adapter(group[0].id).prewarm(group, min(width, self.parallelism), applying=applying)
 
     def kube(self) -> KubeContext:
         from envctl.kube import KubeContext
@@ -151,8 +186,9 @@ class Session:
             kube.cancel_waits()
 
     @property
-    def has_layers(self) -> bool:
-        return any(n.kind == "layer" for n in self.env.nodes.values())
+    def in_cluster(self) -> bool:
+        """Whether a node of the environment lives in its cluster (the lock is then also a Lease)."""
+        return any(self.adapter(n).traits.in_cluster for n in self.env.nodes)
 
     def source_hash(self) -> str:
         """A hash of every file that shapes this environment: its directory and the repo's modules."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,20 @@ from envctl.core.changes import NodePlan
 from envctl.core.errors import StalePlanError
 
 BUNDLE_VERSION = "1"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def check_id(value: str, what: str = "plan id") -> str:
+    """``value`` if it can name a file under ``.envctl/`` (no path separator, no ``..``, no NUL);
+    a StalePlanError otherwise: a bundle's id becomes ``.envctl/applied/<id>.json`` and
+    ``.envctl/approvals/<id>.json``, so ``../../x`` would write outside ``.envctl/``."""
+    if not _SAFE_ID.match(value) or ".." in value:
+        raise StalePlanError(
+            f"{what} {value[:80]!r} is not valid: only letters, digits, '.', '_' and '-', "
+            "no path separators and no '..'",
+            hint="use the plan envctl plan wrote; never edit a plan bundle",
+        )
+    return value
 
 
 def canonical(data: Any) -> bytes:
@@ -91,6 +106,10 @@ class PlanBundle:
                 targets=tuple(str(t) for t in data.get("targets", ())),
             )
             claimed = str(data["fingerprint"])
+            check_id(bundle.id)
+            check_id(bundle.environment, "environment")
+        except StalePlanError:
+            raise
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
             raise StalePlanError(
                 f"{where} is not a valid envctl plan ({e.__class__.__name__}: {e})",

@@ -35,6 +35,8 @@ class Action(StrEnum):
 
 
 SENSITIVE = "(sensitive)"
+UNKNOWN = "(known after apply)"
+"""What a value only apply will tell shows as (Terraform's words); also an unresolved input."""
 
 
 def short_hash(value: Any) -> str:

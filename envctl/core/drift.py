@@ -28,7 +28,7 @@ class NodeDrift:
     changes: tuple[Change, ...] = ()
     causes: tuple[str, ...] = ()  # upstream nodes whose changed outputs make this node stale
     error: str | None = None
-    error_exit: int = 1
+    error_exit: ExitCode = ExitCode.ERROR
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -101,15 +101,15 @@ class DriftReport:
         return groups
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if self.skipped_reason:
-            return int(ExitCode.OK)
+            return ExitCode.OK
         errors = [n for n in self.nodes if n.status == "error"]
         if errors:
             return max(n.error_exit for n in errors)
         if self.converge_failed or any(not d.ok for d in self.deliveries):
-            return int(ExitCode.ERROR)
-        return int(ExitCode.CHANGES) if self.has_drift else int(ExitCode.OK)
+            return ExitCode.ERROR
+        return ExitCode.CHANGES if self.has_drift else ExitCode.OK
 
     def summary(self) -> str:
         if self.skipped_reason:

@@ -143,6 +143,13 @@ def describe_holder(h: dict[str, object]) -> str:
     )
 
 
+class NotPlannedError(EnvctlError):
+    """A node was not planned because a node it depends on failed (its own error is reported)."""
+
+    exit_code = ExitCode.ERROR
+    reference = "not-planned"
+
+
 class InterruptedRun(EnvctlError):
     """The user interrupted the run (Ctrl-C)."""
 

@@ -128,6 +128,9 @@ class LayerSpec:
     outputs: Mapping[str, LayerOutput] = field(default_factory=dict)
     helm: HelmChart | None = None
     sources: tuple[str, ...] = ()
+    # fields a sensitive value may flow into besides a Secret's data/stringData:
+    # ``apiVersion/Kind/[namespace/]name:.path`` (see docs/kubernetes.md)
+    sensitive_allowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class Node:
     stack: StackSpec | None = None
     layer: LayerSpec | None = None
     depends_lines: Mapping[str, Location] = field(default_factory=dict, compare=False)
+    # where each of ``inputs`` is written (stack.yaml/layer.yaml), for errors while resolving it
+    input_lines: Mapping[str, Location] = field(default_factory=dict, compare=False)
 
     @property
     def upstream_refs(self) -> tuple[Ref, ...]:
@@ -169,6 +174,14 @@ class TerraformSettings:
 
 
 @dataclass(frozen=True)
+class AllowSettings:
+    """``allow:`` of environment.yaml: what a node may reach beyond the repository snapshot."""
+
+    remote_sources: bool = False  # kustomize URLs, git::/http/registry module sources, remote charts
+    terraform_file_functions: bool = False  # file(), templatefile(), ... on any path
+
+
+@dataclass(frozen=True)
 class Environment:
     """One environment of the repo, fully loaded and checked (but not yet graphed)."""
 
@@ -180,5 +193,5 @@ class Environment:
     approval_required_for: tuple[str, ...] = ("terraform",)
     notifications: tuple[str, ...] = ()
     drift_every: str | None = None
+    allow: AllowSettings = field(default_factory=AllowSettings)
     nodes: Mapping[str, Node] = field(default_factory=dict)
-    allow_remote_sources: bool = False  # allow: {remote_sources: true}: remote charts may be fetched

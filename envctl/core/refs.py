@@ -1,4 +1,4 @@
-"""The ``${...}`` reference language: find references in text and substitute resolved values.
+"""The ``${...}`` reference language: find references and substitute resolved values into parsed YAML.
 
 Grammar: ``stack.NAME.outputs.KEY``, ``layer.NAME.outputs.KEY``, ``env.name``, ``env.vars.KEY``
 and (inside manifests only) ``inputs.KEY``. ``$${`` is an escape for a literal ``${``.
@@ -7,15 +7,15 @@ Pure: no I/O. Every error is a ``ConfigError`` naming the file and line.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from typing import Any
 
 from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Ref
 
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
-_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 # One left-to-right pass: an escape, a closed reference, or an unclosed "${" (the last
 # alternative only matches when no "}" follows), so hostile text is scanned in linear time.
 _SCAN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -98,49 +98,163 @@ def find_refs(text: str, file: str, first_line: int = 1, *, allow_inputs: bool =
 
 
 Resolver = Callable[[Ref], Any]
+Path_ = tuple[str | int, ...]
 
 
-def substitute_text(text: str, resolve: Resolver, file: str, first_line: int = 1) -> str:
-    """Replace every reference in ``text`` by ``str(resolve(ref))``; ``$${`` becomes ``${``.
+class Budget:
+    """Bytes that substitution may insert, counted while it inserts: per object and in total.
 
-    Used on manifest text before YAML parsing, so ``replicas: ${inputs.n}`` yields a number.
+    A reference to a large value used many times is refused at the reference that crosses a
+    limit, before the copies are built (never after building gigabytes).
     """
-    lines = _Lines(text, first_line)
 
-    def repl(m: re.Match[str]) -> str:
-        if m.group(0) == "$${":
-            return "${"
-        ref = parse_ref(m.group(1), Location(file, lines.at(m.start())), allow_inputs=True)
+    def __init__(self, per_object: int, total: int, what: str = "layer") -> None:
+        self.per_object = per_object
+        self.total = total
+        self.what = what
+        self.object_used = 0
+        self.used = 0
+        self._sizes: dict[str, int] = {}
+
+    def next_object(self) -> None:
+        self.object_used = 0
+
+    def size(self, ref: Ref, value: Any) -> int:
+        """Bytes of ``value`` as JSON, computed once per reference."""
+        if ref.text not in self._sizes:
+            self._sizes[ref.text] = (
+                len(value) if isinstance(value, str) else len(json.dumps(value, default=str))
+            )
+        return self._sizes[ref.text]
+
+    def take(self, size: int, location: Location) -> None:
+        self.object_used += size
+        self.used += size
+        if self.object_used > self.per_object:
+            raise ConfigError(
+                f"substituted values make one object larger than {self.per_object} bytes "
+                f"({self.per_object / (1 << 20):.1f} MiB, the API server's limit per object)",
+                location=location,
+                hint="split the data over several objects, or keep large values out of the cluster",
+            )
+        if self.used > self.total:
+            raise ConfigError(
+                f"substituted values make the {self.what} larger than {self.total} bytes "
+                f"({self.total >> 20} MiB rendered)",
+                location=location,
+                hint="split the layer, or keep large values out of the cluster",
+            )
+
+
+def _copy(value: Any) -> Any:
+    """A structural copy, so objects never share (and never mutate) a referenced value."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _as_text(value: Any, ref: Ref) -> str:
+    """How a value reads inside a longer string: strings raw, numbers and booleans as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        kind = "a map" if isinstance(value, dict) else "a list"
+        raise ConfigError(
+            f"${{{ref.text}}} is {kind}: it cannot be part of a string",
+            location=ref.location,
+            hint="use the reference alone as the whole value (key: ${...}) to insert it as a structure",
+        )
+    return json.dumps(value)
+
+
+def _substitute_string(
+    text: str,
+    resolve: Resolver,
+    location: Location,
+    *,
+    as_text: bool,
+    allow_inputs: bool,
+    budget: Budget | None,
+) -> Any:
+    if not as_text and (m := _WHOLE.match(text)) is not None:
+        ref = parse_ref(m.group(1), location, allow_inputs=allow_inputs)
         value = resolve(ref)
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return str(value)
+        if budget is not None:
+            budget.take(budget.size(ref, value), location)
+        return _copy(value)
+    parts: list[str] = []
+    last = 0
+    for m in _SCAN.finditer(text):
+        parts.append(text[last : m.start()])
+        last = m.end()
+        token = m.group(0)
+        if token == "$${":
+            parts.append("${")
+            continue
+        line = (location.line or 1) + text.count("\n", 0, m.start())
+        where = Location(location.file, line)
+        if token == "${":
+            raise ConfigError("unclosed ${ (missing })", location=where, hint=HINT)
+        ref = parse_ref(m.group(1), where, allow_inputs=allow_inputs)
+        piece = _as_text(resolve(ref), ref)
+        if budget is not None:
+            budget.take(len(piece), where)
+        parts.append(piece)
+    parts.append(text[last:])
+    return "".join(parts)
 
-    return _TOKEN.sub(repl, text)
+
+def substitute_values(
+    data: Any,
+    resolve: Resolver,
+    locate: Callable[[Path_], Location],
+    *,
+    texts: Container[Path_] = (),
+    allow_inputs: bool = True,
+    budget: Budget | None = None,
+    path: Path_ = (),
+) -> Any:
+    """Resolve the references in the string values of parsed YAML; keys are never touched.
+
+    A string that is exactly one reference takes the referenced value with its own type (a string
+    stays a string, a list or map is inserted as a structure), unless its path is in ``texts``
+    (written quoted or as a block: the author asked for a string, so the value goes in as text).
+    A reference inside a longer string is interpolated as text: numbers and booleans as their
+    JSON text, a list or map is an error. ``$${`` is a literal ``${``. Since values are substituted
+    after parsing, no value can create a key, an object or a document. Containers are changed in
+    place; the (possibly new) root is returned. ``locate`` gives the file and line of a path.
+    """
+    if isinstance(data, str):
+        if "${" not in data:
+            return data
+        return _substitute_string(
+            data, resolve, locate(path), as_text=path in texts, allow_inputs=allow_inputs, budget=budget
+        )
+    if isinstance(data, dict):
+        items: Iterable[tuple[Any, Any]] = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return data
+    for k, v in list(items):
+        if isinstance(v, str) and "${" not in v:
+            continue
+        if isinstance(v, str | dict | list):
+            data[k] = substitute_values(
+                v, resolve, locate, texts=texts, allow_inputs=allow_inputs, budget=budget, path=(*path, k)
+            )
+    return data
 
 
 def substitute_value(value: Any, resolve: Resolver, location: Location, *, allow_inputs: bool = False) -> Any:
-    """Resolve references inside a YAML value (``inputs:`` of stack.yaml/layer.yaml, chart values).
+    """Resolve references inside a value of stack.yaml/layer.yaml (``inputs:``, ``namespace:``,
+    chart values).
 
     A string that is exactly one reference takes the referenced value with its type (a number
     stays a number, a list stays a list), as Terraform does; otherwise references are formatted
-    into the string. Keys are never substituted. ``allow_inputs``: ``${inputs.X}`` is allowed
-    (chart values of a layer).
+    into the string as :func:`substitute_values` does. Keys are never substituted.
+    ``allow_inputs``: ``${inputs.X}`` is allowed (chart values of a layer).
     """
-    if isinstance(value, str):
-        if (m := _WHOLE.match(value)) is not None:
-            return resolve(parse_ref(m.group(1), location, allow_inputs=allow_inputs))
-
-        def repl(m: re.Match[str]) -> str:
-            if m.group(0) == "$${":
-                return "${"
-            return str(resolve(parse_ref(m.group(1), location, allow_inputs=allow_inputs)))
-
-        return _TOKEN.sub(repl, value)
-    if isinstance(value, dict):
-        return {
-            k: substitute_value(v, resolve, location, allow_inputs=allow_inputs) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [substitute_value(v, resolve, location, allow_inputs=allow_inputs) for v in value]
-    return value
+    return substitute_values(_copy(value), resolve, lambda _path: location, allow_inputs=allow_inputs)

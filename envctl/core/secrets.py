@@ -2,8 +2,10 @@
 
 A secret here is the value of a sensitive Terraform variable or output: a string, number, bool,
 null, or a list/map of those (decoded JSON). ``collect_secret_texts`` turns one into the strings
-a redactor must hide; ``mask`` hides them in a text. Both the plan/apply views (``core.scrub``)
-and Terraform's error texts (``terraform.diagnostics.Redactor``) use these, so the two agree.
+a redactor must hide; ``mask`` hides them in a text, ``scrub`` in a structure. This module is the
+one masking boundary: plan values (``scrub``), Terraform plan JSON (``scrub(..., whole=True)``),
+Terraform's error texts (``terraform.diagnostics.Redactor``), API server errors about a Secret
+(``encoded_forms``) and, through ``KNOWN``, everything envctl prints, stores or sends.
 
 What is collected, and why:
 
@@ -32,9 +34,16 @@ the second, and could match text inside an earlier mask), whatever the order of 
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
 import json
+import threading
 from collections.abc import Iterable
 from typing import Any
+
+from envctl.core.changes import SENSITIVE, NodePlan
+from envctl.core.errors import EnvctlError
 
 MIN_LENGTH = 4
 """Shorter texts are never treated as secrets (see the module docstring)."""
@@ -121,3 +130,108 @@ def mask(text: str, secrets: Iterable[str], marker: str) -> str:
         pos, start, end = end, a, b
     parts += (text[pos:start], marker, text[end:])
     return "".join(parts)
+
+
+def scrub(value: Any, secrets: Iterable[str], marker: str = SENSITIVE, *, whole: bool = False) -> Any:
+    """``value`` (a string, number or a structure of them) with every secret text hidden.
+
+    Strings are masked where a secret occurs (``whole``: the whole string becomes ``marker``,
+    for values whose shape could hint at the secret); a number whose text is a secret is masked
+    whole; dict keys are names, never secrets, and stay.
+    """
+    texts = secrets if isinstance(secrets, set | frozenset) else set(secrets)
+    if not texts:
+        return value
+    if isinstance(value, str):
+        if whole:
+            return marker if any(s and s in value for s in texts) else value
+        return mask(value, texts, marker)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        found: set[str] = set()
+        collect_secret_texts(value, found)
+        return marker if found & texts else value
+    if isinstance(value, dict):
+        return {k: scrub(v, texts, marker, whole=whole) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, texts, marker, whole=whole) for v in value]
+    if isinstance(value, tuple):
+        return tuple(scrub(v, texts, marker, whole=whole) for v in value)
+    return value
+
+
+def scrub_plan(plan: NodePlan, secrets: Iterable[str]) -> NodePlan:
+    """``plan`` with ``secrets`` and every secret the process knows (``KNOWN``) masked in its
+    changes and notes: what the views show and what a plan bundle stores (and fingerprints)."""
+    texts = set(secrets) | KNOWN.texts
+    if not texts:
+        return plan
+    changes = tuple(
+        dataclasses.replace(c, before=scrub(c.before, texts), after=scrub(c.after, texts))
+        for c in plan.changes
+    )
+    return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), texts)))
+
+
+def scrub_error(err: EnvctlError, secrets: Iterable[str] = ()) -> EnvctlError:
+    """``err`` with ``secrets`` and every known secret masked in its message, detail and hint
+    (in place: the same exception, so its type and exit code stay); returns it."""
+    texts = set(secrets) | KNOWN.texts
+    if texts:
+        err.message = mask(err.message, texts, SENSITIVE)
+        err.detail = mask(err.detail, texts, SENSITIVE) if err.detail else err.detail
+        err.hint = mask(err.hint, texts, SENSITIVE) if err.hint else err.hint
+        err.args = (err.message,)
+    return err
+
+
+def encoded_forms(value: str) -> set[str]:
+    """The texts a Kubernetes Secret value takes: as written, base64-decoded (``data`` holds
+    base64) and base64-encoded (``stringData`` is stored encoded), each in every form
+    ``collect_secret_texts`` knows."""
+    forms = {value}
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        forms.add(base64.b64decode(value, validate=True).decode())
+    forms.add(base64.b64encode(value.encode()).decode())
+    return secret_texts(forms)
+
+
+class KnownSecrets:
+    """Every secret text this process has seen: the one masking boundary's memory.
+
+    Adapters add what they learn (sensitive Terraform outputs and variables, Kubernetes Secret
+    values); everything envctl prints, stores or sends passes ``mask``/``scrub`` with these, so
+    a text from Terraform, kubectl or the API server that echoes a secret is masked even where
+    no caller thought of it. Thread-safe; a set only grows (``clear`` is for tests).
+    """
+
+    def __init__(self) -> None:
+        self._texts: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def add(self, value: Any) -> None:
+        """Remember a secret value (any JSON-like value; its leaves are secrets)."""
+        self.add_texts(secret_texts([value]))
+
+    def add_texts(self, texts: Iterable[str]) -> None:
+        new = {t for t in texts if t} - self._texts
+        if new:
+            with self._lock:
+                self._texts = self._texts | new
+
+    @property
+    def texts(self) -> frozenset[str]:
+        return self._texts
+
+    def mask(self, text: str, marker: str = SENSITIVE) -> str:
+        return mask(text, self._texts, marker) if self._texts else text
+
+    def scrub(self, value: Any, marker: str = SENSITIVE) -> Any:
+        return scrub(value, self._texts, marker) if self._texts else value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._texts = frozenset()
+
+
+KNOWN = KnownSecrets()
+"""The process's known secrets (see ``KnownSecrets``)."""

@@ -6,6 +6,9 @@ so a hostile repository gets a ``ConfigError`` within milliseconds, never a hang
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from envctl.core import kubescalars
 from envctl.core.errors import ConfigError, Location
 from envctl.core.refs import quoted
 
@@ -28,11 +32,16 @@ Path_ = tuple[str | int, ...]
 
 @dataclass
 class YamlDoc:
-    """A parsed document: ``data`` and the 1-based line of each value, keyed by its path."""
+    """A parsed document: ``data`` and the 1-based line of each value, keyed by its path.
+
+    ``texts``: paths of string values holding ``${`` that were written quoted, as a block or with
+    an explicit tag, i.e. declared strings (substitution inserts a whole reference there as text).
+    """
 
     file: str
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
+    texts: set[Path_] = field(default_factory=set)
 
     def loc(self, *path: str | int) -> Location:
         """The location of the value at ``path``, or of its closest parent that has one."""
@@ -40,6 +49,10 @@ class YamlDoc:
         while p and p not in self.lines:
             p = p[:-1]
         return Location(self.file, self.lines.get(p, 1))
+
+    def at(self, path: Path_) -> Location:
+        """:meth:`loc` of a path given as one tuple."""
+        return self.loc(*path)
 
 
 class _Limits:
@@ -178,61 +191,208 @@ def load_yaml(data: bytes, file: str) -> YamlDoc:
     return doc
 
 
-def _within_limits_fast(text: str, max_depth: int, max_nodes: int) -> bool:
-    """True when libyaml's event stream shows no alias and no limit crossed.
+class _Frame:
+    """A mapping or sequence being built from the event stream."""
 
-    Then the documents can be composed by libyaml (C) instead of the pure-Python composer that
-    enforces the limits node by node: 5-10x faster on large manifests. Anything doubtful (an
-    alias, too deep, too many values, a syntax error, no libyaml) takes the careful path, which
-    raises the precise error with its line.
-    """
-    if not getattr(yaml, "__with_libyaml__", False):
-        return False
-    depth = count = 0
-    try:
-        for ev in yaml.parse(text, Loader=yaml.CSafeLoader):
-            if isinstance(ev, yaml.AliasEvent):
-                return False
-            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                count += 1
-                if depth > max_depth:
-                    return False
-            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-            elif isinstance(ev, yaml.ScalarEvent):
-                count += 1
-            elif isinstance(ev, yaml.DocumentStartEvent):
-                count = 0
-            if count > max_nodes:
-                return False
-    except yaml.YAMLError:
-        return False
-    return True
+    __slots__ = ("explicit", "key", "key_line", "merge", "out", "path")
+
+    def __init__(self, out: dict[str, Any] | list[Any], path: Path_) -> None:
+        self.out = out
+        self.path = path
+        self.key: str | None = None  # a mapping's key waiting for its value
+        self.key_line = 0
+        self.merge = False  # the waiting key is a merge key (<<)
+        self.explicit: set[str] = set()
+
+
+def _merge_into(target: dict[str, Any], merged: Any, where: Location) -> None:
+    """go-yaml v2's merge key: a mapping, or a list of mappings (the first one wins), overwrite."""
+    sources = [merged] if isinstance(merged, dict) else merged if isinstance(merged, list) else None
+    if sources is None or not all(isinstance(m, dict) for m in sources):
+        raise ConfigError(
+            "map merge requires map or sequence of maps as the value", location=where, hint="see << in YAML"
+        )
+    for m in reversed(sources):
+        target.update(m)
 
 
 def load_yaml_documents(
     text: str, file: str, *, max_depth: int = MAX_MANIFEST_DEPTH, max_nodes: int = MAX_NODES
 ) -> list[YamlDoc]:
-    """Parse every document of a multi-document YAML text (Kubernetes manifests, kustomize output).
+    """Every document of a multi-document YAML text, with each scalar meaning what kubectl reads.
 
-    The limits of ``load_yaml``: aliases refused, nesting bounded by ``max_depth``, at most
-    ``max_nodes`` values per document. Empty documents (``---`` alone, comments only) are skipped;
-    ``doc.loc()`` is the line where a document starts. The size of ``text`` is the caller's to bound.
+    The reader of Kubernetes manifests and kustomize output: scalars resolve as sigs.k8s.io/yaml
+    resolves them (``envctl.core.kubescalars``), non-string keys become strings, ``<<`` merges.
+    Built in one pass over libyaml's events, so the limits hold while parsing: an alias is refused,
+    nesting is bounded by ``max_depth`` and a document by ``max_nodes`` values, each at the line
+    where it is crossed, before anything larger is built. Duplicate keys are refused (kubectl keeps
+    the last one silently). Empty documents are skipped; ``doc.loc()`` is the line where a document
+    starts. The size of ``text`` is the caller's to bound.
     """
+    loader: Any = (
+        yaml.CSafeLoader(text) if getattr(yaml, "__with_libyaml__", False) else _loader(text, file, max_depth)
+    )
+    loader._envctl_text = text
     docs: list[YamlDoc] = []
-    fast = _within_limits_fast(text, max_depth, max_nodes)
-    loader: Any = yaml.CSafeLoader(text) if fast else _loader(text, file, max_depth)
     try:
         with _translated(file, text):
-            while loader.check_node():
-                node = loader.get_node()
-                if node is None:
-                    continue
-                doc = YamlDoc(file, None)
-                doc.data = _convert(node, (), doc, _Limits(loader, max_depth, max_nodes), 0)
-                if doc.data is not None:
-                    docs.append(doc)
+            _build(loader, file, max_depth, max_nodes, docs)
     finally:
         loader.dispose()
+    return docs
+
+
+def _flow_follows(loader: Any, ev: Any) -> bool:
+    """Whether a flow indicator follows a scalar's end at once (go-yaml reads it into the tag)."""
+    text = getattr(loader, "_envctl_text", None)
+    index = getattr(ev.end_mark, "index", None)
+    return text is not None and index is not None and text[index : index + 1] in (",", "]", "}")
+
+
+def _content_after_separator(loader: Any, ev: Any) -> bool:
+    """Whether ``---`` is followed by more than a comment on its line (kubectl splits documents on
+    ``---`` lines and refuses that)."""
+    text = getattr(loader, "_envctl_text", None)
+    index = getattr(ev.end_mark, "index", None)
+    if text is None or index is None:
+        return False
+    end = text.find("\n", index)
+    rest = text[index : end if end >= 0 else len(text)].strip()
+    return bool(rest) and not rest.startswith("#")
+
+
+def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[YamlDoc]) -> None:
+    resolve, as_value, as_key = kubescalars.resolve, kubescalars.value, kubescalars.key
+    stack: list[_Frame] = []
+    doc = YamlDoc(file, None)
+    count = 0
+
+    def fail(message: str, line: int, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, location=Location(file, line), hint=hint)
+
+    def place(value: Any, line: int, text: bool = False) -> None:
+        path: Path_
+        if not stack:
+            doc.data, path = value, ()
+        else:
+            top = stack[-1]
+            if isinstance(top.out, list):
+                path = (*top.path, len(top.out))
+                top.out.append(value)
+            else:
+                assert top.key is not None
+                path = (*top.path, top.key)
+                if top.merge:
+                    _merge_into(top.out, value, Location(file, top.key_line))
+                else:
+                    top.out[top.key] = value
+                top.key = None
+        doc.lines[path] = line
+        if text:
+            doc.texts.add(path)
+
+    while True:
+        ev = loader.get_event()
+        cls = type(ev)
+        if cls is yaml.ScalarEvent or cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+            count += 1
+            line = ev.start_mark.line + 1
+            if count > max_nodes:
+                raise fail(f"YAML has more than {max_nodes} values (the limit of one document)", line)
+            top = stack[-1] if stack else None
+            wants_key = top is not None and isinstance(top.out, dict) and top.key is None
+            if cls is yaml.ScalarEvent:
+                tag = ev.tag
+                plain = ev.implicit[0]
+                if tag is not None and not ev.value and not ev.style and _flow_follows(loader, ev):
+                    raise fail(
+                        f"a tag ({tag}) directly followed by ',', ']' or '}}' reads differently in kubectl",
+                        line,
+                        "write a value after the tag, or drop the tag",
+                    )
+                if ev.style in ("|", ">"):
+                    line += 1  # a block scalar's text starts on the line after its indicator
+                try:
+                    rtag, raw = resolve(ev.value, tag, plain)
+                    if wants_key:
+                        assert top is not None
+                        top.merge = ev.value == "<<" and ((tag is None and plain) or tag == kubescalars.MERGE)
+                        name = "<<" if top.merge else as_key(rtag, raw)
+                        if not top.merge:
+                            if name in top.explicit:
+                                raise fail(f"duplicate key {quoted(name)}", line)
+                            top.explicit.add(name)
+                        top.key, top.key_line = name, line
+                        continue
+                    value = as_value(rtag, raw)
+                    place(value, line, isinstance(value, str) and "${" in value and not plain)
+                except ValueError as e:
+                    raise fail(
+                        f"{'key' if wants_key else 'value'} {quoted(ev.value, 40)}: {e}",
+                        line,
+                        "quote the value to keep it a string",
+                    ) from None
+                continue
+            if wants_key:
+                raise fail("mapping keys must be scalars (kubectl: invalid map key)", line)
+            if len(stack) >= max_depth:
+                raise fail(f"YAML nested deeper than {max_depth} levels", line)
+            if top is None:
+                path: Path_ = ()
+            elif isinstance(top.out, list):
+                path = (*top.path, len(top.out))
+            elif top.merge:
+                path = top.path  # merged values belong to the mapping that merges them
+            else:
+                path = (*top.path, top.key or "")
+            if top is None or not top.merge:
+                doc.lines[path] = line
+            stack.append(_Frame({} if cls is yaml.MappingStartEvent else [], path))
+        elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+            frame = stack.pop()
+            place(frame.out, doc.lines.get(frame.path, 1))
+        elif cls is yaml.AliasEvent:
+            raise fail(
+                "YAML aliases (*name) are not allowed in envctl files",
+                ev.start_mark.line + 1,
+                "write the value out in full",
+            )
+        elif cls is yaml.DocumentStartEvent:
+            doc, count = YamlDoc(file, None), 0
+            if ev.explicit and _content_after_separator(loader, ev):
+                raise fail(
+                    "content after --- on the same line (kubectl: invalid Yaml document separator)",
+                    ev.start_mark.line + 1,
+                    "start the document on the next line",
+                )
+        elif cls is yaml.DocumentEndEvent:
+            if doc.data is not None:
+                docs.append(doc)
+        elif cls is yaml.StreamEndEvent:
+            return
+
+
+_PARSED: dict[tuple[str, str], bytes] = {}
+_PARSED_LOCK = threading.Lock()
+_PARSED_MAX = 64
+
+
+def load_yaml_documents_cached(text: str, file: str) -> list[YamlDoc]:
+    """:func:`load_yaml_documents`, remembered by file name and text hash for this process.
+
+    A command reads a manifest several times (the loader's reference scan, precheck, plan,
+    apply); the parse is most of the cost. Keyed by content, so an edited file is parsed anew;
+    each call gets its own copy (callers substitute values and add labels in place).
+    """
+    key = (file, hashlib.sha256(text.encode()).hexdigest())
+    with _PARSED_LOCK:
+        hit = _PARSED.get(key)
+    if hit is not None:
+        out: list[YamlDoc] = pickle.loads(hit)
+        return out
+    docs = load_yaml_documents(text, file)
+    with _PARSED_LOCK:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = pickle.dumps(docs, protocol=pickle.HIGHEST_PROTOCOL)
     return docs

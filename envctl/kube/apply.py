@@ -17,7 +17,7 @@ from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import LayerSpec, Node
 from envctl.kube.client import ApiError, KubeContext, translate
-from envctl.kube.diff import LiveView, Prepared, conflict_error, dry_run_one, prepare, survey
+from envctl.kube.diff import LiveView, Prepared, WaitsFor, conflict_error, dry_run_one, prepare, survey
 from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
 from envctl.kube.helm import pre_hook_weight
@@ -64,7 +64,7 @@ def _with_adoption(p: Prepared) -> Change | None:
     return c
 
 
-def _stale(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
+def left_git(inventory: Inventory, prepared: Sequence[Prepared]) -> list[ObjRef]:
     """Inventory entries no longer rendered (an apiVersion change of the same object is not stale)."""
     rendered = {(p.ref.group, p.ref.kind, p.ref.namespace, p.ref.name) for p in prepared}
     return [e for e in inventory.entries if (e.group, e.kind, e.namespace, e.name) not in rendered]
@@ -79,7 +79,7 @@ def _check_empty(node: Node, objects: Sequence[Any], stale: Sequence[ObjRef], al
         )
 
 
-def _prune_candidates(
+def prune_candidates(
     ctx: KubeContext, node: Node, stale: Sequence[ObjRef]
 ) -> tuple[list[PruneCandidate], list[str], list[ObjRef]]:
     """Which stale inventory objects prune deletes; notes for those kept; refs that are already gone."""
@@ -195,10 +195,10 @@ def plan_layer(
     lost = _lost_inventory(ctx, node, inventory, prepared)
     if lost:
         notes.append(lost)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     if stale and spec.prune:
-        candidates, kept, _ = _prune_candidates(ctx, node, stale)
+        candidates, kept, _ = prune_candidates(ctx, node, stale)
         changes.extend(_delete_change(c) for c in candidates)
         notes.extend(kept)
     elif stale:
@@ -217,16 +217,31 @@ def _plan_key(node: Node, objects: Sequence[Mapping[str, Any]]) -> tuple[str, st
     return ("layer-plan", node.id, f"{_spec(node).force}:{hashlib.sha256(text.encode()).hexdigest()}")
 
 
-def _as_planned(p: Prepared, view: LiveView) -> bool:
-    """The cluster still holds what ``p``'s plan saw: its dry-run result stands."""
+def _as_planned(p: Prepared, view: LiveView) -> bool | None:
+    """The cluster still holds what ``p``'s plan saw: its dry-run result stands.
+
+    None for a planned create the view cannot settle: absent from the layer's LISTs, it may
+    still exist without the layer's labels; one GET (404) tells.
+    """
     if p.pending is not None:  # waits for its namespace (still missing) or its CRD (stage two)
-        waits_for_namespace = p.pending.startswith("create after Namespace")
-        return not waits_for_namespace or p.ref.namespace in view.missing_namespaces
-    if p.live is None or p.mapping is None:
-        return False  # planned as a create: it may exist by now, so it is dry-run again
+        return p.waits_for is not WaitsFor.NAMESPACE or p.ref.namespace in view.missing_namespaces
+    if p.mapping is None or p.dry is None:
+        return False
+    if p.live is None:  # planned as a create (its dry-run answered 201)
+        if p.conflicts or p.replace:
+            return False
+        if p.ref in view.exact:
+            return view.exact[p.ref] is None
+        return False if p.ref in view.labelled else None
     now = view.exact.get(p.ref) if p.ref in view.exact else view.labelled.get(p.ref)
     version = (p.live.get("metadata") or {}).get("resourceVersion")
     return now is not None and bool(version) and (now.get("metadata") or {}).get("resourceVersion") == version
+
+
+def _plain_noop(p: Prepared) -> bool:
+    """Planned as unchanged and already managed by envctl: nothing to apply, nothing to re-check."""
+    change = _with_adoption(p)
+    return p.pending is None and not p.conflicts and change is not None and change.action is Action.NOOP
 
 
 def _reuse_plan(
@@ -236,22 +251,37 @@ def _reuse_plan(
 
     One GET per namespace and one LIST per kind and namespace (:func:`survey`) show whether each
     object is still at the ``resourceVersion`` its plan saw; an object that is not (changed,
-    deleted, planned as a create, or read by GET because it lacked the layer's labels) is
-    dry-run again, so the apply acts on the cluster as it is now, never on the plan's memory.
+    deleted, or read by GET because it lacked the layer's labels) is dry-run again, so the apply
+    acts on the cluster as it is now, never on the plan's memory; objects planned as unchanged
+    are not read again (a layer in sync costs no request here). A planned create stands while
+    the object is still absent: the LISTs, or else one GET answering 404, show that (a GET costs
+    the API server far less than dry-running a large CRD again).
     """
     planned: list[Prepared] | None = ctx.recall(_plan_key(node, objects))  # forgotten either way
     if planned is None or not reuse:
         return None
-    view = survey(ctx, node.id, planned)
+    # An object planned as unchanged is not read again: the apply would not touch it either way,
+    # and a change made since the plan is drift like one made after the apply.
+    unchanged = {id(p) for p in planned if _plain_noop(p)}
+    view = survey(ctx, node.id, [p for p in planned if id(p) not in unchanged])
     crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
     force = _spec(node).force
+    settled = {id(p): True if id(p) in unchanged else _as_planned(p, view) for p in planned}
+    unsure = [p for p in planned if settled[id(p)] is None]
+
+    def absent(p: Prepared) -> bool:
+        assert p.mapping is not None
+        return ctx.get(p.ref, p.mapping) is None
+
+    for p, gone in zip(unsure, ctx.parallel(absent, unsure), strict=True):
+        settled[id(p)] = gone is True  # a failed GET: dry-run it again, which reports the problem
 
     def again(p: Prepared) -> Prepared:
         p.live = p.dry = None
         dry_run_one(ctx, node.id, p, force=force, crds=crds, namespaces=namespaces, view=view)
         return p
 
-    for r in ctx.parallel(again, [p for p in planned if not _as_planned(p, view)]):
+    for r in ctx.parallel(again, [p for p in planned if not settled[id(p)]]):
         if isinstance(r, BaseException):
             raise r
     return planned
@@ -315,6 +345,24 @@ def _apply_stage(
                 f"{len(failures)} object(s) failed to apply: " + "; ".join(str(r) for _, r in failures),
                 node=node.id,
             )
+
+
+def _needed_first(changed: Sequence[Prepared], prepared: Sequence[Prepared]) -> list[Prepared]:
+    """The stage-one objects the rest of the layer waits for: changed Namespaces (ready at once,
+    their apply result says so) and changed CRDs whose kinds other objects of the layer use.
+
+    A CRD nothing in the layer uses is not waited for here (the layer's readiness wait, if on,
+    covers it at the end, while the rest of the layer is applied meanwhile).
+    """
+    used = {(p.ref.group, p.ref.kind) for p in prepared if p.ref.kind not in STAGE_ONE_KINDS}
+    out = []
+    for p in changed:
+        if p.ref.kind == "CustomResourceDefinition":
+            spec = p.obj.get("spec") or {}
+            if (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))) not in used:
+                continue
+        out.append(p)
+    return out
 
 
 def _apply_pre_hooks(
@@ -420,7 +468,7 @@ def apply_layer(
         if err is not None:
             raise err
     # Checked before any write: an object whose namespace nothing creates would fail mid-apply.
-    waiting = {p.ref.namespace for p in prepared if (p.pending or "").startswith("create after Namespace")}
+    waiting = {p.ref.namespace for p in prepared if p.waits_for is WaitsFor.NAMESPACE}
     missing = sorted(waiting - _layer_namespaces(objects))
     if missing:
         raise EngineError(
@@ -431,13 +479,13 @@ def apply_layer(
         )
     inventory = read_inventory(ctx, node.id)
     lost = _lost_inventory(ctx, node, inventory, prepared)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     candidates: list[PruneCandidate] = []
     kept_notes: list[str] = []
     gone: list[ObjRef] = []
     if stale and spec.prune:
-        candidates, kept_notes, gone = _prune_candidates(ctx, node, stale)
+        candidates, kept_notes, gone = prune_candidates(ctx, node, stale)
 
     # Record intent first: a run killed mid-apply never leaves an object the inventory forgot.
     current = [p.ref for p in prepared]
@@ -449,19 +497,20 @@ def apply_layer(
         first = [p for p in prepared if p.ref.kind in STAGE_ONE_KINDS and p.pending is None]
         _apply_stage(ctx, node, first, spec.force, applied)
         changed_first = [p for p in first if applied[p.ref].action.changes]
-        if changed_first:
+        needed = _needed_first(changed_first, prepared)
+        if needed:
             wait_for(
                 ctx,
                 node.id,
-                [Waitable(p.ref, p.mapping, p.dry) for p in changed_first if p.mapping is not None],
+                [Waitable(p.ref, p.mapping, p.dry) for p in needed if p.mapping is not None],
                 timeout=min(spec.wait_timeout, 120.0),
                 applied_all=False,
             )
-            for p in changed_first:
-                if p.ref.kind == "CustomResourceDefinition":
-                    group = (p.obj.get("spec") or {}).get("group", "")
-                    for v in (p.obj.get("spec") or {}).get("versions") or []:
-                        ctx.forget(f"{group}/{v.get('name')}")
+        for p in changed_first:
+            if p.ref.kind == "CustomResourceDefinition":
+                group = (p.obj.get("spec") or {}).get("group", "")
+                for v in (p.obj.get("spec") or {}).get("versions") or []:
+                    ctx.forget(f"{group}/{v.get('name')}")
 
         pending = [p for p in prepared if p.pending is not None]
         if pending:

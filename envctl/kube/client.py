@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+from envctl.core.changes import SENSITIVE
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import Environment, Snapshot
-from envctl.kube.objects import FIELD_MANAGER, ObjRef, scrub
+from envctl.core.secrets import KNOWN, encoded_forms, mask
+from envctl.kube.objects import FIELD_MANAGER, ObjRef
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,16 +73,34 @@ def _permanent(e: BaseException) -> bool:
 
 
 class ApiError(Exception):
-    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation."""
+    """A non-2xx answer of the API server (``status`` 0: no answer at all), before translation.
+
+    ``kind``/``name``: what the Status is about (its ``details``), e.g. ``namespaces``/``app`` when
+    an object's namespace does not exist.
+    """
 
     def __init__(
-        self, status: int, reason: str, message: str, causes: Sequence[Mapping[str, Any]] = ()
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        causes: Sequence[Mapping[str, Any]] = (),
+        *,
+        kind: str = "",
+        name: str = "",
     ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
         self.causes = list(causes)
+        self.kind = kind
+        self.name = name
+
+    @property
+    def missing_namespace(self) -> str | None:
+        """The namespace whose absence caused this 404, else None."""
+        return self.name if self.status == 404 and self.kind == "namespaces" else None
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,12 @@ def translate(
 ) -> EnvctlError:
     """Turn an API failure into the envctl error a user can act on, naming the object; secrets scrubbed."""
     what = f"{ref}: " if ref is not None else ""
-    message = scrub(err.message, list(secrets))
+    texts = {t for s in secrets for t in encoded_forms(s)} | KNOWN.texts
+
+    def scrub(text: str) -> str:
+        return mask(text, texts, SENSITIVE)
+
+    message = scrub(err.message)
     if err.status == 0:
         return UnavailableError(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
@@ -132,9 +157,7 @@ def translate(
             conflicts=conflicts,
             hint="drop the field from Git, let the other manager release it, or set force: true",
         )
-    causes = "; ".join(
-        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": "), list(secrets)) for c in err.causes
-    )
+    causes = "; ".join(scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes)
     detail = causes or None
     if err.status in (400, 422):
         return ConfigError(f"{what}rejected by the API server: {message}", node=node, detail=detail)
@@ -142,7 +165,7 @@ def translate(
         return EngineError(
             f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
         )
-    if err.status == 404 and 'namespaces "' in err.message:
+    if err.missing_namespace is not None:
         return EngineError(
             f"{what}{message}",
             node=node,
@@ -172,6 +195,7 @@ class _State:
         self.reached = False  # the API server answered at least once
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
         self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
+        self.watches: set[Any] = set()  # open watch responses, shut down by cancel_waits
 
 
 @dataclass(frozen=True)
@@ -322,7 +346,11 @@ class KubeContext:
         headers.update(api.default_headers)
         api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
         # The REST client JSON-encodes bodies itself for JSON content types; apply patches go as text.
-        payload = body if content_type == "application/json" or body is None else json.dumps(body)
+        payload = (
+            body
+            if content_type == "application/json" or body is None
+            else json.dumps(body, separators=(",", ":"))
+        )
         # Dropped connections, 429 and 502-504 are retried with growing delays for up to
         # RETRY_BUDGET seconds (an API server restart takes several): apply is idempotent, and
         # callers whose writes are not (POST, PUT with a resourceVersion) check a 409 themselves.
@@ -360,7 +388,7 @@ class KubeContext:
                 if status is not None:
                     status.append(code)
                 return dict(json.loads(data)) if data else {}
-            err = _api_error(code, resp.reason or "", data)
+            err = status_error(code, resp.reason or "", data)
             if code in _RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
@@ -441,6 +469,78 @@ class KubeContext:
                 return None
             raise
 
+    def watch_until(
+        self,
+        ref: ObjRef,
+        mapping: Mapping_,
+        last: Mapping[str, Any] | None,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+    ) -> dict[str, Any] | None:
+        """The object as soon as ``done(object)`` holds, else its latest state after ``timeout``.
+
+        One watch request from ``last``'s ``resourceVersion`` (the server streams each change of
+        this one object, so a CRD becomes Established here the moment the server says so, without
+        polls re-reading it); a plain GET when there is no version to start from, or when the
+        watch cannot be used (the version is too old: 410 Gone, or the connection fails). None:
+        the object does not exist (any more).
+        """
+        version = str(((last or {}).get("metadata") or {}).get("resourceVersion") or "")
+        if not version or timeout <= 0 or self.waits_cancelled:
+            return self.get(ref, mapping)
+        import urllib3
+
+        api = self.api
+        query = {
+            "watch": "true",
+            "fieldSelector": f"metadata.name={ref.name}",
+            "resourceVersion": version,
+            "timeoutSeconds": max(1, int(timeout + 0.999)),
+            "allowWatchBookmarks": "false",
+        }
+        path = self.path(ref, mapping, name=False)
+        url = f"{api.configuration.host}{path}?{urlencode(query)}"
+        headers: dict[str, str] = {"Accept": "application/json"}
+        headers.update(api.default_headers)
+        api.update_params_for_auth(headers, None, ["BearerToken"], path, "GET", None)
+        latest: dict[str, Any] | None = dict(last) if last is not None else None
+        try:
+            resp = api.call_api("GET", url, header_params=headers, _request_timeout=(
+                self.connect_timeout, timeout + self.request_timeout))  # fmt: skip
+        except (urllib3.exceptions.HTTPError, OSError):
+            return self.get(ref, mapping)
+        raw = resp.response
+        self._state.watches.add(raw)  # set.add/discard are atomic: no lock a signal handler could wait on
+        if self.waits_cancelled:
+            raw.shutdown()
+        try:
+            if resp.status != 200:
+                return self.get(ref, mapping)
+            pending = b""
+            for chunk in raw.stream(None, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        return self.get(ref, mapping)  # 410 Gone: too old a version to watch from
+                    if kind == "DELETED":
+                        return None
+                    if kind in ("ADDED", "MODIFIED"):
+                        latest = obj
+                        if done(obj):
+                            return obj
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            return self.get(ref, mapping)
+        finally:
+            self._state.watches.discard(raw)
+            raw.close()  # a watch left mid-stream cannot be reused: drop its connection
+            raw.release_conn()
+        return latest
+
     def apply(
         self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool
     ) -> dict[str, Any]:
@@ -494,8 +594,11 @@ class KubeContext:
     # -- cancellation ---------------------------------------------------------------------
 
     def cancel_waits(self) -> None:
-        """Stop every readiness wait on this context now (the first Ctrl-C); requests still finish."""
+        """Stop every readiness wait on this context now (the first Ctrl-C): a watch in progress is
+        shut down (its read returns at once), polls stop; other requests still finish."""
         self._state.cancel.set()
+        for raw in list(self._state.watches):
+            raw.shutdown()
 
     @property
     def waits_cancelled(self) -> bool:
@@ -524,7 +627,8 @@ class KubeContext:
             return list(pool.map(guarded, items))
 
 
-def _api_error(status: int, reason: str, data: bytes) -> ApiError:
+def status_error(status: int, reason: str, data: bytes) -> ApiError:
+    """The ``ApiError`` of a non-2xx answer, from its ``Status`` body (reason, message, details)."""
     try:
         doc = json.loads(data) if data else {}
     except ValueError:
@@ -537,4 +641,6 @@ def _api_error(status: int, reason: str, data: bytes) -> ApiError:
         str(doc.get("reason") or reason),
         str(doc.get("message") or data[:500].decode(errors="replace")),
         details.get("causes") or [],
+        kind=str(details.get("kind") or ""),
+        name=str(details.get("name") or ""),
     )

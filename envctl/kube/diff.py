@@ -10,9 +10,9 @@ never show as changes. ``object_change`` is the pure half.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from envctl.core.changes import Action, Change
@@ -42,11 +42,19 @@ from envctl.kube.objects import (
 )
 
 
+class WaitsFor(StrEnum):
+    """What an object that cannot be dry-run yet waits for."""
+
+    NAMESPACE = "namespace"  # its Namespace, created by this layer's first stage or an upstream layer
+    CRD = "crd"  # its CustomResourceDefinition, created by this layer's first stage
+    UPSTREAM = "upstream"  # the kind is served once an upstream node is applied
+
+
 @dataclass
 class Prepared:
     """One rendered object after its dry-run: identity, mapping, live and would-be state.
 
-    ``pending``: why it cannot be dry-run yet (its CRD or Namespace is created by this layer first).
+    ``waits_for``: what it waits for when it cannot be dry-run yet; ``pending``: the same, in words.
     ``replace``: an immutable field changes and the layer allows force: delete and re-create.
     """
 
@@ -55,6 +63,7 @@ class Prepared:
     mapping: Mapping_ | None = None
     live: dict[str, Any] | None = None
     dry: dict[str, Any] | None = None
+    waits_for: WaitsFor | None = None
     pending: str | None = None
     replace: bool = False
     conflicts: list[FieldConflict] = field(default_factory=list)
@@ -133,7 +142,8 @@ def prepare(
     """
     crds = crd_kinds([*objects, *upstream_objects])
     namespaces = layer_namespaces([*objects, *upstream_objects])
-    items = [Prepared(copy.deepcopy(dict(o)), ObjRef.of(o)) for o in objects]
+    # dry_run_one sets metadata.namespace: each object gets its own top level and metadata
+    items = [Prepared({**o, "metadata": dict(o.get("metadata") or {})}, ObjRef.of(o)) for o in objects]
     view = survey(ctx, node_id, items)
 
     def one(p: Prepared, local_only: bool = False) -> bool:
@@ -172,7 +182,8 @@ class LiveView:
     """What a few requests told about a layer's live objects before any dry-run.
 
     ``exact``: objects read one by one (the namespaces); None there means "does not exist".
-    ``labelled``: the items of one LIST per kind and namespace with this layer's label selector.
+    ``labelled``: the items of one LIST per kind and namespace (per kind for cluster-scoped kinds)
+    with this layer's label selector.
     An object in neither is absent *or* exists without this layer's labels (an object to adopt):
     its dry-run's status (201 Created or 200 OK) tells which, so no GET is sent for an absent
     object and one GET for an unlabelled one. ``missing_namespaces``: namespaces that do not
@@ -188,8 +199,10 @@ def survey(ctx: KubeContext, node_id: str, items: Sequence[Prepared]) -> LiveVie
     """Read what the dry-runs need to know in as few requests as possible (see :class:`LiveView`).
 
     One GET per namespace the objects live in (and per Namespace object), then one LIST per kind
-    and existing namespace. A failed GET or LIST (RBAC without ``list``, say) is not an error
-    here: those objects are then read one by one, which reports any real problem.
+    and existing namespace, and one per cluster-scoped kind (CRDs, ClusterRoles, webhook
+    configurations: their managedFields prove them unchanged like any other). A failed GET or
+    LIST (RBAC without ``list``, say) is not an error here: those objects are then read one by
+    one, which reports any real problem.
     """
     view = LiveView()
     groups: dict[tuple[str, str], ObjRef] = {}
@@ -203,10 +216,10 @@ def survey(ctx: KubeContext, node_id: str, items: Sequence[Prepared]) -> LiveVie
             continue
         ref, mapping = resolved
         if ref.api_version == "v1" and ref.kind == "Namespace":
-            wanted_ns.add(ref.name)
-        if not mapping.namespaced:
+            wanted_ns.add(ref.name)  # read one by one: the GET also says whether it is missing
             continue
-        wanted_ns.add(ref.namespace)
+        if mapping.namespaced:
+            wanted_ns.add(ref.namespace)
         labels = (p.obj.get("metadata") or {}).get("labels") or {}
         selector = ",".join(f"{k}={labels[k]}" for k in (LABEL_ENV, LABEL_LAYER) if k in labels)
         if selector:
@@ -263,14 +276,15 @@ def dry_run_one(
     is_hook = pre_hook_weight(p.obj) is not None
     try:
         resolved = ctx.resolve(p.ref)  # discovery: already cached by survey() when called from prepare
-        p.pending = None
+        p.waits_for, p.pending = None, None
         p.conflicts = []
         p.replace = False
         if resolved is None:
             crd = (crds or {}).get((p.ref.group, p.ref.kind))
             if crd is not None:
-                p.pending = f"create after CustomResourceDefinition {crd}"
+                p.waits_for, p.pending = WaitsFor.CRD, f"create after CustomResourceDefinition {crd}"
             elif upstream_pending:
+                p.waits_for = WaitsFor.UPSTREAM
                 p.pending = f"create after the upstream node that serves {p.ref.group_kind}"
             else:
                 raise ConfigError(
@@ -319,11 +333,7 @@ def dry_run_one(
                     raise
                 p.replace = True
                 p.dry = normalise(p.obj)
-            elif (
-                e.status == 404
-                and p.live is None
-                and f'namespaces "{p.ref.namespace}" not found' in e.message
-            ):
+            elif p.live is None and e.missing_namespace == p.ref.namespace:
                 # Its namespace comes from this layer's first stage or from an upstream layer.
                 _namespace_pending(p, namespaces)
                 return True
@@ -348,6 +358,7 @@ def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:
     """``p`` waits for its namespace, which this layer's first stage or an upstream layer creates."""
     known = p.ref.namespace in (namespaces or set())
     p.live = None
+    p.waits_for = WaitsFor.NAMESPACE
     p.pending = f"create after Namespace {p.ref.namespace}" + ("" if known else " (not in the cluster yet)")
     p.change = Change(str(p.ref), Action.CREATE, None, mask_object(normalise(p.obj)), (p.pending,))
 

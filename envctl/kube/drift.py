@@ -13,7 +13,7 @@ from typing import Any
 
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.model import LayerSpec, Node
-from envctl.kube.apply import _prune_candidates, _stale
+from envctl.kube.apply import left_git, prune_candidates
 from envctl.kube.client import KubeContext
 from envctl.kube.diff import prepare
 from envctl.kube.inventory import read_inventory
@@ -57,10 +57,10 @@ def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any
                 reasons.append(f"{path} differs from Git")
         changes.append(Change(c.address, c.action, c.before, c.after, tuple(reasons), c.fields, manager))
     inventory = read_inventory(ctx, node.id)
-    stale = _stale(inventory, prepared)
+    stale = left_git(inventory, prepared)
     notes: list[str] = []
     if stale:
-        candidates, kept, _ = _prune_candidates(ctx, node, stale)
+        candidates, kept, _ = prune_candidates(ctx, node, stale)
         for cand in candidates:
             if not spec.prune:
                 notes.append(f"{cand.ref}: no longer in Git, still in the cluster (prune is off)")

@@ -3,7 +3,8 @@
 A chart layer (``helm:`` in layer.yaml) is rendered by the ``helm`` binary (v3.22.0, from PATH or
 ``~/.cache/envctl/helm/<version>/``, built by ``scripts/build-helm-tools``) from a copy of the
 chart read through the repository snapshot (so the confinement rules of every other file hold),
-with the chart values substituted as values (``envctl.core.refs.substitute_value``). A remote chart
+with the chart values substituted as values (``envctl.core.refs.substitute_values``, with the
+layer's resolver and size budget). A remote chart
 (an ``oci://`` reference, or a chart repository) is pulled once per pinned version into
 ``~/.cache/envctl/charts/`` and rendered from there. There is no Helm release state: the objects
 are applied like any layer's and the layer's inventory is the release.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -31,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from envctl.core.errors import ConfigError, Location, UnavailableError
-from envctl.core.model import Environment, HelmChart, Node, Ref, Snapshot
-from envctl.core.refs import HINT, substitute_value
-from envctl.core.yamldoc import YamlDoc, load_yaml
+from envctl.core.model import HelmChart, Node, Snapshot
+from envctl.core.refs import Budget, Resolver, substitute_values
+from envctl.core.yamldoc import MAX_BYTES, load_yaml_documents
 
 HELM_VERSION = "v3.22.0"
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -68,60 +70,42 @@ def helm_binary() -> str:
     )
 
 
-def _resolver(node: Node, inputs: Mapping[str, Any], env: Environment) -> Callable[[Ref], Any]:
-    """How a chart value's reference gets its value: the same rules as a manifest's references."""
-
-    def resolve(ref: Ref) -> Any:
-        if ref.kind == "input":
-            if ref.name in inputs:
-                return inputs[ref.name]
-            raise ConfigError(
-                f"undeclared input ${{inputs.{ref.name}}}",
-                node=node.id,
-                location=ref.location,
-                hint=f"declare it under inputs: in layer.yaml (known: {', '.join(sorted(inputs)) or 'none'})",
-            )
-        if ref.kind == "env":
-            return env.name
-        if ref.kind == "var" and ref.name in env.vars:
-            return env.vars[ref.name]
-        if ref.text in inputs:
-            return inputs[ref.text]
-        raise ConfigError(
-            f"${{{ref.text}}} has no value here", node=node.id, location=ref.location, hint=HINT
-        )
-
-    return resolve
-
-
 def chart_values(
-    env: Environment, snapshot: Snapshot, node: Node, chart: HelmChart, inputs: Mapping[str, Any]
+    snapshot: Snapshot, node: Node, chart: HelmChart, resolve: Resolver, budget: Budget
 ) -> list[Any]:
     """Every values document in precedence order (values files in order, then ``values:``), substituted.
 
-    Values files are parsed with envctl's safe YAML reader and substituted as values, exactly as
-    ``values:`` of layer.yaml: a reference that is a whole scalar keeps its value's type.
+    Values files are parsed as helm reads them (sigs.k8s.io/yaml, as manifests are) and their
+    values substituted like a manifest's (a whole-scalar reference keeps its type unless written
+    quoted); ``values:`` of layer.yaml like its other values. Inserted bytes count against the
+    layer's ``budget``.
     """
-    resolve = _resolver(node, inputs, env)
     docs: list[Any] = []
     for vf in chart.values_files:
-        doc = load_yaml(snapshot.read_bytes(vf), vf)
-        data = doc.data if doc.data is not None else {}
+        raw = snapshot.read_bytes(vf)
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"{vf} is larger than {MAX_BYTES} bytes", node=node.id, location=Location(vf))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{vf} is not UTF-8 text", node=node.id, location=Location(vf)) from None
+        parsed = load_yaml_documents(text, vf)
+        if len(parsed) > 1:
+            raise ConfigError("a values file holds one YAML document", node=node.id, location=parsed[1].loc())
+        doc = parsed[0] if parsed else None
+        data = doc.data if doc is not None and doc.data is not None else {}
         if not isinstance(data, dict):
-            raise ConfigError("a values file must be a mapping", node=node.id, location=doc.loc())
-        docs.append(_substitute_at(data, resolve, doc))
+            raise ConfigError("a values file must be a mapping", node=node.id, location=Location(vf, 1))
+        budget.next_object()
+        if doc is not None:
+            data = substitute_values(data, resolve, doc.at, texts=doc.texts, budget=budget)
+        docs.append(data)
     where = chart.location or Location(node.config_file or node.path)
-    docs.append(substitute_value(dict(chart.values), resolve, where, allow_inputs=True))
+    budget.next_object()
+    docs.append(
+        substitute_values(copy.deepcopy(dict(chart.values)), resolve, lambda _p: where, budget=budget)
+    )
     return docs
-
-
-def _substitute_at(value: Any, resolve: Callable[[Ref], Any], doc: YamlDoc, *path: str | int) -> Any:
-    """``substitute_value`` leaf by leaf, so an error names the line of that very value."""
-    if isinstance(value, dict):
-        return {k: _substitute_at(v, resolve, doc, *path, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute_at(v, resolve, doc, *path, i) for i, v in enumerate(value)]
-    return substitute_value(value, resolve, doc.loc(*path), allow_inputs=True)
 
 
 _RENDERED: dict[str, str] = {}
@@ -129,9 +113,7 @@ _RENDERED_LOCK = threading.Lock()
 _RENDERED_MAX = 16
 
 
-def render_chart(
-    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
-) -> tuple[str, str]:
+def render_chart(snapshot: Snapshot, node: Node, resolve: Resolver, budget: Budget) -> tuple[str, str]:
     """``helm template`` of the layer's chart: (the rendered YAML, the repo path errors point at).
 
     Remembered for the process by a hash of everything the render reads (a command renders a
@@ -139,7 +121,7 @@ def render_chart(
     """
     assert node.layer is not None and node.layer.helm is not None
     chart = node.layer.helm
-    values = chart_values(env, snapshot, node, chart, inputs)
+    values = chart_values(snapshot, node, chart, resolve, budget)
     files = {} if chart.remote else {f: snapshot.read_bytes(f) for f in snapshot.walk_files(chart.chart)}
     helm = helm_binary()
     digest = hashlib.sha256()
@@ -177,8 +159,7 @@ def render_chart(
             cmd += ["--values", str(vf)]
         if chart.remote and chart.plain_http:
             cmd.append("--plain-http")
-        proc = _run(cmd, tmp, node, "render", _where(node, chart))
-        out = proc.stdout
+        out = _run(cmd, tmp, node, "render", _where(node, chart))
     with _RENDERED_LOCK:
         if len(_RENDERED) >= _RENDERED_MAX:
             _RENDERED.pop(next(iter(_RENDERED)))
@@ -201,39 +182,65 @@ def _helm_env(home: str) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], tmp: str, node: Node, what: str, file: str) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], tmp: str, node: Node, what: str, file: str) -> str:
+    """Run helm; its output is read up to ``MAX_RENDER_BYTES`` (a chart that renders more is
+    stopped while it renders, never buffered) and for at most ``RENDER_TIMEOUT`` seconds."""
     shown = " ".join(c if not c.startswith(tmp) else Path(c).name for c in cmd[1:])
+    where = Location(file)
+    timed_out = threading.Event()
+    chunks: list[bytes] = []
     try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=tmp,
-            env=_helm_env(tmp),
-            timeout=RENDER_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConfigError(
-            f"helm {what} did not finish in {RENDER_TIMEOUT:g}s", node=node.id, location=Location(file)
-        ) from None
+        with (
+            tempfile.TemporaryFile() as err,
+            subprocess.Popen(
+                cmd, cwd=tmp, env=_helm_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+            ) as proc,
+        ):
+
+            def stop() -> None:
+                timed_out.set()
+                proc.kill()
+
+            timer = threading.Timer(RENDER_TIMEOUT, stop)
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                size = 0
+                while chunk := proc.stdout.read(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_RENDER_BYTES:
+                        proc.kill()
+                        raise ConfigError(
+                            f"the chart renders more than {MAX_RENDER_BYTES >> 20} MiB",
+                            node=node.id,
+                            location=where,
+                            hint="split the chart over several layers",
+                        )
+                    chunks.append(chunk)
+                code = proc.wait()
+            finally:
+                timer.cancel()
+            end = err.seek(0, os.SEEK_END)
+            err.seek(max(0, end - (1 << 16)))  # the tail is what helm says about the failure
+            stderr = err.read().decode("utf-8", "replace")
     except OSError as e:
         raise UnavailableError(f"cannot run {cmd[0]}: {e.strerror or e}", node=node.id) from None
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+    if timed_out.is_set():
+        raise ConfigError(f"helm {what} did not finish in {RENDER_TIMEOUT:g}s", node=node.id, location=where)
+    if code != 0:
+        tail = "\n".join(stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
         raise ConfigError(
-            f"helm {what} failed: {tail.splitlines()[-1] if tail else f'exit {proc.returncode}'}",
+            f"helm {what} failed: {tail.splitlines()[-1] if tail else f'exit {code}'}",
             node=node.id,
-            location=Location(file),
+            location=where,
             detail=f"$ helm {shown}\n{tail}",
         )
-    if len(proc.stdout) > MAX_RENDER_BYTES:
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
         raise ConfigError(
-            f"the chart rendered more than {MAX_RENDER_BYTES >> 20} MiB",
-            node=node.id,
-            location=Location(file),
-        )
-    return proc
+            f"helm {what} printed text that is not UTF-8", node=node.id, location=where
+        ) from None
 
 
 def _pull(helm: str, node: Node, chart: HelmChart) -> Path:

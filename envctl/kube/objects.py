@@ -184,10 +184,14 @@ def sort_for_delete(refs: Iterable[ObjRef]) -> list[ObjRef]:
 
 
 def normalise(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The comparable part of an object: no status, no server-owned metadata, no empty maps."""
+    """The comparable part of an object: no status, no server-owned metadata, no empty maps.
+
+    A new top level and ``metadata``; everything below shares the given object's values (a deep
+    copy of a large CRD costs more than its whole diff). Neither is changed in place afterwards.
+    """
     if obj is None:
         return None
-    out = copy.deepcopy(dict(obj))
+    out = dict(obj)
     out.pop("status", None)
     meta = dict(out.get("metadata") or {})
     for key in _SERVER_METADATA:
@@ -291,25 +295,6 @@ def secret_values(obj: Mapping[str, Any]) -> Iterator[str]:
         for v in (obj.get(key) or {}).values():
             if isinstance(v, str) and v:
                 yield v
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every known secret value (and its base64 form) in a message with ``(sensitive)``."""
-    import base64
-
-    for s in secrets:
-        if len(s) < 3:
-            continue
-        text = text.replace(s, SENSITIVE)
-        try:
-            decoded = base64.b64decode(s, validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
-            decoded = ""
-        if len(decoded) >= 3:
-            text = text.replace(decoded, SENSITIVE)
-        encoded = base64.b64encode(s.encode()).decode()
-        text = text.replace(encoded, SENSITIVE)
-    return text
 
 
 def fields_v1_paths(fields: Mapping[str, Any], path: str = "") -> Iterator[str]:

@@ -3,30 +3,35 @@ or (``envctl.kube.helm``) ``helm template``.
 
 May import ``yaml``, ``subprocess`` (for ``kubectl kustomize`` only) and ``envctl.core``; never
 ``kubernetes``: rendering must work with no cluster (``envctl validate``, plans before the cluster
-exists). Substitution happens on the text before YAML parsing, so ``replicas: ${inputs.n}`` yields a
-number; ``$${`` keeps a literal ``${``.
+exists). Manifests are parsed first, as kubectl reads them (``envctl.core.yamldoc``); then the
+references in their string values are substituted (``envctl.core.refs.substitute_values``), so a
+value can never create a key, an object or a document. Kustomize sources are parsed, substituted
+and written back as JSON before kustomize reads them. Rendered sizes are bounded while values are
+inserted: ``MAX_OBJECT_BYTES`` per object and ``MAX_LAYER_BYTES`` per layer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
+import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envctl.core.changes import UNKNOWN
 from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Ref, Snapshot
-from envctl.core.refs import HINT, parse_ref
-from envctl.core.yamldoc import load_yaml, load_yaml_documents
+from envctl.core.paths import repo_path
+from envctl.core.refs import HINT, Budget, Resolver, quoted, substitute_values
+from envctl.core.secrets import KNOWN, encoded_forms, secret_texts
+from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
 from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
@@ -35,10 +40,9 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     ObjRef,
     is_secret,
+    secret_values,
 )
 
-_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})")
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
 _NOT_MANIFESTS = frozenset(
     {"layer.yaml", "layer.yml", "kustomization.yaml", "kustomization.yml", "Kustomization"}
@@ -48,6 +52,11 @@ _LAYER_FILES = frozenset({"layer.yaml", "layer.yml"})
 # etcd's default request limit, which the API server enforces per object: larger objects are
 # refused by the cluster (often after other objects of the layer were written), so never sent.
 MAX_OBJECT_BYTES = 3 << 19  # 1.5 MiB
+# What one layer may render in all (objects, or kustomize's output): far above real layers (a large
+# operator's CRDs are a few MiB), far below what would exhaust memory.
+MAX_LAYER_BYTES = 64 << 20
+# kustomization fields whose inline strings are YAML that kustomize parses (patches)
+_INLINE_YAML = ("patches", "patchesJson6902")
 
 
 def inventory_id(env_name: str, node_id: str) -> str:
@@ -61,24 +70,8 @@ def label_value(text: str) -> str:
     return value.strip("._-") or "x"
 
 
-def format_input(value: Any) -> str:
-    """How an input value is written into manifest text: strings raw, everything else as JSON (valid YAML)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int | float):
-        return json.dumps(value)
-    try:
-        return json.dumps(value, sort_keys=True)
-    except TypeError:
-        return str(value)
-
-
-def substitute(text: str, inputs: Mapping[str, Any], file: str, env: Environment | None = None) -> str:
-    """Replace every ``${...}`` reference of a manifest (``$${`` escapes); unknown ones fail at file:line.
+def _resolver(inputs: Mapping[str, Any], env: Environment | None) -> Resolver:
+    """How a manifest's references get their values.
 
     ``${inputs.NAME}`` comes from ``inputs[NAME]``; ``${env.name}`` and ``${env.vars.K}`` from ``env``;
     ``${stack.X.outputs.Y}`` used directly in a manifest from ``inputs["stack.X.outputs.Y"]``.
@@ -101,68 +94,61 @@ def substitute(text: str, inputs: Mapping[str, Any], file: str, env: Environment
             return inputs[ref.text]
         raise ConfigError(f"${{{ref.text}}} has no value here", location=ref.location, hint=HINT)
 
-    if m := _UNCLOSED.search(text):
-        raise ConfigError(
-            "unclosed ${ (missing })", location=Location(file, text.count("\n", 0, m.start()) + 1), hint=HINT
+    return resolve
+
+
+@dataclass
+class Manifest:
+    """One object of a manifest file as parsed: ``obj`` sits at ``base`` in ``doc``."""
+
+    obj: dict[str, Any]
+    doc: YamlDoc
+    base: tuple[str | int, ...] = ()
+
+    @property
+    def location(self) -> Location:
+        return self.doc.loc(*self.base)
+
+    def substitute(self, resolve: Resolver, budget: Budget) -> dict[str, Any]:
+        """The object with its references resolved (in place), within ``budget``."""
+        budget.next_object()
+        doc = self.doc
+        out: dict[str, Any] = substitute_values(
+            self.obj, resolve, doc.at, texts=doc.texts, budget=budget, path=self.base
         )
-
-    def repl(m: re.Match[str]) -> str:
-        if m.group(0) == "$${":
-            return "${"
-        where = Location(file, text.count("\n", 0, m.start()) + 1)
-        return format_input(resolve(parse_ref(m.group(1), where, allow_inputs=True)))
-
-    return _TOKEN.sub(repl, text)
+        return out
 
 
-def parse_manifests(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
-    """Parse multi-document YAML into (object, line) pairs; ``kind: List`` is expanded; empty docs skipped.
-
-    The safe reader of ``envctl.core.yamldoc``: aliases refused (an alias bomb cannot expand),
-    nesting and value count bounded; any failure is a ``ConfigError`` with file and line.
-    """
-    out: list[tuple[dict[str, Any], int]] = []
-    for doc in load_yaml_documents(text, file):
+def manifests_of(docs: list[YamlDoc]) -> list[Manifest]:
+    """The objects of parsed documents; ``kind: List`` is expanded (before any substitution, so a
+    value can never add objects)."""
+    out: list[Manifest] = []
+    for doc in docs:
         data = doc.data
-        line = doc.loc().line or 1
         if not isinstance(data, dict):
-            raise ConfigError("a manifest document must be a mapping", location=Location(file, line))
-        if data.get("kind") == "List" and isinstance(data.get("items"), list):
-            for i, item in enumerate(data["items"]):
+            raise ConfigError("a manifest document must be a mapping", location=doc.loc())
+        if data.get("kind") == "List" and "items" in data:
+            items = data["items"]
+            if not isinstance(items, list):
+                raise ConfigError("the items of a kind: List must be a list", location=doc.loc("items"))
+            for i, item in enumerate(items):
                 if not isinstance(item, dict):
                     raise ConfigError(
                         "an item of a kind: List must be a mapping", location=doc.loc("items", i)
                     )
-                out.append((item, doc.loc("items", i).line or line))
+                out.append(Manifest(item, doc, ("items", i)))
         else:
-            out.append((data, line))
+            out.append(Manifest(data, doc))
     return out
 
 
-_PARSED: dict[tuple[str, str], bytes] = {}
-_PARSED_LOCK = threading.Lock()
-_PARSED_MAX = 64
+def parse_manifests(text: str, file: str) -> list[Manifest]:
+    """Parse multi-document YAML as kubectl reads it into objects; empty documents are skipped.
 
-
-def parse_manifests_cached(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
-    """:func:`parse_manifests`, remembered by file name and text hash for this process.
-
-    A command renders a layer several times (precheck, plan, apply); the YAML parse is most of
-    the cost. Keyed by content, so an edited file is parsed anew; each call gets its own copy
-    (callers add labels to the objects).
+    The safe reader of ``envctl.core.yamldoc``: aliases refused (an alias bomb cannot expand),
+    nesting and value count bounded while parsing; any failure is a ``ConfigError`` with file and line.
     """
-    key = (file, hashlib.sha256(text.encode()).hexdigest())
-    with _PARSED_LOCK:
-        hit = _PARSED.get(key)
-    if hit is not None:
-        out: list[tuple[dict[str, Any], int]] = pickle.loads(hit)
-        return out
-    parsed = parse_manifests(text, file)
-    with _PARSED_LOCK:
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
-    return parsed
+    return manifests_of(load_yaml_documents(text, file))
 
 
 def object_size(obj: Mapping[str, Any]) -> int:
@@ -170,8 +156,8 @@ def object_size(obj: Mapping[str, Any]) -> int:
     return len(json.dumps(obj, separators=(",", ":"), default=str).encode())
 
 
-def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> None:
-    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB)."""
+def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> int:
+    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB); its size."""
     size = object_size(obj)
     if size > MAX_OBJECT_BYTES:
         raise ConfigError(
@@ -181,6 +167,7 @@ def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None)
             location=where,
             hint="split the data over several objects, or keep large data out of the cluster",
         )
+    return size
 
 
 def _check_shape(obj: dict[str, Any], where: Location) -> None:
@@ -202,14 +189,32 @@ def _kubectl() -> str:
     return found
 
 
-def _path_refs(doc: Mapping[str, Any]) -> list[str]:
-    """Every local path a kustomization names: resources, patches, generator files, configurations."""
-    refs: list[str] = []
+# Keys of a kustomization whose entries kustomize also fetches when they are not local paths.
+_REMOTE_CAPABLE = ("resources", "bases", "components")
+# What kustomize reads as a remote target: a URL, a scp-like Git address, a hosted Git repository.
+_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)")
 
-    def add(value: Any) -> None:
+
+@dataclass(frozen=True)
+class _PathRef:
+    """A path a kustomization names: under which key, where in the file, and whether it is data
+    (a generator's file, copied as is) rather than YAML kustomize reads."""
+
+    key: str
+    path: str
+    data: bool
+    where: tuple[str | int, ...]
+
+
+def _path_refs(doc: Mapping[str, Any]) -> list[_PathRef]:
+    """Every path a kustomization names: resources, bases, components, patches, generator files,
+    configurations, plugin configs, openapi (and ``helmCharts``, which is refused)."""
+    refs: list[_PathRef] = []
+
+    def add(key: str, value: Any, *where: str | int, data: bool = False) -> None:
         # inline patches and generator configs are YAML text, not paths
         if isinstance(value, str) and value and "\n" not in value:
-            refs.append(value)
+            refs.append(_PathRef(key, value, data, where))
 
     def each(key: str) -> list[Any]:
         value = doc.get(key)
@@ -226,30 +231,47 @@ def _path_refs(doc: Mapping[str, Any]) -> list[str]:
         "transformers",
         "validators",
     ):
-        for r in each(key):
-            add(r)
+        for i, r in enumerate(each(key)):
+            add(key, r, key, i)
     for key in ("patches", "patchesJson6902", "replacements"):
-        for item in each(key):
+        for i, item in enumerate(each(key)):
             if isinstance(item, dict):
-                add(item.get("path"))
+                add(key, item.get("path"), key, i, "path")
     for key in ("configMapGenerator", "secretGenerator"):
-        for gen in each(key):
+        for i, gen in enumerate(each(key)):
             if not isinstance(gen, dict):
                 continue
-            for f in gen.get("files") or []:
-                add(f.split("=", 1)[-1] if isinstance(f, str) else None)
-            for f in gen.get("envs") or []:
-                add(f)
-            add(gen.get("env"))
+            for j, f in enumerate(gen.get("files") or []):
+                add(key, f.split("=", 1)[-1] if isinstance(f, str) else None, key, i, "files", j, data=True)
+            for j, f in enumerate(gen.get("envs") or []):
+                add(key, f, key, i, "envs", j, data=True)
+            add(key, gen.get("env"), key, i, "env", data=True)
+    for key in ("helmCharts", "helmGlobals", "helmChartInflationGenerator"):
+        if doc.get(key):
+            add(key, key, key)  # kustomize would run helm (and may pull charts): never local
     openapi = doc.get("openapi")
     if isinstance(openapi, dict):
-        add(openapi.get("path"))
+        add("openapi", openapi.get("path"), "openapi", "path")
     return refs
 
 
-def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read: set[str]) -> None:
-    """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components)
-    and every file kustomize reads (``read``: kustomization files, resources, patches, generator files).
+def is_remote(ref: str) -> bool:
+    """Whether kustomize would fetch ``ref`` (a URL, ``git@host:``, ``github.com/...``)."""
+    return bool(_REMOTE.match(ref))
+
+
+def _kustomize_sources(
+    env: Environment, snapshot: Snapshot, directory: str, seen: set[str], read: set[str], data: set[str]
+) -> None:
+    """Collect every repo directory a kustomization refers to (``seen``: resources, bases, components),
+    every YAML file kustomize reads (``read``: kustomization files, resources, patches) and every
+    file a generator reads (``data``).
+
+    Confinement is checked here. A path holds no reference, so it is checked as kustomize reads
+    it: it must stay inside the repository and out of ``.git/`` and ``.envctl/`` (symlinks on the
+    way are the snapshot's to refuse); a remote resource is refused unless
+    ``allow.remote_sources``; a resource that is not in the repository is refused (kustomize
+    would try to fetch it).
     """
     if directory in seen:
         return
@@ -259,22 +281,51 @@ def _kustomize_sources(snapshot: Snapshot, directory: str, seen: set[str], read:
         if not snapshot.exists(path):
             continue
         read.add(path)
-        doc = load_yaml(snapshot.read_bytes(path), path)
-        data = doc.data if doc.data is not None else {}
-        if not isinstance(data, dict):
+        docs = load_yaml_documents_cached(_decode(snapshot.read_bytes(path), path), path)
+        doc = docs[0] if docs else YamlDoc(path, {})
+        if not isinstance(doc.data, dict):
             raise ConfigError("a kustomization must be a mapping", location=doc.loc())
-        for ref in _path_refs(data):
-            if "://" in ref or ref.startswith(("github.com/", "git@")):
-                continue
-            target = os.path.normpath(os.path.join(directory, ref)).replace(os.sep, "/")
-            if target.startswith("..") or os.path.isabs(ref):
+        for r in _path_refs(doc.data):
+            where = doc.loc(*r.where)
+            if "${" in r.path:
                 raise ConfigError(
-                    f"kustomization refers outside the repository: {ref}", location=Location(path)
+                    f"a path in a kustomization cannot hold a reference: {quoted(r.path)}",
+                    location=where,
+                    hint="kustomize reads the files Git holds; choose overlays by layer, not by value",
                 )
+            if r.key.startswith("helm"):
+                raise ConfigError(
+                    f"kustomization uses {r.key}: kustomize would run helm and may fetch charts",
+                    location=where,
+                    hint="render charts with a helm: layer, or commit the rendered manifests",
+                )
+            if is_remote(r.path):
+                if r.key in _REMOTE_CAPABLE and env.allow.remote_sources:
+                    continue
+                raise ConfigError(
+                    f"kustomization refers to a remote source: {r.path}",
+                    location=where,
+                    hint="vendor it into the repository, or set allow: {remote_sources: true} "
+                    "in environment.yaml to let kustomize fetch it",
+                )
+            try:
+                target = repo_path(r.path if posixpath.isabs(r.path) else posixpath.join(directory, r.path))
+            except ConfigError as e:
+                raise ConfigError(
+                    f"kustomization refers outside the repository: {r.path} ({e.message})",
+                    location=where,
+                    hint=e.hint,
+                ) from None
             if snapshot.is_dir(target):
-                _kustomize_sources(snapshot, target, seen, read)
+                _kustomize_sources(env, snapshot, target, seen, read, data)
             elif snapshot.exists(target):
-                read.add(target)
+                (data if r.data else read).add(target)
+            elif r.key in _REMOTE_CAPABLE:
+                raise ConfigError(
+                    f"kustomization refers to {r.path}, which is not in the repository",
+                    location=where,
+                    hint="kustomize would try to fetch it as a remote repository; fix the path",
+                )
         break
 
 
@@ -282,32 +333,107 @@ def _substituted(name: str) -> bool:
     return name not in _LAYER_FILES and (name.endswith(_MANIFEST_SUFFIXES) or name == "Kustomization")
 
 
-def _run_kustomize(env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]) -> str:
-    """``kubectl kustomize`` of a copy of the layer's sources; inputs substituted in the YAML files
-    kustomize reads, never in ``layer.yaml`` (its references are the loader's, not kustomize's)."""
+def _dump(docs: list[Any]) -> bytes:
+    """Documents as JSON (valid YAML that means the same to kustomize: every string quoted)."""
+    return ("\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\n").encode()
+
+
+def _stage(text: str, file: str, resolve: Resolver, budget: Budget) -> bytes:
+    """A YAML file kustomize reads, parsed as kubectl reads it, its values substituted, as JSON."""
+    docs = load_yaml_documents_cached(text, file)
+    out: list[Any] = []
+    for doc in docs:
+        patches = _inline_patches(doc) if Path(file).name in KUSTOMIZATION_FILES else {}
+        for item, _ in patches.values():
+            item["patch"] = ""  # substituted below as YAML of its own, never as text
+        budget.next_object()
+        out.append(substitute_values(doc.data, resolve, doc.at, texts=doc.texts, budget=budget))
+        for path, (item, patch) in patches.items():
+            item["patch"] = _stage_patch(patch, doc.loc(*path).line or 1, doc.file, resolve, budget)
+    return _dump(out)
+
+
+def _inline_patches(doc: YamlDoc) -> dict[tuple[str | int, ...], tuple[dict[str, Any], str]]:
+    """The inline patches of a kustomization that hold references, by path: YAML inside a string."""
+    found: dict[tuple[str | int, ...], tuple[dict[str, Any], str]] = {}
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for key in _INLINE_YAML:
+        items = data.get(key)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            patch = item.get("patch") if isinstance(item, dict) else None
+            if isinstance(item, dict) and isinstance(patch, str) and "${" in patch:
+                found[(key, i, "patch")] = (item, patch)
+    merge = data.get("patchesStrategicMerge")
+    if isinstance(merge, list) and any(isinstance(p, str) and "\n" in p and "${" in p for p in merge):
+        raise ConfigError(
+            "an inline patchesStrategicMerge entry cannot hold a reference",
+            location=doc.loc("patchesStrategicMerge"),
+            hint="use patches: [{patch: ...}] (references are substituted there), or a patch file",
+        )
+    return found
+
+
+def _stage_patch(patch: str, first: int, file: str, resolve: Resolver, budget: Budget) -> str:
+    """An inline patch parsed, substituted and written as JSON; lines count from where it starts."""
+    out: list[Any] = []
+    for d in load_yaml_documents(patch, file):
+        d.lines = {p: first + n - 1 for p, n in d.lines.items()}
+        budget.next_object()
+        out.append(substitute_values(d.data, resolve, d.at, texts=d.texts, budget=budget))
+    return _dump(out).decode()
+
+
+def _run_kustomize(
+    env: Environment, snapshot: Snapshot, node: Node, resolve: Resolver, budget: Budget
+) -> str:
+    """``kubectl kustomize`` of a copy of the layer's sources; references substituted in the values
+    of the YAML files kustomize reads, never in ``layer.yaml`` (its references are the loader's) nor
+    in the files generators read (data, copied as is). Its output is read up to ``MAX_LAYER_BYTES``."""
     dirs: set[str] = set()
     read: set[str] = set()
-    _kustomize_sources(snapshot, node.path, dirs, read)
-    files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read
+    data_files: set[str] = set()
+    _kustomize_sources(env, snapshot, node.path, dirs, read, data_files)
+    files = {f for directory in dirs for f in snapshot.walk_files(directory)} | read | data_files
+    kfile = f"{node.path}/kustomization.yaml"
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
         for file in sorted(files):
             data = snapshot.read_bytes(file)
-            if file in read and _substituted(Path(file).name):
-                data = substitute(_decode(data, file), inputs, file, env).encode()
+            if file in read and file not in data_files and _substituted(Path(file).name) and b"${" in data:
+                data = _stage(_decode(data, file), file, resolve, budget)
             dest = Path(tmp, file)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         cmd = [_kubectl(), "kustomize", str(Path(tmp, node.path))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+        with (
+            tempfile.TemporaryFile() as err,
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err) as proc,
+        ):
+            assert proc.stdout is not None
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := proc.stdout.read(1 << 16):
+                size += len(chunk)
+                if size > MAX_LAYER_BYTES:
+                    proc.kill()
+                    raise ConfigError(
+                        f"kustomize renders more than {MAX_LAYER_BYTES >> 20} MiB for this layer",
+                        node=node.id,
+                        location=Location(kfile),
+                        hint="split the layer",
+                    )
+                chunks.append(chunk)
+            code = proc.wait()
+            err.seek(0)
+            stderr = err.read().decode("utf-8", "replace")
+        if code != 0:
+            tail = "\n".join(stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
             raise ConfigError(
                 "kustomize failed",
                 node=node.id,
-                location=Location(f"{node.path}/kustomization.yaml"),
+                location=Location(kfile),
                 detail=f"$ kubectl kustomize {node.path}\n{tail}",
             )
-        return proc.stdout
+        return _decode(b"".join(chunks), kfile)
 
 
 def _decode(data: bytes, file: str) -> str:
@@ -335,31 +461,143 @@ def is_kustomize(snapshot: Snapshot, node: Node) -> bool:
 
 
 def render_layer(
-    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    sensitive: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
-    apiVersion/kind/name and duplicate objects.
+    apiVersion/kind/name, duplicate objects and objects or layers over the size limits.
+    ``sensitive`` names the inputs (keys of ``inputs``) that carry a sensitive Terraform output
+    (values: the output, such as ``stack.db.outputs.password``): one that lands anywhere but a
+    Secret's ``data``/``stringData`` or a field the layer's ``sensitive_allowed`` names is refused
+    (``check_sensitive_flow``).
     """
+    objects = _render(env, snapshot, node, inputs)
+    for obj in objects:
+        for value in secret_values(obj):
+            KNOWN.add_texts(encoded_forms(value))  # masked wherever an error echoes it
+    if sensitive:
+        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects)
+    return objects
+
+
+def check_sensitive_flow(
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    sensitive: Mapping[str, str],
+    objects: list[dict[str, Any]],
+) -> None:
+    """Refuse a sensitive input that flows anywhere but a Secret's data or an allowed field.
+
+    Checked twice: on the objects as rendered (the value's own texts; catches what kustomize
+    did with it), and on a probe render where each sensitive input is a unique marker (so the
+    check holds when the value is not known yet - validate, or an upstream not applied - or too
+    short to search for). A probe that does not render (a marker where kustomize wants a number)
+    leaves the first check.
+    """
+    allowed = node.layer.sensitive_allowed if node.layer else ()
+    texts = {
+        label_: secret_texts([inputs[k]])
+        for k, label_ in sensitive.items()
+        if k in inputs and inputs[k] != UNKNOWN  # not known yet: the probe checks it
+    }
+    found = sensitive_flows(objects, texts, allowed)
+    if not found:
+        salt = hashlib.sha256(node.id.encode()).hexdigest()[:8]
+        markers = {k: f"envctlsensitive{salt}x{i}" for i, k in enumerate(sorted(sensitive))}
+        try:
+            probe = _render(env, snapshot, node, {**inputs, **markers})
+        except ConfigError:
+            probe = []
+        found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
+    if found:
+        label_, ref, path = found[0]
+        raise ConfigError(
+            f"sensitive output {label_} flows into {ref} at {path}: a sensitive value may only "
+            "go into a Secret's data or stringData",
+            node=node.id,
+            location=Location(node.config_file or node.path),
+            hint="put it into a Secret and reference the Secret, or name the field in layer.yaml: "
+            f"sensitive_allowed: [{_allowed_key(ref)}:{path}]",
+        )
+
+
+def _allowed_key(ref: ObjRef) -> str:
+    return "/".join(p for p in (ref.api_version, ref.kind, ref.namespace, ref.name) if p)
+
+
+def sensitive_flows(
+    objects: list[dict[str, Any]], secrets: Mapping[str, set[str]], allowed: tuple[str, ...] = ()
+) -> list[tuple[str, ObjRef, str]]:
+    """``(label, object, .path)`` of every field holding one of ``secrets`` (``label -> texts``)
+    outside a Secret's ``data``/``stringData`` and outside ``allowed`` (``obj:.path`` entries;
+    a path allows its subtree)."""
+    found: list[tuple[str, ObjRef, str]] = []
+    if not any(secrets.values()):
+        return found
+
+    def walk(value: Any, path: str, ref: ObjRef, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}", ref, key)
+            return
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]", ref, key)
+            return
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = value if isinstance(value, str) else json.dumps(value)
+            for label_, texts in secrets.items():
+                if any(t and t in text for t in texts) and not _allowed(allowed, key, path):
+                    found.append((label_, ref, path))
+                    return
+
+    for obj in objects:
+        ref = ObjRef.of(obj)
+        key = _allowed_key(ref)
+        for field_name, value in obj.items():
+            if is_secret(obj) and field_name in ("data", "stringData"):
+                continue
+            walk(value, f".{field_name}", ref, key)
+    return found
+
+
+def _allowed(allowed: tuple[str, ...], key: str, path: str) -> bool:
+    for entry in allowed:
+        obj, _, field_path = entry.partition(":")
+        if obj == key and (path == field_path or path.startswith((field_path + ".", field_path + "["))):
+            return True
+    return False
+
+
+def _render(
+    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     spec = node.layer
+    resolve = _resolver(inputs, env)
+    budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
     if spec is not None and spec.helm is not None:
-        text, chart_path = render_chart(env, snapshot, node, inputs)
+        text, chart_path = render_chart(snapshot, node, resolve, budget)
         source = sources_of(text, chart_path)
         parsed = apply_hook_policy(
-            [(o, Location(source(line))) for o, line in parse_manifests(text, chart_path)], node.id
+            [(m.obj, Location(source(m.location.line or 1))) for m in parse_manifests(text, chart_path)],
+            node.id,
         )
     elif is_kustomize(snapshot, node):
         kfile = f"{node.path}/kustomization.yaml"
-        parsed = [
-            (o, Location(kfile))
-            for o, _ in parse_manifests(_run_kustomize(env, snapshot, node, inputs), kfile)
-        ]
+        rendered = _run_kustomize(env, snapshot, node, resolve, budget)
+        parsed = [(m.obj, Location(kfile)) for m in parse_manifests(rendered, kfile)]
     else:
         for file in manifest_files(snapshot, node):
-            text = substitute(_decode(snapshot.read_bytes(file), file), inputs, file, env)
-            parsed.extend((o, Location(file, line)) for o, line in parse_manifests_cached(text, file))
+            for m in manifests_of(load_yaml_documents_cached(_decode(snapshot.read_bytes(file), file), file)):
+                parsed.append((m.substitute(resolve, budget), m.location))
 
     cluster_crs = {
         (
@@ -372,6 +610,7 @@ def render_layer(
     inv = inventory_id(env.name, node.id)
     seen: dict[ObjRef, Location] = {}
     objects: list[dict[str, Any]] = []
+    total = 0
     for obj, where in parsed:
         _check_shape(obj, where)
         meta = obj["metadata"]
@@ -391,7 +630,14 @@ def render_layer(
             LABEL_LAYER: label_value(node.name),
         }
         meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_INVENTORY: inv}
-        check_size(obj, where, node.id)
+        total += check_size(obj, where, node.id)
+        if total > MAX_LAYER_BYTES:
+            raise ConfigError(
+                f"the layer renders more than {MAX_LAYER_BYTES >> 20} MiB of objects",
+                node=node.id,
+                location=where,
+                hint="split the layer",
+            )
         objects.append(obj)
     return objects
 

@@ -1,8 +1,9 @@
 """Readiness after apply: rolled-out workloads, complete Jobs, established CRDs, ``Ready`` conditions.
 
-``readiness`` is the pure rule for one live object (unit-tested); ``wait_for`` polls the objects
-not ready yet, concurrently, until all are ready, one failed, the layer's timeout passes or the
-run is interrupted (``KubeContext.cancel_waits``), and then raises ONE error listing every object
+``readiness`` is the pure rule for one live object (unit-tested); ``wait_for`` watches (a few) or
+polls (many) the objects not ready yet, concurrently, until all are ready, one failed, the layer's
+timeout passes or the run is interrupted (``KubeContext.cancel_waits``, which also shuts down the
+watches in progress), and then raises ONE error listing every object
 still not ready and why: the rule's reason, explained with the controller's failing conditions,
 the pods' conditions and container states, and the latest Warning event.
 """
@@ -239,6 +240,9 @@ def explain(ctx: KubeContext, ref: ObjRef, live: Mapping[str, Any] | None, reaso
     return "; ".join([reason, *found])
 
 
+WATCH_SLICE = 5.0  # seconds one watch of a not-ready object lasts before the next round
+
+
 @dataclass
 class Waitable:
     ref: ObjRef
@@ -269,9 +273,15 @@ def wait_for(
         if not first_look.ready:
             todo.append(w)
 
+    def settled(obj: dict[str, Any]) -> bool:
+        return readiness(obj).status is not Status.PENDING
+
     def poll(w: Waitable) -> Readiness:
+        # A few objects (CRDs to be Established, say) are watched from the version last seen, so
+        # the wait ends the moment they are ready; many are read by one GET each per round.
+        slice_ = min(WATCH_SLICE, deadline - time.monotonic()) if len(todo) <= ctx.concurrency else 0.0
         try:
-            live = ctx.get(w.ref, w.mapping)
+            live = ctx.watch_until(w.ref, w.mapping, w.last, settled, slice_)
         except ApiError as e:
             raise translate(e, w.ref, node=node_id) from e
         w.last = live

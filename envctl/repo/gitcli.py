@@ -120,6 +120,22 @@ def is_dirty(root: Path) -> bool:
     return False
 
 
+def ls_files(root: Path, path: str) -> list[str]:
+    """Paths under ``path`` in Git's index (tracked files); empty outside a repository."""
+    res = _git(root, "--no-optional-locks", "ls-files", "-z", "--", path)
+    if res is None or res.returncode != 0:
+        return []
+    return [p for p in res.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def ls_tree(root: Path, rev: str, path: str) -> list[str]:
+    """Paths under ``path`` in the commit ``rev``; empty when there are none (or no such commit)."""
+    res = _git(root, "ls-tree", "-r", "-z", "--name-only", "--end-of-options", rev, "--", path)
+    if res is None or res.returncode != 0:
+        return []
+    return [p for p in res.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
 def changed_paths(root: Path, ref: str, head_commit: str | None) -> list[str]:
     """Paths that differ between ``ref`` and ``head_commit`` (both sides of a rename), sorted.
 

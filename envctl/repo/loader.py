@@ -16,6 +16,7 @@ from typing import Any
 from envctl.core.durations import parse_duration
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.model import (
+    AllowSettings,
     Environment,
     HelmChart,
     KubernetesSettings,
@@ -27,9 +28,9 @@ from envctl.core.model import (
     StackSpec,
     TerraformSettings,
 )
-from envctl.core.refs import find_refs, quoted
-from envctl.core.yamldoc import YamlDoc, load_yaml
-from envctl.repo.snapshot import _clean
+from envctl.core.paths import repo_path as _clean
+from envctl.core.refs import find_refs, quoted, substitute_value
+from envctl.core.yamldoc import YamlDoc, load_yaml, load_yaml_documents_cached
 
 ENV_DIR = "environments"
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
@@ -39,6 +40,8 @@ APPROVAL_KINDS = ("terraform", "terraform-destroy", "kubernetes", "kubernetes-de
 _TF_MODULE_SOURCE = re.compile(r'^\s*source\s*=\s*"(\.{1,2}/[^"]*)"', re.MULTILINE)
 
 ENV_KEYS = {"name", "vars", "kubernetes", "terraform", "approval", "notifications", "drift", "allow"}
+# allow: in environment.yaml; each key opens one way out of the repository snapshot
+ALLOW_KEYS = ("remote_sources", "terraform_file_functions")
 STACK_KEYS = {"depends_on", "inputs", "module"}
 LAYER_KEYS = {
     "depends_on",
@@ -50,8 +53,11 @@ LAYER_KEYS = {
     "force",
     "allow_empty",
     "allow_secrets",
+    "sensitive_allowed",
     "helm",
 }
+# apiVersion/Kind/[namespace/]name:.path, e.g. apps/v1/Deployment/shop/web:.spec.template.metadata.annotations
+_SENSITIVE_FIELD = re.compile(r"^[^:\s/]+(/[^/:\s]+){2,4}:\.[^\s]+$")
 HELM_KEYS = {"chart", "release", "version", "repo", "values", "values_files", "plain_http"}
 # helm's own limit: a release name is a DNS-1123 label of at most 53 characters
 _RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")
@@ -114,14 +120,16 @@ def _load_doc(snapshot: Snapshot, path: str, *, required: bool = False) -> YamlD
     return doc
 
 
-def _refs_in(doc: YamlDoc, value: Any, *path: str | int) -> list[Ref]:
+def _refs_in(doc: YamlDoc, value: Any, *path: str | int, allow_inputs: bool = False) -> list[Ref]:
     if isinstance(value, str):
+        if "${" not in value:
+            return []
         loc = doc.loc(*path)
-        return list(find_refs(value, doc.file, loc.line or 1))
+        return list(find_refs(value, doc.file, loc.line or 1, allow_inputs=allow_inputs))
     if isinstance(value, dict):
-        return [r for k, v in value.items() for r in _refs_in(doc, v, *path, k)]
+        return [r for k, v in value.items() for r in _refs_in(doc, v, *path, k, allow_inputs=allow_inputs)]
     if isinstance(value, list):
-        return [r for i, v in enumerate(value) for r in _refs_in(doc, v, *path, i)]
+        return [r for i, v in enumerate(value) for r in _refs_in(doc, v, *path, i, allow_inputs=allow_inputs)]
     return []
 
 
@@ -227,6 +235,13 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
     allowed = {f: _want(td, t.get(f, False), bool, "true or false", "terraform", f) for f in flags}
     tf = TerraformSettings(engine=engine, binary=binary, backend=backend, plugin_dir=plugin_dir, **allowed)
 
+    al = _mapping(where("allow"), data.get("allow"), "allow")
+    ald = where("allow")
+    _check_keys(ald, al, set(ALLOW_KEYS), "allow")
+    allow = AllowSettings(
+        **{k: _want(ald, al.get(k, False), bool, "true or false", "allow", k) for k in ALLOW_KEYS}
+    )
+
     a = _mapping(where("approval"), data.get("approval"), "approval")
     ad = where("approval")
     _check_keys(ad, a, {"required_for"}, "approval")
@@ -260,24 +275,23 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         _want(where("drift"), every, str, "a duration such as 1h", "drift", "every")
         _duration(where("drift"), every, "drift", "every")
 
-    al = _mapping(where("allow"), data.get("allow"), "allow")
-    _check_keys(where("allow"), al, {"remote_sources"}, "allow")
-    remote_ok = _want(
-        where("allow"), al.get("remote_sources", False), bool, "true or false", "allow", "remote_sources"
-    )
-
     nodes: dict[str, Node] = {}
-    for kind, loader in (("stack", _load_stack), ("layer", _load_layer)):
+    known_env = Environment(name=env, path=base, vars=vars_)  # what layer.yaml settings may use
+    for kind in ("stack", "layer"):
         for n in snapshot.listdir(f"{base}/{kind}s"):
             path = f"{base}/{kind}s/{n}"
             if not snapshot.is_dir(path):
                 continue
-            node = loader(snapshot, path, n)
+            node = (
+                _load_stack(snapshot, path, n)
+                if kind == "stack"
+                else _load_layer(snapshot, path, n, known_env)
+            )
             if node is None:
                 continue
             nodes[node.id] = node
             helm = node.layer.helm if node.layer is not None else None
-            if helm is not None and helm.remote and not remote_ok:
+            if helm is not None and helm.remote and not allow.remote_sources:
                 raise ConfigError(
                     f"{node.id}: the remote chart {quoted(helm.chart)} is not allowed in this environment",
                     node=node.id,
@@ -295,8 +309,8 @@ def load_environment(snapshot: Snapshot, env: str) -> Environment:
         approval_required_for=required,
         notifications=tuple(hooks),
         drift_every=every,
+        allow=allow,
         nodes=nodes,
-        allow_remote_sources=remote_ok,
     )
 
 
@@ -381,6 +395,7 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
         config_file=cfg if doc else None,
         stack=StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 
@@ -440,7 +455,47 @@ def _duration(doc: YamlDoc, value: Any, *path: str) -> float:
     return seconds
 
 
-def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
+def _manifest_refs(text: str, file: str) -> list[Ref]:
+    """References in a manifest's string values (as the renderer substitutes them: keys and
+    comments hold none). A manifest that does not parse is scanned as text; rendering the layer
+    reports its YAML error with the line."""
+    if "${" not in text:
+        return []  # nothing to find: no need to parse the file to load the environment
+    try:
+        docs = load_yaml_documents_cached(text, file)
+    except ConfigError:
+        return list(find_refs(text, file, allow_inputs=True))
+    return [r for doc in docs for r in _refs_in(doc, doc.data, allow_inputs=True)]
+
+
+def _env_value(doc: YamlDoc, env: Environment, *path: str) -> Any:
+    """A layer.yaml setting with ``${env.name}`` / ``${env.vars.K}`` resolved (``namespace:
+    shop-${env.name}``); other references are refused: these settings are known before any plan."""
+    value: Any = doc.data
+    for p in path:
+        value = value[p]
+
+    def resolve(ref: Ref) -> Any:
+        if ref.kind == "env":
+            return env.name
+        if ref.kind == "var":
+            if ref.name not in env.vars:
+                raise ConfigError(
+                    f"${{{ref.text}}}: environment {env.name} has no var {ref.name!r}",
+                    location=ref.location,
+                    hint=f"set vars: {{{ref.name}: ...}} in {env.path}/environment.yaml",
+                )
+            return env.vars[ref.name]
+        raise ConfigError(
+            f"${{{ref.text}}} cannot be used in {'.'.join(path)}",
+            location=ref.location,
+            hint="only ${env.name} and ${env.vars.KEY} are known here; pass outputs as inputs: instead",
+        )
+
+    return substitute_value(value, resolve, doc.loc(*path))
+
+
+def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> Node | None:
     node_id = f"layer.{name}"
     cfg = f"{path}/layer.yaml"
     doc = _load_doc(snapshot, cfg)
@@ -461,7 +516,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         data = doc.data
         _check_keys(doc, data, LAYER_KEYS)
         if "namespace" in data:
-            ns = _want(doc, data["namespace"], str, "a namespace name", "namespace")
+            ns = _want(doc, _env_value(doc, env, "namespace"), str, "a namespace name", "namespace")
             if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", ns):
                 raise ConfigError(
                     f"namespace {quoted(ns)} is not a valid name", node=node_id, location=doc.loc("namespace")
@@ -479,6 +534,16 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 _check_keys(doc, w, {"timeout"}, "wait")
                 if "timeout" in w:
                     spec_kw["wait_timeout"] = _duration(doc, w["timeout"], "wait", "timeout")
+        allowed_fields = _str_list(doc, data.get("sensitive_allowed"), "sensitive_allowed")
+        for i, f in enumerate(allowed_fields):
+            if not _SENSITIVE_FIELD.match(f):
+                raise ConfigError(
+                    f"sensitive_allowed: {quoted(f)} is not apiVersion/Kind/[namespace/]name:.path",
+                    node=node_id,
+                    location=doc.loc("sensitive_allowed", i),
+                    hint="e.g. apps/v1/Deployment/shop/web:.spec.template.metadata.annotations.token",
+                )
+        spec_kw["sensitive_allowed"] = allowed_fields
         outs: dict[str, LayerOutput] = {}
         for oname, o in _mapping(doc, data.get("outputs"), "outputs").items():
             o = _mapping(doc, o, "outputs", oname)
@@ -505,9 +570,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 )
             helm, helm_refs = _load_helm(snapshot, doc, path, node_id, inputs)
             refs.extend(helm_refs)
-            stray = [
-                m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)
-            ]
+            stray = [m for m in manifests if m not in helm.values_files and not _inside(m, helm.chart, helm)]
             if stray:
                 raise ConfigError(
                     f"{stray[0]} is neither a values file nor part of the chart: a chart layer applies "
@@ -530,7 +593,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
                 f"manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB", node=node_id, location=Location(mf)
             )
         text = raw.decode("utf-8", "replace")
-        for ref in find_refs(text, mf, allow_inputs=True):
+        for ref in _manifest_refs(text, mf):
             if ref.kind == "input":
                 if ref.name not in inputs:
                     raise ConfigError(
@@ -553,6 +616,7 @@ def _load_layer(snapshot: Snapshot, path: str, name: str) -> Node | None:
         config_file=cfg if doc else None,
         layer=LayerSpec(**spec_kw),
         depends_lines=_dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
     )
 
 

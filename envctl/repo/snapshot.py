@@ -1,7 +1,10 @@
 """Snapshots of the repository: the working tree, or one Git revision read without checkout.
 
-Both refuse paths that leave the repository (``..`` and symlinks pointing outside), so a hostile
-repo cannot make envctl read, or print, a file elsewhere on the machine.
+Both refuse paths that leave the repository (absolute paths, ``..`` and symlinks pointing
+outside) and paths into ``.git/`` (Git's own files: CI tokens sit in ``.git/config``) or
+``.envctl/`` (envctl's state, plans and journals), so a hostile repo cannot make envctl read, or
+print, a file elsewhere on the machine or one of envctl's own. A repository that commits
+``.envctl/`` is refused outright: envctl's state is never read from Git.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import os
 import stat
 from collections.abc import Iterator
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envctl.core.errors import ConfigError, Location, UsageError
+from envctl.core.paths import PRIVATE_DIRS
+from envctl.core.paths import repo_path as _clean
 from envctl.core.refs import quoted
 from envctl.repo import gitcli
 
@@ -25,29 +30,10 @@ _SYMLINK = 0o120000
 _MAX_HOPS = 40
 
 
-def _clean(path: str) -> str:
-    """Normalise a repo-relative POSIX path; refuse absolute paths and ``..`` escapes."""
-    if "\x00" in path:  # the OS refuses it with ValueError, not OSError
-        raise ConfigError(f"path {quoted(path)} contains a NUL character")
-    p = PurePosixPath(path)
-    if p.is_absolute():
-        raise ConfigError(
-            f"path {quoted(path)} is absolute", hint="use a path relative to the repository root"
-        )
-    parts: list[str] = []
-    for part in p.parts:
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise ConfigError(
-                    f"path {quoted(path)} leads outside the repository",
-                    hint="keep modules, manifests and var files inside the environment repository",
-                )
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/".join(parts)
+def _committed_state(root: Path, rev: str | None) -> bool:
+    """Whether ``.envctl/`` is in Git's index (working tree) or in the commit ``rev``."""
+    res = gitcli.ls_files(root, ".envctl") if rev is None else gitcli.ls_tree(root, rev, ".envctl")
+    return bool(res)
 
 
 def _open_repo(root: Path) -> git.Repo | None:
@@ -90,6 +76,14 @@ class WorkTreeSnapshot:
                 f"{rel} is a symlink that leads outside the repository",
                 location=Location(rel),
                 hint="replace the symlink with the file itself",
+            )
+        inside = real.relative_to(self.root).parts
+        if inside and inside[0] in PRIVATE_DIRS:
+            raise ConfigError(
+                f"{rel} is a symlink into {inside[0]}/, which no node may read",
+                location=Location(rel),
+                hint="remove the symlink: it would expose Git's or envctl's own files "
+                "(credentials, state)",
             )
         return full
 
@@ -183,9 +177,12 @@ class GitSnapshot:
                     if hops > _MAX_HOPS or target.startswith("/"):
                         raise ConfigError(target)
                     resolved = _clean("/".join([*done, target]))
-                except ConfigError:
+                except ConfigError as e:
+                    into = next((d for d in PRIVATE_DIRS if f"leads into {d}/" in e.message), None)
                     raise ConfigError(
-                        f"{link} is a symlink that leads outside the repository (or loops)",
+                        f"{link} is a symlink into {into}/, which no node may read"
+                        if into
+                        else f"{link} is a symlink that leads outside the repository (or loops)",
                         location=Location(link),
                         hint="replace the symlink with the file itself",
                     ) from None
@@ -240,4 +237,12 @@ def open_snapshot(root: Path, rev: str | None) -> WorkTreeSnapshot | GitSnapshot
     """The working tree under ``root``, or the commit ``rev`` of the repo at ``root``."""
     if not root.is_dir():
         raise UsageError(f"--repo {root} is not a directory")
-    return GitSnapshot(root, rev) if rev else WorkTreeSnapshot(root)
+    snapshot = GitSnapshot(root, rev) if rev else WorkTreeSnapshot(root)
+    if _committed_state(snapshot.root, rev):
+        raise ConfigError(
+            ".envctl/ is committed to Git" + (f" at {rev}" if rev else ""),
+            location=Location(".envctl"),
+            hint="envctl's state, plans and journals never come from Git: "
+            "git rm -r --cached .envctl && git commit (envctl keeps .envctl/ ignored itself)",
+        )
+    return snapshot

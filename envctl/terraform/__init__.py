@@ -13,6 +13,7 @@ from envctl.terraform.stack import (
     apply_stack,
     plan_stack,
     read_outputs,
+    sensitive_outputs,
     validate_stack,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "engine_for",
     "plan_stack",
     "read_outputs",
+    "sensitive_outputs",
     "validate_stack",
 ]

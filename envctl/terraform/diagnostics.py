@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envctl.core.errors import EngineError, EnvctlError, Location, StalePlanError
-from envctl.core.secrets import mask, secret_texts
+from envctl.core.secrets import KNOWN, mask, secret_texts
 
 REDACTED = "(sensitive value)"
 
@@ -108,6 +108,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[Any] = ()) -> None:
         # a stable order (longest first) for ``secrets``, which planjson.scrub also uses
         self._secrets = tuple(sorted(secret_texts(secrets), key=lambda s: (-len(s), s)))
+        KNOWN.add_texts(self._secrets)  # and masked in everything else envctl prints or stores
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -67,10 +67,11 @@ class Block:
         return _blocks(self.body, self.masked_body, self.line - 1)
 
 
-def mask(text: str) -> str:
+def mask(text: str, *, strings: bool = True) -> str:
     """``text`` with comments blanked and string/heredoc contents replaced by ``x``.
 
     Length and newlines are preserved so offsets and line numbers still match the original.
+    With ``strings=False`` only comments are blanked (string contents hold expressions too).
     """
     out = list(text)
     i, n = 0, len(text)
@@ -91,12 +92,14 @@ def mask(text: str) -> str:
             while j < n and text[j] != '"' and text[j] != "\n":
                 j += 2 if text[j] == "\\" else 1
             j = min(j, n)
-            out[i + 1 : j] = "x" * (j - i - 1)
+            if strings:
+                out[i + 1 : j] = "x" * (j - i - 1)
             i = j + 1
         elif c == "<" and (m := _HEREDOC.match(text, i)):
             end = re.compile(r"(?m)^[ \t]*" + re.escape(m.group(1)) + r"[ \t]*$").search(text, m.end())
             j = n if end is None else end.end()
-            out[m.end() : j] = [ch if ch == "\n" else "x" for ch in text[m.end() : j]]
+            if strings:
+                out[m.end() : j] = [ch if ch == "\n" else "x" for ch in text[m.end() : j]]
             i = j
         else:
             i += 1
@@ -185,6 +188,95 @@ class ProviderRequirement:
 
 
 @dataclass(frozen=True)
+class FileCall:
+    """A call of a Terraform function that reads the file system: ``file("...")``, ``fileset(...)``.
+
+    ``args`` is the raw text of each argument (``path`` first; ``fileset``'s pattern second).
+    """
+
+    function: str
+    args: tuple[str, ...]
+    file: str
+    line: int
+
+
+# Every Terraform (1.x) and OpenTofu function that reads files, by path.
+FILE_FUNCTIONS = (
+    "file",
+    "fileexists",
+    "fileset",
+    "filebase64",
+    "filemd5",
+    "filesha1",
+    "filesha256",
+    "filesha512",
+    "filebase64sha256",
+    "filebase64sha512",
+    "templatefile",
+)
+_FILE_CALL = re.compile(r"(?<![\w.:-])(" + "|".join(FILE_FUNCTIONS) + r")\s*\(")
+
+
+def _call_args(text: str, start: int) -> list[str]:
+    """The top-level arguments of a call whose ``(`` ends just before ``start``.
+
+    Follows quoted strings and ``${...}``/``%{...}`` inside them (which hold expressions, with
+    quotes of their own), so ``file("${path.module}/a,b")`` is one argument.
+    """
+    frames: list[list[Any]] = [["code", 0]]
+    parts: list[str] = []
+    seg = i = start
+    n = len(text)
+    while i < n:
+        kind = frames[-1][0]
+        c = text[i]
+        if kind == "str":
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"' or c == "\n":
+                frames.pop()
+            elif text.startswith(("${", "%{"), i):
+                frames.append(["code", 0])
+                i += 1
+            i += 1
+            continue
+        if c == '"':
+            frames.append(["str", 0])
+        elif c in "([{":
+            frames[-1][1] += 1
+        elif c in ")]}":
+            if frames[-1][1] == 0:
+                if len(frames) == 1:
+                    parts.append(text[seg:i])
+                    return [p.strip() for p in parts]
+                frames.pop()
+            else:
+                frames[-1][1] -= 1
+        elif c == "," and len(frames) == 1 and frames[0][1] == 0:
+            parts.append(text[seg:i])
+            seg = i + 1
+        i += 1
+    parts.append(text[seg:i])
+    return [p.strip() for p in parts]
+
+
+def file_calls(path: str, text: str, line_offset: int = 0) -> list[FileCall]:
+    """Every file-function call in ``text`` (a ``.tf`` file, a template, or one JSON string),
+    comments excluded; calls inside string interpolations and heredocs count."""
+    masked = mask(text, strings=False)
+    return [
+        FileCall(
+            m.group(1),
+            tuple(_call_args(text, m.end())),
+            path,
+            line_offset + text.count("\n", 0, m.start()) + 1,
+        )
+        for m in _FILE_CALL.finditer(masked)
+    ]
+
+
+@dataclass(frozen=True)
 class ModuleInfo:
     """What envctl needs to know about a set of ``.tf`` files (one module directory)."""
 
@@ -196,6 +288,7 @@ class ModuleInfo:
     has_backend: bool
     provisioners: tuple[Provisioner, ...] = ()
     providers: tuple[ProviderRequirement, ...] = ()  # one per local name, in file order
+    file_calls: tuple[FileCall, ...] = ()
 
 
 # Files Terraform (.tf) or OpenTofu (also .tofu) load as a module's configuration.
@@ -247,6 +340,7 @@ class _Scan:
         self.provisioners: list[Provisioner] = []
         self.declared: dict[str, ProviderRequirement] = {}
         self.used: dict[str, tuple[str, int]] = {}  # local name -> first (file, line) using it
+        self.file_calls: list[FileCall] = []
 
     def use(self, local_name: str, path: str, line: int) -> None:
         if local_name and local_name not in self.used:
@@ -271,6 +365,7 @@ class _Scan:
             self.has_backend,
             tuple(self.provisioners),
             tuple(providers),
+            tuple(self.file_calls),
         )
 
 
@@ -308,6 +403,7 @@ def _required_providers(b: Block) -> list[tuple[str, str | None, int]]:
 
 
 def _scan_hcl(path: str, text: str, acc: _Scan) -> None:
+    acc.file_calls += file_calls(path, text)
     for b in blocks(text):
         if b.type == "variable" and b.labels:
             acc.variables[b.labels[0]] = b.flag("sensitive")
@@ -379,6 +475,20 @@ def _scan_json(path: str, text: str, acc: _Scan) -> None:
         at = text.find(json.dumps(key))
         return 1 if at < 0 else text.count("\n", 0, at) + 1
 
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    for string in strings(doc):
+        if "(" in string:
+            at = text.find(json.dumps(string)[1:-1][:40])
+            acc.file_calls += file_calls(path, string, 0 if at < 0 else text.count("\n", 0, at))
+
     def entries(kind: str) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         for item in _dicts(doc.get(kind)):
@@ -423,3 +533,13 @@ def _scan_json(path: str, text: str, acc: _Scan) -> None:
 def is_local_source(source: str) -> bool:
     """Terraform treats only ``./`` and ``../`` prefixes as local paths."""
     return source.startswith(("./", "../")) or source in (".", "..")
+
+
+def is_host_path_source(source: str) -> bool:
+    """A module source that copies a directory of this machine: ``/abs``, ``~/x``, ``C:\\x``,
+    ``file::...`` (go-getter's file getter). Never allowed: the module would not be the repo's."""
+    return (
+        source.startswith(("/", "~", "\\"))
+        or source.lower().startswith("file::")
+        or bool(re.match(r"^[A-Za-z]:[\\/]", source))
+    )

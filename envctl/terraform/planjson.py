@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from envctl.core.changes import SENSITIVE, Action, Change, sensitive_marker
+from envctl.core.secrets import scrub
 
 UNKNOWN = "(known after apply)"
 
@@ -239,26 +240,16 @@ def summarize(plan: Mapping[str, Any], *, refresh_only: bool = False) -> PlanSum
     )
 
 
-def scrub(value: Any, secrets: Sequence[str]) -> Any:
-    """Mask any string that contains a known secret.
+def scrub_changes(changes: Iterable[Change], secrets: Sequence[str]) -> tuple[Change, ...]:
+    """Changes with every string that contains a known secret masked whole.
 
     Terraform's sensitivity marks do not always follow a value into attributes a provider
     computes from it (``terraform_data.output`` echoes a sensitive ``input`` unmarked), so
     envctl also masks every string holding the value of a sensitive variable or output.
     """
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        return SENSITIVE if any(s in value for s in secrets) else value
-    if isinstance(value, dict):
-        return {k: scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [scrub(v, secrets) for v in value]
-    return value
-
-
-def scrub_changes(changes: Iterable[Change], secrets: Sequence[str]) -> tuple[Change, ...]:
     return tuple(
-        replace(c, before=scrub(c.before, secrets), after=scrub(c.after, secrets)) if secrets else c
+        replace(c, before=scrub(c.before, secrets, whole=True), after=scrub(c.after, secrets, whole=True))
+        if secrets
+        else c
         for c in changes
     )

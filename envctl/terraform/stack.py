@@ -22,8 +22,9 @@ from typing import Any
 from envctl.core.changes import SENSITIVE, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, Location, StalePlanError
 from envctl.core.model import Environment, Node, Snapshot
+from envctl.core.secrets import KNOWN
 from envctl.terraform import diagnostics as diag
-from envctl.terraform import planjson
+from envctl.terraform import hcl, planjson
 from envctl.terraform.engines import EmbeddedEngine, Engine, RunResult, base_env, engine_for
 from envctl.terraform.workspace import (
     INIT_STAMP,
@@ -281,11 +282,15 @@ def apply_stack(ctx: StackContext, node: Node, planfile: Path) -> dict[str, Stac
 
 
 def _outputs_from(doc: Mapping[str, Any]) -> dict[str, StackOutput]:
-    return {
+    outs = {
         str(k): StackOutput(v.get("value"), bool(v.get("sensitive", False)))
         for k, v in doc.items()
         if isinstance(v, dict)
     }
+    for o in outs.values():
+        if o.sensitive:
+            KNOWN.add(o.value)  # masked in everything envctl prints, stores or sends
+    return outs
 
 
 def read_outputs(ctx: StackContext, node: Node) -> dict[str, StackOutput]:
@@ -324,6 +329,19 @@ def read_outputs(ctx: StackContext, node: Node) -> dict[str, StackOutput]:
     except ValueError as e:
         raise EngineError("terraform output -json printed no JSON", node=node.id) from e
     return _outputs_from(doc if isinstance(doc, dict) else {})
+
+
+def sensitive_outputs(snapshot: Snapshot, node: Node) -> frozenset[str]:
+    """The outputs a stack declares ``sensitive = true`` (its own ``.tf`` files, or the module a
+    ``module:`` stack calls), read from the configuration: known before anything is applied."""
+    spec = node.stack
+    directory = spec.module if spec is not None and spec.module else node.path
+    texts = {
+        f"{directory}/{name}": snapshot.read_bytes(f"{directory}/{name}").decode("utf-8", "replace")
+        for name in snapshot.listdir(directory)
+        if name.endswith(hcl.CONFIG_SUFFIXES)
+    }
+    return frozenset(o for o, sensitive in hcl.scan(texts).outputs.items() if sensitive)
 
 
 def validate_stack(ctx: StackContext, node: Node) -> tuple[str, ...]:

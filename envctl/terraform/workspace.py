@@ -28,6 +28,7 @@ from typing import Any
 
 from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Environment, Node, Snapshot, StackSpec
+from envctl.core.paths import repo_path
 from envctl.terraform import hcl
 
 GENERATED_ROOT = "_envctl_module.tf"
@@ -259,6 +260,7 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
         info = hcl.scan(_tf_texts(files, directory))
         for source, file, line in info.module_sources:
             if not hcl.is_local_source(source):
+                _check_remote_source(env, node, source, file, line)
                 continue
             target = posixpath.normpath(posixpath.join(directory, source))
             if _outside(target):
@@ -317,6 +319,8 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
                 hint="set terraform.allow_external_data: true in environment.yaml to allow it",
             )
     check_policy(env, root, node, module_infos)
+    if not env.allow.terraform_file_functions:
+        check_file_functions(node, files, module_infos)
 
     base = work_base(root, env.name, node.name)
     run_dir = base / node.path
@@ -414,6 +418,92 @@ def check_policy(env: Environment, root: Path, node: Node, modules: Mapping[str,
                 "and set terraform.plugin_dir, or set terraform.allow_registry_providers: true in "
                 "environment.yaml to let terraform init download providers",
             )
+
+
+def _check_remote_source(env: Environment, node: Node, source: str, file: str, line: int) -> None:
+    """A module source that is not a relative path: a path on this machine is always refused,
+    a remote one (``git::``, ``https://``, ``github.com/``, a registry address) unless allowed."""
+    if hcl.is_host_path_source(source):
+        raise ConfigError(
+            f"module source {source!r} is a path on this machine, outside the repository",
+            node=node.id,
+            location=Location(file, line),
+            hint="modules live inside the environment repository: use a relative source "
+            "such as ../../modules/network",
+        )
+    if not env.allow.remote_sources:
+        raise ConfigError(
+            f"module source {source!r} would be fetched from outside the repository "
+            "(and its code is never checked by envctl)",
+            node=node.id,
+            location=Location(file, line),
+            hint="vendor the module under modules/ and use a relative source, or set "
+            "allow: {remote_sources: true} in environment.yaml",
+        )
+
+
+# The directory a file function's relative path starts from, by the prefix of its argument:
+# ``path.module`` is the calling module's directory; ``path.root``, ``path.cwd`` and a bare
+# relative path are the root module's (Terraform runs in the stack's workspace directory).
+_PATH_BASES = ("path.module", "path.root", "path.cwd")
+
+
+def _file_call_target(call: hcl.FileCall, module_dir: str, root_dir: str) -> str | None:
+    """The repository path a file function reads, or None if its argument is not a static path."""
+    arg = call.args[0] if call.args else ""
+    if arg in _PATH_BASES:
+        base, rest = arg, ""
+    else:
+        m = re.fullmatch(r'"((?:[^"\\]|\\.)*)"', arg, re.S)
+        if m is None:
+            return None
+        inner, base = m.group(1), ""
+        for b in _PATH_BASES:
+            if inner.startswith("${" + b + "}"):
+                base, inner = b, inner[len(b) + 3 :]
+                if inner and not inner.startswith("/"):
+                    return None
+                inner = inner.lstrip("/")
+                break
+        rest = inner
+    if "${" in rest or "%{" in rest or "\\" in rest or rest.startswith("~") or posixpath.isabs(rest):
+        return None
+    if call.function == "fileset" and len(call.args) > 1:
+        pat = re.fullmatch(r'"([^"\\$%]*)"', call.args[1])
+        if pat is None or pat.group(1).startswith("/") or ".." in pat.group(1).split("/"):
+            return None
+    start = module_dir if base == "path.module" else root_dir
+    return posixpath.join(start, rest) if rest else start
+
+
+def check_file_functions(
+    node: Node, files: Mapping[str, bytes], modules: Mapping[str, hcl.ModuleInfo]
+) -> None:
+    """Refuse a file function (``file``, ``templatefile``, ``fileset``, ...) whose path is absolute,
+    leaves the repository, enters ``.git/``/``.envctl/`` or is not a static path at all; calls in
+    templates (any other file of the stack's modules: a template may call functions) count too."""
+    calls: list[tuple[hcl.FileCall, str]] = [(c, d) for d, info in modules.items() for c in info.file_calls]
+    for path, data in sorted(files.items()):
+        if path.endswith(hcl.CONFIG_SUFFIXES) or b"{" not in data:
+            continue
+        text = data.decode("utf-8", "replace")
+        calls += [(c, posixpath.dirname(path)) for c in hcl.file_calls(path, text)]
+    for call, module_dir in calls:
+        target = _file_call_target(call, module_dir, node.path)
+        why = "its path is not a static path (only literals under path.module or path.root are checked)"
+        if target is not None:
+            try:
+                repo_path(target)
+                continue
+            except ConfigError as e:
+                why = e.message
+        raise ConfigError(
+            f"{call.function}({call.args[0] if call.args else ''}) may read outside the repository: {why}",
+            node=node.id,
+            location=Location(call.file, call.line),
+            hint='read files of the repository by a literal path such as "${path.module}/files/x.txt", '
+            "or set allow: {terraform_file_functions: true} in environment.yaml",
+        )
 
 
 def _mirrored_providers(mirror: Path) -> list[str]:

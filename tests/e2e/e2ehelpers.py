@@ -65,7 +65,9 @@ class Env:
 
     def environ(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCTL_")}
-        env.update(KUBECONFIG=self.kubeconfig, NO_COLOR="1", **self.extra_env, **extra)
+        env.update(KUBECONFIG=self.kubeconfig, NO_COLOR="1")
+        env.update(self.extra_env)  # later ones win: a test may point KUBECONFIG elsewhere
+        env.update(extra)
         return env
 
     def run(

@@ -14,6 +14,7 @@ import pytest
 
 from envctl.core.errors import ConfigError
 from envctl.core.model import Environment
+from envctl.kube import helm
 from envctl.kube.render import render_layer
 from envctl.repo import load_environment, open_snapshot
 
@@ -171,3 +172,18 @@ def test_rev_renders_the_chart_of_that_commit(tmp_path: Path, helm_on_cache: Pat
     (root / LAYER / "v.yaml").write_text("text: second\n")
     assert by_name(render(root))["ConfigMap/web-web"]["data"]["text"] == "second"
     assert by_name(render(root, rev="HEAD"))["ConfigMap/web-web"]["data"]["text"] == "first"
+
+
+def test_a_chart_that_renders_too_much_is_stopped_while_it_renders(
+    tmp_path: Path, helm_on_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(helm, "MAX_RENDER_BYTES", 64 << 10)  # the real bound is 64 MiB
+    many = (
+        '{{ range until 5000 }}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: "c{{ . }}"}\n'
+        "{{ end }}\n"
+    )
+    root = repo(tmp_path, "helm: {chart: chart}\n", {f"{LAYER}/chart/templates/many.yaml": many})
+    with pytest.raises(ConfigError) as e:
+        render(root)
+    assert "the chart renders more than" in str(e.value)
+    assert e.value.node == "layer.web"

@@ -52,6 +52,11 @@ class Counted(KubeContext):
             self.counts[what] += 1  # type: ignore[attr-defined]
         return super().request(method, path, **kw)
 
+    def watch_until(self, *args: Any, **kw: Any) -> dict[str, Any] | None:
+        with self._count_lock:  # type: ignore[attr-defined]
+            self.counts["watch"] += 1  # type: ignore[attr-defined]
+        return super().watch_until(*args, **kw)
+
     def take(self) -> Counter[str]:
         with self._count_lock:  # type: ignore[attr-defined]
             out = Counter(self.counts)  # type: ignore[attr-defined]
@@ -282,3 +287,91 @@ def test_an_apply_reuses_its_plans_dry_runs_unless_the_object_changed_since(
     with pytest.raises(ConflictError):
         apply_layer(layer.ctx, layer.node, objects)
     assert layer.ctx.take()["dry-run"] == 3  # both, and cm-002 again with force for its conflict
+
+
+def crd(group: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+
+
+def write_docs(layer: Layer, docs: list[dict[str, Any]]) -> None:
+    d = layer.root / layer.path
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "objects.yaml").write_text("".join("---\n" + json.dumps(doc) + "\n" for doc in docs))
+
+
+def test_cluster_scoped_objects_are_listed_and_a_planned_create_is_not_dry_run_again(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    group = f"{layer.ns}.requests.envctl.test"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"{layer.ns}-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+    }
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": layer.ns}}
+    write_docs(layer, [namespace, crd(group), role, cm])
+    try:
+        objects = layer.objects()
+        layer.ctx.take()
+        plan_layer(layer.ctx, layer.node, objects)
+        planned = layer.ctx.take()
+        assert planned["dry-run"] == 3, planned  # the Namespace, the CRD, the ClusterRole
+        done = apply_layer(layer.ctx, layer.node, objects, reuse_plan=True)
+        assert done.counts.add == 4
+        applied = layer.ctx.take()
+        # the plan's dry-runs of the three creates stand (a GET each shows the CRD and the
+        # ClusterRole still absent); only the ConfigMap, which waited for its namespace, is dry-run
+        assert applied["dry-run"] == 1 and applied["apply"] == 4, applied
+        # nothing in the layer uses the CRD's kind: it is not waited for before the rest
+        assert applied["watch"] == 0, applied
+        # in sync: proven from the LISTs, the cluster-scoped kinds' included; no dry-run
+        plan = plan_layer(layer.ctx, layer.node, objects)
+        assert plan.counts.total == 0 and len(plan.changes) == 4
+        replanned = layer.ctx.take()
+        assert replanned["dry-run"] == 0 and replanned["list"] == 3, replanned
+        assert sum(replanned.values()) <= 6, replanned  # + GET namespace, GET inventory (+ discovery)
+        # an apply right after that plan re-reads nothing it would not change
+        assert apply_layer(layer.ctx, layer.node, objects, reuse_plan=True).counts.total == 0
+        again = layer.ctx.take()
+        assert again["dry-run"] == 0 and again["list"] == 0 and again["apply"] == 0, again
+    finally:
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        rbac.delete_cluster_role(role["metadata"]["name"])
+        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_a_crd_its_layer_uses_is_watched_until_established_not_polled(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    group = f"{layer.ns}.watch.envctl.test"
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": layer.ns}}
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    write_docs(layer, [namespace, crd(group), widget])
+    try:
+        layer.ctx.take()
+        done = apply_layer(layer.ctx, layer.node, layer.objects())
+        assert done.counts.add == 3
+        counts = layer.ctx.take()
+        assert counts["watch"] >= 1, counts  # the CRD, until Established
+        assert counts["get"] <= 3, counts  # namespace, inventory: no polls re-reading the CRD
+        assert counts["dry-run"] == 3 and counts["apply"] == 3, counts
+    finally:
+        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(f"widgets.{group}")

@@ -187,3 +187,71 @@ def test_no_secret_canary_leaks_anywhere(
     )
     leaks = _scan(texts)
     assert not leaks, "secret canaries leaked:\n" + "\n".join(leaks)
+
+
+REJECTED = _canary("rejected")
+
+
+def test_a_sensitive_value_the_api_server_rejects_is_printed_nowhere(
+    envrepo: EnvRepo, hook: Hook, tmp_path: Path
+) -> None:
+    """Issue 16 #6: a sensitive output placed where the API server rejects it (a label ending
+    in ``_!``) was echoed by plan, apply (progress line and error detail) and drift in every
+    format. The error text passes the masking boundary everywhere it goes."""
+    ns = envrepo.ns
+    envrepo.write(
+        "stacks/vault/main.tf", f'output "token" {{\n  value     = "{REJECTED}"\n  sensitive = true\n}}\n'
+    )
+    envrepo.write(
+        "layers/platform/bad.yaml",
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: {ns}\n"
+        "  labels:\n    token: ${inputs.pw}_!\ndata: {a: b}\n",
+    )
+    layer = envrepo.path("layers/platform/layer.yaml")
+    layer.write_text(
+        layer.read_text().replace("inputs:\n", "inputs:\n  pw: ${stack.vault.outputs.token}\n", 1)
+        + f"sensitive_allowed: [v1/ConfigMap/{ns}/bad:.metadata.labels]\n"
+    )
+    env_yaml = envrepo.path("environment.yaml")
+    env_yaml.write_text(env_yaml.read_text() + f"notifications:\n  - webhook: {hook.url}\n")
+    envrepo.commit("a sensitive value the API server rejects")
+
+    texts: dict[str, str] = {}
+
+    def run(*args: str) -> Run:
+        r = envrepo.run(*args)
+        texts[f"envctl {' '.join(args)} (stdout)"] = r.stdout
+        texts[f"envctl {' '.join(args)} (stderr)"] = r.stderr
+        assert "Traceback" not in r.output, str(r)
+        return r
+
+    e = envrepo.name
+    for fmt in ("text", "json"):
+        applied = run("apply", "-e", e, "--auto-approve", "--format", fmt, "--debug")
+        assert applied.returncode != 0, str(applied)
+    assert any("label" in t.lower() and "(sensitive" in t for t in texts.values()), (
+        "the API server's rejection was never shown: the test would prove nothing\n"
+        + "\n".join(texts.values())[-4000:]
+    )
+    for fmt in ("text", "json", "markdown"):
+        run("plan", "-e", e, "--format", fmt)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for fmt in ("text", "json", "markdown", "html"):
+        run("drift", "-e", e, "--format", fmt)
+        run("drift", "-e", e, "--format", fmt, "--output", str(reports / f"drift.{fmt}"))
+    run("drift", "-e", e, "--notify", "--format", "json")
+    run("status", "-e", e)
+    for f in reports.iterdir():
+        texts[f"report {f.name}"] = f.read_text(errors="replace")
+    for f in sorted(envrepo.dotdir.rglob("*")):
+        rel = f.relative_to(envrepo.root).as_posix()
+        if f.is_file() and not rel.startswith((f".envctl/state/{e}/", f".envctl/work/{e}/")):
+            texts[rel] = f.read_bytes().decode(errors="replace")
+    assert any("/runs/" in k for k in texts), f"no run journal was scanned: {sorted(texts)}"
+    assert hook.bodies, "no webhook payload was received"
+    for i, body in enumerate(hook.bodies):
+        texts[f"webhook payload {i}"] = body
+    forms = (REJECTED, base64.b64encode(REJECTED.encode()).decode())
+    leaks = [f"{form} in {where}" for where, text in texts.items() for form in forms if form in text]
+    assert not leaks, "the rejected sensitive value leaked:\n" + "\n".join(leaks)

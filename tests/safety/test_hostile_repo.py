@@ -193,7 +193,100 @@ def non_mirror_provider(repo: EnvRepo) -> None:
     )
 
 
+def module_source_absolute(repo: EnvRepo) -> None:
+    """Issue 16 #1: an absolute module source was never scanned; its local-exec ran on apply."""
+    out = _outside(repo)
+    marker = repo.root.parent / "provisioner-ran"
+    (out / "evil").mkdir(exist_ok=True)
+    (out / "evil" / "main.tf").write_text(
+        'resource "terraform_data" "x" {\n  provisioner "local-exec" {\n'
+        f'    command = "touch {marker}"\n  }}\n}}\n'
+        'data "external" "x" {\n  program = ["true"]\n}\n'
+    )
+    _stack_tf(repo, f'module "m" {{\n  source = "{out / "evil"}"\n}}\n')
+
+
+def module_source_remote(repo: EnvRepo) -> None:
+    _stack_tf(repo, 'module "m" {\n  source = "git::https://example.invalid/evil.git"\n}\n')
+
+
+def kustomize_substituted_dotdot(repo: EnvRepo) -> None:
+    """Issue 16 #2: the .. check ran before substitution."""
+    _outside(repo)
+    p = repo.path("environment.yaml")
+    p.write_text(p.read_text().replace("vars:\n", "vars:\n  base: ../../../../../outside\n", 1))
+    repo.write(f"{LAYER}/kustomization.yaml", KUSTOMIZE_OWN + "  - ${env.vars.base}/cm.yaml\n")
+
+
+def _generator_over(repo: EnvRepo, links: dict[str, str]) -> None:
+    for name, target in links.items():
+        os.symlink(target, repo.path(f"{LAYER}/{name}"))
+    repo.write(
+        f"{LAYER}/kustomization.yaml",
+        KUSTOMIZE_OWN + "configMapGenerator:\n  - name: stolen\n    namespace: " + repo.ns + "\n"
+        f"    files: [{', '.join(links)}]\n",
+    )
+
+
+def generator_symlink_into_git(repo: EnvRepo) -> None:
+    """Issue 16 #3: a generator over a symlink to .git/config printed the CI token."""
+    import subprocess
+
+    subprocess.run(
+        ["git", "config", "http.https://github.com/.extraheader", f"AUTHORIZATION: basic {CANARY}"],
+        cwd=repo.root, check=True,
+    )
+    _generator_over(repo, {"gitconfig": "../../../../.git/config"})
+
+
+def generator_symlink_into_envctl(repo: EnvRepo) -> None:
+    # (a plan bundle: a real tfstate here would count as state written by the test's run)
+    held = repo.dotdir / "plans" / "old" / "bundle.json"
+    held.parent.mkdir(parents=True, exist_ok=True)
+    held.write_text(f'{{"outputs": {{"password": {{"value": "{CANARY}", "sensitive": true}}}}}}\n')
+    _generator_over(repo, {"held": "../../../../.envctl/plans/old/bundle.json"})
+
+
+def kustomize_remote_resource(repo: EnvRepo) -> None:
+    """Issue 16 #4: kustomize ran git fetch during validate and plan."""
+    repo.write(
+        f"{LAYER}/kustomization.yaml",
+        KUSTOMIZE_OWN + "  - https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v3.3.1\n",
+    )
+
+
+def file_function_absolute(repo: EnvRepo) -> None:
+    """Issue 16 #5: file() on an absolute path read a host file into state and outputs."""
+    out = _outside(repo)
+    _stack_tf(repo, f'output "leak" {{\n  value = file("{out / "cm.yaml"}")\n}}\n')
+
+
+def templatefile_escape(repo: EnvRepo) -> None:
+    _outside(repo)
+    escape = "${path.module}/../../../../../outside/cm.yaml"
+    _stack_tf(repo, f'output "leak" {{\n  value = templatefile("{escape}", {{}})\n}}\n')
+
+
+def committed_envctl(repo: EnvRepo) -> None:
+    """Issue 16 #8: a committed journal made status say converged; a committed tfstate changed the plan."""
+    from safetyhelpers import git
+
+    run = repo.dotdir / "runs" / repo.name / "fake.json"
+    run.parent.mkdir(parents=True, exist_ok=True)
+    run.write_text('{"run": "fake", "nodes": {}}\n')
+    git(repo.root, "add", "-f", ".envctl/runs")
+
+
 CASES: dict[str, tuple[Callable[[EnvRepo], None], str]] = {
+    "module-source-absolute": (module_source_absolute, r"path on this machine"),
+    "module-source-remote": (module_source_remote, r"fetched from outside the repository"),
+    "kustomize-substituted-dotdot": (kustomize_substituted_dotdot, r"cannot hold a reference"),
+    "generator-symlink-into-git": (generator_symlink_into_git, r"symlink into \.git/"),
+    "generator-symlink-into-envctl": (generator_symlink_into_envctl, r"symlink into \.envctl/"),
+    "kustomize-remote-resource": (kustomize_remote_resource, r"remote source"),
+    "file-function-absolute": (file_function_absolute, r"may read outside the repository"),
+    "templatefile-escape": (templatefile_escape, r"may read outside the repository"),
+    "committed-envctl": (committed_envctl, r"\.envctl/ is committed"),
     "yaml-alias-bomb-manifest": (alias_bomb_manifest, r"alias|anchor"),
     "yaml-alias-bomb-environment": (alias_bomb_environment, r"alias|anchor"),
     "deep-nesting-manifest": (deep_nesting_manifest, r"nest|deep|depth"),
@@ -251,12 +344,44 @@ def test_refuses_an_oversized_object_before_contacting_the_cluster(envrepo: EnvR
     assert_no_traceback(run)
 
 
-def test_provisioner_never_runs_on_apply(envrepo: EnvRepo) -> None:
-    provisioner(envrepo)
+@pytest.mark.parametrize("plant", [provisioner, module_source_absolute], ids=["own", "absolute-module"])
+def test_provisioner_never_runs_on_apply(envrepo: EnvRepo, plant: Callable[[EnvRepo], None]) -> None:
+    plant(envrepo)
     envrepo.commit("provisioner")
     run = envrepo.apply()
     assert not (envrepo.root.parent / "provisioner-ran").exists(), f"the local-exec provisioner ran:\n{run}"
     assert run.returncode == 78, str(run)
+    assert not list(envrepo.dotdir.rglob(".terraform/modules")), "terraform init fetched the module"
+
+
+def test_a_committed_envctl_is_refused_by_status_too(envrepo: EnvRepo) -> None:
+    committed_envctl(envrepo)
+    envrepo.commit("state in git")
+    run = envrepo.run("status", "-e", envrepo.name)
+    assert run.returncode == 78, str(run)
+    assert "git rm -r --cached .envctl" in run.stderr
+    assert "converged" not in run.stdout
+
+
+def test_allow_opens_remote_sources_and_file_functions(envrepo: EnvRepo) -> None:
+    """Each allow: key opens exactly its way out: with both set, the same stacks validate."""
+    file_function_absolute(envrepo)
+    p = envrepo.path("environment.yaml")
+    p.write_text(p.read_text() + "allow:\n  terraform_file_functions: true\n")
+    envrepo.commit("allow file functions")
+    run = envrepo.run("validate", "-e", envrepo.name)
+    assert "may read outside" not in run.output, str(run)
+    assert run.returncode == 0, str(run)
+
+
+def test_an_unknown_allow_key_is_refused(envrepo: EnvRepo) -> None:
+    p = envrepo.path("environment.yaml")
+    p.write_text(p.read_text() + "allow:\n  everything: true\n")
+    envrepo.commit("bad allow")
+    run = envrepo.run("validate", "-e", envrepo.name)
+    assert run.returncode == 78, str(run)
+    assert "environment.yaml:" in run.stderr and "everything" in run.stderr
+    assert "remote_sources" in run.stderr
 
 
 def test_allowed_external_data_is_not_refused_as_hostile(envrepo: EnvRepo) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from envctl.core.approval import Approval, check_approval, needs_approval, nodes
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ApprovalRequiredError, EnvctlError, StalePlanError
+from envctl.store import Store
 
 
 def bundle(plan_id: str = "dev-1", action: Action = Action.CREATE) -> PlanBundle:
@@ -37,6 +40,27 @@ def test_round_trips_through_json() -> None:
     again = PlanBundle.from_json(json.loads(json.dumps(b.to_json())))
     assert again.fingerprint == b.fingerprint
     assert again.nodes["stack.network"].changes[0].action is Action.CREATE
+
+
+@pytest.mark.parametrize("bad_id", ["../../x", "a/b", "..", "dev-..-x", "", "a\x00b", "/abs"])
+def test_a_bundle_whose_id_is_not_a_plain_name_is_refused_even_with_a_recomputed_fingerprint(
+    bad_id: str,
+) -> None:
+    b = dataclasses.replace(bundle(), id=bad_id)
+    with pytest.raises(StalePlanError, match="not valid"):
+        PlanBundle.from_json(json.loads(json.dumps(b.to_json())))
+
+
+def test_the_store_never_writes_outside_envctl_for_a_bad_plan_id(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    b = dataclasses.replace(bundle(), id="../../escaped")
+    with pytest.raises(StalePlanError):
+        store.mark_applied(b, "run1")
+    with pytest.raises(StalePlanError):
+        store.write_bundle(tmp_path / ".envctl" / "plans" / "x", b)
+    with pytest.raises(StalePlanError):
+        store.read_approval("../../../etc/x")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and "escaped" in p.name) == []
 
 
 def test_a_flipped_value_is_refused_as_stale() -> None:

@@ -17,8 +17,8 @@ from unithelpers import BASE_FILES, write_files
 
 from envctl.core.errors import EnvctlError
 from envctl.core.graph import EnvGraph
+from envctl.core.paths import repo_path as _clean
 from envctl.repo import WorkTreeSnapshot, load_environment
-from envctl.repo.snapshot import _clean
 
 TARGETS = {
     "environment.yaml": "environments/dev/environment.yaml",

@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from unithelpers import MakeRepo
 
 from envctl.core.errors import ConfigError, ExitCode, Location, UnavailableError
 from envctl.core.graph import EnvGraph
-from envctl.core.model import Environment, HelmChart, LayerSpec, Node
+from envctl.core.model import Environment, HelmChart, LayerSpec, Node, Ref
+from envctl.core.refs import Budget, Resolver
 from envctl.kube import helm
+from envctl.kube.render import MAX_LAYER_BYTES, MAX_OBJECT_BYTES, render_layer
 from envctl.repo import WorkTreeSnapshot
 
 LoadEnv = Callable[..., Environment]
@@ -109,7 +112,7 @@ def test_a_symlinked_chart_file_leading_out_of_the_repo_is_refused_at_render(
     os.symlink(outside, root / "charts/web/templates/leak.yaml")
     env = load_env(root)
     with pytest.raises(ConfigError, match="symlink that leads outside the repository"):
-        helm.render_chart(env, WorkTreeSnapshot(root), env.nodes["layer.web"], {})
+        render_layer(env, WorkTreeSnapshot(root), env.nodes["layer.web"], {})
 
 
 def test_a_yaml_file_that_is_neither_values_nor_chart_is_refused(
@@ -172,7 +175,7 @@ def test_an_allowed_remote_chart_is_pinned(make_repo: MakeRepo, load_env: LoadEn
         }
     )
     env = load_env(root)
-    assert env.allow_remote_sources is True
+    assert env.allow.remote_sources is True
     web = env.nodes["layer.web"].layer
     assert web is not None and web.helm is not None
     assert web.helm.remote and web.helm.version == "1.2.3" and web.helm.plain_http
@@ -266,6 +269,38 @@ def test_rendered_lines_point_at_the_chart_file_they_came_from() -> None:
     assert source(7) == "charts/web/charts/db/templates/svc.yaml"
 
 
+def resolver(inputs: dict[str, Any]) -> Resolver:
+    """What the layer's renderer resolves: inputs, env.name = dev, env.vars.replicas = 3."""
+
+    def resolve(ref: Ref) -> Any:
+        if ref.kind == "input" and ref.name in inputs:
+            return inputs[ref.name]
+        if ref.kind == "env":
+            return "dev"
+        if ref.kind == "var" and ref.name == "replicas":
+            return 3
+        raise ConfigError(f"${{{ref.text}}} has no value here", location=ref.location)
+
+    return resolve
+
+
+def budget() -> Budget:
+    return Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
+
+
+def test_a_values_file_reference_that_would_insert_too_much_is_refused(tmp_path: Path) -> None:
+    (tmp_path / WEB).mkdir(parents=True)
+    (tmp_path / WEB / "v.yaml").write_text("a:\n" + "".join(f"  k{i}: ${{inputs.big}}\n" for i in range(4)))
+    chart = HelmChart(chart="charts/web", release="web", values_files=(f"{WEB}/v.yaml",))
+    node = Node(id="layer.web", kind="layer", name="web", path=WEB, layer=LayerSpec(helm=chart))
+    with pytest.raises(ConfigError) as e:
+        helm.chart_values(
+            WorkTreeSnapshot(tmp_path), node, chart, resolver({"big": "x" * (1 << 20)}), budget()
+        )
+    assert "substituted values make one object larger than" in str(e.value)
+    assert e.value.location == Location(f"{WEB}/v.yaml", 3)  # the second copy crosses the limit
+
+
 def test_chart_values_are_substituted_as_values_keeping_types(tmp_path: Path) -> None:
     (tmp_path / WEB).mkdir(parents=True)
     (tmp_path / WEB / "v.yaml").write_text("db:\n  port: ${inputs.port}\n  url: 'pg://${inputs.host}'\n")
@@ -281,9 +316,8 @@ def test_chart_values_are_substituted_as_values_keeping_types(tmp_path: Path) ->
         values_files=(f"{WEB}/v.yaml",),
     )
     node = Node(id="layer.web", kind="layer", name="web", path=WEB, layer=LayerSpec(helm=chart))
-    env = Environment(name="dev", path="environments/dev", vars={"replicas": 3})
     inputs = {"port": 5432, "host": "db", "hosts": ["a", "b"]}
-    files_doc, inline = helm.chart_values(env, WorkTreeSnapshot(tmp_path), node, chart, inputs)
+    files_doc, inline = helm.chart_values(WorkTreeSnapshot(tmp_path), node, chart, resolver(inputs), budget())
     assert files_doc == {"db": {"port": 5432, "url": "pg://db"}}
     assert inline == {"replicas": 3, "hosts": ["a", "b"], "lit": "${x}", "n": "dev"}
 
@@ -293,9 +327,8 @@ def test_an_undeclared_input_in_a_values_file_names_its_line(tmp_path: Path) -> 
     (tmp_path / WEB / "v.yaml").write_text("a: yes\nb:\n  - c: ${inputs.missing}\n")
     chart = HelmChart(chart="charts/web", release="web", values_files=(f"{WEB}/v.yaml",))
     node = Node(id="layer.web", kind="layer", name="web", path=WEB, layer=LayerSpec(helm=chart))
-    env = Environment(name="dev", path="environments/dev")
     with pytest.raises(ConfigError) as e:
-        helm.chart_values(env, WorkTreeSnapshot(tmp_path), node, chart, {})
+        helm.chart_values(WorkTreeSnapshot(tmp_path), node, chart, resolver({}), budget())
     assert e.value.location == Location(f"{WEB}/v.yaml", 3)  # the line of the value itself
 
 

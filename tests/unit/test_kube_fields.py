@@ -254,3 +254,53 @@ def test_the_change_of_an_object_proved_unchanged_is_what_its_diff_would_say() -
         _, live = pair()
         ref = ObjRef.of(live)
         assert object_change(ref, live, live) == Change(str(ref), Action.NOOP, None, None)
+
+
+def env_pair(group_version: str, live_ref: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    env = [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    desired = {
+        "apiVersion": group_version,
+        "kind": "Deployment",
+        "metadata": {"name": "a", "namespace": "ns"},
+        "spec": {"env": env},
+    }
+    fields = {
+        "f:spec": {"f:env": {'k:{"name":"NS"}': {".": {}, "f:name": {}, "f:valueFrom": {"f:fieldRef": {}}}}}
+    }
+    live = copy.deepcopy(desired)
+    live["metadata"]["managedFields"] = [entry(fields, api_version=group_version)]
+    live["spec"]["env"][0]["valueFrom"]["fieldRef"] = live_ref
+    return desired, live
+
+
+def test_an_atomic_value_differing_only_by_a_known_server_default_is_unchanged() -> None:
+    desired, live = env_pair("apps/v1", {"apiVersion": "v1", "fieldPath": "metadata.namespace"})
+    assert unchanged_by_apply(desired, live, M)
+    # another value than the default: applying would remove it
+    desired, live = env_pair("apps/v1", {"apiVersion": "v2", "fieldPath": "metadata.namespace"})
+    assert not unchanged_by_apply(desired, live, M)
+    # a custom resource gets no defaults: the extra key was applied once and is dropped now
+    desired, live = env_pair("example.com/v1", {"apiVersion": "v1", "fieldPath": "metadata.namespace"})
+    assert not unchanged_by_apply(desired, live, M)
+
+
+def test_webhook_rules_with_the_defaulted_scope_and_an_empty_map_are_unchanged() -> None:
+    rule = {"apiGroups": ["x"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["y"]}
+    desired = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "a"},
+        "webhooks": [{"name": "w.example.com", "rules": [rule]}],
+        "extra": {},
+    }
+    fields = {
+        "f:extra": {},
+        "f:webhooks": {'k:{"name":"w.example.com"}': {".": {}, "f:name": {}, "f:rules": {}}},
+    }
+    live = copy.deepcopy(desired)
+    del live["extra"]  # an empty map is stored as absent
+    live["metadata"]["managedFields"] = [entry(fields, api_version=desired["apiVersion"])]
+    live["webhooks"][0]["rules"][0]["scope"] = "*"
+    assert unchanged_by_apply(desired, live, M)
+    live["webhooks"][0]["rules"][0]["scope"] = "Namespaced"
+    assert not unchanged_by_apply(desired, live, M)

@@ -8,7 +8,7 @@ from typing import Any
 
 from envctl.core.changes import Action
 from envctl.core.errors import ConfigError, UnavailableError
-from envctl.kube.client import ApiError, ConflictError, conflicts_of, translate
+from envctl.kube.client import ApiError, ConflictError, conflicts_of, status_error, translate
 from envctl.kube.diff import object_change
 from envctl.kube.objects import (
     ObjRef,
@@ -174,6 +174,22 @@ def test_api_errors_translate_by_status_and_name_the_object() -> None:
     assert isinstance(translate(ApiError(0, "Unavailable", "connection refused"), ref), UnavailableError)
     scrubbed = translate(ApiError(422, "Invalid", "bad value hunter2"), ref, secrets=["hunter2"])
     assert "hunter2" not in str(scrubbed)
+
+
+def test_a_missing_namespace_is_read_from_the_status_details_not_the_message() -> None:
+    body = (
+        b'{"kind":"Status","status":"Failure","message":"the server could not find it",'
+        b'"reason":"NotFound","details":{"name":"app","kind":"namespaces"},"code":404}'
+    )
+    err = status_error(404, "Not Found", body)
+    assert err.missing_namespace == "app"
+    assert "create the namespace" in (translate(err, ObjRef.of(DEPLOY)).hint or "")
+    # the words alone decide nothing: a 404 about another kind names no missing namespace
+    other = status_error(
+        404, "Not Found", b'{"message":"namespaces \\"app\\" not found","details":{"kind":"pods"}}'
+    )
+    assert other.missing_namespace is None
+    assert "create the namespace" not in (translate(other, ObjRef.of(DEPLOY)).hint or "")
 
 
 def test_importing_the_engine_does_not_import_the_kubernetes_client() -> None:

@@ -97,6 +97,33 @@ def test_manifest_input_must_be_declared_by_the_layer(make_repo: MakeRepo, load_
     assert e.value.node == "layer.app"
 
 
+def test_manifest_references_are_found_in_values_not_in_keys_or_comments(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    manifest = "environments/dev/layers/platform/cm.yaml"
+    text = "kind: ConfigMap\n# uses ${inputs.nothing}\ndata:\n  ${inputs.key}: x\n  b: |\n    ${env.name}\n"
+    refs = load_env(make_repo({manifest: text})).nodes["layer.platform"].refs
+    assert [(r.text, r.location) for r in refs] == [("env.name", Location(manifest, 6))]
+
+
+def test_layer_namespace_may_use_the_environment(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+    layer = "environments/dev/layers/platform/layer.yaml"
+    env = load_env(make_repo({layer: "namespace: shop-${env.name}\n"}))
+    assert env.nodes["layer.platform"].layer is not None
+    assert env.nodes["layer.platform"].layer.namespace == "shop-dev"
+
+
+def test_layer_namespace_cannot_wait_for_an_output(make_repo: MakeRepo, load_env: LoadEnv) -> None:
+    layer = "environments/dev/layers/platform/layer.yaml"
+    root = make_repo({layer: "namespace: shop-${stack.network.outputs.vpc_id}\n"})
+    with pytest.raises(ConfigError, match=r"cannot be used in namespace") as e:
+        load_env(root)
+    assert e.value.location == Location(layer, 1)
+    root = make_repo({layer: "namespace: shop-${env.vars.nope}\n"})
+    with pytest.raises(ConfigError, match="has no var 'nope'"):
+        load_env(root)
+
+
 def test_stack_inputs_cannot_use_manifest_inputs(make_repo: MakeRepo, load_env: LoadEnv) -> None:
     root = make_repo({"environments/dev/stacks/network/stack.yaml": "inputs:\n  a: ${inputs.b}\n"})
     with pytest.raises(ConfigError, match="only allowed inside a layer's manifests") as e:

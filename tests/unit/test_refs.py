@@ -9,7 +9,7 @@ import pytest
 
 from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Ref
-from envctl.core.refs import find_refs, parse_ref, substitute_text, substitute_value
+from envctl.core.refs import Budget, find_refs, parse_ref, substitute_value, substitute_values
 
 LOC = Location("f.yaml", 3)
 
@@ -119,11 +119,45 @@ def _resolve(ref: Ref) -> Any:
     }[ref.text]
 
 
-def test_substitute_text_formats_values_for_yaml_and_unescapes() -> None:
-    text = "replicas: ${inputs.n}\nenabled: ${inputs.on}\nname: ${inputs.s}-x\nraw: $${inputs.s}\n"
-    assert substitute_text(text, _resolve, "m.yaml") == (
-        "replicas: 3\nenabled: true\nname: web-x\nraw: ${inputs.s}\n"
-    )
+def test_references_inside_a_string_are_text_numbers_and_booleans_as_json() -> None:
+    value = {"a": "n=${inputs.n} on=${inputs.on} ${inputs.s}-x", "raw": "$${inputs.s}", "k": 1}
+    assert substitute_values(value, _resolve, lambda p: LOC) == {
+        "a": "n=3 on=true web-x",
+        "raw": "${inputs.s}",
+        "k": 1,
+    }
+
+
+def test_a_list_or_map_inside_a_string_is_an_error_naming_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"is a list: it cannot be part of a string") as e:
+        substitute_values({"a": "x\ny ${stack.a.outputs.l}"}, _resolve, lambda p: Location("m.yaml", 7))
+    assert str(e.value.location) == "m.yaml:8"
+
+
+def test_a_quoted_whole_reference_is_text_and_keys_are_never_substituted() -> None:
+    value = {"${inputs.s}": "${inputs.n}", "q": "${inputs.n}", "l": "${stack.a.outputs.l}"}
+    out = substitute_values(value, _resolve, lambda p: LOC, texts={("q",)})
+    assert out == {"${inputs.s}": 3, "q": "3", "l": [1, 2]}
+
+
+def test_a_string_value_is_never_read_again_as_yaml() -> None:
+    hostile = 'x"\n---\nkind: ClusterRoleBinding\n'
+    out = substitute_values({"token": "${inputs.h}"}, lambda ref: hostile, lambda p: LOC)
+    assert out == {"token": hostile}
+
+
+def test_inserted_values_are_counted_and_stopped_at_the_limit() -> None:
+    big = "x" * 1000
+    budget = Budget(per_object=5000, total=8000)
+    data = {f"k{i}": "${inputs.big}" for i in range(100)}
+    with pytest.raises(ConfigError, match="larger than 5000 bytes"):
+        substitute_values(data, lambda ref: big, lambda p: LOC, budget=budget)
+    assert budget.used == 5000 + 1000  # stopped at the sixth insertion, not after the hundredth
+    budget.next_object()
+    with pytest.raises(ConfigError, match="layer larger than 8000 bytes"):
+        substitute_values(
+            {"a": "${inputs.big}-${inputs.big}-${inputs.big}"}, lambda ref: big, lambda p: LOC, budget=budget
+        )
 
 
 def test_substitute_value_keeps_the_type_of_a_whole_reference() -> None:

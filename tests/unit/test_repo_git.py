@@ -14,8 +14,8 @@ import git as gitpython
 import pytest
 from unithelpers import MakeRepo, git
 
-from envctl.core.errors import UsageError
-from envctl.repo import WorkTreeSnapshot, changed_paths, find_repo_root
+from envctl.core.errors import ConfigError, UsageError
+from envctl.repo import WorkTreeSnapshot, changed_paths, find_repo_root, open_snapshot
 from envctl.repo.gitcli import head, is_dirty, toplevel
 from envctl.store import Store
 
@@ -298,3 +298,21 @@ def test_a_repository_git_refuses_to_read_is_a_clear_error(
     assert e.value.hint == f"if you trust it: git config --global --add safe.directory {root.resolve()}"
     with pytest.raises(UsageError):
         WorkTreeSnapshot(root).commit  # noqa: B018
+
+
+@pytest.mark.parametrize("rev", [None, "HEAD"])
+def test_a_repository_that_commits_envctl_is_refused(make_repo: MakeRepo, rev: str | None) -> None:
+    """A committed journal or tfstate must never be trusted: the whole repository is refused."""
+    root = make_repo({".envctl/runs/dev/fake.json": '{"nodes": {}}'}, git_init=True)
+    assert "fake.json" in git(root, "ls-files")
+    with pytest.raises(ConfigError, match=r"\.envctl/ is committed") as e:
+        open_snapshot(root, rev)
+    assert "git rm -r --cached .envctl" in (e.value.hint or "")
+
+
+def test_an_untracked_envctl_directory_is_envctls_own(make_repo: MakeRepo) -> None:
+    root = make_repo(git_init=True)
+    (root / ".envctl" / "runs").mkdir(parents=True)
+    (root / ".envctl" / "runs" / "real.json").write_text("{}")
+    assert open_snapshot(root, None).root == root.resolve()
+    assert open_snapshot(root, "HEAD").commit is not None

@@ -1,7 +1,7 @@
 """Secret values never leak through either scrubber: plan/apply views and Terraform error texts.
 
 ``envctl.core.secrets`` is the one collector of the texts a secret takes and the one masker;
-``core.scrub.scrub_plan`` (views) and ``terraform.diagnostics.Redactor`` (errors) both use it. The
+``core.secrets.scrub_plan`` (views) and ``terraform.diagnostics.Redactor`` (errors) both use it. The
 properties here check the output of both paths against an oracle written independently of the
 collector: every string leaf of at least 4 characters (raw and JSON-escaped), every number's text
 of at least 4 characters.
@@ -10,6 +10,8 @@ of at least 4 characters.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,9 +19,7 @@ from hypothesis import strategies as st
 
 from envctl.app.inputs import Values
 from envctl.core.changes import SENSITIVE, Action, Change, NodePlan
-from envctl.core.refs import substitute_text
-from envctl.core.scrub import scrub, scrub_plan
-from envctl.core.secrets import MIN_LENGTH, collect_secret_texts, mask, secret_texts
+from envctl.core.secrets import MIN_LENGTH, collect_secret_texts, mask, scrub, scrub_plan, secret_texts
 from envctl.terraform import diagnostics as diag
 
 # -- the oracle: what must never be visible --------------------------------------------------------
@@ -73,7 +73,7 @@ def renderings(value: Any) -> list[str]:
         raw = leaf if isinstance(leaf, str) else json.dumps(leaf)
         escaped = json.dumps(leaf, ensure_ascii=False)
         go = escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        manifest = substitute_text("v: ${inputs.x}", lambda ref, leaf=leaf: leaf, "m.yaml")
+        manifest = f"v: {raw}"  # a reference inside a manifest string: numbers as JSON text
         out += [raw, json.dumps(leaf), escaped, go, manifest, str([leaf])]
         if isinstance(leaf, float) and leaf.is_integer():
             out.append(str(int(leaf)))
@@ -96,7 +96,7 @@ def strings_in(value: Any) -> list[str]:
     return [json.dumps(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
 
 
-# -- path 1: plans and messages shown by the views (core.scrub: scrub / scrub_plan) -------------------
+# -- path 1: plans and messages shown by the views (core.secrets: scrub / scrub_plan) -------------------
 
 
 @settings(max_examples=300, deadline=None)
@@ -194,7 +194,13 @@ def test_a_multi_line_secret_is_hidden_before_the_detail_is_re_indented_or_cut()
     # the secret's first lines fall outside the last 20 lines of the raw output that are kept
     fallback = "\n".join(f"line {i}" for i in range(30)) + f"\n{secret}\n" + "\n".join(["xyz"] * 18)
     err2 = diag.error_from(
-        [], node="stack.a", command="c", what="w", hint="", to_repo_path=lambda f: f, redact=redact,
+        [],
+        node="stack.a",
+        command="c",
+        what="w",
+        hint="",
+        to_repo_path=lambda f: f,
+        redact=redact,
         fallback=fallback,
     )
     for detail in (err.detail or "", err2.detail or ""):
@@ -265,3 +271,32 @@ def test_mask_leaves_no_occurrence_and_touches_nothing_else(secrets: list[str], 
         pos = found + len(p)
     if not any(s in text for s in secrets):
         assert masked == text
+
+
+def test_the_cli_masks_every_known_secret_in_whatever_it_prints(
+    run_cli: Callable[..., Any], make_repo: Callable[..., Path]
+) -> None:
+    """The masking boundary: an error text nobody scrubbed still prints without the secret."""
+    from envctl.core.secrets import KNOWN
+
+    secret = "cli-boundary-secret-7f3a"
+    KNOWN.add(secret)
+    root = make_repo({"environments/dev/environment.yaml": f"name: {secret}\n"})
+    res = run_cli("validate", "-e", "dev", "--repo", root)
+    assert res.code == 78
+    assert "name '(sensitive)' does not match" in res.err
+    assert secret not in res.out + res.err
+
+
+def test_records_mask_every_known_secret(tmp_path: Path) -> None:
+    from envctl.core.secrets import KNOWN
+    from envctl.store import Store
+
+    secret = "stored-secret-value-91c2"
+    KNOWN.add({"nested": [secret]})
+    store = Store(tmp_path)
+    store.write_journal("dev", "run1", {"nodes": {"layer.app": {"error": f"rejected: {secret}_!"}}})
+    store.write_drift("dev", {"summary": f"error {secret}"})
+    stored = "".join(p.read_text() for p in (tmp_path / ".envctl").rglob("*.json"))
+    assert "rejected: (sensitive)_!" in stored
+    assert secret not in stored

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from envctl.core.changes import SENSITIVE, Action
+from envctl.core.secrets import scrub
 from envctl.terraform import planjson
 
 CANARY = "canary-unit-91c2"
@@ -75,7 +76,7 @@ def test_whole_value_sensitive_and_unknown() -> None:
 
 def test_scrub_masks_strings_that_carry_a_secret() -> None:
     value = {"output": f"prefix-{CANARY}", "n": 1, "l": [CANARY, "x"]}
-    assert planjson.scrub(value, [CANARY]) == {"output": SENSITIVE, "n": 1, "l": [SENSITIVE, "x"]}
+    assert scrub(value, [CANARY], whole=True) == {"output": SENSITIVE, "n": 1, "l": [SENSITIVE, "x"]}
 
 
 def test_summary_outputs_and_drift() -> None:

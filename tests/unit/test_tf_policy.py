@@ -3,6 +3,7 @@ unless environment.yaml allows them (terraform.allow_provisioners, allow_registr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tfhelpers import context, stack, write_tree
 
 from envctl.core.errors import ConfigError
+from envctl.core.model import AllowSettings
 from envctl.terraform import hcl
 from envctl.terraform import workspace as wsmod
 
@@ -289,3 +291,97 @@ def test_opentofu_files_are_scanned(tmp_path: Path) -> None:
     (tmp_path / STACK / "main.tofu").unlink()
     with pytest.raises(ConfigError, match="hashicorp/random"):
         _materialize(tmp_path, {f"{STACK}/main.tofu.json": '{"resource": {"random_id": {"r": {}}}}'})
+
+
+@pytest.mark.parametrize("source", ["/abs/path/evil", "~/evil", "file::/abs/evil", "C:\\\\evil"])
+def test_a_module_source_on_this_machine_is_refused_even_when_remote_sources_are_allowed(
+    tmp_path: Path, source: str
+) -> None:
+    with pytest.raises(ConfigError, match="path on this machine") as e:
+        _materialize_allowing(tmp_path, {f"{STACK}/main.tf": f'module "m" {{\n  source = "{source}"\n}}\n'})
+    assert e.value.location is not None and e.value.location.line == 1
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "git::https://example.com/m.git",
+        "https://example.com/m.zip",
+        "github.com/org/m",
+        "hashicorp/consul/aws",
+    ],
+)
+def test_a_remote_module_source_is_refused_unless_allowed(tmp_path: Path, source: str) -> None:
+    files = {f"{STACK}/main.tf": f'module "m" {{\n  source = "{source}"\n}}\n'}
+    with pytest.raises(ConfigError, match="fetched from outside the repository") as e:
+        _materialize(tmp_path, files)
+    assert "remote_sources" in (e.value.hint or "")
+    _materialize_allowing(tmp_path, files, remote_sources=True)
+
+
+def test_a_local_module_is_scanned_with_the_stack_policy(tmp_path: Path) -> None:
+    files = {
+        f"{STACK}/main.tf": 'module "m" {\n  source = "../../../../modules/m"\n}\n',
+        "modules/m/main.tf": PROVISIONER,
+    }
+    with pytest.raises(ConfigError, match="provisioner") as e:
+        _materialize(tmp_path, files)
+    assert e.value.location is not None and e.value.location.file == "modules/m/main.tf"
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'file("/etc/passwd")',
+        'filebase64("${path.module}/../../../../../etc/passwd")',
+        'templatefile("${path.root}/../../../../.git/config", {})',
+        'fileset("/", "**")',
+        'fileset(path.module, "../../../../**")',
+        'filesha256(var.path)',
+        'file(pathexpand("~/.ssh/id_rsa"))',
+        'file("~/.ssh/id_rsa")',
+        'filemd5("${path.cwd}/../../../../../../../.envctl/state/dev/x/terraform.tfstate")',
+    ],
+)
+def test_file_functions_outside_the_repository_are_refused_unless_allowed(tmp_path: Path, expr: str) -> None:
+    files = {f"{STACK}/main.tf": f'output "x" {{\n  value = {expr}\n}}\n'}
+    with pytest.raises(ConfigError, match="may read outside the repository") as e:
+        _materialize(tmp_path, files)
+    assert e.value.location is not None and e.value.location.line == 2
+    assert "terraform_file_functions" in (e.value.hint or "")
+    _materialize_allowing(tmp_path, files, terraform_file_functions=True)
+
+
+def test_a_file_function_in_a_template_is_refused(tmp_path: Path) -> None:
+    files = {
+        f"{STACK}/main.tf": 'output "x" {\n  value = templatefile("${path.module}/t.tftpl", {})\n}\n',
+        f"{STACK}/t.tftpl": 'hello\n${file("/etc/hostname")}\n',
+    }
+    with pytest.raises(ConfigError, match="may read outside") as e:
+        _materialize(tmp_path, files)
+    assert e.value.location is not None and (e.value.location.file, e.value.location.line) == (
+        f"{STACK}/t.tftpl",
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'file("${path.module}/files/a.txt")',
+        'fileset(path.module, "files/*.txt")',
+        'file("files/a.txt")',
+        'templatefile("${path.root}/files/a.txt", {})',
+    ],
+)
+def test_file_functions_inside_the_repository_are_allowed(tmp_path: Path, expr: str) -> None:
+    files = {f"{STACK}/main.tf": f'output "x" {{\n  value = {expr}\n}}\n', f"{STACK}/files/a.txt": "a"}
+    _materialize(tmp_path, files)
+
+
+def _materialize_allowing(tmp_path: Path, files: dict[str, str], **allow: bool) -> wsmod.Workspace:
+    write_tree(tmp_path, files)
+    node = stack("app")
+    ctx = context(tmp_path, nodes=(node,))
+    env = dataclasses.replace(ctx.env, allow=AllowSettings(**allow))
+    return wsmod.materialize(env, ctx.snapshot, tmp_path, node)

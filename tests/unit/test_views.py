@@ -9,6 +9,7 @@ import pytest
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import SENSITIVE, Action, Change, NodePlan
 from envctl.core.drift import Delivery, DriftReport, NodeDrift
+from envctl.core.errors import ExitCode
 from envctl.views import drift as dv
 from envctl.views import plan as pv
 
@@ -109,7 +110,6 @@ def test_html_report_is_self_contained_with_a_coloured_graph() -> None:
 
 
 def test_errors_are_never_no_drift() -> None:
-    r = DriftReport(
-        "dev", None, "now", (NodeDrift("layer.app", "error", error="unreachable", error_exit=69),)
-    )
+    unreachable = NodeDrift("layer.app", "error", error="unreachable", error_exit=ExitCode.UNAVAILABLE)
+    r = DriftReport("dev", None, "now", (unreachable,))
     assert r.exit_code == 69

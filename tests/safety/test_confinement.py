@@ -1,0 +1,88 @@
+"""Issue 16: a sensitive Terraform output goes only where a Secret's values go, and a plan id
+never names a path.
+
+A stack with a sensitive output feeds a layer; the layer puts it into a ConfigMap: validate and
+plan refuse it (exit 78) naming the output and the object, before anything is applied, and the
+value is printed nowhere. A forged bundle whose id is ``../../..`` (its fingerprint recomputed)
+is refused by apply, and nothing is written outside ``.envctl/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+
+import pytest
+from kubernetes import client
+from safetyhelpers import EnvRepo, assert_no_traceback, live
+
+from envctl.core.bundle import PlanBundle
+
+pytestmark = pytest.mark.safety
+
+CANARY = f"SENSITIVE-{uuid.uuid4().hex}"
+
+
+def _sensitive_into_configmap(repo: EnvRepo, *, allowed: bool = False) -> None:
+    repo.write(
+        "stacks/vault/main.tf",
+        f'output "token" {{\n  value     = "{CANARY}"\n  sensitive = true\n}}\n',
+    )
+    repo.write(
+        "layers/platform/leak.yaml",
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leak\n  namespace: {repo.ns}\n"
+        "data:\n  token: ${inputs.token}\n",
+    )
+    layer = repo.path("layers/platform/layer.yaml")
+    text = layer.read_text().replace("inputs:\n", "inputs:\n  token: ${stack.vault.outputs.token}\n", 1)
+    if allowed:
+        text += f"sensitive_allowed: [v1/ConfigMap/{repo.ns}/leak:.data.token]\n"
+    layer.write_text(text)
+    repo.commit("sensitive output into a ConfigMap")
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_a_sensitive_output_into_a_configmap_is_refused(
+    envrepo: EnvRepo, api_client: client.ApiClient, command: str
+) -> None:
+    _sensitive_into_configmap(envrepo)
+    run = envrepo.run(command, "-e", envrepo.name)
+    assert run.returncode == 78, str(run)
+    assert_no_traceback(run)
+    assert "stack.vault.outputs.token" in run.stderr, str(run)
+    assert f"v1 ConfigMap {envrepo.ns}/leak" in run.stderr, str(run)
+    assert CANARY not in run.output
+    assert envrepo.state_files() == []
+    assert live(api_client, "Namespace", "", envrepo.ns) is None
+
+
+def test_a_sensitive_output_into_a_configmap_is_refused_once_its_value_is_known(
+    envrepo: EnvRepo, api_client: client.ApiClient
+) -> None:
+    """With the stack applied (the value known), the apply that would write it stops at 78."""
+    _sensitive_into_configmap(envrepo, allowed=True)
+    first = envrepo.apply()
+    assert first.returncode == 0, str(first)
+    layer = envrepo.path("layers/platform/layer.yaml")
+    layer.write_text("\n".join(ln for ln in layer.read_text().splitlines() if "sensitive_allowed" not in ln))
+    envrepo.commit("no longer allowed")
+    run = envrepo.plan()
+    assert run.returncode == 78, str(run)
+    assert "stack.vault.outputs.token" in run.stderr and CANARY not in run.output, str(run)
+
+
+def test_a_bundle_whose_id_escapes_is_refused(envrepo: EnvRepo, api_client: client.ApiClient) -> None:
+    run = envrepo.plan()
+    assert run.returncode == 0, str(run)
+    [plan_dir] = envrepo.plan_dirs()
+    bundle = plan_dir / "bundle.json"
+    forged = dataclasses.replace(PlanBundle.from_json(json.loads(bundle.read_text())), id="../../../escaped")
+    bundle.write_text(json.dumps(forged.to_json(), indent=2))  # fingerprint recomputed
+    run = envrepo.apply(str(plan_dir))
+    assert run.returncode == 4, str(run)
+    assert_no_traceback(run)
+    assert "not valid" in run.stderr, str(run)
+    assert [p for p in envrepo.root.parent.rglob("escaped*")] == []
+    assert envrepo.state_files() == []
+    assert live(api_client, "Namespace", "", envrepo.ns) is None
