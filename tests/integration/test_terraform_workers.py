@@ -11,11 +11,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from prochelpers import alive
+from prochelpers import wait_for_file, wait_gone
 
 from envctl.core.errors import EngineError
 from envctl.terraform.engines import STATS, EmbeddedEngine, base_env
@@ -25,14 +24,14 @@ pytestmark = pytest.mark.integration
 SLEEPER = """
 resource "terraform_data" "slow" {
   provisioner "local-exec" {
-    command = "sleep 3 && echo finished > finished.txt"
+    command = "echo started > started.txt && sleep 3 && echo finished > finished.txt"
   }
 }
 """
 
 
 def _only_worker(engine: EmbeddedEngine) -> subprocess.Popen[bytes]:
-    workers = [w for ws in engine._idle.values() for w in ws]
+    workers = engine.pool.idle_workers()
     assert len(workers) == 1
     return workers[0].proc
 
@@ -64,11 +63,22 @@ def test_a_worker_killed_mid_command_is_an_error_not_a_hang(tmp_path: Path) -> N
     (tmp_path / "none.tfrc").write_text("# no mirror\n")
     assert engine.run(["init", "-input=false", "-no-color"], cwd=tmp_path, env=env).returncode == 0
     proc = _only_worker(engine)
-    threading.Timer(1.0, lambda: os.kill(proc.pid, signal.SIGKILL)).start()
-    t0 = time.monotonic()
-    with pytest.raises(EngineError, match="worker process died"):
-        engine.run(["apply", "-auto-approve", "-input=false", "-no-color"], cwd=tmp_path, env=env)
-    assert time.monotonic() - t0 < 10
+    outcome: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            engine.run(["apply", "-auto-approve", "-input=false", "-no-color"], cwd=tmp_path, env=env)
+        except BaseException as e:
+            outcome.append(e)
+
+    running = threading.Thread(target=apply)
+    running.start()
+    wait_for_file(tmp_path / "started.txt")  # the apply is in its provisioner
+    os.kill(proc.pid, signal.SIGKILL)
+    running.join(120)  # a hang would fail here (a bound, not a measurement)
+    assert not running.is_alive(), "the caller still waits for the dead worker"
+    assert len(outcome) == 1 and isinstance(outcome[0], EngineError), outcome
+    assert "worker process died" in str(outcome[0])
     engine.close()
 
 
@@ -83,7 +93,7 @@ def test_when_envctl_dies_the_running_command_finishes_and_the_worker_exits(tmp_
         e = EmbeddedEngine()
         cwd = Path({str(tmp_path)!r})
         assert e.run(["init", "-input=false", "-no-color"], cwd=cwd, env=base_env()).returncode == 0
-        w = [w for ws in e._idle.values() for w in ws][0]
+        w = e.pool.idle_workers()[0]
         print(w.proc.pid, flush=True)
         e.run(["apply", "-auto-approve", "-input=false", "-no-color"], cwd=cwd, env=base_env())
         """
@@ -91,13 +101,10 @@ def test_when_envctl_dies_the_running_command_finishes_and_the_worker_exits(tmp_
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     worker_pid = int(parent.stdout.readline())
-    time.sleep(1.0)  # the apply is running its 3 s provisioner
+    wait_for_file(tmp_path / "started.txt")  # the apply is running its 3 s provisioner
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and alive(worker_pid):
-        time.sleep(0.2)
-    assert not alive(worker_pid), "the worker exits once its command is done"
+    assert wait_gone([worker_pid], 60) == [], "the worker exits once its command is done"
     assert (tmp_path / "finished.txt").read_text().strip() == "finished"
     state = (tmp_path / "terraform.tfstate").read_text()
     assert "terraform_data" in state, "the state of the finished apply was written"

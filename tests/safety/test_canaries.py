@@ -200,7 +200,9 @@ def test_a_sensitive_value_the_api_server_rejects_is_printed_nowhere(
     format. The error text passes the masking boundary everywhere it goes."""
     ns = envrepo.ns
     envrepo.write(
-        "stacks/vault/main.tf", f'output "token" {{\n  value     = "{REJECTED}"\n  sensitive = true\n}}\n'
+        "stacks/vault/main.tf",
+        'resource "terraform_data" "token" {}\n'
+        f'output "token" {{\n  value     = "{REJECTED}"\n  sensitive = true\n}}\n',
     )
     envrepo.write(
         "layers/platform/bad.yaml",

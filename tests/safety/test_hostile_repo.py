@@ -1,9 +1,9 @@
-"""A hostile environment repository is refused within seconds, clearly, and without a traceback.
+"""A hostile environment repository is refused up front, clearly, and without a traceback.
 
 Each case plants one hostile thing in an isolated copy of the example environment and runs
-``envctl validate`` and ``envctl plan``: both must exit 78 (invalid configuration) in under
-5 seconds, name the problem, print no traceback, and never print the content of a file that
-lies outside the repository (it holds a canary).
+``envctl validate`` and ``envctl plan``: both must exit 78 (invalid configuration) before any
+node is planned, name the problem, print no traceback, and never print the content of a file
+that lies outside the repository (it holds a canary).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from safetyhelpers import EnvRepo, assert_no_traceback, live
 pytestmark = pytest.mark.safety
 
 CANARY = f"OUTSIDE-CANARY-{uuid.uuid4().hex}"
-LIMIT_SECONDS = 5.0
 # Layer content goes into layer.platform: it has no upstream, so plan renders it for real and
 # dry-runs it against the cluster (layer.app waits for stack.database and is planned offline).
 LAYER = "layers/platform"
@@ -317,10 +316,11 @@ def test_refuses_a_hostile_repository(
     plant, pattern = CASES[case]
     plant(envrepo)
     envrepo.commit(case)
-    # a generous bound (the limit asserted is LIMIT_SECONDS) that still stops an expanding alias bomb
-    run = envrepo.run(command, "-e", envrepo.name, timeout=20)
+    # a bound that stops an expanding alias bomb (how fast the machine is asserts nothing)
+    run = envrepo.run(command, "-e", envrepo.name, timeout=120)
     assert run.returncode == 78, str(run)
-    assert run.seconds < LIMIT_SECONDS, f"took {run.seconds:.1f}s\n{run}"
+    # refused by the offline precheck: no node reached its engine or the cluster
+    assert not re.search(r"^\S+: planning$", run.stderr, re.MULTILINE), f"a node was planned:\n{run}"
     assert_no_traceback(run)
     assert re.search(pattern, run.stderr, re.IGNORECASE), f"no clear message (/{pattern}/):\n{run}"
     assert CANARY not in run.output, f"content of a file outside the repository was printed:\n{run}"

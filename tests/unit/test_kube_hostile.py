@@ -3,7 +3,6 @@ size limit, kustomize sources, request retries with backoff, the Lease race and 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +44,15 @@ def test_documents_keep_their_start_line_and_skip_empty_ones() -> None:
     assert [(d.data, d.loc().line) for d in docs] == [({"a": 1}, 4), ({"b": [1]}, 7)]
 
 
-def test_an_alias_bomb_is_refused_at_once_with_file_and_line() -> None:
+def test_an_alias_bomb_is_refused_unexpanded_with_file_and_line() -> None:
+    # 9**30 strings once expanded: only a parser that never expands it can answer at all
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 30)]
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" + "\n".join(
         "  " + line for line in lines
     )
-    t0 = time.monotonic()
     with pytest.raises(ConfigError, match="alias") as e:
         parse_manifests(text, "bomb.yaml")
-    assert time.monotonic() - t0 < 1
     assert e.value.location is not None and e.value.location.file == "bomb.yaml"
     assert e.value.location.line == 6
 

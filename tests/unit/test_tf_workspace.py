@@ -113,3 +113,12 @@ def test_plugin_dir_makes_a_mirror_only_cli_config(tmp_path: Path) -> None:
     path, text = wsmod.cli_config(ctx.env, tmp_path)
     assert path is not None and path.read_text() == text
     assert f'path = "{tmp_path}/mirror"' in text and "direct" not in text
+
+
+def test_without_a_mirror_init_may_install_no_provider_at_all(tmp_path: Path) -> None:
+    """Registry providers come only from the mirror: with none, an empty one (built-ins only)."""
+    ctx = context(tmp_path)
+    path, text = wsmod.cli_config(ctx.env, tmp_path)
+    assert path is not None and "filesystem_mirror" in text and "direct" not in text
+    empty = tmp_path / ".envctl" / "work" / "dev" / "no-providers"
+    assert empty.is_dir() and not any(empty.iterdir())
