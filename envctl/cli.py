@@ -353,7 +353,7 @@ def apply(
     from envctl.app.apply import apply_bundle, check_recorded_approval, preflight
     from envctl.app.locking import hold_environment_lock
     from envctl.app.plan import plan_environment
-    from envctl.core.approval import nodes_needing_approval
+    from envctl.core.approval import Consent, approve_command, nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
     from envctl.views import plan as pv
 
@@ -385,7 +385,11 @@ def apply(
     if not bundle.has_changes:
         typer.echo("No changes. Nothing to apply.")
         return
+    # The one gate (core.approval.gate) decides per node inside apply_bundle; here only what
+    # this run holds from a human: everything, the plan as shown/recorded, or nothing.
     interactive = _tty() and not auto_approve
+    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True)
+    consent = Consent(everything=True) if auto_approve else Consent.of_bundle(bundle, how)
     if needing and not auto_approve:
         if approve_:
             check_recorded_approval(s, bundle)
@@ -398,12 +402,12 @@ def apply(
             ):
                 raise ApprovalRequiredError("apply cancelled: the plan was not approved")
         else:
-            _notify_apply(s, "approval needed", {n: "needs approval" for n in needing}, "")
-            raise ApprovalRequiredError(
-                f"changes to {', '.join(needing)} need approval and this is not a terminal",
-                hint=f"envctl approve {_display_path(plan_dir)} --by NAME, then envctl apply "
-                f"{_display_path(plan_dir)} --approve; or pass --auto-approve",
+            # nobody to ask: the rest is written, these nodes are held (exit 3)
+            _progress(
+                f"changes to {', '.join(needing)} need approval and this is not a terminal: "
+                f"they are not applied; to approve them: {how}"
             )
+            consent = Consent(how=how)
 
     def prompt(node: str, p: Any) -> bool:
         if not interactive:
@@ -420,7 +424,7 @@ def apply(
         s,
         bundle,
         plan_dir,
-        auto_approve=auto_approve or (not needing),
+        consent=consent,
         prompt=prompt,
         resume=resume,
         lock_timeout=lock_timeout,
@@ -629,10 +633,12 @@ def _drift_once(
     report = check_drift(s)
     if converge and report.has_drift:
         # Before notifying and rendering, so that the alert and the report say what was repaired.
-        notes, failed = converge_drifted(s, report, auto_approve=auto_approve)
-        for note in notes:
+        done = converge_drifted(s, report, auto_approve=auto_approve)
+        for note in done.notes:
             _progress(f"converge: {note}")
-        report = dataclasses.replace(report, converge=tuple(notes), converge_failed=failed)
+        report = dataclasses.replace(
+            report, converge=done.notes, converge_failed=done.failed, converge_held=done.held
+        )
     urls = [*(s.env.notifications if notify else ()), *webhooks]
     if urls and not report.skipped_reason and (report.has_drift or report.has_errors):
         from envctl.notify import drift_payload, post_all

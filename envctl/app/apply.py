@@ -1,9 +1,15 @@
 """Apply a plan bundle: refuse stale plans, converge nodes in order, re-plan with new upstream
-outputs (asking again when the plan changed), journal every node so an interrupted run resumes.
+outputs, journal every node so an interrupted run resumes.
+
+Every node passes the one approval gate (``core.approval.gate``) with the exact plan about to be
+written - the planned one, or its re-plan: the adapter calls ``ApplyRequest.approve`` just before
+it writes. A node the gate holds is BLOCKED (its dependents skipped) with the command that
+approves it; the rest converge.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +21,7 @@ from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve
 from envctl.app.locking import environment_lock, new_run_id
 from envctl.app.session import Session
 from envctl.core.adapter import ApplyRequest
-from envctl.core.approval import Approval, check_approval, needs_approval
+from envctl.core.approval import Approval, Consent, check_approval, gate
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
 from envctl.core.changes import NodePlan
 from envctl.core.errors import (
@@ -124,13 +130,16 @@ def apply_bundle(
     bundle: PlanBundle,
     plan_dir: Path,
     *,
-    auto_approve: bool,
+    consent: Consent,
     prompt: Prompt | None,
     resume: bool = False,
     lock_timeout: float = 0.0,
     fresh: bool = False,
 ) -> ApplyResult:
-    """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it.
+    """Converge the nodes of ``bundle`` in dependency order, each through the approval gate.
+
+    ``consent``: what the caller holds from a human (``--auto-approve``, the approved bundle, or
+    nothing); ``prompt``: asks a human about a node the gate holds (None: nobody to ask).
 
     ``fresh``: the plan was made by this process under the lock it still holds, so the live
     objects were compared moments ago and need no second dry-run before applying.
@@ -158,7 +167,6 @@ def apply_bundle(
             "holder": holder,
             "nodes": {},
         }
-        policy = s.env.approval_required_for
 
         def record(r: NodeResult) -> None:
             with lock:
@@ -192,7 +200,7 @@ def apply_bundle(
                 return Status.DONE
             try:
                 status, reason, plan = _apply_node(
-                    s, node, planned, bundle, plan_dir, values, auto_approve, prompt, policy
+                    s, node, planned, bundle, plan_dir, values, consent, prompt
                 )
             except EnvctlError as e:
                 e.node = e.node or n
@@ -273,9 +281,8 @@ def _apply_node(
     bundle: PlanBundle,
     plan_dir: Path,
     values: Values,
-    auto_approve: bool,
+    consent: Consent,
     prompt: Prompt | None,
-    policy: tuple[str, ...],
 ) -> tuple[Status, str, NodePlan]:
     inputs, pending = resolve_inputs(s, node, values, {})
     if pending:
@@ -285,9 +292,8 @@ def _apply_node(
     upstream = s.graph.with_dependencies([node.id]) - {node.id}
 
     def approve(plan: NodePlan) -> str:
-        return _needs_new_approval(
-            node, planned, scrub_plan(plan, values.secrets), auto_approve, prompt, policy
-        )
+        # the adapter asks with the exact plan it is about to write; a re-plan is a new object
+        return _held(s, scrub_plan(plan, values.secrets), consent, prompt, replanned=plan is not planned)
 
     request = ApplyRequest(
         planned=planned,
@@ -310,19 +316,17 @@ def changes_key(plan: NodePlan) -> str:
     return sha256(canonical([c.to_json() for c in plan.changes]))
 
 
-def _needs_new_approval(
-    node: Node,
-    planned: NodePlan,
-    plan: NodePlan,
-    auto_approve: bool,
-    prompt: Prompt | None,
-    policy: tuple[str, ...],
-) -> str:
-    """'' when the new plan may go ahead; else why the branch stops for a new approval."""
-    if auto_approve or not needs_approval(plan, policy):
+def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *, replanned: bool) -> str:
+    """'' when the gate lets ``plan`` be written (or a human said yes); else why it is held."""
+    if replanned:
+        # approving the saved plan again would not cover this new plan: a terminal run re-plans
+        # the node with the upstream as it now is, shows it and asks
+        how = f"envctl apply -e {s.env.name} in a terminal (re-plans {plan.node} and asks)"
+        consent = dataclasses.replace(consent, how=how)
+    decision = gate([plan], s.env.approval_required_for, consent)
+    if decision.allows(plan.node):
         return ""
-    if changes_key(plan) == changes_key(planned):
+    if prompt is not None and prompt(plan.node, plan):
         return ""
-    if prompt is not None and prompt(node.id, plan):
-        return ""
-    return "changed after re-planning with the new upstream outputs: needs a new approval"
+    what = "changed after re-planning with the new upstream outputs: " if replanned else ""
+    return what + decision.held[0].reason

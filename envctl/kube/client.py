@@ -112,7 +112,7 @@ class FieldConflict:
 
 
 class ConflictError(EngineError):
-    """Server-side apply refused: fields owned by another field manager (forced only with ``force: true``)."""
+    """Server-side apply refused: fields another field manager owns (under ``conflicts: refuse``)."""
 
     reference = "field-manager-conflict"
 
@@ -155,12 +155,21 @@ def translate(
             f"{what}field conflict with another manager: {listing}",
             node=node,
             conflicts=conflicts,
-            hint="drop the field from Git, let the other manager release it, or set force: true",
+            hint="drop the field from Git, let the other manager release it, or remove conflicts: refuse "
+            "from layer.yaml so that Git takes it back",
         )
     causes = "; ".join(scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes)
     detail = causes or None
     if err.status in (400, 422):
-        return ConfigError(f"{what}rejected by the API server: {message}", node=node, detail=detail)
+        hint = (
+            "an immutable field changed: set recreate: true in layer.yaml to delete and re-create "
+            "the object (explicit opt-in), or keep the field as it is"
+            if err.status == 422 and "immutable" in err.message
+            else None
+        )
+        return ConfigError(
+            f"{what}rejected by the API server: {message}", node=node, detail=detail, hint=hint
+        )
     if err.status in (401, 403):
         return EngineError(
             f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"

@@ -41,7 +41,7 @@ def objects_hash(objects: Sequence[Mapping[str, Any]]) -> str:
 class LayerAdapter:
     """Kubernetes manifest layers: server-side dry-run plans, staged server-side apply, inventory."""
 
-    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True, repair_needs_approval=False)
+    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True)
 
     def __init__(
         self,
@@ -114,16 +114,17 @@ class LayerAdapter:
     def apply(self, node: Node, request: ApplyRequest) -> Applied:
         kube = self.kube()
         objects = self.render(node, request.inputs)
+        plan = request.planned
         if not request.same_inputs:
             self.progress(f"{node.id}: re-planning with the new upstream outputs")
             plan = plan_layer(kube, node, objects)
-            blocked = request.approve(plan)
-            if blocked:
-                return Applied(plan, blocked=blocked)
         elif request.planned.artifacts.get("objects_sha256") not in (None, objects_hash(objects)):
             raise StalePlanError(
                 "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
             )
+        blocked = request.approve(plan)
+        if blocked:
+            return Applied(plan, blocked=blocked)
         self.progress(f"{node.id}: applying {len(objects)} objects")
         # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
         # layer depends on was applied since: a CRD or webhook it changed may judge objects anew

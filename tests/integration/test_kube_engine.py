@@ -314,7 +314,31 @@ def test_namespace_and_its_objects_in_one_layer_are_staged(
     client.CoreV1Api(api).delete_namespace(target)
 
 
-def test_a_conflict_with_another_manager_is_reported_and_forced_only_with_force(
+def test_git_wins_a_conflict_the_plan_lists_as_a_take_over_with_both_values(
+    layer: Layer, kubeconfig: str, api: client.ApiClient
+) -> None:
+    ns = layer.namespace
+    other = (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: {ns}}}\n"
+        "data: {color: blue, size: big}\n"
+    )
+    proc = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=other", "-f", "-", stdin=other)
+    assert proc.returncode == 0, proc.stderr
+    layer.write({"cm.yaml": cm("shared", color="red")})
+    plan = layer.plan()
+    [change] = plan.changes
+    assert change.manager == "other"
+    assert change.reasons == ("takes .data.color from other (blue → red)",)
+    assert not any("apply will fail" in n for n in plan.notes)
+    layer.apply()
+    live = get(
+        api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}}
+    )
+    # the field Git sets is Git's again; the one only the other manager sets is left alone
+    assert live is not None and live["data"] == {"color": "red", "size": "big"}
+
+
+def test_a_layer_that_refuses_conflicts_reports_and_stops(
     layer: Layer, kubeconfig: str, api: client.ApiClient
 ) -> None:
     ns = layer.namespace
@@ -324,12 +348,10 @@ def test_a_conflict_with_another_manager_is_reported_and_forced_only_with_force(
     )
     proc = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=other", "-f", "-", stdin=other)
     assert proc.returncode == 0, proc.stderr
+    layer.spec["conflicts"] = "refuse"
     layer.write({"cm.yaml": cm("shared", color="red")})
     plan = layer.plan()
-    [change] = plan.changes
-    assert change.manager == "other"
-    assert change.reasons == ("conflict: .data.color is owned by other",)
-    assert any("apply will fail" in n for n in plan.notes)
+    assert any("apply will fail (conflicts: refuse)" in n for n in plan.notes), plan.notes
     with pytest.raises(ConflictError) as err:
         layer.apply()
     assert ".data.color" in str(err.value) and "other" in str(err.value)
@@ -337,15 +359,6 @@ def test_a_conflict_with_another_manager_is_reported_and_forced_only_with_force(
         api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}}
     )
     assert live is not None and live["data"]["color"] == "blue"
-    layer.spec["force"] = True
-    layer.apply()
-    live = get(
-        api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": ns}}
-    )
-    assert live is not None and live["data"]["color"] == "red"
-
-
-# -- inventory and prune ----------------------------------------------------------------------
 
 
 def test_prunes_an_object_removed_from_git(layer: Layer, api: client.ApiClient) -> None:
@@ -667,7 +680,7 @@ def test_an_unreachable_cluster_is_unavailable_not_an_empty_plan(tmp_path: Path,
         plan_layer(ctx, layer.node, layer.render())
 
 
-def test_an_immutable_field_change_is_refused_or_replaced_with_force(
+def test_an_immutable_field_change_is_refused_or_replaced_with_recreate(
     layer: Layer, api: client.ApiClient
 ) -> None:
     job = (
@@ -687,7 +700,8 @@ def test_an_immutable_field_change_is_refused_or_replaced_with_force(
     with pytest.raises(ConfigError, match="immutable") as err:
         layer.plan()
     assert f"batch/v1 Job {layer.namespace}/migrate" in str(err.value)
-    layer.spec["force"] = True
+    assert "recreate: true" in str(err.value.hint)
+    layer.spec["recreate"] = True
     [change] = layer.plan().changes
     assert change.action is Action.REPLACE
     done = layer.apply()
