@@ -648,6 +648,8 @@ def test_kubectl_diff_server_side_reports_nothing_after_envctl_applies(
         "---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: '${inputs.pw}'}\n"
     )
     layer.spec["allow_secrets"] = True
+    # the rollout settled first: the deployment controller writing status mid-diff moves resourceVersion
+    layer.spec.update(wait=True, wait_timeout=180)
     layer.write(
         {
             "app.yaml": DEPLOYMENT + SERVICE + cm("settings", color="blue") + secret,
