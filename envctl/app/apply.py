@@ -28,6 +28,7 @@ from envctl.core.errors import (
     ApprovalRequiredError,
     EngineError,
     EnvctlError,
+    ExitCode,
     InterruptedRun,
     StalePlanError,
     UsageError,
@@ -330,3 +331,33 @@ def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *
         return ""
     what = "changed after re-planning with the new upstream outputs: " if replanned else ""
     return what + decision.held[0].reason
+
+
+def apply_outcome(res: ApplyResult) -> tuple[ExitCode, str]:
+    """The exit code of an apply (DESIGN.md §2) and the word for the convergence notice."""
+    statuses = {r.status for r in res.results.values()}
+    if res.interrupted:
+        return ExitCode.INTERRUPTED, "interrupted"
+    if statuses <= {Status.DONE}:
+        return ExitCode.OK, "success"
+    if Status.FAILED in statuses:
+        if Status.DONE in statuses:
+            return ExitCode.PARTIAL, "partial failure"
+        stale = any(isinstance(e, StalePlanError) for e in res.errors.values())
+        return (ExitCode.STALE_PLAN if stale else ExitCode.ERROR), "failure"
+    if Status.BLOCKED in statuses:
+        return ExitCode.APPROVAL_REQUIRED, "approval needed"
+    return ExitCode.PARTIAL, "partial failure"
+
+
+def notify_apply(
+    s: Session, outcome: str, statuses: dict[str, str], run: str, warn: Callable[[str], None]
+) -> None:
+    """The convergence notice to the environment's webhooks; a failed delivery is reported, never silent."""
+    if not s.env.notifications:
+        return
+    from envctl.notify import apply_payload, post_all
+
+    for d in post_all(s.env.notifications, apply_payload(s.env.name, outcome, statuses, run)):
+        if not d.ok:
+            warn(f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}")

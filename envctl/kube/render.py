@@ -113,6 +113,8 @@ class Manifest:
         """The object with its references resolved (in place), within ``budget``."""
         budget.next_object()
         doc = self.doc
+        if not doc.has_refs:
+            return self.obj
         out: dict[str, Any] = substitute_values(
             self.obj, resolve, doc.at, texts=doc.texts, budget=budget, path=self.base
         )
@@ -192,7 +194,9 @@ def _kubectl() -> str:
 # Keys of a kustomization whose entries kustomize also fetches when they are not local paths.
 _REMOTE_CAPABLE = ("resources", "bases", "components")
 # What kustomize reads as a remote target: a URL, a scp-like Git address, a hosted Git repository.
-_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)")
+_REMOTE = re.compile(
+    r"^([a-zA-Z][a-zA-Z0-9+.-]*://|git@|[^/\s]+@[^/\s]+:|(github|gitlab|bitbucket)\.(com|org)/)"
+)
 
 
 @dataclass(frozen=True)
@@ -476,12 +480,12 @@ def render_layer(
     Secret's ``data``/``stringData`` or a field the layer's ``sensitive_allowed`` names is refused
     (``check_sensitive_flow``).
     """
-    objects = _render(env, snapshot, node, inputs)
+    objects, where = _render(env, snapshot, node, inputs)
     for obj in objects:
         for value in secret_values(obj):
             KNOWN.add_texts(encoded_forms(value))  # masked wherever an error echoes it
     if sensitive:
-        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects)
+        check_sensitive_flow(env, snapshot, node, inputs, sensitive, objects, where)
     return objects
 
 
@@ -492,6 +496,7 @@ def check_sensitive_flow(
     inputs: Mapping[str, Any],
     sensitive: Mapping[str, str],
     objects: list[dict[str, Any]],
+    where: Mapping[ObjRef, Location],
 ) -> None:
     """Refuse a sensitive input that flows anywhere but a Secret's data or an allowed field.
 
@@ -512,17 +517,18 @@ def check_sensitive_flow(
         salt = hashlib.sha256(node.id.encode()).hexdigest()[:8]
         markers = {k: f"envctlsensitive{salt}x{i}" for i, k in enumerate(sorted(sensitive))}
         try:
-            probe = _render(env, snapshot, node, {**inputs, **markers})
+            probe, probe_where = _render(env, snapshot, node, {**inputs, **markers})
         except ConfigError:
-            probe = []
+            probe, probe_where = [], {}
         found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
+        where = probe_where
     if found:
         label_, ref, path = found[0]
         raise ConfigError(
             f"sensitive output {label_} flows into {ref} at {path}: a sensitive value may only "
             "go into a Secret's data or stringData",
             node=node.id,
-            location=Location(node.config_file or node.path),
+            location=where.get(ref) or Location(node.config_file or node.path),
             hint="put it into a Secret and reference the Secret, or name the field in layer.yaml: "
             f"sensitive_allowed: [{_allowed_key(ref)}:{path}]",
         )
@@ -578,7 +584,8 @@ def _allowed(allowed: tuple[str, ...], key: str, path: str) -> bool:
 
 def _render(
     env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[ObjRef, Location]]:
+    """The objects of a layer, and where each is defined (file and line)."""
     spec = node.layer
     resolve = _resolver(inputs, env)
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
@@ -639,7 +646,7 @@ def _render(
                 hint="split the layer",
             )
         objects.append(obj)
-    return objects
+    return objects, seen
 
 
 def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:

@@ -30,8 +30,6 @@ from kubernetes.client.rest import ApiException
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 CONTROL_PLANE = REPO / "scripts" / "control-plane"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 SYSTEM_NAMESPACE = "envctl-system"
 GIT_ID = ["-c", "user.name=envctl e2e", "-c", "user.email=e2e@envctl.invalid", "-c", "commit.gpgsign=false"]
