@@ -1,4 +1,5 @@
-"""Readiness after apply: rolled-out workloads, complete Jobs, established CRDs, ``Ready`` conditions.
+"""Readiness after apply: rolled-out workloads, complete Jobs, established CRDs, unsealed
+SealedSecrets, ``Ready`` conditions.
 
 ``readiness`` is the pure rule for one live object (unit-tested); ``wait_for`` watches (a few) or
 polls (many) the objects not ready yet, concurrently, until all are ready, one failed, the layer's
@@ -126,6 +127,8 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
     if kind == "Namespace" and obj.get("apiVersion") == "v1":
         phase = status.get("phase", "Active")
         return READY if phase == "Active" else _pending(f"namespace is {phase}")
+    if kind == "SealedSecret" and str(obj.get("apiVersion", "")).startswith("bitnami.com/"):
+        return _sealed_secret(conds, generation, observed)
     if "Ready" in conds:
         cond = conds["Ready"]
         if cond.get("status") == "True":
@@ -238,6 +241,22 @@ def explain(ctx: KubeContext, ref: ObjRef, live: Mapping[str, Any] | None, reaso
         last = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         found.append(_text(f"event {last.get('reason', '')}", last.get("message")))
     return "; ".join([reason, *found])
+
+
+def _sealed_secret(conds: Mapping[str, Mapping[str, Any]], generation: Any, observed: Any) -> Readiness:
+    """A SealedSecret is ready once its controller unsealed this generation into its Secret
+    (condition ``Synced`` true); ``Synced`` false is a failure: no key of the controller opens it."""
+    synced = conds.get("Synced")
+    if synced is None:
+        return _pending("not unsealed yet: is the Sealed Secrets controller running?")
+    if observed is not None and generation is not None and observed < generation:
+        return _pending("the Sealed Secrets controller has not unsealed the latest generation")
+    if synced.get("status") == "True":
+        return READY
+    message = str(synced.get("message") or synced.get("reason") or "").strip()
+    return Readiness(
+        Status.FAILED, "the Sealed Secrets controller cannot unseal it" + (f": {message}" if message else "")
+    )
 
 
 WATCH_SLICE = 5.0  # seconds one watch of a not-ready object lasts before the next round
