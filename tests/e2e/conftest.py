@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from e2ehelpers import Env, make_env
+from helmhelpers import chart_env, registry, tools  # noqa: F401  (chart-layer fixtures)
 from integration.conftest import api_client, kubeconfig  # noqa: F401  (shared fixtures)
 from kubernetes import client
 
