@@ -35,8 +35,12 @@ from envctl.store import now
 
 
 def last_converged(s: Session) -> dict[str, dict[str, Any]]:
-    """Per node, the journal entry of its last successful converge."""
-    return s.store.last_done(s.env.name)
+    """Per node, the journal entry of the last run that wrote it (``Store.last_applied``).
+
+    A layer applied by a run interrupted during its readiness wait runs with that run's inputs:
+    comparing with an older converge would call it stale while plan finds nothing to change.
+    """
+    return s.store.last_applied(s.env.name)
 
 
 def check_drift(s: Session) -> DriftReport:
