@@ -10,12 +10,11 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -150,30 +149,13 @@ def validate(
         )
     from envctl.app.session import Session
     from envctl.app.validate import validate_environment
+    from envctl.views.status import validate_json, validate_text
 
-    results: list[dict[str, Any]] = []
+    results = []
     for name in names:
         g = EnvGraph(load_environment(snapshot, name))
-        s = Session(_root(repo), snapshot, g.env, g, progress=_progress)
-        warnings = validate_environment(s)
-        results.append(
-            {
-                "environment": name,
-                "nodes": len(g.env.nodes),
-                "edges": len(g.edges),
-                "valid": True,
-                "warnings": warnings,
-            }
-        )
-    if fmt == "json":
-        import json
-
-        typer.echo(json.dumps({"format_version": "1", "environments": results}, indent=2))
-    else:
-        for r in results:
-            typer.echo(f"environment {r['environment']}: valid ({r['nodes']} nodes, {r['edges']} edges)")
-            for w in r["warnings"]:
-                typer.echo(f"  warning: {w}")
+        results.append(validate_environment(Session(_root(repo), snapshot, g.env, g, progress=_progress)))
+    typer.echo(validate_json(results) if fmt == "json" else validate_text(results))
 
 
 @app.command()
@@ -350,11 +332,18 @@ def apply(
     """Converge the environment in dependency order; infrastructure changes need approval."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
-    from envctl.app.apply import apply_bundle, check_recorded_approval, preflight
+    from envctl.app.apply import (
+        apply_bundle,
+        apply_outcome,
+        check_recorded_approval,
+        notify_apply,
+        preflight,
+    )
     from envctl.app.locking import hold_environment_lock
     from envctl.app.plan import plan_environment
-    from envctl.core.approval import nodes_needing_approval
+    from envctl.core.approval import Consent, approve_command, nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
+    from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
 
     if plan_ref:
@@ -383,9 +372,14 @@ def apply(
         if fmt == "text":
             typer.echo(_render_plan(result, "text"))
     if not bundle.has_changes:
-        typer.echo("No changes. Nothing to apply.")
+        nothing = ApplyResult("", bundle.id, {})  # no run: nothing was applied
+        typer.echo(pv.apply_json(nothing) if fmt == "json" else "No changes. Nothing to apply.")
         return
+    # The one gate (core.approval.gate) decides per node inside apply_bundle; here only what
+    # this run holds from a human: everything, the plan as shown/recorded, or nothing.
     interactive = _tty() and not auto_approve
+    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True)
+    consent = Consent(everything=True) if auto_approve else Consent.of_bundle(bundle, how)
     if needing and not auto_approve:
         if approve_:
             check_recorded_approval(s, bundle)
@@ -398,12 +392,12 @@ def apply(
             ):
                 raise ApprovalRequiredError("apply cancelled: the plan was not approved")
         else:
-            _notify_apply(s, "approval needed", {n: "needs approval" for n in needing}, "")
-            raise ApprovalRequiredError(
-                f"changes to {', '.join(needing)} need approval and this is not a terminal",
-                hint=f"envctl approve {_display_path(plan_dir)} --by NAME, then envctl apply "
-                f"{_display_path(plan_dir)} --approve; or pass --auto-approve",
+            # nobody to ask: the rest is written, these nodes are held (exit 3)
+            _progress(
+                f"changes to {', '.join(needing)} need approval and this is not a terminal: "
+                f"they are not applied; to approve them: {how}"
             )
+            consent = Consent(how=how)
 
     def prompt(node: str, p: Any) -> bool:
         if not interactive:
@@ -420,7 +414,7 @@ def apply(
         s,
         bundle,
         plan_dir,
-        auto_approve=auto_approve or (not needing),
+        consent=consent,
         prompt=prompt,
         resume=resume,
         lock_timeout=lock_timeout,
@@ -431,42 +425,9 @@ def apply(
     for e in res.errors.values():
         _show_error(e)
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
-    code, outcome = _apply_outcome(res)
-    _notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id)
+    code, outcome = apply_outcome(res)
+    notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
-
-
-def _apply_outcome(res: Any) -> tuple[ExitCode, str]:
-    """Exit code and the word for the convergence notice."""
-    from envctl.core.errors import ExitCode, StalePlanError
-    from envctl.core.schedule import Status
-
-    statuses = {r.status for r in res.results.values()}
-    if res.interrupted:
-        return ExitCode.INTERRUPTED, "interrupted"
-    if statuses <= {Status.DONE}:
-        return ExitCode.OK, "success"
-    if Status.FAILED in statuses:
-        if Status.DONE in statuses:
-            return ExitCode.PARTIAL, "partial failure"
-        stale = any(isinstance(e, StalePlanError) for e in res.errors.values())
-        return (ExitCode.STALE_PLAN if stale else ExitCode.ERROR), "failure"
-    if Status.BLOCKED in statuses:
-        return ExitCode.APPROVAL_REQUIRED, "approval needed"
-    return ExitCode.PARTIAL, "partial failure"
-
-
-def _notify_apply(s: Any, outcome: str, statuses: dict[str, str], run: str) -> None:
-    """The convergence notice to the environment's webhooks; a failed delivery is reported, never silent."""
-    if not s.env.notifications:
-        return
-    from envctl.notify import apply_payload, post_all
-
-    for d in post_all(s.env.notifications, apply_payload(s.env.name, outcome, statuses, run)):
-        if not d.ok:
-            typer.echo(
-                f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}", err=True
-            )
 
 
 @app.command()
@@ -479,62 +440,11 @@ def status(
     """Last converged commit per node, the lock holder, the last drift result."""
     _set_debug(debug)
     _format(fmt, ("text", "json"))
-    import json
+    from envctl.app.status import environment_status
+    from envctl.views.status import status_json, status_text
 
-    from envctl.app.locking import lock_holder
-    from envctl.core.errors import UnavailableError, describe_holder
-
-    s = _session(repo, None, env)
-    environment, g, store = s.env, s.graph, s.store
-    last = {
-        n: {"commit": r.get("commit"), "at": r.get("at"), "run": r.get("run")}
-        for n, r in store.last_done(environment.name).items()
-    }
-    try:
-        lock = lock_holder(s)
-    except UnavailableError:
-        lock = {"holder": "unknown: the cluster cannot be reached"}
-    drift = store.last_drift(environment.name)
-    from envctl.core.drift import overdue_seconds
-    from envctl.store import now
-
-    overdue = overdue_seconds(drift.get("at") if drift else None, environment.drift_every, now())
-    if fmt == "json":
-        typer.echo(
-            json.dumps(
-                {
-                    "format_version": "1",
-                    "environment": environment.name,
-                    "nodes": {n: last.get(n) for n in g.order()},
-                    "lock": lock,
-                    "last_drift": drift,
-                    "drift_every": environment.drift_every,
-                    "drift_overdue": overdue is not None,
-                },
-                indent=2,
-            )
-        )
-        return
-    typer.echo(f"environment {environment.name}")
-    for n in g.order():
-        r = last.get(n)
-        if r:
-            typer.echo(f"  {n}: converged at {(r['commit'] or 'working tree')[:12]} on {r['at']}")
-        else:
-            typer.echo(f"  {n}: never converged")
-    typer.echo(f"lock: {describe_holder(lock) if lock else 'free'}")
-    if drift:
-        typer.echo(f"last drift check: {drift.get('at')}: {drift.get('summary')}")
-    else:
-        typer.echo("last drift check: never")
-    if overdue is not None:
-        from envctl.core.durations import format_duration
-
-        late = "never run" if overdue == float("inf") else f"overdue by {format_duration(overdue)}"
-        typer.echo(
-            f"drift check due every {environment.drift_every} (drift.every): {late}; "
-            f"run envctl drift -e {environment.name}"
-        )
+    report = environment_status(_session(repo, None, env))
+    typer.echo(status_json(report) if fmt == "json" else status_text(report))
 
 
 @app.command()
@@ -562,38 +472,14 @@ def drift(
     """Compare the live world with Git: exit 0 in sync, 2 drift, 1 or 69 when something was not checked."""
     _set_debug(debug)
     _format(fmt, ("text", "json", "markdown", "html"))
-    interval: float | None = None
-    if every:
-        from envctl.core.durations import parse_duration
-        from envctl.core.errors import UsageError
+    from envctl.app.schedule import every_interval, repeat_until_sigterm
 
-        try:
-            interval = parse_duration(every)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if interval < 1:
-            raise UsageError("--every must be at least 1s")
-    if interval is None:
-        code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
-        raise typer.Exit(int(code))
-    import random
-    import signal
-    import threading
+    interval = every_interval(every) if every else None
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    from envctl.core.errors import EnvctlError, ExitCode
+    def once() -> ExitCode:
+        return _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
 
-    code = ExitCode.OK
-    while not stop.is_set():
-        try:
-            code = _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
-        except EnvctlError as e:  # keep the schedule alive; the error is reported and retried next time
-            _show_error(e)
-            code = e.exit_code
-        wait_s = interval * random.uniform(0.9, 1.1)
-        _progress(f"next drift check in {wait_s:.0f}s (SIGTERM to stop)")
-        stop.wait(wait_s)
+    code = once() if interval is None else repeat_until_sigterm(once, interval, _show_error, _progress)
     raise typer.Exit(int(code))
 
 
@@ -617,10 +503,12 @@ def _drift_once(
     report = check_drift(s)
     if converge and report.has_drift:
         # Before notifying and rendering, so that the alert and the report say what was repaired.
-        notes, failed = converge_drifted(s, report, auto_approve=auto_approve)
-        for note in notes:
+        done = converge_drifted(s, report, auto_approve=auto_approve)
+        for note in done.notes:
             _progress(f"converge: {note}")
-        report = dataclasses.replace(report, converge=tuple(notes), converge_failed=failed)
+        report = dataclasses.replace(
+            report, converge=done.notes, converge_failed=done.failed, converge_held=done.held
+        )
     urls = [*(s.env.notifications if notify else ()), *webhooks]
     if urls and not report.skipped_reason and (report.has_drift or report.has_errors):
         from envctl.notify import drift_payload, post_all
@@ -651,49 +539,23 @@ def _base_named(cls: type, name: str) -> type[Exception]:
     raise RuntimeError(f"typer no longer provides {name}")
 
 
-class _MaskedStream(io.TextIOBase):
-    """stdout/stderr as envctl writes them: every known secret masked (the masking boundary).
+def _exit_interrupted() -> NoReturn:
+    """Ctrl-C: the lock is released and the journal written by now (app.apply). Exit at once: a
+    normal exit would join the worker threads still in a Terraform command or a request."""
+    from envctl.core.errors import ExitCode
 
-    Whatever prints - a view, a progress line, an error from Terraform, kubectl or the API
-    server - goes through ``core.secrets.KNOWN`` here, including texts no caller scrubbed.
-    """
-
-    def __init__(self, inner: TextIO) -> None:
-        self._inner = inner
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):  # click probes for a binary stream with b""
-            raise TypeError("a text stream")
-        from envctl.core.secrets import KNOWN
-
-        self._inner.write(KNOWN.mask(text))
-        return len(text)
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def isatty(self) -> bool:
-        return self._inner.isatty()
-
-    def fileno(self) -> int:
-        return self._inner.fileno()
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._inner.encoding
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return self._inner.errors
+    typer.echo("interrupted", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(ExitCode.INTERRUPTED))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: output goes through the masking boundary (``_MaskedStream``)."""
+    """Console entry point: output goes through the masking boundary (``views.stream.MaskedStream``)."""
+    from envctl.views.stream import MaskedStream
+
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _MaskedStream(saved[0]), _MaskedStream(saved[1])
+    sys.stdout, sys.stderr = MaskedStream(saved[0]), MaskedStream(saved[1])
     try:
         _main(argv)
     finally:
@@ -724,8 +586,7 @@ def _main(argv: list[str] | None) -> None:
         e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.ERROR))
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        _exit_interrupted()
     except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
         if _debug:
             raise
@@ -735,6 +596,8 @@ def _main(argv: list[str] | None) -> None:
             err=True,
         )
         sys.exit(int(ExitCode.ERROR))
+    if rv == ExitCode.INTERRUPTED:  # typer turns a Ctrl-C into a return value of 130
+        _exit_interrupted()
     sys.exit(rv if isinstance(rv, int) else int(ExitCode.OK))
 
 

@@ -1,9 +1,15 @@
 """Apply a plan bundle: refuse stale plans, converge nodes in order, re-plan with new upstream
-outputs (asking again when the plan changed), journal every node so an interrupted run resumes.
+outputs, journal every node so an interrupted run resumes.
+
+Every node passes the one approval gate (``core.approval.gate``) with the exact plan about to be
+written - the planned one, or its re-plan: the adapter calls ``ApplyRequest.approve`` just before
+it writes. A node the gate holds is BLOCKED (its dependents skipped) with the command that
+approves it; the rest converge.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +21,18 @@ from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve
 from envctl.app.locking import environment_lock, new_run_id
 from envctl.app.session import Session
 from envctl.core.adapter import ApplyRequest
-from envctl.core.approval import Approval, check_approval, needs_approval
+from envctl.core.approval import Approval, Consent, check_approval, gate
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
 from envctl.core.changes import NodePlan
-from envctl.core.errors import ApprovalRequiredError, EngineError, EnvctlError, StalePlanError, UsageError
+from envctl.core.errors import (
+    ApprovalRequiredError,
+    EngineError,
+    EnvctlError,
+    ExitCode,
+    InterruptedRun,
+    StalePlanError,
+    UsageError,
+)
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
@@ -117,13 +131,16 @@ def apply_bundle(
     bundle: PlanBundle,
     plan_dir: Path,
     *,
-    auto_approve: bool,
+    consent: Consent,
     prompt: Prompt | None,
     resume: bool = False,
     lock_timeout: float = 0.0,
     fresh: bool = False,
 ) -> ApplyResult:
-    """Converge the nodes of ``bundle`` in dependency order; the caller has already approved it.
+    """Converge the nodes of ``bundle`` in dependency order, each through the approval gate.
+
+    ``consent``: what the caller holds from a human (``--auto-approve``, the approved bundle, or
+    nothing); ``prompt``: asks a human about a node the gate holds (None: nobody to ask).
 
     ``fresh``: the plan was made by this process under the lock it still holds, so the live
     objects were compared moments ago and need no second dry-run before applying.
@@ -151,7 +168,6 @@ def apply_bundle(
             "holder": holder,
             "nodes": {},
         }
-        policy = s.env.approval_required_for
 
         def record(r: NodeResult) -> None:
             with lock:
@@ -171,6 +187,12 @@ def apply_bundle(
             node = s.env.nodes[n]
             planned = bundle.nodes[n]
             t0 = time.monotonic()
+            try:
+                ih_start = inputs_hash(resolve_inputs(s, node, values, {})[0])
+            except EnvctlError:
+                ih_start = ""  # _apply_node raises it again, as the node's failure
+            with lock:
+                started[n] = ih_start
             if done_before.get(n) == node_fingerprint(planned):
                 read_current_outputs(s, node, values)
                 s.progress(f"{n}: already converged by an earlier run of this plan, skipped")
@@ -179,13 +201,18 @@ def apply_bundle(
                 return Status.DONE
             try:
                 status, reason, plan = _apply_node(
-                    s, node, planned, bundle, plan_dir, values, auto_approve, prompt, policy
+                    s, node, planned, bundle, plan_dir, values, consent, prompt
                 )
             except EnvctlError as e:
                 e.node = e.node or n
                 scrub_error(e, values.secrets)  # API server and Terraform texts may echo a secret
-                s.progress(f"{n}: failed: {e.message}")
-                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0))
+                s.progress(
+                    f"{n}: {'interrupted' if isinstance(e, InterruptedRun) else 'failed'}: {e.message}"
+                )
+                # Applied but not ready (a wait that timed out, failed or was interrupted): the node
+                # runs with this run's inputs, so drift must not call it stale.
+                applied_with = ih_start if e.after_apply else ""
+                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0, applied_with))
                 with lock:
                     errors[n] = e
                 return Status.FAILED
@@ -196,9 +223,37 @@ def apply_bundle(
             return status
 
         errors: dict[str, EnvctlError] = {}
+        started: dict[str, str] = {}  # node -> hash of the inputs it runs with
+
+        def exited() -> None:
+            """The second Ctrl-C: journal every node not finished, before the lock is released."""
+            with lock:
+                for n in bundle.order:
+                    if n in results:
+                        continue
+                    ran = n in started
+                    journal["nodes"][n] = {
+                        "status": (Status.FAILED if ran else Status.NOT_STARTED).value,
+                        "reason": "the run exited (second Ctrl-C) while it ran; a running Terraform "
+                        "command finishes on its own"
+                        if ran
+                        else "the run exited (second Ctrl-C) before it started",
+                        "at": now(),
+                        "commit": bundle.commit,
+                        "fingerprint": node_fingerprint(bundle.nodes[n]),
+                        "inputs_hash": started.get(n, ""),
+                    }
+                journal["finished"] = now()
+                journal["interrupted"] = True
+                s.store.write_journal(s.env.name, run_id, journal)
+
         s.store.mark_applied(bundle, run_id)
-        with interrupts(stop, s.progress):
-            queue = run_graph(s, list(bundle.order), work, stop)
+        with interrupts(stop, s.progress, s.cancel_waits):
+            try:
+                queue = run_graph(s, list(bundle.order), work, stop)
+            except KeyboardInterrupt:
+                exited()
+                raise
         for n in bundle.order:
             st = queue.status[n]
             if n not in results or results[n].status is not st:
@@ -227,9 +282,8 @@ def _apply_node(
     bundle: PlanBundle,
     plan_dir: Path,
     values: Values,
-    auto_approve: bool,
+    consent: Consent,
     prompt: Prompt | None,
-    policy: tuple[str, ...],
 ) -> tuple[Status, str, NodePlan]:
     inputs, pending = resolve_inputs(s, node, values, {})
     if pending:
@@ -239,9 +293,8 @@ def _apply_node(
     upstream = s.graph.with_dependencies([node.id]) - {node.id}
 
     def approve(plan: NodePlan) -> str:
-        return _needs_new_approval(
-            node, planned, scrub_plan(plan, values.secrets), auto_approve, prompt, policy
-        )
+        # the adapter asks with the exact plan it is about to write; a re-plan is a new object
+        return _held(s, scrub_plan(plan, values.secrets), consent, prompt, replanned=plan is not planned)
 
     request = ApplyRequest(
         planned=planned,
@@ -264,19 +317,47 @@ def changes_key(plan: NodePlan) -> str:
     return sha256(canonical([c.to_json() for c in plan.changes]))
 
 
-def _needs_new_approval(
-    node: Node,
-    planned: NodePlan,
-    plan: NodePlan,
-    auto_approve: bool,
-    prompt: Prompt | None,
-    policy: tuple[str, ...],
-) -> str:
-    """'' when the new plan may go ahead; else why the branch stops for a new approval."""
-    if auto_approve or not needs_approval(plan, policy):
+def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *, replanned: bool) -> str:
+    """'' when the gate lets ``plan`` be written (or a human said yes); else why it is held."""
+    if replanned:
+        # approving the saved plan again would not cover this new plan: a terminal run re-plans
+        # the node with the upstream as it now is, shows it and asks
+        how = f"envctl apply -e {s.env.name} in a terminal (re-plans {plan.node} and asks)"
+        consent = dataclasses.replace(consent, how=how)
+    decision = gate([plan], s.env.approval_required_for, consent)
+    if decision.allows(plan.node):
         return ""
-    if changes_key(plan) == changes_key(planned):
+    if prompt is not None and prompt(plan.node, plan):
         return ""
-    if prompt is not None and prompt(node.id, plan):
-        return ""
-    return "changed after re-planning with the new upstream outputs: needs a new approval"
+    what = "changed after re-planning with the new upstream outputs: " if replanned else ""
+    return what + decision.held[0].reason
+
+
+def apply_outcome(res: ApplyResult) -> tuple[ExitCode, str]:
+    """The exit code of an apply (DESIGN.md §2) and the word for the convergence notice."""
+    statuses = {r.status for r in res.results.values()}
+    if res.interrupted:
+        return ExitCode.INTERRUPTED, "interrupted"
+    if statuses <= {Status.DONE}:
+        return ExitCode.OK, "success"
+    if Status.FAILED in statuses:
+        if Status.DONE in statuses:
+            return ExitCode.PARTIAL, "partial failure"
+        stale = any(isinstance(e, StalePlanError) for e in res.errors.values())
+        return (ExitCode.STALE_PLAN if stale else ExitCode.ERROR), "failure"
+    if Status.BLOCKED in statuses:
+        return ExitCode.APPROVAL_REQUIRED, "approval needed"
+    return ExitCode.PARTIAL, "partial failure"
+
+
+def notify_apply(
+    s: Session, outcome: str, statuses: dict[str, str], run: str, warn: Callable[[str], None]
+) -> None:
+    """The convergence notice to the environment's webhooks; a failed delivery is reported, never silent."""
+    if not s.env.notifications:
+        return
+    from envctl.notify import apply_payload, post_all
+
+    for d in post_all(s.env.notifications, apply_payload(s.env.name, outcome, statuses, run)):
+        if not d.ok:
+            warn(f"Warning: notification to {d.url} failed after {d.attempts} attempt(s): {d.detail}")

@@ -1,7 +1,8 @@
 """Check an environment for drift: refresh-only plans for stacks, live comparison for layers.
 
 Read-only towards the world: it never writes Terraform state, inventories or cluster objects
-(``--converge`` is a separate step that goes through the normal apply path). It records the last
+(``--converge`` is a separate step: the drifted nodes alone, planned and applied through the
+normal apply path and its approval gate). It records the last
 result under ``.envctl/drift/`` for ``envctl status``.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,10 @@ from envctl.app.inputs import (
     resolve_inputs,
     waiting_on,
 )
-from envctl.app.locking import lock_holder
+from envctl.app.locking import hold_environment_lock, lock_holder
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
+from envctl.core.approval import Consent, approve_command
 from envctl.core.drift import DriftReport, NodeDrift
 from envctl.core.errors import EnvctlError, ExitCode
 from envctl.core.schedule import Status
@@ -32,8 +35,12 @@ from envctl.store import now
 
 
 def last_converged(s: Session) -> dict[str, dict[str, Any]]:
-    """Per node, the journal entry of its last successful converge."""
-    return s.store.last_done(s.env.name)
+    """Per node, the journal entry of the last run that wrote it (``Store.last_applied``).
+
+    A layer applied by a run interrupted during its readiness wait runs with that run's inputs:
+    comparing with an older converge would call it stale while plan finds nothing to change.
+    """
+    return s.store.last_applied(s.env.name)
 
 
 def check_drift(s: Session) -> DriftReport:
@@ -166,36 +173,58 @@ def _applied_live(s: Session, n: str, values: Values) -> bool:
     return s.adapter(n).exists(s.env.nodes[n], values.outputs.get(n))
 
 
-def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> tuple[list[str], bool]:
-    """Re-apply drifted nodes; those whose repair needs approval (stacks) only with --auto-approve.
+@dataclass(frozen=True)
+class Converged:
+    """What ``drift --converge`` did: a note per node, whether a node failed, nodes held back."""
 
-    Returns a note per node and whether a node it tried to converge failed; a drifted stack left
-    for approval is a note, not a failure.
+    notes: tuple[str, ...] = ()
+    failed: bool = False
+    held: tuple[str, ...] = ()
+
+
+def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> Converged:
+    """Re-converge the drifted (and stale) nodes only, each through the one approval gate.
+
+    Only those nodes are planned - never the nodes they depend on - so their inputs are the
+    upstream outputs as they are live: a Git change of an upstream stack that nobody approved is
+    never applied on the way. A node the policy covers is written only with ``--auto-approve``
+    (everything approved, explicitly); otherwise it is held, with the command that approves it,
+    and so is whatever waits for it.
     """
-    targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
-    asking = [t for t in targets if s.adapter(t).traits.repair_needs_approval]
-    notes: list[str] = []
-    if asking and not auto_approve:
-        notes.extend(
-            f"{t}: drifted; infrastructure changes need approval: run envctl apply -e {s.env.name}"
-            for t in asking
-        )
-        targets = [t for t in targets if t not in asking]
+    # A node stale because its own inputs changed in Git ("env") is a Git change, not drift: it
+    # is for envctl apply and its approval, and converging it here could hold what waits for it.
+    git_changed = [d.node for d in report.nodes if d.status == "stale" and "env" in d.causes]
+    targets = [
+        d.node
+        for d in report.nodes
+        if d.status == "drifted" or (d.status == "stale" and d.node not in git_changed)
+    ]
+    notes = tuple(
+        f"{n}: not converged: its inputs changed in Git since it last converged (envctl apply "
+        f"-e {s.env.name} applies them)"
+        for n in git_changed
+    )
     if not targets:
-        return notes, False
-    result = plan_environment(s, targets=targets)
-    if result.errors:
-        notes.extend(f"{n}: not converged: {e.message}" for n, e in result.errors.items())
-        return notes, True
-    keep = set(targets)
-    bundle = result.bundle
-    needing = [n for n in result.needs_approval if n in keep]
-    if needing and not auto_approve:
-        notes.extend(f"{n}: needs approval, not converged" for n in needing)
-    applied = apply_bundle(s, bundle, result.plan_dir, auto_approve=auto_approve, prompt=None)
+        return Converged(notes)
+    # plan and apply under one lock, as envctl apply does: the plan is fresh when it is applied
+    with hold_environment_lock(s):
+        result = plan_environment(s, targets=targets, dependencies=False)
+        if result.errors:
+            errors = (f"{n}: not converged: {e.message}" for n, e in result.errors.items())
+            return Converged((*notes, *errors), True)
+        bundle = result.bundle
+        how = approve_command(s.env.name, bundle.id, resume=True)
+        consent = Consent(everything=True) if auto_approve else Consent(how=how)
+        applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None, fresh=True)
+    out: list[str] = list(notes)
+    held: list[str] = []
     failed = False
-    for n, r in applied.results.items():
-        if n in keep:
-            notes.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
-            failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
-    return notes, failed
+    for n, r in applied.results.items():  # in dependency order
+        ups = s.graph.with_dependencies([n]) - {n}
+        if r.status is Status.BLOCKED or (r.status is Status.SKIPPED and any(u in held for u in ups)):
+            held.append(n)
+            out.append(f"{n}: not converged: {r.reason}")
+            continue
+        out.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
+        failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
+    return Converged(tuple(out), failed, tuple(held))

@@ -31,9 +31,11 @@ from envctl.repo.gitcli import changed_paths
 from envctl.store import now
 
 
-def select_nodes(s: Session, targets: list[str], changed_since: str | None) -> set[str]:
+def select_nodes(
+    s: Session, targets: list[str], changed_since: str | None, *, dependencies: bool = True
+) -> set[str]:
     if targets:
-        return s.graph.with_dependencies(targets)
+        return s.graph.with_dependencies(targets) if dependencies else set(targets)
     if changed_since:
         return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit))
     return set(s.env.nodes)
@@ -75,10 +77,19 @@ def _plan_waits_for(s: Session, upstream: str, node: str) -> bool:
 
 
 def plan_environment(
-    s: Session, *, targets: list[str] | None = None, changed_since: str | None = None, out: Path | None = None
+    s: Session,
+    *,
+    targets: list[str] | None = None,
+    changed_since: str | None = None,
+    out: Path | None = None,
+    dependencies: bool = True,
 ) -> PlanResult:
-    """Plan the selected nodes in graph order (parallel, bounded) and write the plan bundle."""
-    selected = select_nodes(s, targets or [], changed_since)
+    """Plan the selected nodes in graph order (parallel, bounded) and write the plan bundle.
+
+    ``dependencies=False``: the targets alone, with the live outputs of every other node (what
+    ``drift --converge`` re-applies), instead of the targets and everything they depend on.
+    """
+    selected = select_nodes(s, targets or [], changed_since, dependencies=dependencies)
     order = s.graph.subgraph_order(selected)
     values = Values()
     pending_outputs: dict[str, set[str]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from envctl.app.inputs import Values, resolve_inputs
 from envctl.app.session import Session
 from envctl.core.errors import EnvctlError
+from envctl.core.results import ValidateResult
 
 
 def precheck(s: Session, nodes: list[str]) -> dict[str, EnvctlError]:
@@ -30,8 +31,8 @@ def precheck(s: Session, nodes: list[str]) -> dict[str, EnvctlError]:
     return errors
 
 
-def validate_environment(s: Session) -> list[str]:
-    """Terraform validate every stack and render every layer offline; returns warnings.
+def validate_environment(s: Session) -> ValidateResult:
+    """Terraform validate every stack and render every layer offline; errors raise.
 
     Touches no live system: no state, no cluster. Inputs that come from other nodes' outputs
     are rendered as placeholders.
@@ -41,4 +42,4 @@ def validate_environment(s: Session) -> list[str]:
         node = s.env.nodes[n]
         inputs, _ = resolve_inputs(s, node, Values(), {})
         warnings.extend(f"{n}: {w}" for w in s.adapter(n).validate(node, inputs))
-    return warnings
+    return ValidateResult(s.env.name, len(s.env.nodes), len(s.graph.edges), tuple(warnings))

@@ -45,8 +45,9 @@ class ApplyRequest:
     ``same_inputs``: the inputs are those it was planned with (the saved plan stands);
     ``upstream_applied``: a node it depends on was changed by this run (earlier dry-runs may be
     judged anew); ``plan_dir``: the plan bundle's directory (artifacts are relative to it);
-    ``approve(plan)``: for a plan made anew with new upstream outputs, '' when it may go ahead,
-    else why it stops for a new approval.
+    ``approve(plan)``: the approval gate; the adapter calls it with the exact plan it is about to
+    write (the saved one, or the one made anew with new upstream outputs), before any write, and
+    writes nothing when it answers a reason (the node needs an approval it lacks).
     """
 
     planned: NodePlan
@@ -63,7 +64,7 @@ class Applied:
 
     plan: NodePlan
     outputs: Outputs | None = None
-    blocked: str = ""  # re-planned with new upstream outputs, changed, and not approved
+    blocked: str = ""  # held by the approval gate: why, and the command that approves it
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,12 @@ class AdapterTraits:
     ``in_cluster``: its live state is in the environment's cluster (so the environment lock is
     also a Lease there); ``plans_after_any_upstream``: its plan needs every upstream's plan first
     (an upstream may create the Namespaces or CRDs it is checked against), not only those whose
-    outputs it reads; ``repair_needs_approval``: ``drift --converge`` re-applies it only with
-    ``--auto-approve``.
+    outputs it reads. Whether writing it needs approval is never a trait: the one gate
+    (``core.approval.gate``) decides from the environment's policy and the plan.
     """
 
     in_cluster: bool
     plans_after_any_upstream: bool
-    repair_needs_approval: bool
 
 
 class NodeAdapter(Protocol):

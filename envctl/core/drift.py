@@ -63,6 +63,7 @@ class DriftReport:
     skipped_reason: str | None = None  # e.g. "apply in progress"
     converge: tuple[str, ...] = ()  # what --converge did, per node
     converge_failed: bool = False  # a drifted node --converge tried to repair is still not converged
+    converge_held: tuple[str, ...] = ()  # drifted nodes --converge left alone: they need an approval
 
     @property
     def has_drift(self) -> bool:
@@ -109,7 +110,15 @@ class DriftReport:
             return max(n.error_exit for n in errors)
         if self.converge_failed or any(not d.ok for d in self.deliveries):
             return ExitCode.ERROR
+        if self.converge_held:
+            return ExitCode.APPROVAL_REQUIRED
         return ExitCode.CHANGES if self.has_drift else ExitCode.OK
+
+    def _converge_json(self) -> dict[str, Any] | None:
+        if not self.converge:
+            return None
+        held = list(self.converge_held)
+        return {"notes": list(self.converge), "failed": self.converge_failed, "held": held}
 
     def summary(self) -> str:
         if self.skipped_reason:
@@ -135,9 +144,7 @@ class DriftReport:
             "root_causes": self.root_causes(),
             "edges": [list(e) for e in self.edges],
             "notifications": [d.__dict__ for d in self.deliveries],
-            "converge": (
-                {"notes": list(self.converge), "failed": self.converge_failed} if self.converge else None
-            ),
+            "converge": self._converge_json(),
         }
 
 

@@ -113,14 +113,19 @@ class LayerSpec:
     """Layer-only settings, from ``layer.yaml``.
 
     ``sources``: repository paths outside the layer directory the layer reads (a chart directory,
-    values files), so ``--changed-since`` follows them.
+    values files), so ``--changed-since`` follows them. ``conflicts``: ``take`` (Git wins: an
+    apply takes back fields Git sets that another manager changed) or ``refuse`` (report and
+    stop). ``recreate``: delete and re-create an object whose immutable fields changed.
+    ``deprecations``: notes on deprecated keys, shown in every plan of the layer.
     """
 
     namespace: str | None = None
     prune: bool = True
     wait_timeout: float = 300.0
     wait: bool = True
-    force: bool = False
+    recreate: bool = False
+    conflicts: str = "take"
+    deprecations: tuple[str, ...] = ()
     allow_empty: bool = False
     allow_secrets: bool = False
     kustomize: bool = False
@@ -131,6 +136,10 @@ class LayerSpec:
     # fields a sensitive value may flow into besides a Secret's data/stringData:
     # ``apiVersion/Kind/[namespace/]name:.path`` (see docs/kubernetes.md)
     sensitive_allowed: tuple[str, ...] = ()
+
+    @property
+    def take_conflicts(self) -> bool:
+        return self.conflicts != "refuse"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import NodePlan
@@ -45,3 +46,31 @@ class ApplyResult:
 
     def of(self, status: Status) -> list[str]:
         return [n for n, r in self.results.items() if r.status is status]
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    """``envctl validate`` of one environment: it is valid (errors raise), with these warnings."""
+
+    environment: str
+    nodes: int
+    edges: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """``envctl status``: per node (in converge order) its last converge, the lock, the last drift.
+
+    ``last[node]``: ``{"commit", "at", "run", "converged", "reason"}`` of the last run that wrote it
+    (``converged`` False: applied but not ready, e.g. an interrupted wait; absent: never);
+    ``overdue``: seconds the scheduled drift check is late (``math.inf``: never run), None if not.
+    """
+
+    environment: str
+    order: tuple[str, ...]
+    last: dict[str, dict[str, Any]]
+    lock: dict[str, Any] | None
+    last_drift: dict[str, Any] | None
+    drift_every: str | None
+    overdue: float | None

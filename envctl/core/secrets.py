@@ -161,12 +161,18 @@ def scrub(value: Any, secrets: Iterable[str], marker: str = SENSITIVE, *, whole:
 
 def scrub_plan(plan: NodePlan, secrets: Iterable[str]) -> NodePlan:
     """``plan`` with ``secrets`` and every secret the process knows (``KNOWN``) masked in its
-    changes and notes: what the views show and what a plan bundle stores (and fingerprints)."""
+    changes (values and reasons) and notes: what the views show and what a plan bundle stores
+    (and fingerprints)."""
     texts = set(secrets) | KNOWN.texts
     if not texts:
         return plan
     changes = tuple(
-        dataclasses.replace(c, before=scrub(c.before, texts), after=scrub(c.after, texts))
+        dataclasses.replace(
+            c,
+            before=scrub(c.before, texts),
+            after=scrub(c.after, texts),
+            reasons=tuple(scrub(list(c.reasons), texts)),  # take-overs and drift show values
+        )
         for c in plan.changes
     )
     return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), texts)))

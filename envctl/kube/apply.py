@@ -1,7 +1,10 @@
 """Plan and apply one layer: dry-run everything, then apply in stages, prune, record inventory, wait.
 
 Shape of flux's ``ssa.ResourceManager.ApplyAllStaged``: every object is dry-run first (one bad
-object, or one field conflict without ``force: true``, means nothing is written); CRDs and
+object, or one field conflict in a layer that says ``conflicts: refuse``, means nothing is
+written). Git wins: an apply takes back, with force-conflicts, every field Git sets that another
+manager changed (the plan lists each take-over with both values); fields Git does not set are not
+in the applied object, so server-side apply leaves them to their managers; CRDs and
 Namespaces go first and are waited for; then a chart's pre-install/pre-upgrade hooks, waited for;
 the rest follow one kind at a time in a fixed order,
 concurrently within a kind; only objects whose dry-run differs from the live object are applied.
@@ -10,6 +13,7 @@ Both operations return a ``NodePlan``: planned changes, or the changes that happ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +47,7 @@ from envctl.kube.render import inventory_id, label_value
 from envctl.kube.wait import Waitable, wait_for
 
 _ADOPT = "envctl becomes a field manager of this object"
+CRD_DISCOVERY_TIMEOUT = 30.0  # how long a new CRD's kind may take to appear in discovery
 
 
 def _spec(node: Node) -> LayerSpec:
@@ -179,18 +184,18 @@ def plan_layer(
         ctx,
         node.id,
         objects,
-        force=spec.force,
+        recreate=spec.recreate,
         upstream_pending=upstream_pending,
         upstream_objects=upstream_objects,
     )
     if not upstream_pending and not upstream_objects:
         ctx.remember(_plan_key(node, objects), prepared)
     changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
-    notes: list[str] = []
-    if not spec.force:
+    notes: list[str] = list(spec.deprecations)
+    if not spec.take_conflicts:
         err = conflict_error(node.id, prepared)
         if err is not None:
-            notes.append(f"apply will fail: {err.message}")
+            notes.append(f"apply will fail (conflicts: refuse): {err.message}")
     inventory = read_inventory(ctx, node.id)
     lost = _lost_inventory(ctx, node, inventory, prepared)
     if lost:
@@ -214,7 +219,7 @@ def _plan_key(node: Node, objects: Sequence[Mapping[str, Any]]) -> tuple[str, st
     import json
 
     text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"), default=str)
-    return ("layer-plan", node.id, f"{_spec(node).force}:{hashlib.sha256(text.encode()).hexdigest()}")
+    return ("layer-plan", node.id, f"{_spec(node).recreate}:{hashlib.sha256(text.encode()).hexdigest()}")
 
 
 def _as_planned(p: Prepared, view: LiveView) -> bool | None:
@@ -265,7 +270,7 @@ def _reuse_plan(
     unchanged = {id(p) for p in planned if _plain_noop(p)}
     view = survey(ctx, node.id, [p for p in planned if id(p) not in unchanged])
     crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
-    force = _spec(node).force
+    recreate = _spec(node).recreate
     settled = {id(p): True if id(p) in unchanged else _as_planned(p, view) for p in planned}
     unsure = [p for p in planned if settled[id(p)] is None]
 
@@ -278,7 +283,7 @@ def _reuse_plan(
 
     def again(p: Prepared) -> Prepared:
         p.live = p.dry = None
-        dry_run_one(ctx, node.id, p, force=force, crds=crds, namespaces=namespaces, view=view)
+        dry_run_one(ctx, node.id, p, recreate=recreate, crds=crds, namespaces=namespaces, view=view)
         return p
 
     for r in ctx.parallel(again, [p for p in planned if not settled[id(p)]]):
@@ -309,8 +314,6 @@ def _apply_one(ctx: KubeContext, node: Node, p: Prepared, force: bool) -> Change
 
 
 def _wait_gone(ctx: KubeContext, p: Prepared, timeout: float = 60.0) -> None:
-    import time
-
     assert p.mapping is not None
     deadline = time.monotonic() + timeout
     while ctx.get(p.ref, p.mapping) is not None:
@@ -377,12 +380,13 @@ def _apply_pre_hooks(
             by_weight.setdefault(weight, []).append(p)
     for weight in sorted(by_weight):
         group = by_weight[weight]
-        _apply_stage(ctx, node, group, spec.force, done)
+        _apply_stage(ctx, node, group, spec.take_conflicts, done)
         wait_for(
             ctx,
             node.id,
             [Waitable(p.ref, p.mapping, p.dry) for p in group if p.mapping is not None],
             timeout=spec.wait_timeout,
+            applied_all=False,
         )
 
 
@@ -452,7 +456,7 @@ def apply_layer(
 ) -> NodePlan:
     """Converge one layer and return what happened (``changes`` with the applied objects, masked).
 
-    Order: dry-run all (nothing written if one fails or conflicts without force) -> inventory
+    Order: dry-run all (nothing written if one fails, or conflicts under ``conflicts: refuse``) -> inventory
     records the new objects -> CRDs and Namespaces, waited for -> the rest, kind by kind ->
     prune (reverse kind order) -> inventory -> readiness wait (``wait`` overrides layer.yaml).
     ``reuse_plan``: the dry-runs of this run's :func:`plan_layer` of the same objects stand for
@@ -461,8 +465,8 @@ def apply_layer(
     """
     spec = _spec(node)
     reused = _reuse_plan(ctx, node, objects, reuse_plan)
-    prepared = reused if reused is not None else prepare(ctx, node.id, objects, force=spec.force)
-    if not spec.force:
+    prepared = reused if reused is not None else prepare(ctx, node.id, objects, recreate=spec.recreate)
+    if not spec.take_conflicts:
         err = conflict_error(node.id, prepared)
         if err is not None:
             raise err
@@ -494,7 +498,7 @@ def apply_layer(
     applied: dict[ObjRef, Change] = {}
     try:
         first = [p for p in prepared if p.ref.kind in STAGE_ONE_KINDS and p.pending is None]
-        _apply_stage(ctx, node, first, spec.force, applied)
+        _apply_stage(ctx, node, first, spec.take_conflicts, applied)
         changed_first = [p for p in first if applied[p.ref].action.changes]
         needed = _needed_first(changed_first, prepared)
         if needed:
@@ -503,6 +507,7 @@ def apply_layer(
                 node.id,
                 [Waitable(p.ref, p.mapping, p.dry) for p in needed if p.mapping is not None],
                 timeout=min(spec.wait_timeout, 120.0),
+                applied_all=False,
             )
         for p in changed_first:
             if p.ref.kind == "CustomResourceDefinition":
@@ -515,15 +520,24 @@ def apply_layer(
             crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
 
             def again(p: Prepared) -> Prepared:
-                dry_run_one(ctx, node.id, p, force=spec.force, crds=crds, namespaces=namespaces)
-                if p.pending is not None:
-                    raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
-                return p
+                # An Established CRD's group-version reaches discovery a moment later (the API
+                # server's discovery controller): ask again until it is served, within a bound.
+                deadline = time.monotonic() + CRD_DISCOVERY_TIMEOUT
+                while True:
+                    dry_run_one(ctx, node.id, p, recreate=spec.recreate, crds=crds, namespaces=namespaces)
+                    if p.pending is None:
+                        return p
+                    if not p.pending.startswith("create after CustomResourceDefinition") or (
+                        time.monotonic() > deadline
+                    ):
+                        raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
+                    time.sleep(ctx.poll_interval)
+                    ctx.forget(p.ref.api_version)
 
             for r in ctx.parallel(again, pending):
                 if isinstance(r, BaseException):
                     raise r
-            if not spec.force:
+            if not spec.take_conflicts:
                 err = conflict_error(node.id, pending)
                 if err is not None:
                     raise err
@@ -531,11 +545,13 @@ def apply_layer(
             if newly:
                 inventory = write_inventory(ctx, node.id, inventory, [*inventory.entries, *newly])
             stage_two_first = [p for p in pending if p.ref.kind in STAGE_ONE_KINDS]
-            _apply_stage(ctx, node, stage_two_first, spec.force, applied)
+            _apply_stage(ctx, node, stage_two_first, spec.take_conflicts, applied)
 
         rest = [p for p in prepared if p.ref.kind not in STAGE_ONE_KINDS]
         _apply_pre_hooks(ctx, node, rest, spec, applied)
-        _apply_stage(ctx, node, [p for p in rest if pre_hook_weight(p.obj) is None], spec.force, applied)
+        _apply_stage(
+            ctx, node, [p for p in rest if pre_hook_weight(p.obj) is None], spec.take_conflicts, applied
+        )
     except Exception as e:
         out = _partial_failure(node, e, prepared, applied)
         if out is e:

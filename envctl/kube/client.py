@@ -112,7 +112,7 @@ class FieldConflict:
 
 
 class ConflictError(EngineError):
-    """Server-side apply refused: fields owned by another field manager (forced only with ``force: true``)."""
+    """Server-side apply refused: fields another field manager owns (under ``conflicts: refuse``)."""
 
     reference = "field-manager-conflict"
 
@@ -155,14 +155,21 @@ def translate(
             f"{what}field conflict with another manager: {listing}",
             node=node,
             conflicts=conflicts,
-            hint="drop the field from Git, let the other manager release it, or set force: true",
+            hint="drop the field from Git, let the other manager release it, or remove conflicts: refuse "
+            "from layer.yaml so that Git takes it back",
         )
-    causes = "; ".join(
-        scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes
-    )
+    causes = "; ".join(scrub(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")) for c in err.causes)
     detail = causes or None
     if err.status in (400, 422):
-        return ConfigError(f"{what}rejected by the API server: {message}", node=node, detail=detail)
+        hint = (
+            "an immutable field changed: set recreate: true in layer.yaml to delete and re-create "
+            "the object (explicit opt-in), or keep the field as it is"
+            if err.status == 422 and "immutable" in err.message
+            else None
+        )
+        return ConfigError(
+            f"{what}rejected by the API server: {message}", node=node, detail=detail, hint=hint
+        )
     if err.status in (401, 403):
         return EngineError(
             f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
@@ -196,6 +203,8 @@ class _State:
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
         self.reached = False  # the API server answered at least once
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
+        self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
+        self.watches: set[Any] = set()  # open watch responses, shut down by cancel_waits
 
 
 @dataclass(frozen=True)
@@ -486,7 +495,7 @@ class KubeContext:
         the object does not exist (any more).
         """
         version = str(((last or {}).get("metadata") or {}).get("resourceVersion") or "")
-        if not version or timeout <= 0:
+        if not version or timeout <= 0 or self.waits_cancelled:
             return self.get(ref, mapping)
         import urllib3
 
@@ -510,6 +519,9 @@ class KubeContext:
         except (urllib3.exceptions.HTTPError, OSError):
             return self.get(ref, mapping)
         raw = resp.response
+        self._state.watches.add(raw)  # set.add/discard are atomic: no lock a signal handler could wait on
+        if self.waits_cancelled:
+            raw.shutdown()
         try:
             if resp.status != 200:
                 return self.get(ref, mapping)
@@ -533,6 +545,7 @@ class KubeContext:
         except (urllib3.exceptions.HTTPError, OSError, ValueError):
             return self.get(ref, mapping)
         finally:
+            self._state.watches.discard(raw)
             raw.close()  # a watch left mid-stream cannot be reused: drop its connection
             raw.release_conn()
         return latest
@@ -586,6 +599,23 @@ class KubeContext:
             if not cont:
                 return items
             params["continue"] = cont
+
+    # -- cancellation ---------------------------------------------------------------------
+
+    def cancel_waits(self) -> None:
+        """Stop every readiness wait on this context now (the first Ctrl-C): a watch in progress is
+        shut down (its read returns at once), polls stop; other requests still finish."""
+        self._state.cancel.set()
+        for raw in list(self._state.watches):
+            raw.shutdown()
+
+    @property
+    def waits_cancelled(self) -> bool:
+        return self._state.cancel.is_set()
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False at once when the waits are cancelled."""
+        return not self._state.cancel.wait(max(0.0, seconds))
 
     # -- concurrency ----------------------------------------------------------------------
 

@@ -33,12 +33,15 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     ObjRef,
     diff_paths,
+    diff_values,
     is_secret,
+    managers_of,
     mask_object,
     mask_secret_pair,
     normalise,
     project,
     secret_values,
+    value_text,
 )
 
 
@@ -55,7 +58,7 @@ class Prepared:
     """One rendered object after its dry-run: identity, mapping, live and would-be state.
 
     ``waits_for``: what it waits for when it cannot be dry-run yet; ``pending``: the same, in words.
-    ``replace``: an immutable field changes and the layer allows force: delete and re-create.
+    ``replace``: an immutable field changes and the layer allows ``recreate``: delete and re-create.
     """
 
     obj: dict[str, Any]
@@ -84,7 +87,7 @@ def object_change(
         shown_before, shown_after = mask_secret_pair(before, after)
     else:
         shown_before, shown_after = before, after
-    reasons = tuple(f"conflict: .{c.path} is owned by {c.manager}" for c in conflicts)
+    reasons = takeovers(live, shown_before, shown_after, conflicts) if conflicts and live else ()
     manager = conflicts[0].manager if conflicts else None
     if before is None:
         return Change(str(ref), Action.CREATE, None, shown_after, reasons, (), manager)
@@ -102,6 +105,26 @@ def object_change(
     if not paths:
         return Change(str(ref), Action.NOOP, None, None, reasons, (), manager)
     return Change(str(ref), Action.UPDATE, shown_before, shown_after, reasons, paths, manager)
+
+
+def takeovers(
+    live: Mapping[str, Any], before: Any, after: Any, conflicts: Sequence[FieldConflict]
+) -> tuple[str, ...]:
+    """What applying with force-conflicts takes from other managers, with both values:
+    ``takes .spec.replicas from kubectl-scale (3 → 2)``. ``before``/``after``: the live object and
+    the dry-run result as shown (a Secret's values masked); ``live`` carries the managedFields.
+    Fields Git does not set are not in the dry-run's changes, so they never appear here."""
+    changed = diff_values(before, after)
+    owners = managers_of(live, [path for path, _, _ in changed])
+    out = [
+        f"takes .{path} from {owners[path]} ({value_text(b)} → {value_text(a)})"
+        for path, b, a in changed
+        if path in owners
+    ]
+    named = {owners[path] for path, _, _ in changed if path in owners}
+    # a conflict the values do not show (same value, another owner): still named
+    out += [f"takes .{c.path} from {c.manager}" for c in conflicts if c.manager not in named]
+    return tuple(out)
 
 
 def crd_kinds(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
@@ -128,7 +151,7 @@ def prepare(
     node_id: str,
     objects: Sequence[Mapping[str, Any]],
     *,
-    force: bool,
+    recreate: bool,
     upstream_pending: bool = False,
     upstream_objects: Sequence[Mapping[str, Any]] = (),
 ) -> list[Prepared]:
@@ -151,7 +174,7 @@ def prepare(
             ctx,
             node_id,
             p,
-            force=force,
+            recreate=recreate,
             crds=crds,
             namespaces=namespaces,
             upstream_pending=upstream_pending,
@@ -258,7 +281,7 @@ def dry_run_one(
     node_id: str,
     p: Prepared,
     *,
-    force: bool,
+    recreate: bool,
     crds: Mapping[tuple[str, str], str] | None = None,
     namespaces: set[str] | None = None,
     upstream_pending: bool = False,
@@ -324,7 +347,7 @@ def dry_run_one(
                     p.live = ctx.get(p.ref, p.mapping)
                     known = True
                 p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=True)
-            elif e.status == 422 and "immutable" in e.message and (force or is_hook):
+            elif e.status == 422 and "immutable" in e.message and (recreate or is_hook):
                 # a Helm hook is re-created when it changes (helm's default before-hook-creation)
                 if not known:
                     p.live = ctx.get(p.ref, p.mapping)
@@ -372,5 +395,6 @@ def conflict_error(node_id: str, prepared: Sequence[Prepared]) -> ConflictError 
         f"field conflicts with other managers in {len(lines)} field(s): " + "; ".join(lines),
         node=node_id,
         conflicts=[c for p in prepared for c in p.conflicts],
-        hint="drop the fields from Git, let the other manager release them, or set force: true in layer.yaml",
+        hint="this layer says conflicts: refuse; drop the fields from Git, let the other manager "
+        "release them, or remove conflicts: refuse from layer.yaml so that Git takes them back",
     )

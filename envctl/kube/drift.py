@@ -1,9 +1,10 @@
 """Drift of one layer: what Git renders against what the cluster holds, and who changed it.
 
 Reported per object: envctl-owned fields another manager changed (named from ``managedFields``,
-with the time of its last write), objects missing from the cluster, and inventory objects that
-left Git but are still live. The comparison is the same diff as a plan: objects the LISTs show in
-sync need no request, the others (changed, missing, unlabelled) are dry-run.
+with the time of its last write, the live value and the value Git sets), objects missing from
+the cluster, and inventory objects that left Git but are still live. The comparison is the same
+diff as a plan: objects the LISTs show in sync need no request, the others (changed, missing,
+unlabelled) are dry-run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from envctl.kube.apply import left_git, prune_candidates
 from envctl.kube.client import KubeContext
 from envctl.kube.diff import prepare
 from envctl.kube.inventory import read_inventory
-from envctl.kube.objects import managers_of, mask_object, normalise
+from envctl.kube.objects import diff_values, managers_of, mask_object, normalise, value_text
 
 
 def _write_time(live: Mapping[str, Any], manager: str) -> str:
@@ -32,7 +33,7 @@ def _write_time(live: Mapping[str, Any], manager: str) -> str:
 def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any]]) -> NodePlan:
     """Changes that re-converging would make; ``manager`` names who changed the object when known."""
     spec = node.layer if node.layer is not None else LayerSpec()
-    prepared = prepare(ctx, node.id, objects, force=spec.force)
+    prepared = prepare(ctx, node.id, objects, recreate=spec.recreate)
     changes: list[Change] = []
     for p in prepared:
         c = p.change
@@ -47,14 +48,18 @@ def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any
         for conflict in p.conflicts:
             owners.setdefault(conflict.path, conflict.manager)
         manager = next(iter(owners.values()), None)
+        # c.before/c.after are the live object and what Git would make of it (Secrets masked)
+        values = {path: (b, a) for path, b, a in diff_values(c.before, c.after)}
         reasons = []
         for path in c.fields:
             who = owners.get(path)
+            live_git = values.get(path)
+            shown = f": live {value_text(live_git[0])}, Git {value_text(live_git[1])}" if live_git else ""
             if who:
                 when = _write_time(p.live, who)
-                reasons.append(f"{path} changed by {who}" + (f" at {when}" if when else ""))
+                reasons.append(f"{path} changed by {who}" + (f" at {when}" if when else "") + shown)
             else:
-                reasons.append(f"{path} differs from Git")
+                reasons.append(f"{path} differs from Git{shown}")
         changes.append(Change(c.address, c.action, c.before, c.after, tuple(reasons), c.fields, manager))
     inventory = read_inventory(ctx, node.id)
     stale = left_git(inventory, prepared)

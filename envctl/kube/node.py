@@ -41,7 +41,7 @@ def objects_hash(objects: Sequence[Mapping[str, Any]]) -> str:
 class LayerAdapter:
     """Kubernetes manifest layers: server-side dry-run plans, staged server-side apply, inventory."""
 
-    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True, repair_needs_approval=False)
+    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True)
 
     def __init__(
         self,
@@ -57,9 +57,14 @@ class LayerAdapter:
         self.progress = progress
         self.sensitive_inputs = sensitive_inputs  # inputs carrying a sensitive upstream output
 
-    def render(self, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The layer's objects; a plaintext Secret, or a sensitive input outside a Secret, is refused."""
-        objects = render_layer(self.env, self.snapshot, node, inputs, self.sensitive_inputs(node))
+    def render(
+        self, node: Node, inputs: Mapping[str, Any], undecrypted: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The layer's objects; a plaintext Secret, or a sensitive input outside a Secret, is refused.
+        With ``undecrypted`` (validate), SOPS files no key here opens are checked encrypted."""
+        objects = render_layer(
+            self.env, self.snapshot, node, inputs, self.sensitive_inputs(node), undecrypted=undecrypted
+        )
         check_plaintext_secrets(self.snapshot, node, objects)
         return objects
 
@@ -82,8 +87,9 @@ class LayerAdapter:
         self.render(node, inputs)
 
     def validate(self, node: Node, inputs: Mapping[str, Any]) -> list[str]:
-        self.render(node, inputs)
-        return []
+        undecrypted: list[str] = []  # SOPS files checked without a key: warnings, not errors
+        self.render(node, inputs, undecrypted)
+        return undecrypted
 
     def pending_note(self, node: Node, inputs: Mapping[str, Any], what: str) -> str:
         # a layer that cannot render fails its plan now, never hides behind the pending upstream
@@ -114,16 +120,17 @@ class LayerAdapter:
     def apply(self, node: Node, request: ApplyRequest) -> Applied:
         kube = self.kube()
         objects = self.render(node, request.inputs)
+        plan = request.planned
         if not request.same_inputs:
             self.progress(f"{node.id}: re-planning with the new upstream outputs")
             plan = plan_layer(kube, node, objects)
-            blocked = request.approve(plan)
-            if blocked:
-                return Applied(plan, blocked=blocked)
         elif request.planned.artifacts.get("objects_sha256") not in (None, objects_hash(objects)):
             raise StalePlanError(
                 "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
             )
+        blocked = request.approve(plan)
+        if blocked:
+            return Applied(plan, blocked=blocked)
         self.progress(f"{node.id}: applying {len(objects)} objects")
         # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
         # layer depends on was applied since: a CRD or webhook it changed may judge objects anew

@@ -18,6 +18,8 @@ from envctl.core.changes import SENSITIVE, sensitive_marker
 LABEL_ENV = "envctl.io/environment"
 LABEL_LAYER = "envctl.io/layer"
 ANNOTATION_INVENTORY = "envctl.io/inventory-id"
+# set by render on objects decrypted from a SOPS file: names the file; their values were not plain in Git
+ANNOTATION_SOPS = "envctl.io/sops-file"
 # Per-object prune policy (Git side, read from the live object): "disabled" never prunes the
 # object; "allow" lets envctl prune kinds it protects by default (CRDs, PVCs, Namespaces).
 ANNOTATION_PRUNE = "envctl.io/prune"
@@ -232,6 +234,42 @@ def diff_paths(before: Any, after: Any, path: str = "") -> list[str]:
             out.extend(diff_paths(b, a, f"{path}[{i}]"))
         return out
     return [] if before == after else [path or "."]
+
+
+_UNSET = object()
+
+
+def diff_values(before: Any, after: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(path, before, after)`` of each field that differs, paths as :func:`diff_paths` names them;
+    a side that lacks the field holds :data:`UNSET`."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(before) | set(after), key=str):
+            child = _join(path, str(key))
+            if key not in before or key not in after:
+                out.append((child, before.get(key, UNSET), after.get(key, UNSET)))
+            else:
+                out.extend(diff_values(before[key], after[key], child))
+        return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        out = []
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            out.extend(diff_values(b, a, f"{path}[{i}]"))
+        return out
+    return [] if before == after else [(path or ".", before, after)]
+
+
+UNSET: Any = _UNSET
+
+
+def value_text(value: Any, limit: int = 60) -> str:
+    """A field value as one short line: JSON, ``unset`` for a missing field, cut at ``limit``."""
+    import json
+
+    if value is UNSET:
+        return "unset"
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def project(live: Any, desired: Any) -> Any:

@@ -51,6 +51,8 @@ LAYER_KEYS = {
     "wait",
     "outputs",
     "force",
+    "recreate",
+    "conflicts",
     "allow_empty",
     "allow_secrets",
     "sensitive_allowed",
@@ -522,9 +524,37 @@ def _load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> N
                     f"namespace {quoted(ns)} is not a valid name", node=node_id, location=doc.loc("namespace")
                 )
             spec_kw["namespace"] = ns
-        for flag in ("prune", "force", "allow_empty", "allow_secrets"):
+        for flag in ("prune", "recreate", "allow_empty", "allow_secrets"):
             if flag in data:
                 spec_kw[flag] = _want(doc, data[flag], bool, "true or false", flag)
+        if "force" in data:
+            # the old key: it meant "force conflicts and re-create"; taking conflicts is now the
+            # default, so what is left of it is recreate
+            force = _want(doc, data["force"], bool, "true or false", "force")
+            if "recreate" in data:
+                raise ConfigError(
+                    "force and recreate both set: force is the deprecated name of recreate",
+                    node=node_id,
+                    location=doc.loc("force"),
+                    hint="keep recreate only",
+                )
+            spec_kw["recreate"] = force
+            loc = doc.loc("force")
+            spec_kw["deprecations"] = (
+                f"{loc}: force is deprecated: use recreate: {str(force).lower()} (conflicting fields "
+                "are taken back from other managers by default; conflicts: refuse keeps the old "
+                "report-and-stop)",
+            )
+        if "conflicts" in data:
+            mode = _want(doc, data["conflicts"], str, "take or refuse", "conflicts")
+            if mode not in ("take", "refuse"):
+                raise ConfigError(
+                    f"conflicts: {quoted(mode)} is not take or refuse",
+                    node=node_id,
+                    location=doc.loc("conflicts"),
+                    hint="take (default: Git wins over other managers) or refuse (report and stop)",
+                )
+            spec_kw["conflicts"] = mode
         if "wait" in data:
             w = data["wait"]
             if isinstance(w, bool):

@@ -82,8 +82,7 @@ class WorkTreeSnapshot:
             raise ConfigError(
                 f"{rel} is a symlink into {inside[0]}/, which no node may read",
                 location=Location(rel),
-                hint="remove the symlink: it would expose Git's or envctl's own files "
-                "(credentials, state)",
+                hint="remove the symlink: it would expose Git's or envctl's own files (credentials, state)",
             )
         return full
 

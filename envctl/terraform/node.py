@@ -37,7 +37,7 @@ def _outputs(outs: Mapping[str, StackOutput]) -> Outputs:
 class StackAdapter:
     """Terraform stacks: a plan file per plan, state checked by hash, apply of exactly that plan."""
 
-    traits = AdapterTraits(in_cluster=False, plans_after_any_upstream=False, repair_needs_approval=True)
+    traits = AdapterTraits(in_cluster=False, plans_after_any_upstream=False)
 
     def __init__(
         self, env: Environment, snapshot: Snapshot, root: Path, progress: Callable[[str], None]
@@ -102,9 +102,9 @@ class StackAdapter:
             self.progress(f"{node.id}: re-planning with the new upstream outputs")
             plan = plan_stack(self.ctx, node, request.inputs, request.plan_dir / "replans")
             planfile = Path(plan.artifacts["planfile"])
-            blocked = request.approve(plan)
-            if blocked:
-                return Applied(plan, blocked=blocked)
+        blocked = request.approve(plan)
+        if blocked:
+            return Applied(plan, blocked=blocked)
         if plan.has_changes:
             self.progress(f"{node.id}: applying")
             return Applied(plan, _outputs(apply_stack(self.ctx, node, planfile)))

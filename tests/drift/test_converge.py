@@ -1,8 +1,10 @@
-"""``--converge`` repairs drifted layers through the normal apply path; ``--every`` keeps watching.
+"""``--converge`` repairs drifted nodes through the normal apply path; ``--every`` keeps watching.
 
-A layer whose object was deleted is re-created; a field another manager took is taken back only
-when the layer says ``force: true`` (as ``envctl apply`` would); otherwise converge fails, which
-the report and the exit code (1) show. The next drift run then exits 0 (or still 2).
+A layer whose object was deleted is re-created; a field another manager took is taken back (Git
+wins, as ``envctl apply`` does) unless the layer says ``conflicts: refuse``, in which case the
+converge fails, which the report and the exit code (1) show. A drifted stack under a policy that
+needs approval is held (exit 3) with the command that approves it. The next drift run then
+exits 0 (or still 2).
 """
 
 from __future__ import annotations
@@ -36,19 +38,27 @@ def test_converge_recreates_a_deleted_object_and_the_next_run_exits_0(example: E
     assert again.returncode == 0, describe(again)
 
 
-def test_converge_takes_back_a_field_when_the_layer_forces(example: Example) -> None:
-    layer = example.root / "environments" / example.env / "layers" / "app" / "layer.yaml"
-    layer.write_text(layer.read_text() + "force: true\n")
+def test_converge_takes_back_a_field_another_manager_took(example: Example) -> None:
     intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     code, report = example.drift_json("--converge")
     assert code == 2
-    assert report["converge"] == {"notes": ["layer.app: converge done"], "failed": False}, report["converge"]
+    [app] = [n for n in report["nodes"] if n["node"] == "layer.app"]
+    reasons = [r for c in app["changes"] for r in c["reasons"]]
+    assert any(
+        r.startswith("data.DATABASE_ENDPOINT changed by intruder")
+        and ": live evil.example.com:5432, Git " in r
+        and r.endswith(".internal:5432")
+        for r in reasons
+    ), reasons
+    assert report["converge"] == {"notes": ["layer.app: converge done"], "failed": False, "held": []}
     assert live_endpoint(example).endswith(".internal:5432")
     again = example.drift()
     assert again.returncode == 0, describe(again)
 
 
 def test_a_converge_that_fails_shows_in_the_report_and_exits_1(example: Example) -> None:
+    layer = example.root / "environments" / example.env / "layers" / "app" / "layer.yaml"
+    layer.write_text(layer.read_text() + "conflicts: refuse\n")
     intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     proc = example.drift("--converge")
     assert proc.returncode == 1, describe(proc)
@@ -62,11 +72,11 @@ def test_a_converge_that_fails_shows_in_the_report_and_exits_1(example: Example)
     assert example.drift().returncode == 2
 
 
-def test_converge_leaves_a_drifted_stack_for_approval(example: Example) -> None:
+def test_converge_holds_a_drifted_stack_for_approval_and_names_the_command(example: Example) -> None:
     (example.files_dir / "greeting.txt").unlink()
     proc = example.drift("--converge")
-    assert proc.returncode == 2, describe(proc)
-    assert "stack.files: drifted; infrastructure changes need approval" in proc.stdout
+    assert proc.returncode == 3, describe(proc)
+    assert "stack.files: not converged: needs approval: envctl approve " in proc.stdout, describe(proc)
     assert not (example.files_dir / "greeting.txt").exists()
     assert example.drift().returncode == 2
 

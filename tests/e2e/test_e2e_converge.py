@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2ehelpers import Env, Rollout, converge, describe, make_env, node_lines
+from e2ehelpers import Env, converge, describe, make_env, node_lines
 from kubernetes import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-converge")]
@@ -60,21 +60,44 @@ def test_plan_json_is_versioned_and_names_pending_inputs(example: Env) -> None:
     assert Path(example.root, data["plan_dir"], "bundle.json").is_file()
 
 
-def test_apply_without_terminal_or_approval_exits_3_and_changes_nothing(example: Env) -> None:
+def test_apply_without_terminal_writes_only_what_needs_no_approval_and_exits_3(example: Env) -> None:
     plan = example.plan()
     r = example.run("apply", str(plan))
     assert r.returncode == 3, describe(r)
-    assert "need approval" in r.stderr and "not a terminal" in r.stderr, describe(r)
-    # without a saved plan: envctl plans, then refuses the same way
-    r = example.run("apply", "-e", example.name)
-    assert r.returncode == 3, describe(r)
-    # a recorded approval is only used with --approve
+    assert "need approval and this is not a terminal" in r.stderr, describe(r)
+    lines = node_lines(r.stdout)
+    # the one gate: the stacks (policy terraform) are held, what waits for them is skipped, the
+    # layer that needs no approval is written
+    assert lines["stack.network"].startswith("blocked"), describe(r)
+    assert "(needs approval: envctl approve " in lines["stack.network"], describe(r)
+    assert lines["stack.database"].startswith("skipped (upstream stack.network blocked)"), describe(r)
+    assert lines["layer.app"].startswith("skipped"), describe(r)
+    assert lines["layer.platform"].startswith("done"), describe(r)
+    assert example.state_files() == []
+    assert example.object_names() == {"ConfigMap/platform-settings"}
+    # the command printed with the held nodes approves exactly this plan and finishes it
+    found = re.search(
+        r"to approve them: (envctl approve \S+ --by NAME) && (envctl apply .*)$", r.stderr, re.M
+    )
+    assert found is not None, describe(r)
+    approve = [*found.group(1).split()[1:-1], "e2e"]
+    assert example.run(*approve).returncode == 0
+    resumed = example.run(*found.group(2).split()[1:])
+    lines = node_lines(resumed.stdout)
+    assert lines["layer.platform"].startswith("done") and "resumed" in lines["layer.platform"], lines
+    assert lines["stack.network"].startswith("done"), describe(resumed)
+    # stack.database was approved while pending upstream: its real plan is new, so it is held again
+    assert lines["stack.database"].startswith("blocked"), describe(resumed)
+    assert "envctl apply -e " in lines["stack.database"], describe(resumed)
+    assert resumed.returncode == 3, describe(resumed)
+
+
+def test_apply_with_a_recorded_approval_needs_approve(example: Env) -> None:
+    plan = example.plan()
     assert example.run("approve", str(plan), "--by", "e2e").returncode == 0
-    r = example.run("apply", str(plan))
+    r = example.run("apply", str(plan))  # a recorded approval is only used with --approve
     assert r.returncode == 3, describe(r)
     assert example.state_files() == []
-    assert not example.namespace_exists()
-    assert not (example.root / ".envctl" / "runs").exists()
 
 
 @dataclass
@@ -88,11 +111,10 @@ class Converged:
 # session scope: built once per worker even when xdist interleaves this group with other tests
 @pytest.fixture(scope="session")
 def converged(
-    tmp_path_factory: pytest.TempPathFactory, kubeconfig: str, api_client: client.ApiClient, rollout: Rollout
+    tmp_path_factory: pytest.TempPathFactory, kubeconfig: str, api_client: client.ApiClient
 ) -> Iterator[Converged]:
     """The example environment, approved and applied by the recorded-approval route (two rounds)."""
     env = make_env(tmp_path_factory.mktemp("converged"), kubeconfig, api_client)
-    rollout.watch(env.namespace)
     try:
         runs = []
         for _ in range(2):
@@ -102,7 +124,6 @@ def converged(
             runs.append((plan, env.run("apply", str(plan), "--approve")))
         yield Converged(env, runs[0][1], runs[1][1], runs[1][0])
     finally:
-        rollout.forget(env.namespace)
         env.cleanup()
 
 

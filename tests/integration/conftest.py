@@ -23,9 +23,6 @@ from kubernetes.client.rest import ApiException
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 CONTROL_PLANE = REPO / "scripts" / "control-plane"
-# tests/ is not a package: make tests/kubehelpers.py importable from every test directory.
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ and drift dry-runs only the objects that may differ. Every request goes through
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -271,7 +272,10 @@ def test_an_apply_reuses_its_plans_dry_runs_unless_the_object_changed_since(
     live = core.read_namespaced_config_map("cm-005", layer.ns)
     assert live.data == {"key": "value-5", "version": "v1", "extra": "added-in-between"}
     assert len([c for c in done.changes if c.action.changes]) == 2
-    # a conflict that appears between plan and apply is still found before the first write
+    # under conflicts: refuse, a conflict that appears between plan and apply is still found
+    # before the first write
+    refuse = LayerSpec(namespace=layer.ns, wait=False, conflicts="refuse")
+    layer.node = dataclasses.replace(layer.node, layer=refuse)
     layer.write(2, modified)
     objects = layer.objects()
     plan_layer(layer.ctx, layer.node, objects)

@@ -7,14 +7,10 @@ at once. A stack that reads an upstream output waits for that upstream's plan, a
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tfhelpers import write_tree
 
 from envctl.app.plan import plan_environment

@@ -6,14 +6,10 @@ scripts/build-terraform-tools (cached under ~/.cache/envctl/tools, so only the f
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tfhelpers import build_tool, context, dump, stack, write_tree
 
 from envctl.core.changes import Action, NodePlan

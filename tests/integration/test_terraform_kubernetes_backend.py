@@ -5,7 +5,6 @@ Uses the session control plane of tests/integration/conftest.py (``kubeconfig``,
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,9 +13,6 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tfhelpers import context, stack, write_tree
 
 from envctl.core.errors import StalePlanError

@@ -6,16 +6,12 @@ The numbers in docs/terraform.md come from this test (run it with ``-s`` to see 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tfhelpers import build_tool, context, stack, write_tree
 
 from envctl.core.changes import Action

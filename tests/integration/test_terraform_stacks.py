@@ -7,13 +7,9 @@ backend under a temporary repository.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tfhelpers import context, dump, stack, write_tree
 
 from envctl.core.changes import Action

@@ -22,6 +22,7 @@ from envctl.app.apply import apply_bundle
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
 from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, Outputs, Upstream
+from envctl.core.approval import Consent
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import EngineError
 from envctl.core.graph import EnvGraph
@@ -84,9 +85,9 @@ class FakeAdapter:
         if not request.same_inputs:
             address = self.replan.get(node.id, f"{node.id}.thing")
             plan = NodePlan(node.id, (Change(address, Action.CREATE, None, {"x": 1}),))
-            blocked = request.approve(plan)
-            if blocked:
-                return Applied(plan, blocked=blocked)
+        blocked = request.approve(plan)  # the gate, with the exact plan, before any write
+        if blocked:
+            return Applied(plan, blocked=blocked)
         with self.lock:
             self.inputs[node.id] = dict(request.inputs)
             self.applied.append(node.id)
@@ -111,8 +112,8 @@ class FakeAdapter:
 class Fixture:
     def __init__(self, root: Path, parallelism: int = 2) -> None:
         self.world: dict[str, dict[str, Any]] = {}
-        self.stacks = FakeAdapter(AdapterTraits(False, False, True), self.world)
-        self.layers = FakeAdapter(AdapterTraits(False, True, False), self.world)
+        self.stacks = FakeAdapter(AdapterTraits(False, False), self.world)
+        self.layers = FakeAdapter(AdapterTraits(False, True), self.world)
         self.messages: list[str] = []
         self.interrupted = threading.Event()
         snapshot = open_snapshot(root, None)
@@ -138,7 +139,7 @@ class Fixture:
         return result
 
     def apply(self, result: PlanResult, **kw: Any) -> ApplyResult:
-        kw.setdefault("auto_approve", True)
+        kw.setdefault("consent", Consent(everything=True))
         return apply_bundle(self.session, result.bundle, result.plan_dir, prompt=None, **kw)
 
     @property
@@ -191,11 +192,27 @@ def test_dependents_of_a_failed_node_are_skipped_and_independent_branches_finish
     assert "the fake cloud said no" in res.results["stack.network"].reason
 
 
+def test_without_consent_the_gate_holds_what_needs_approval_and_the_rest_is_written(fx: Fixture) -> None:
+    result = fx.plan()
+    res = fx.apply(result, consent=Consent(how="envctl approve X"))
+    # policy: terraform (the default); the stacks are held, what waits for them is skipped
+    assert statuses(res) == {
+        "stack.network": Status.BLOCKED,
+        "layer.platform": Status.DONE,
+        "stack.database": Status.SKIPPED,
+        "layer.app": Status.SKIPPED,
+    }
+    assert res.results["stack.network"].reason == "needs approval: envctl approve X"
+    assert fx.applied == ["layer.platform"]
+
+
 def test_a_replan_that_changes_stops_its_branch_for_a_new_approval(fx: Fixture) -> None:
     fx.stacks.replan["stack.database"] = "stack.database.other"  # the new outputs change the plan
-    res = fx.apply(fx.plan(), auto_approve=False)
+    result = fx.plan()
+    res = fx.apply(result, consent=Consent.of_bundle(result.bundle))
     assert res.results["stack.database"].status is Status.BLOCKED
-    assert "needs a new approval" in res.results["stack.database"].reason
+    assert "changed after re-planning" in res.results["stack.database"].reason
+    assert "envctl apply -e dev in a terminal" in res.results["stack.database"].reason
     assert res.results["layer.app"].status is Status.SKIPPED
     assert "stack.database" not in fx.applied and "layer.app" not in fx.applied
     assert res.results["stack.network"].status is Status.DONE
@@ -211,7 +228,8 @@ def test_a_replan_that_the_prompt_approves_goes_ahead(fx: Fixture) -> None:
         return True
 
     result = fx.plan()
-    res = apply_bundle(fx.session, result.bundle, result.plan_dir, auto_approve=False, prompt=prompt)
+    consent = Consent.of_bundle(result.bundle)
+    res = apply_bundle(fx.session, result.bundle, result.plan_dir, consent=consent, prompt=prompt)
     assert asked == ["stack.database"]
     assert set(statuses(res).values()) == {Status.DONE}
 

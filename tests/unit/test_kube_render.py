@@ -317,6 +317,7 @@ def test_a_sensitive_output_into_a_configmap_is_refused_naming_output_and_object
     with pytest.raises(ConfigError, match=r"stack\.db\.outputs\.password flows into v1 ConfigMap app/c") as e:
         render_layer(ENV, snap, node, {"pw": pw}, SENSITIVE_PW)
     assert ".data.pw" in str(e.value)
+    assert e.value.location is not None and e.value.location.file == f"{LAYER}/cm.yaml"
     assert "s3cr3t" not in str(e.value) + (e.value.hint or "")
 
 

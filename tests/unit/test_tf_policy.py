@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tfhelpers import context, stack, write_tree
 
 from envctl.core.errors import ConfigError
@@ -337,7 +333,7 @@ def test_a_local_module_is_scanned_with_the_stack_policy(tmp_path: Path) -> None
         'templatefile("${path.root}/../../../../.git/config", {})',
         'fileset("/", "**")',
         'fileset(path.module, "../../../../**")',
-        'filesha256(var.path)',
+        "filesha256(var.path)",
         'file(pathexpand("~/.ssh/id_rsa"))',
         'file("~/.ssh/id_rsa")',
         'filemd5("${path.cwd}/../../../../../../../.envctl/state/dev/x/terraform.tfstate")',
