@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -576,6 +576,17 @@ def _base_named(cls: type, name: str) -> type[Exception]:
     raise RuntimeError(f"typer no longer provides {name}")
 
 
+def _exit_interrupted() -> NoReturn:
+    """Ctrl-C: the lock is released and the journal written by now (app.apply). Exit at once: a
+    normal exit would join the worker threads still in a Terraform command or a request."""
+    from envctl.core.errors import ExitCode
+
+    typer.echo("interrupted", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(ExitCode.INTERRUPTED))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: output goes through the masking boundary (``views.stream.MaskedStream``)."""
     from envctl.views.stream import MaskedStream
@@ -613,8 +624,7 @@ def _main(argv: list[str] | None) -> None:
         e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.ERROR))
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        _exit_interrupted()
     except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
         if out.debug:
             raise
@@ -624,6 +634,8 @@ def _main(argv: list[str] | None) -> None:
             err=True,
         )
         sys.exit(int(ExitCode.ERROR))
+    if rv == ExitCode.INTERRUPTED:  # typer turns a Ctrl-C into a return value of 130
+        _exit_interrupted()
     sys.exit(rv if isinstance(rv, int) else int(ExitCode.OK))
 
 

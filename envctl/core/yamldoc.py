@@ -42,6 +42,7 @@ class YamlDoc:
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     texts: set[Path_] = field(default_factory=set)
+    has_refs: bool = False  # some string value holds ``${`` (else substitution has nothing to do)
 
     def loc(self, *path: str | int) -> Location:
         """The location of the value at ``path``, or of its closest parent that has one."""
@@ -202,18 +203,31 @@ class _Frame:
         self.key: str | None = None  # a mapping's key waiting for its value
         self.key_line = 0
         self.merge = False  # the waiting key is a merge key (<<)
-        self.explicit: set[str] = set()
+        self.explicit: set[str] = set()  # keys set so far, written or merged
 
 
-def _merge_into(target: dict[str, Any], merged: Any, where: Location) -> None:
-    """go-yaml v2's merge key: a mapping, or a list of mappings (the first one wins), overwrite."""
+def _merge_into(target: dict[str, Any], merged: Any, where: Location, seen: set[str]) -> None:
+    """go-yaml v2's merge key: a mapping, or a list of mappings, merged into ``target``.
+
+    A key set twice (by a merge and explicitly, or by two merges) is refused like any duplicate:
+    kubectl's answer then depends on the order of the keys and, when their YAML types differ
+    (``y`` and ``'true'``), on Go's random map order.
+    """
     sources = [merged] if isinstance(merged, dict) else merged if isinstance(merged, list) else None
     if sources is None or not all(isinstance(m, dict) for m in sources):
         raise ConfigError(
             "map merge requires map or sequence of maps as the value", location=where, hint="see << in YAML"
         )
-    for m in reversed(sources):
-        target.update(m)
+    for m in sources:
+        for key, value in m.items():
+            if key in seen:
+                raise ConfigError(
+                    f"duplicate key {quoted(key)} (set by << and again)",
+                    location=where,
+                    hint="set each key of a mapping once",
+                )
+            seen.add(key)
+            target[key] = value
 
 
 def load_yaml_documents(
@@ -283,7 +297,7 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                 assert top.key is not None
                 path = (*top.path, top.key)
                 if top.merge:
-                    _merge_into(top.out, value, Location(file, top.key_line))
+                    _merge_into(top.out, value, Location(file, top.key_line), top.explicit)
                 else:
                     top.out[top.key] = value
                 top.key = None
@@ -325,7 +339,9 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                         top.key, top.key_line = name, line
                         continue
                     value = as_value(rtag, raw)
-                    place(value, line, isinstance(value, str) and "${" in value and not plain)
+                    ref = isinstance(value, str) and "${" in value
+                    doc.has_refs = doc.has_refs or ref
+                    place(value, line, ref and not plain)
                 except ValueError as e:
                     raise fail(
                         f"{'key' if wants_key else 'value'} {quoted(ev.value, 40)}: {e}",

@@ -13,6 +13,7 @@ Both operations return a ``NodePlan``: planned changes, or the changes that happ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,7 @@ from envctl.kube.render import inventory_id, label_value
 from envctl.kube.wait import Waitable, wait_for
 
 _ADOPT = "envctl becomes a field manager of this object"
+CRD_DISCOVERY_TIMEOUT = 30.0  # how long a new CRD's kind may take to appear in discovery
 
 
 def _spec(node: Node) -> LayerSpec:
@@ -312,8 +314,6 @@ def _apply_one(ctx: KubeContext, node: Node, p: Prepared, force: bool) -> Change
 
 
 def _wait_gone(ctx: KubeContext, p: Prepared, timeout: float = 60.0) -> None:
-    import time
-
     assert p.mapping is not None
     deadline = time.monotonic() + timeout
     while ctx.get(p.ref, p.mapping) is not None:
@@ -386,6 +386,7 @@ def _apply_pre_hooks(
             node.id,
             [Waitable(p.ref, p.mapping, p.dry) for p in group if p.mapping is not None],
             timeout=spec.wait_timeout,
+            applied_all=False,
         )
 
 
@@ -506,6 +507,7 @@ def apply_layer(
                 node.id,
                 [Waitable(p.ref, p.mapping, p.dry) for p in needed if p.mapping is not None],
                 timeout=min(spec.wait_timeout, 120.0),
+                applied_all=False,
             )
         for p in changed_first:
             if p.ref.kind == "CustomResourceDefinition":
@@ -518,10 +520,19 @@ def apply_layer(
             crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
 
             def again(p: Prepared) -> Prepared:
-                dry_run_one(ctx, node.id, p, recreate=spec.recreate, crds=crds, namespaces=namespaces)
-                if p.pending is not None:
-                    raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
-                return p
+                # An Established CRD's group-version reaches discovery a moment later (the API
+                # server's discovery controller): ask again until it is served, within a bound.
+                deadline = time.monotonic() + CRD_DISCOVERY_TIMEOUT
+                while True:
+                    dry_run_one(ctx, node.id, p, recreate=spec.recreate, crds=crds, namespaces=namespaces)
+                    if p.pending is None:
+                        return p
+                    if not p.pending.startswith("create after CustomResourceDefinition") or (
+                        time.monotonic() > deadline
+                    ):
+                        raise EngineError(f"{p.ref}: still cannot be applied: {p.pending}", node=node.id)
+                    time.sleep(ctx.poll_interval)
+                    ctx.forget(p.ref.api_version)
 
             for r in ctx.parallel(again, pending):
                 if isinstance(r, BaseException):

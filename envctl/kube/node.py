@@ -57,9 +57,14 @@ class LayerAdapter:
         self.progress = progress
         self.sensitive_inputs = sensitive_inputs  # inputs carrying a sensitive upstream output
 
-    def render(self, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The layer's objects; a plaintext Secret, or a sensitive input outside a Secret, is refused."""
-        objects = render_layer(self.env, self.snapshot, node, inputs, self.sensitive_inputs(node))
+    def render(
+        self, node: Node, inputs: Mapping[str, Any], undecrypted: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The layer's objects; a plaintext Secret, or a sensitive input outside a Secret, is refused.
+        With ``undecrypted`` (validate), SOPS files no key here opens are checked encrypted."""
+        objects = render_layer(
+            self.env, self.snapshot, node, inputs, self.sensitive_inputs(node), undecrypted=undecrypted
+        )
         check_plaintext_secrets(self.snapshot, node, objects)
         return objects
 
@@ -82,8 +87,9 @@ class LayerAdapter:
         self.render(node, inputs)
 
     def validate(self, node: Node, inputs: Mapping[str, Any]) -> list[str]:
-        self.render(node, inputs)
-        return []
+        undecrypted: list[str] = []  # SOPS files checked without a key: warnings, not errors
+        self.render(node, inputs, undecrypted)
+        return undecrypted
 
     def pending_note(self, node: Node, inputs: Mapping[str, Any], what: str) -> str:
         # a layer that cannot render fails its plan now, never hides behind the pending upstream

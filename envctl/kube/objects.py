@@ -18,6 +18,8 @@ from envctl.core.changes import SENSITIVE, sensitive_marker
 LABEL_ENV = "envctl.io/environment"
 LABEL_LAYER = "envctl.io/layer"
 ANNOTATION_INVENTORY = "envctl.io/inventory-id"
+# set by render on objects decrypted from a SOPS file: names the file; their values were not plain in Git
+ANNOTATION_SOPS = "envctl.io/sops-file"
 # Per-object prune policy (Git side, read from the live object): "disabled" never prunes the
 # object; "allow" lets envctl prune kinds it protects by default (CRDs, PVCs, Namespaces).
 ANNOTATION_PRUNE = "envctl.io/prune"

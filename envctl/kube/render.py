@@ -7,7 +7,9 @@ exists). Manifests are parsed first, as kubectl reads them (``envctl.core.yamldo
 references in their string values are substituted (``envctl.core.refs.substitute_values``), so a
 value can never create a key, an object or a document. Kustomize sources are parsed, substituted
 and written back as JSON before kustomize reads them. Rendered sizes are bounded while values are
-inserted: ``MAX_OBJECT_BYTES`` per object and ``MAX_LAYER_BYTES`` per layer.
+inserted: ``MAX_OBJECT_BYTES`` per object and ``MAX_LAYER_BYTES`` per layer. A SOPS-encrypted
+file is decrypted in memory instead and taken as encrypted, without substitution
+(``envctl.kube.encrypted``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from envctl.core.paths import repo_path
 from envctl.core.refs import HINT, Budget, Resolver, quoted, substitute_values
 from envctl.core.secrets import KNOWN, encoded_forms, secret_texts
 from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
+from envctl.kube.encrypted import is_from_sops, sops_manifests, strip_sops_marker
 from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
@@ -42,6 +45,7 @@ from envctl.kube.objects import (
     is_secret,
     secret_values,
 )
+from envctl.sops import is_encrypted
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
 _NOT_MANIFESTS = frozenset(
@@ -113,6 +117,8 @@ class Manifest:
         """The object with its references resolved (in place), within ``budget``."""
         budget.next_object()
         doc = self.doc
+        if not doc.has_refs:
+            return self.obj
         out: dict[str, Any] = substitute_values(
             self.obj, resolve, doc.at, texts=doc.texts, budget=budget, path=self.base
         )
@@ -400,8 +406,10 @@ def _run_kustomize(
     with tempfile.TemporaryDirectory(prefix="envctl-kustomize-") as tmp:
         for file in sorted(files):
             data = snapshot.read_bytes(file)
-            if file in read and file not in data_files and _substituted(Path(file).name) and b"${" in data:
-                data = _stage(_decode(data, file), file, resolve, budget)
+            if file in read and file not in data_files and _substituted(Path(file).name):
+                _refuse_sops(data, file, node)
+                if b"${" in data:
+                    data = _stage(_decode(data, file), file, resolve, budget)
             dest = Path(tmp, file)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
@@ -438,6 +446,22 @@ def _run_kustomize(
         return _decode(b"".join(chunks), kfile)
 
 
+def _refuse_sops(data: bytes, file: str, node: Node) -> None:
+    """A kustomization may not include a SOPS file: kustomize would get the plaintext on disk."""
+    if b"sops" in data and is_encrypted(_decode(data, file)):
+        raise ConfigError(
+            "SOPS-encrypted files are decrypted in plain layers, not in kustomizations "
+            "(kustomize would get the plaintext on disk)",
+            node=node.id,
+            location=Location(file),
+            hint="move the encrypted manifest into a plain layer, or use a SealedSecret",
+        )
+
+
+def _objects_with_lines(text: str, file: str) -> list[tuple[dict[str, Any], int]]:
+    return [(m.obj, m.location.line or 1) for m in parse_manifests(text, file)]
+
+
 def _decode(data: bytes, file: str) -> str:
     try:
         return data.decode("utf-8")
@@ -468,6 +492,8 @@ def render_layer(
     node: Node,
     inputs: Mapping[str, Any],
     sensitive: Mapping[str, str] | None = None,
+    *,
+    undecrypted: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
@@ -477,8 +503,12 @@ def render_layer(
     (values: the output, such as ``stack.db.outputs.password``): one that lands anywhere but a
     Secret's ``data``/``stringData`` or a field the layer's ``sensitive_allowed`` names is refused
     (``check_sensitive_flow``).
+
+    SOPS-encrypted files are decrypted in memory (``envctl.kube.encrypted``; their values join
+    the masker); with ``undecrypted`` given (validate), files no key here opens are checked
+    encrypted and listed there.
     """
-    objects, where = _render(env, snapshot, node, inputs)
+    objects, where = _render(env, snapshot, node, inputs, undecrypted)
     for obj in objects:
         for value in secret_values(obj):
             KNOWN.add_texts(encoded_forms(value))  # masked wherever an error echoes it
@@ -515,7 +545,8 @@ def check_sensitive_flow(
         salt = hashlib.sha256(node.id.encode()).hexdigest()[:8]
         markers = {k: f"envctlsensitive{salt}x{i}" for i, k in enumerate(sorted(sensitive))}
         try:
-            probe, probe_where = _render(env, snapshot, node, {**inputs, **markers})
+            # SOPS files the probe cannot decrypt are checked as they are: it only traces markers
+            probe, probe_where = _render(env, snapshot, node, {**inputs, **markers}, undecrypted=[])
         except ConfigError:
             probe, probe_where = [], {}
         found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
@@ -581,13 +612,18 @@ def _allowed(allowed: tuple[str, ...], key: str, path: str) -> bool:
 
 
 def _render(
-    env: Environment, snapshot: Snapshot, node: Node, inputs: Mapping[str, Any]
+    env: Environment,
+    snapshot: Snapshot,
+    node: Node,
+    inputs: Mapping[str, Any],
+    undecrypted: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[ObjRef, Location]]:
     """The objects of a layer, and where each is defined (file and line)."""
     spec = node.layer
     resolve = _resolver(inputs, env)
     budget = Budget(MAX_OBJECT_BYTES, MAX_LAYER_BYTES)
     parsed: list[tuple[dict[str, Any], Location]] = []
+    from_sops: set[int] = set()
     if spec is not None and spec.helm is not None:
         text, chart_path = render_chart(snapshot, node, resolve, budget)
         source = sources_of(text, chart_path)
@@ -601,8 +637,17 @@ def _render(
         parsed = [(m.obj, Location(kfile)) for m in parse_manifests(rendered, kfile)]
     else:
         for file in manifest_files(snapshot, node):
-            for m in manifests_of(load_yaml_documents_cached(_decode(snapshot.read_bytes(file), file), file)):
+            text = _decode(snapshot.read_bytes(file), file)
+            if is_encrypted(text):
+                found = sops_manifests(text, file, node.id, undecrypted, _objects_with_lines)
+                parsed.extend((o, Location(file, line)) for o, line in found)
+                from_sops.update(id(o) for o, _ in found)
+                continue
+            for m in manifests_of(load_yaml_documents_cached(text, file)):
                 parsed.append((m.substitute(resolve, budget), m.location))
+    for o, _ in parsed:
+        if id(o) not in from_sops:  # only render marks an object as decrypted from SOPS
+            strip_sops_marker(o)
 
     cluster_crs = {
         (
@@ -648,5 +693,15 @@ def _render(
 
 
 def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:
-    """Secrets that carry values in Git (``envctl validate`` refuses them without allow_secrets)."""
-    return [str(ObjRef.of(o)) for o in objects if is_secret(o) and (o.get("data") or o.get("stringData"))]
+    """Secrets that carry values in Git in the clear (``envctl validate`` refuses them without
+    allow_secrets). A Secret decrypted from a SOPS file is not one; a SealedSecret is not one
+    either, unless its ``spec.template`` carries ``data`` (those values are not sealed)."""
+    found = []
+    for o in objects:
+        if is_secret(o) and (o.get("data") or o.get("stringData")) and not is_from_sops(o):
+            found.append(str(ObjRef.of(o)))
+        elif o.get("kind") == "SealedSecret" and not is_from_sops(o):
+            template = (o.get("spec") or {}).get("template") or {}
+            if isinstance(template, dict) and template.get("data"):
+                found.append(str(ObjRef.of(o)))
+    return found

@@ -23,9 +23,16 @@ from envctl.core.changes import SENSITIVE, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, Location, StalePlanError
 from envctl.core.model import Environment, Node, Snapshot
 from envctl.core.secrets import KNOWN
+from envctl.sops import SopsKeyError, SopsUnavailableError
 from envctl.terraform import diagnostics as diag
 from envctl.terraform import hcl, planjson
 from envctl.terraform.engines import EmbeddedEngine, Engine, RunResult, base_env, engine_for
+from envctl.terraform.secretinputs import (
+    SECRETS_FILE,
+    check_secret_inputs,
+    secret_input_names,
+    secret_inputs,
+)
 from envctl.terraform.workspace import (
     INIT_STAMP,
     VAR_FILE,
@@ -200,6 +207,10 @@ def plan_stack(
     # An input may be an upstream StackOutput: its value is passed on, and when it is
     # sensitive it is masked here even if this stack's variable is not declared sensitive.
     values = {k: v.value if isinstance(v, StackOutput) else v for k, v in inputs.items()}
+    # encrypted inputs (secrets.enc.yaml), decrypted in memory, only into sensitive variables
+    secret = secret_inputs(ctx.snapshot, node)
+    check_secret_inputs(node, sorted(secret), values, ws.sensitive_variables)
+    values.update(secret)
     _check_inputs(ws, values)
     secrets = _known_secrets(ctx, ws, values)
     upstream_secret = sorted(k for k, v in inputs.items() if isinstance(v, StackOutput) and v.sensitive)
@@ -331,6 +342,20 @@ def read_outputs(ctx: StackContext, node: Node) -> dict[str, StackOutput]:
     return _outputs_from(doc if isinstance(doc, dict) else {})
 
 
+def _validate_secret_inputs(ctx: StackContext, ws: Workspace) -> list[str]:
+    """The encrypted values file sets sensitive variables and decrypts (a warning when no key is here)."""
+    names = secret_input_names(ctx.snapshot, ws.node)
+    if not names:
+        return []
+    check_secret_inputs(ws.node, names, ws.node.inputs, ws.sensitive_variables)
+    _check_inputs(ws, dict.fromkeys(names))
+    try:
+        secret_inputs(ctx.snapshot, ws.node)
+    except (SopsKeyError, SopsUnavailableError) as e:
+        return [f"{SECRETS_FILE} not decrypted here, so only its keys were checked: {e.message}"]
+    return []
+
+
 def sensitive_outputs(snapshot: Snapshot, node: Node) -> frozenset[str]:
     """The outputs a stack declares ``sensitive = true`` (its own ``.tf`` files, or the module a
     ``module:`` stack calls), read from the configuration: known before anything is applied."""
@@ -353,6 +378,7 @@ def validate_stack(ctx: StackContext, node: Node) -> tuple[str, ...]:
     local = ctx.env.terraform.backend == "local"
     ws, engine = _prepare(ctx, node, backend=local)
     _check_inputs(ws, node.inputs)
+    warnings = list(_validate_secret_inputs(ctx, ws))
     res = engine.run(["validate", "-json", "-no-color"], cwd=ws.run_dir, env=_env_for(ws))
     diags = diag.diagnostics_from_validate(res.stdout)
     if res.returncode != 0 or any(d.severity == "error" for d in diags):
@@ -366,7 +392,6 @@ def validate_stack(ctx: StackContext, node: Node) -> tuple[str, ...]:
             redact=_redactor(ws, {}),
             fallback=res.stderr,
         )
-    warnings = []
     for d in diags:
         where = f" ({ws.repo_path(d.filename) or d.filename}:{d.line})" if d.filename else ""
         warnings.append(f"{d.summary}{where}")

@@ -30,6 +30,7 @@ from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Environment, Node, Snapshot, StackSpec
 from envctl.core.paths import repo_path
 from envctl.terraform import hcl
+from envctl.terraform.secretinputs import secret_input_names
 
 GENERATED_ROOT = "_envctl_module.tf"
 BACKEND_OVERRIDE = "_envctl_backend_override.tf"
@@ -301,7 +302,7 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
     if spec.module:
         mod = posixpath.normpath(spec.module)
         minfo = hcl.scan(_tf_texts(files, mod))
-        names = sorted(node.inputs)
+        names = sorted(set(node.inputs) | set(secret_input_names(snapshot, node)))
         unknown = [n for n in names if n not in minfo.variables]
         if unknown:
             raise ConfigError(
@@ -310,7 +311,7 @@ def materialize(env: Environment, snapshot: Snapshot, root: Path, node: Node) ->
                 location=Location(node.config_file) if node.config_file else None,
                 hint=f"variables of {mod}: {', '.join(sorted(minfo.variables)) or 'none'}",
             )
-        missing = [v for v, req in sorted(minfo.variable_required.items()) if req and v not in node.inputs]
+        missing = [v for v, req in sorted(minfo.variable_required.items()) if req and v not in names]
         if missing:
             raise ConfigError(
                 f"module {mod} requires variable {missing[0]!r}, which inputs: does not set",

@@ -39,6 +39,16 @@ def _value(v: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _sensitive_marker(obj: Any, path: str) -> str | None:
+    """The masked marker (``(sensitive, changed) <hash>``) at a dotted field path, if there is one:
+    a changed Secret value says so without its value; any other value is not shown here."""
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj if isinstance(obj, str) and obj.startswith("(sensitive") else None
+
+
 def _change_lines(c: Change) -> list[str]:
     head = f"{_SYMBOL[c.action]} {c.address} ({c.action.value})"
     if c.reasons:
@@ -48,7 +58,8 @@ def _change_lines(c: Change) -> list[str]:
         lines.append(f"    manager: {c.manager}")
     if c.action is Action.UPDATE and isinstance(c.before, dict) and isinstance(c.after, dict) and c.fields:
         for f in c.fields[:30]:
-            lines.append(f"    ~ {f}")
+            marker = _sensitive_marker(c.after, f)
+            lines.append(f"    ~ {f}: {marker}" if marker else f"    ~ {f}")
     elif c.action in (Action.CREATE, Action.REPLACE) and c.after is not None:
         lines.append(f"    {_value(c.after)}")
     return lines

@@ -6,7 +6,6 @@ The refusal names the file and the key, never the value (neither as written nor 
 from __future__ import annotations
 
 import base64
-import shutil
 import uuid
 
 import pytest
@@ -66,19 +65,3 @@ def test_an_allowed_secret_is_applied_without_echoing_its_value(
     _assert_value_hidden(run.output)
     secret = live(api_client, "Secret", envrepo.ns, "db-credentials")
     assert secret is not None and secret["data"]["password"] == B64
-
-
-@pytest.mark.skipif(shutil.which("sops") is not None, reason="sops is installed: decrypting is tested then")
-def test_a_sops_file_without_sops_is_a_clear_error(envrepo: EnvRepo) -> None:
-    envrepo.write(
-        "layers/platform/secret.enc.yaml",
-        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-credentials\n  namespace: {envrepo.ns}\n"
-        "type: Opaque\nstringData:\n  password: ENC[AES256_GCM,data:abcd,iv:efgh,tag:ijkl,type:str]\n"
-        "sops:\n  version: 3.8.1\n  mac: ENC[AES256_GCM,data:xyz,iv:1,tag:2,type:str]\n"
-        "  lastmodified: '2026-01-01T00:00:00Z'\n",
-    )
-    envrepo.commit("sops")
-    run = envrepo.run("validate", "-e", envrepo.name)
-    assert run.returncode == 78, str(run)
-    assert "sops" in run.stderr.lower(), str(run)
-    assert_no_traceback(run)

@@ -104,11 +104,14 @@ def test_what_kubectl_refuses_envctl_refuses_with_file_and_line(text: str, reaso
     assert e.location is not None and e.location.file == "m.yaml" and (e.location.line or 0) >= 2
 
 
-def test_merge_keys_merge_as_in_kubectl_later_keys_win() -> None:
-    [doc] = load_yaml_documents("a: 1\n<<: {a: 2, b: 3}\nc: 4\n<<: [{c: 5, d: 6}, {d: 7}]\n", "m.yaml")
-    assert doc.data == {"a": 2, "b": 3, "c": 5, "d": 6}
+def test_merge_keys_merge_and_a_key_set_twice_is_refused() -> None:
+    [doc] = load_yaml_documents("a: 1\n<<: {b: 3}\nc: 4\n<<: [{d: 6}, {e: 7}]\n", "m.yaml")
+    assert doc.data == {"a": 1, "b": 3, "c": 4, "d": 6, "e": 7}
     [quoted] = load_yaml_documents("'<<': {a: 2}\n", "m.yaml")
     assert quoted.data == {"<<": {"a": 2}}
+    # kubectl: the later key wins, or, for y and 'true', whichever Go's map order gives
+    for text in ("a: 1\n<<: {a: 2}\n", "<<: {y: 1}\n'true': 2\n", "<<: [{a: 1}, {a: 2}]\n"):
+        assert "duplicate key" in refusal(text).message
 
 
 def test_quoted_and_block_strings_holding_references_are_marked_as_text() -> None:
