@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -539,6 +539,17 @@ def _base_named(cls: type, name: str) -> type[Exception]:
     raise RuntimeError(f"typer no longer provides {name}")
 
 
+def _exit_interrupted() -> NoReturn:
+    """Ctrl-C: the lock is released and the journal written by now (app.apply). Exit at once: a
+    normal exit would join the worker threads still in a Terraform command or a request."""
+    from envctl.core.errors import ExitCode
+
+    typer.echo("interrupted", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(ExitCode.INTERRUPTED))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: output goes through the masking boundary (``views.stream.MaskedStream``)."""
     from envctl.views.stream import MaskedStream
@@ -575,8 +586,7 @@ def _main(argv: list[str] | None) -> None:
         e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.ERROR))
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        _exit_interrupted()
     except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
         if _debug:
             raise
@@ -586,6 +596,8 @@ def _main(argv: list[str] | None) -> None:
             err=True,
         )
         sys.exit(int(ExitCode.ERROR))
+    if rv == ExitCode.INTERRUPTED:  # typer turns a Ctrl-C into a return value of 130
+        _exit_interrupted()
     sys.exit(rv if isinstance(rv, int) else int(ExitCode.OK))
 
 

@@ -207,6 +207,20 @@ class Store:
                     last[n] = {**r, "run": j.get("run")}
         return last
 
+    def last_applied(self, env: str) -> dict[str, dict[str, Any]]:
+        """Per node, the journal entry of the last run that wrote its changes, converged or not.
+
+        A node whose readiness wait timed out or was interrupted, or whose run exited while it
+        ran, was still applied with that run's inputs: its entry carries their ``inputs_hash``
+        (a node that failed before writing anything has none). Drift and status read this.
+        """
+        last: dict[str, dict[str, Any]] = {}
+        for j in self.journals(env):
+            for n, r in dict(j.get("nodes", {})).items():
+                if r.get("status") == "done" or r.get("inputs_hash"):
+                    last[n] = {**r, "run": j.get("run")}
+        return last
+
     def last_drift(self, env: str) -> dict[str, Any] | None:
         p = self.base / "drift" / env / "last.json"
         try:

@@ -1,10 +1,11 @@
 """Helpers for tests that talk to the real control plane (scripts/control-plane).
 
-The plane has no kubelet and no scheduler, and its controller-manager runs without the
-workload controllers (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob):
-Pods never run and nobody but the test writes a workload's ``status``. Readiness logic is
-therefore tested the envtest way: apply the object, then write the status a real cluster
-would reach with ``set_status``.
+The plane runs every workload controller, kube-scheduler and KWOK's simulated nodes: a
+Deployment's or Job's status comes from its real controller. To keep a workload unready or
+make it fail, use a constraint no node meets (a nodeSelector) or KWOK's stages (pod label
+``stage.envctl.test/pod: unready|fail``, see scripts/kwok-stages.yaml) — never hand-written
+status. ``set_status`` is for custom resources that have no controller on the plane, where
+the test stands in for the operator.
 
 Imports only the official ``kubernetes`` client; used by tests/integration and tests/e2e.
 """
@@ -88,14 +89,15 @@ def get(api_client: ApiClient, obj: Any) -> dict[str, Any] | None:
 
 
 def set_status(api_client: ApiClient, obj: Any, status: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``status`` through the status subresource (JSON merge patch), as envtest users do.
+    """Write ``status`` through the status subresource (JSON merge patch): a custom resource's operator.
+
+    Only for kinds no controller on the plane owns; a workload's status belongs to its controller.
 
     ``obj`` names the object: a dict, a typed model or a dynamic ResourceInstance carrying
     apiVersion, kind, metadata.name and, if namespaced, metadata.namespace. Lists in
     ``status`` (conditions) replace the live ones. Returns the updated object.
 
-        set_status(api, deployment, {"observedGeneration": 1, "replicas": 2, "readyReplicas": 2,
-                                     "updatedReplicas": 2, "availableReplicas": 2})
+        set_status(api, widget, {"conditions": [{"type": "Ready", "status": "True"}]})
     """
     body = as_dict(api_client, obj)
     md = body["metadata"]

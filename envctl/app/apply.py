@@ -29,6 +29,7 @@ from envctl.core.errors import (
     EngineError,
     EnvctlError,
     ExitCode,
+    InterruptedRun,
     StalePlanError,
     UsageError,
 )
@@ -186,6 +187,12 @@ def apply_bundle(
             node = s.env.nodes[n]
             planned = bundle.nodes[n]
             t0 = time.monotonic()
+            try:
+                ih_start = inputs_hash(resolve_inputs(s, node, values, {})[0])
+            except EnvctlError:
+                ih_start = ""  # _apply_node raises it again, as the node's failure
+            with lock:
+                started[n] = ih_start
             if done_before.get(n) == node_fingerprint(planned):
                 read_current_outputs(s, node, values)
                 s.progress(f"{n}: already converged by an earlier run of this plan, skipped")
@@ -199,8 +206,13 @@ def apply_bundle(
             except EnvctlError as e:
                 e.node = e.node or n
                 scrub_error(e, values.secrets)  # API server and Terraform texts may echo a secret
-                s.progress(f"{n}: failed: {e.message}")
-                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0))
+                s.progress(
+                    f"{n}: {'interrupted' if isinstance(e, InterruptedRun) else 'failed'}: {e.message}"
+                )
+                # Applied but not ready (a wait that timed out, failed or was interrupted): the node
+                # runs with this run's inputs, so drift must not call it stale.
+                applied_with = ih_start if e.after_apply else ""
+                record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0, applied_with))
                 with lock:
                     errors[n] = e
                 return Status.FAILED
@@ -211,9 +223,37 @@ def apply_bundle(
             return status
 
         errors: dict[str, EnvctlError] = {}
+        started: dict[str, str] = {}  # node -> hash of the inputs it runs with
+
+        def exited() -> None:
+            """The second Ctrl-C: journal every node not finished, before the lock is released."""
+            with lock:
+                for n in bundle.order:
+                    if n in results:
+                        continue
+                    ran = n in started
+                    journal["nodes"][n] = {
+                        "status": (Status.FAILED if ran else Status.NOT_STARTED).value,
+                        "reason": "the run exited (second Ctrl-C) while it ran; a running Terraform "
+                        "command finishes on its own"
+                        if ran
+                        else "the run exited (second Ctrl-C) before it started",
+                        "at": now(),
+                        "commit": bundle.commit,
+                        "fingerprint": node_fingerprint(bundle.nodes[n]),
+                        "inputs_hash": started.get(n, ""),
+                    }
+                journal["finished"] = now()
+                journal["interrupted"] = True
+                s.store.write_journal(s.env.name, run_id, journal)
+
         s.store.mark_applied(bundle, run_id)
-        with interrupts(stop, s.progress):
-            queue = run_graph(s, list(bundle.order), work, stop)
+        with interrupts(stop, s.progress, s.cancel_waits):
+            try:
+                queue = run_graph(s, list(bundle.order), work, stop)
+            except KeyboardInterrupt:
+                exited()
+                raise
         for n in bundle.order:
             st = queue.status[n]
             if n not in results or results[n].status is not st:

@@ -23,7 +23,7 @@ from envctl.app.inputs import (
     resolve_inputs,
     waiting_on,
 )
-from envctl.app.locking import lock_holder
+from envctl.app.locking import hold_environment_lock, lock_holder
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
 from envctl.core.approval import Consent, approve_command
@@ -35,8 +35,12 @@ from envctl.store import now
 
 
 def last_converged(s: Session) -> dict[str, dict[str, Any]]:
-    """Per node, the journal entry of its last successful converge."""
-    return s.store.last_done(s.env.name)
+    """Per node, the journal entry of the last run that wrote it (``Store.last_applied``).
+
+    A layer applied by a run interrupted during its readiness wait runs with that run's inputs:
+    comparing with an older converge would call it stale while plan finds nothing to change.
+    """
+    return s.store.last_applied(s.env.name)
 
 
 def check_drift(s: Session) -> DriftReport:
@@ -187,25 +191,40 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
     (everything approved, explicitly); otherwise it is held, with the command that approves it,
     and so is whatever waits for it.
     """
-    targets = [d.node for d in report.nodes if d.status in ("drifted", "stale")]
+    # A node stale because its own inputs changed in Git ("env") is a Git change, not drift: it
+    # is for envctl apply and its approval, and converging it here could hold what waits for it.
+    git_changed = [d.node for d in report.nodes if d.status == "stale" and "env" in d.causes]
+    targets = [
+        d.node
+        for d in report.nodes
+        if d.status == "drifted" or (d.status == "stale" and d.node not in git_changed)
+    ]
+    notes = tuple(
+        f"{n}: not converged: its inputs changed in Git since it last converged (envctl apply "
+        f"-e {s.env.name} applies them)"
+        for n in git_changed
+    )
     if not targets:
-        return Converged()
-    result = plan_environment(s, targets=targets, dependencies=False)
-    if result.errors:
-        return Converged(tuple(f"{n}: not converged: {e.message}" for n, e in result.errors.items()), True)
-    bundle = result.bundle
-    how = approve_command(s.env.name, bundle.id, resume=True)
-    consent = Consent(everything=True) if auto_approve else Consent(how=how)
-    applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None)
-    notes: list[str] = []
+        return Converged(notes)
+    # plan and apply under one lock, as envctl apply does: the plan is fresh when it is applied
+    with hold_environment_lock(s):
+        result = plan_environment(s, targets=targets, dependencies=False)
+        if result.errors:
+            errors = (f"{n}: not converged: {e.message}" for n, e in result.errors.items())
+            return Converged((*notes, *errors), True)
+        bundle = result.bundle
+        how = approve_command(s.env.name, bundle.id, resume=True)
+        consent = Consent(everything=True) if auto_approve else Consent(how=how)
+        applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None, fresh=True)
+    out: list[str] = list(notes)
     held: list[str] = []
     failed = False
     for n, r in applied.results.items():  # in dependency order
         ups = s.graph.with_dependencies([n]) - {n}
         if r.status is Status.BLOCKED or (r.status is Status.SKIPPED and any(u in held for u in ups)):
             held.append(n)
-            notes.append(f"{n}: not converged: {r.reason}")
+            out.append(f"{n}: not converged: {r.reason}")
             continue
-        notes.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
+        out.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
         failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
-    return Converged(tuple(notes), failed, tuple(held))
+    return Converged(tuple(out), failed, tuple(held))

@@ -33,7 +33,8 @@ def run_graph(
     ]
     queue = ReadyQueue.build(nodes, edges)
     running: dict[Future[Status], str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, s.parallelism)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, s.parallelism))
+    try:
         while True:
             if stop_event is not None and stop_event.is_set():
                 queue.stop()
@@ -53,13 +54,23 @@ def run_graph(
                     queue.mark(n, Status.FAILED, e.message)
                     continue
                 queue.mark(n, result)
+    except BaseException:
+        # The second Ctrl-C: leave the running work behind instead of waiting for it (a readiness
+        # wait, a Terraform command); its threads end with the process (cli.main exits at once).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     queue.close()
     return queue
 
 
 @contextmanager
-def interrupts(stop: threading.Event, progress: Progress) -> Iterator[None]:
-    """First Ctrl-C: stop scheduling, let running nodes finish. Second: exit at once."""
+def interrupts(
+    stop: threading.Event, progress: Progress, on_first: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """First Ctrl-C: stop scheduling, call ``on_first`` (cancel readiness waits), let running
+    Terraform commands finish. Second: raise KeyboardInterrupt at once (the caller releases the
+    lock and writes the journal on its way out; running work is left behind)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -67,10 +78,19 @@ def interrupts(stop: threading.Event, progress: Progress) -> Iterator[None]:
 
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
-            progress("second interrupt: exiting now; running Terraform may leave its state locked")
+            progress(
+                "second interrupt: exiting now; a running Terraform command finishes on its own "
+                "and writes its state"
+            )
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third must not cut the journal and unlock
             raise KeyboardInterrupt
         stop.set()
-        progress("interrupt: no new nodes will start; waiting for running ones (Ctrl-C again to exit now)")
+        if on_first is not None:
+            on_first()
+        progress(
+            "interrupt: no new nodes will start; readiness waits stop now; running Terraform "
+            "commands finish (Ctrl-C again to exit now)"
+        )
 
     signal.signal(signal.SIGINT, handler)
     try:

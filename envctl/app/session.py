@@ -123,6 +123,7 @@ class Session:
     _kube: KubeContext | None = None
     _kube_lock: threading.RLock = field(default_factory=threading.RLock)
     adapters: dict[str, NodeAdapter] | None = None  # by node kind; default_adapters when None
+    _waits_cancelled: threading.Event = field(default_factory=threading.Event)
     # the environment lock while this command holds it (hold_environment_lock), else None
     held_lock: dict[str, Any] | None = None
 
@@ -170,7 +171,19 @@ class Session:
         with self._kube_lock:
             if self._kube is None:
                 self._kube = KubeContext.from_env(self.env, self.snapshot, concurrency=16)
+                if self._waits_cancelled.is_set():
+                    self._kube.cancel_waits()
             return self._kube
+
+    def cancel_waits(self) -> None:
+        """End every readiness wait now, and any started later (the first Ctrl-C).
+
+        Called from a signal handler: takes no lock (the main thread might hold it).
+        """
+        self._waits_cancelled.set()
+        kube = self._kube
+        if kube is not None:
+            kube.cancel_waits()
 
     @property
     def in_cluster(self) -> bool:

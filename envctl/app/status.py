@@ -11,11 +11,18 @@ from envctl.store import now
 
 
 def environment_status(s: Session) -> StatusReport:
-    """Last converge per node, the lock holder (even with the cluster unreachable), the last drift."""
+    """Last converge (or apply) per node, the lock holder (even with no cluster), the last drift."""
     store, name = s.store, s.env.name
+    # the last run that wrote each node: converged, or applied but not ready (an interrupted wait)
     last = {
-        n: {"commit": r.get("commit"), "at": r.get("at"), "run": r.get("run")}
-        for n, r in store.last_done(name).items()
+        n: {
+            "commit": r.get("commit"),
+            "at": r.get("at"),
+            "run": r.get("run"),
+            "converged": r.get("status") == "done",
+            "reason": None if r.get("status") == "done" else r.get("reason"),
+        }
+        for n, r in store.last_applied(name).items()
     }
     try:
         lock = lock_holder(s)

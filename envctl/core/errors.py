@@ -48,6 +48,9 @@ class EnvctlError(Exception):
     exit_code: ClassVar[ExitCode] = ExitCode.ERROR
     reference: ClassVar[str] = "envctl-error"
     retryable: ClassVar[bool] = False
+    # True when the node's changes were all written before the error (a readiness wait that
+    # timed out, failed or was interrupted): the node runs with the inputs of this run.
+    after_apply: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -118,6 +121,13 @@ class EngineError(EnvctlError):
     reference = "engine-error"
 
 
+class NotReadyError(EngineError):
+    """Everything was applied, but some objects did not become ready (timed out or failed)."""
+
+    reference = "not-ready"
+    after_apply = True
+
+
 class LockedError(EnvctlError):
     """Another run holds the environment lock."""
 
@@ -145,3 +155,9 @@ class InterruptedRun(EnvctlError):
 
     exit_code = ExitCode.INTERRUPTED
     reference = "interrupted"
+
+
+class InterruptedWait(InterruptedRun):
+    """Ctrl-C during a readiness wait: everything was applied, some objects are not ready yet."""
+
+    after_apply = True

@@ -62,7 +62,8 @@ class ValidateResult:
 class StatusReport:
     """``envctl status``: per node (in converge order) its last converge, the lock, the last drift.
 
-    ``last[node]``: ``{"commit", "at", "run"}`` of its last successful converge (absent: never);
+    ``last[node]``: ``{"commit", "at", "run", "converged", "reason"}`` of the last run that wrote it
+    (``converged`` False: applied but not ready, e.g. an interrupted wait; absent: never);
     ``overdue``: seconds the scheduled drift check is late (``math.inf``: never run), None if not.
     """
 

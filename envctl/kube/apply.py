@@ -386,6 +386,7 @@ def _apply_pre_hooks(
             node.id,
             [Waitable(p.ref, p.mapping, p.dry) for p in group if p.mapping is not None],
             timeout=spec.wait_timeout,
+            applied_all=False,
         )
 
 
@@ -506,6 +507,7 @@ def apply_layer(
                 node.id,
                 [Waitable(p.ref, p.mapping, p.dry) for p in needed if p.mapping is not None],
                 timeout=min(spec.wait_timeout, 120.0),
+                applied_all=False,
             )
         for p in changed_first:
             if p.ref.kind == "CustomResourceDefinition":

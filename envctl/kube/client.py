@@ -203,6 +203,8 @@ class _State:
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
         self.reached = False  # the API server answered at least once
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
+        self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
+        self.watches: set[Any] = set()  # open watch responses, shut down by cancel_waits
 
 
 @dataclass(frozen=True)
@@ -493,7 +495,7 @@ class KubeContext:
         the object does not exist (any more).
         """
         version = str(((last or {}).get("metadata") or {}).get("resourceVersion") or "")
-        if not version or timeout <= 0:
+        if not version or timeout <= 0 or self.waits_cancelled:
             return self.get(ref, mapping)
         import urllib3
 
@@ -517,6 +519,9 @@ class KubeContext:
         except (urllib3.exceptions.HTTPError, OSError):
             return self.get(ref, mapping)
         raw = resp.response
+        self._state.watches.add(raw)  # set.add/discard are atomic: no lock a signal handler could wait on
+        if self.waits_cancelled:
+            raw.shutdown()
         try:
             if resp.status != 200:
                 return self.get(ref, mapping)
@@ -540,6 +545,7 @@ class KubeContext:
         except (urllib3.exceptions.HTTPError, OSError, ValueError):
             return self.get(ref, mapping)
         finally:
+            self._state.watches.discard(raw)
             raw.close()  # a watch left mid-stream cannot be reused: drop its connection
             raw.release_conn()
         return latest
@@ -593,6 +599,23 @@ class KubeContext:
             if not cont:
                 return items
             params["continue"] = cont
+
+    # -- cancellation ---------------------------------------------------------------------
+
+    def cancel_waits(self) -> None:
+        """Stop every readiness wait on this context now (the first Ctrl-C): a watch in progress is
+        shut down (its read returns at once), polls stop; other requests still finish."""
+        self._state.cancel.set()
+        for raw in list(self._state.watches):
+            raw.shutdown()
+
+    @property
+    def waits_cancelled(self) -> bool:
+        return self._state.cancel.is_set()
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False at once when the waits are cancelled."""
+        return not self._state.cancel.wait(max(0.0, seconds))
 
     # -- concurrency ----------------------------------------------------------------------
 

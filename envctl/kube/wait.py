@@ -2,8 +2,11 @@
 SealedSecrets, ``Ready`` conditions.
 
 ``readiness`` is the pure rule for one live object (unit-tested); ``wait_for`` watches (a few) or
-polls (many) the objects not ready yet, concurrently, until all are ready, one failed, or the
-layer's timeout passes, and then raises ONE error listing every object still not ready and why.
+polls (many) the objects not ready yet, concurrently, until all are ready, one failed, the layer's
+timeout passes or the run is interrupted (``KubeContext.cancel_waits``, which also shuts down the
+watches in progress), and then raises ONE error listing every object
+still not ready and why: the rule's reason, explained with the controller's failing conditions,
+the pods' conditions and container states, and the latest Warning event.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from envctl.core.errors import EngineError
+from envctl.core.errors import EngineError, InterruptedRun, InterruptedWait, NotReadyError
 from envctl.kube.client import ApiError, KubeContext, Mapping_, translate
 from envctl.kube.objects import ObjRef
 
@@ -110,6 +113,8 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
             )
         if (conds.get("Complete") or {}).get("status") == "True":
             return READY
+        if spec.get("suspend") or (conds.get("Suspended") or {}).get("status") == "True":
+            return _pending("job is suspended")
         return _pending("job not complete")
     if kind == "CustomResourceDefinition":
         if (conds.get("NamesAccepted") or {}).get("status") == "False":
@@ -133,6 +138,109 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
         text = " ".join(str(x) for x in (cond.get("reason"), cond.get("message")) if x)
         return _pending(f"Ready is {cond.get('status', 'Unknown')}" + (f": {text}" if text else ""))
     return READY
+
+
+# -- why a workload is not ready: its pods and the controller's Warning events ------------------
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+MAX_PODS_NAMED = 2
+
+
+def label_selector(selector: Mapping[str, Any] | None) -> str | None:
+    """A LabelSelector as the API's query string (``app=web,tier in (a,b)``); None if it selects nothing."""
+    if not selector:
+        return None
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts) or None
+
+
+def _text(*parts: object) -> str:
+    return ": ".join(str(p) for p in parts if p)
+
+
+def pod_problem(pod: Mapping[str, Any]) -> str | None:
+    """Why one pod is not ready, from its conditions and container states; None if it is ready."""
+    status = pod.get("status") or {}
+    name = (pod.get("metadata") or {}).get("name", "?")
+    conds = _conditions(pod)
+    phase = status.get("phase", "Pending")
+    if phase == "Succeeded":
+        return None
+    scheduled = conds.get("PodScheduled") or {}
+    if scheduled.get("status") == "False":
+        return _text(f"pod {name} not scheduled", scheduled.get("reason"), scheduled.get("message"))
+    containers = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    for cs in containers:
+        state = cs.get("state") or {}
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated") or {}
+        if waiting.get("reason") and waiting.get("reason") != "ContainerCreating":
+            return _text(
+                f"pod {name} container {cs.get('name')}", waiting.get("reason"), waiting.get("message")
+            )
+        if terminated and terminated.get("exitCode", 0) != 0:
+            return _text(
+                f"pod {name} container {cs.get('name')} exited with {terminated.get('exitCode')}",
+                terminated.get("reason"),
+                terminated.get("message"),
+            )
+    ready = conds.get("Ready") or {}
+    if phase == "Running" and ready.get("status") == "True":
+        return None
+    if phase == "Failed":
+        return _text(f"pod {name} failed", status.get("reason"), status.get("message"))
+    return _text(f"pod {name} {str(phase).lower()}, not ready", ready.get("reason"), ready.get("message"))
+
+
+def controller_problem(obj: Mapping[str, Any]) -> str | None:
+    """A failing condition the workload's controller wrote (ReplicaFailure, Progressing=False, ...)."""
+    conds = _conditions(obj)
+    for ctype, bad in (("ReplicaFailure", "True"), ("Progressing", "False"), ("FailureTarget", "True")):
+        cond = conds.get(ctype) or {}
+        if cond.get("status") == bad:
+            return _text(ctype, cond.get("reason"), cond.get("message"))
+    return None
+
+
+def explain(ctx: KubeContext, ref: ObjRef, live: Mapping[str, Any] | None, reason: str) -> str:
+    """``reason`` with what the cluster says about it: failing conditions, pods, the last Warning event."""
+    if live is None or ref.kind not in WORKLOADS or not ref.namespace:
+        return reason
+    found: list[str] = []
+    problem = controller_problem(live)
+    if problem and problem not in reason:
+        found.append(problem)
+    selector = label_selector((live.get("spec") or {}).get("selector"))
+    try:
+        if selector:
+            pods = ctx.list_items(
+                f"/api/v1/namespaces/{ref.namespace}/pods", query={"labelSelector": selector}
+            )
+            problems = [p for p in (pod_problem(pod) for pod in pods) if p]
+            found.extend(problems[:MAX_PODS_NAMED])
+            if len(problems) > MAX_PODS_NAMED:
+                found.append(f"{len(problems) - MAX_PODS_NAMED} more pod(s) not ready")
+        events = ctx.list_items(
+            f"/api/v1/namespaces/{ref.namespace}/events",
+            query={
+                "fieldSelector": f"involvedObject.kind={ref.kind},involvedObject.name={ref.name},type=Warning"
+            },
+        )
+    except ApiError:
+        return "; ".join([reason, *found])  # the explanation is best effort; the reason stands
+    if events:
+        last = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        found.append(_text(f"event {last.get('reason', '')}", last.get("message")))
+    return "; ".join([reason, *found])
 
 
 def _sealed_secret(conds: Mapping[str, Mapping[str, Any]], generation: Any, observed: Any) -> Readiness:
@@ -161,8 +269,20 @@ class Waitable:
     last: Mapping[str, Any] | None = None
 
 
-def wait_for(ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout: float) -> None:
-    """Poll until every object is ready; raise one EngineError naming every object that is not."""
+def wait_for(
+    ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout: float, *, applied_all: bool = True
+) -> None:
+    """Poll until every object is ready; raise one error naming every object that is not.
+
+    A timeout or a failed object raises NotReadyError; ``ctx.cancel_waits()`` (the first Ctrl-C)
+    ends the wait at once with InterruptedWait listing what was applied but is not ready yet.
+    Each object not ready is explained with its failing conditions, pods and Warning events.
+    ``applied_all=False`` (the wait between apply stages) raises the plain EngineError and
+    InterruptedRun instead: the rest of the layer was not applied yet.
+    """
+    not_ready, interrupted = (
+        (NotReadyError, InterruptedWait) if applied_all else (EngineError, InterruptedRun)
+    )
     deadline = time.monotonic() + timeout
     state: dict[ObjRef, Readiness] = {}
     todo = []
@@ -186,12 +306,20 @@ def wait_for(ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout:
         w.last = live
         return readiness(live) if live is not None else _pending("object not found")
 
+    def listing(ws: Sequence[Waitable]) -> list[str]:
+        explained = ctx.parallel(lambda w: explain(ctx, w.ref, w.last, state[w.ref].reason), ws)
+        return [
+            f"{w.ref}: {e if isinstance(e, str) else state[w.ref].reason}"
+            for w, e in zip(ws, explained, strict=True)
+        ]
+
     first = True
-    while todo:
+    while todo and not ctx.waits_cancelled:
         if not first:
             if time.monotonic() >= deadline:
                 break
-            time.sleep(min(ctx.poll_interval, max(0.0, deadline - time.monotonic())))
+            if not ctx.pause(min(ctx.poll_interval, deadline - time.monotonic())):
+                break
         first = False
         results = ctx.parallel(poll, todo)
         still = []
@@ -204,16 +332,23 @@ def wait_for(ctx: KubeContext, node_id: str, items: Sequence[Waitable], timeout:
         todo = still
         failed = [w for w in todo if state[w.ref].status is Status.FAILED]
         if failed:
-            raise EngineError(
-                f"{len(failed)} object(s) failed: "
-                + "; ".join(f"{w.ref}: {state[w.ref].reason}" for w in failed),
-                node=node_id,
+            lines = listing(failed)
+            raise not_ready(
+                f"{len(failed)} object(s) failed: " + "; ".join(lines), node=node_id, detail="\n".join(lines)
             )
-    if todo:
-        listing = "; ".join(f"{w.ref}: {state[w.ref].reason}" for w in todo)
-        raise EngineError(
-            f"timed out after {timeout:g}s waiting for {len(todo)} object(s): {listing}",
+    if not todo:
+        return
+    lines = listing(todo)
+    if ctx.waits_cancelled:
+        raise interrupted(
+            f"interrupted while waiting: {len(todo)} object(s) applied but not ready: " + "; ".join(lines),
             node=node_id,
-            detail="\n".join(f"{w.ref}: {state[w.ref].reason}" for w in todo),
-            hint="raise wait.timeout in layer.yaml, or set wait: false",
+            detail="\n".join(lines),
+            hint="envctl status shows whether they became ready; envctl apply converges again",
         )
+    raise not_ready(
+        f"timed out after {timeout:g}s waiting for {len(todo)} object(s): " + "; ".join(lines),
+        node=node_id,
+        detail="\n".join(lines),
+        hint="raise wait.timeout in layer.yaml, or set wait: false",
+    )

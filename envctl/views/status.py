@@ -32,8 +32,13 @@ def status_text(r: StatusReport) -> str:
     lines = [f"environment {r.environment}"]
     for n in r.order:
         last = r.last.get(n)
-        if last:
+        if last and last.get("converged", True):
             lines.append(f"  {n}: converged at {(last['commit'] or 'working tree')[:12]} on {last['at']}")
+        elif last:
+            lines.append(
+                f"  {n}: applied at {(last['commit'] or 'working tree')[:12]} on {last['at']}, "
+                f"not converged: {str(last.get('reason') or '')[:160]}"
+            )
         else:
             lines.append(f"  {n}: never converged")
     lines.append(f"lock: {describe_holder(r.lock) if r.lock else 'free'}")

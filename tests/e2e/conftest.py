@@ -4,7 +4,6 @@
 takes ENVCTL_TEST_KUBECONFIG), as tests/integration does. ``example`` (function) is a fresh,
 never-applied copy of ``environments/dev`` + ``modules/`` in its own Git repository with a
 unique environment name; its namespace, inventories and Lease are deleted afterwards.
-``rollout`` plays the Deployment controller the control plane does not run (see e2ehelpers).
 """
 
 from __future__ import annotations
@@ -13,24 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ehelpers import Env, Rollout, make_env
+from e2ehelpers import Env, make_env
 from helmhelpers import chart_env, registry, tools  # noqa: F401  (chart-layer fixtures)
 from integration.conftest import api_client, kubeconfig  # noqa: F401  (shared fixtures)
 from kubernetes import client
 
 
-@pytest.fixture(scope="session")
-def rollout(api_client: client.ApiClient) -> Iterator[Rollout]:
-    r = Rollout(api_client)
-    yield r
-    r.close()
-
-
 @pytest.fixture
-def example(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient, rollout: Rollout) -> Iterator[Env]:
+def example(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient) -> Iterator[Env]:
     """A fresh, never-applied copy of the example environment."""
     env = make_env(tmp_path, kubeconfig, api_client)
-    rollout.watch(env.namespace)
     yield env
-    rollout.forget(env.namespace)
     env.cleanup()

@@ -7,10 +7,8 @@ as a subprocess with ``cwd`` in that repository and KUBECONFIG pointing at the r
 (``scripts/control-plane up``, or ENVCTL_TEST_KUBECONFIG). Afterwards the environment's namespace,
 inventories and Lease are deleted.
 
-The control plane runs no Deployment controller (no kubelet; see tests/kubehelpers.py), so a
-Deployment never reports that it observed its generation. ``rollout`` stands in for that
-controller on the test's own namespaces, the way envtest users write status: it marks a
-0-replica Deployment as rolled out (the example keeps ``replicas: 0``), nothing more.
+The control plane runs the real Deployment controller (and KWOK's simulated nodes), so the
+example's Deployment rolls out by itself and ``envctl apply`` waits for it as on any cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,51 +41,6 @@ def envctl_command() -> list[str]:
     if script.is_file():
         return [str(script)]
     return [sys.executable, "-c", "from envctl.cli import main; main()"]
-
-
-class Rollout:
-    """The Deployment controller's part for the namespaces of this test session (see module doc)."""
-
-    def __init__(self, api: client.ApiClient) -> None:
-        self.apps = client.AppsV1Api(api)
-        self.namespaces: set[str] = set()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="e2e-rollout", daemon=True)
-        self.thread.start()
-
-    def watch(self, namespace: str) -> None:
-        with self.lock:
-            self.namespaces.add(namespace)
-
-    def forget(self, namespace: str) -> None:
-        with self.lock:
-            self.namespaces.discard(namespace)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self.stop.wait(0.25):
-            with self.lock:
-                namespaces = sorted(self.namespaces)
-            for ns in namespaces:
-                try:
-                    self._observe(ns)
-                except ApiException:
-                    continue  # the namespace does not exist yet, or is being deleted
-
-    def _observe(self, ns: str) -> None:
-        for d in self.apps.list_namespaced_deployment(ns).items:
-            generation = d.metadata.generation or 0
-            if (d.status.observed_generation or 0) >= generation or (d.spec.replicas or 0) != 0:
-                continue
-            self.apps.patch_namespaced_deployment_status(
-                d.metadata.name,
-                ns,
-                {"status": {"observedGeneration": generation, "replicas": 0, "updatedReplicas": 0}},
-            )
 
 
 @dataclass

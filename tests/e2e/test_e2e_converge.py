@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2ehelpers import Env, Rollout, converge, describe, make_env, node_lines
+from e2ehelpers import Env, converge, describe, make_env, node_lines
 from kubernetes import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-converge")]
@@ -111,11 +111,10 @@ class Converged:
 # session scope: built once per worker even when xdist interleaves this group with other tests
 @pytest.fixture(scope="session")
 def converged(
-    tmp_path_factory: pytest.TempPathFactory, kubeconfig: str, api_client: client.ApiClient, rollout: Rollout
+    tmp_path_factory: pytest.TempPathFactory, kubeconfig: str, api_client: client.ApiClient
 ) -> Iterator[Converged]:
     """The example environment, approved and applied by the recorded-approval route (two rounds)."""
     env = make_env(tmp_path_factory.mktemp("converged"), kubeconfig, api_client)
-    rollout.watch(env.namespace)
     try:
         runs = []
         for _ in range(2):
@@ -125,7 +124,6 @@ def converged(
             runs.append((plan, env.run("apply", str(plan), "--approve")))
         yield Converged(env, runs[0][1], runs[1][1], runs[1][0])
     finally:
-        rollout.forget(env.namespace)
         env.cleanup()
 
 

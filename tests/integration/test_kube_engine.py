@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubehelpers import get, set_status
+from kubehelpers import get, wait_for
 from kubernetes import client
 
 from envctl.core.changes import Action, NodePlan
@@ -457,49 +457,48 @@ def test_inventory_writes_use_optimistic_concurrency(layer: Layer) -> None:
 def test_wait_lists_every_object_not_ready_and_succeeds_once_rolled_out(
     layer: Layer, api: client.ApiClient
 ) -> None:
-    layer.inputs = {"replicas": 2, "tag": "1.27"}
-    widget_job = (
-        "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    spec:\n"
-        "      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n"
-    )
-    layer.write({"app.yaml": DEPLOYMENT + widget_job})
-    layer.spec.update(wait=True, wait_timeout=1.5)
-    with pytest.raises(EngineError) as err:
-        layer.apply()
-    text = str(err.value)
-    assert "timed out" in text
-    assert f"apps/v1 Deployment {layer.namespace}/web" in text and "not observed" in text
-    assert f"batch/v1 Job {layer.namespace}/migrate: job not complete" in text
+    def manifests(node_selector: str, suspend: str) -> str:
+        return (
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n"
+            "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+            f"    spec:\n      nodeSelector: {node_selector}\n"
+            "      containers: [{name: web, image: nginx}]\n"
+            "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\n"
+            f"spec:\n  suspend: {suspend}\n  template:\n    spec:\n"
+            "      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n"
+        )
+
+    # No simulated node carries this label, so the scheduler cannot place the pods.
+    layer.write({"app.yaml": manifests("{envctl.test/no-such-node: 'true'}", "true")})
+    layer.apply()
     ns = layer.namespace
-    web = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}}
-    gen = get(api, web)["metadata"]["generation"]  # type: ignore[index]
-    set_status(
-        api,
-        web,
-        {
-            "observedGeneration": gen,
-            "replicas": 2,
-            "updatedReplicas": 2,
-            "readyReplicas": 2,
-            "availableReplicas": 2,
-        },
-    )
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": ns}}
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    set_status(
-        api,
-        job,
-        {
-            "startTime": now,
-            "completionTime": now,
-            "succeeded": 1,
-            "conditions": [
-                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-                {"type": "Complete", "status": "True", "lastTransitionTime": now},
-            ],
-        },
-    )
-    wait_layer(layer.ctx, layer.node, layer.render(), timeout=10)
+    core = client.CoreV1Api(api)
+
+    def unschedulable() -> bool:
+        pods = core.list_namespaced_pod(ns, label_selector="app=web").items
+        return len(pods) == 2 and all(
+            any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in p.status.conditions or [])
+            for p in pods
+        )
+
+    wait_for(unschedulable, timeout=120, what="the scheduler to report both pods Unschedulable")
+    with pytest.raises(EngineError) as err:
+        wait_layer(layer.ctx, layer.node, layer.render(), timeout=1)
+    text = str(err.value)
+    assert "timed out" in text and "2 object(s)" in text
+    assert f"apps/v1 Deployment {ns}/web: 0 of 2 replicas available" in text
+    assert "not scheduled: Unschedulable: 0/3 nodes are available" in text
+    assert "didn't match Pod's node affinity/selector" in text
+    assert f"batch/v1 Job {ns}/migrate: job is suspended" in text
+
+    layer.write({"app.yaml": manifests("{}", "false")})
+    layer.spec.update(wait=True, wait_timeout=180)
+    layer.apply()  # returns once the Deployment rolled out and the Job completed
+
+    dep = client.AppsV1Api(api).read_namespaced_deployment("web", ns)
+    assert dep.status.available_replicas == 2 and dep.status.observed_generation == dep.metadata.generation
+    job = client.BatchV1Api(api).read_namespaced_job("migrate", ns)
+    assert any(c.type == "Complete" and c.status == "True" for c in job.status.conditions)
 
 
 # -- drift -------------------------------------------------------------------------------------
@@ -649,6 +648,8 @@ def test_kubectl_diff_server_side_reports_nothing_after_envctl_applies(
         "---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: '${inputs.pw}'}\n"
     )
     layer.spec["allow_secrets"] = True
+    # the rollout settled first: the deployment controller writing status mid-diff moves resourceVersion
+    layer.spec.update(wait=True, wait_timeout=180)
     layer.write(
         {
             "app.yaml": DEPLOYMENT + SERVICE + cm("settings", color="blue") + secret,

@@ -1,6 +1,6 @@
 """In a Pod with no kubeconfig, envctl connects as the Pod's ServiceAccount.
 
-No Pod runs here (the control plane has no kubelet), so the test builds what a Pod sees: a
+No container runs here (KWOK only simulates pods), so the test builds what a Pod sees: a
 ServiceAccount token from the real API server's TokenRequest API, its CA and namespace in a
 service-account directory, ``KUBERNETES_SERVICE_HOST``/``_PORT``, and no kubeconfig anywhere.
 The official client's in-cluster loader reads them from that directory instead of

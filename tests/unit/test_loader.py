@@ -613,3 +613,21 @@ def test_bad_symlinks_in_a_revision_are_configuration_errors(
     with pytest.raises(ConfigError, match="symlink that leads outside") as e:
         load_env(root, rev="HEAD")
     assert e.value.location == Location("environments/dev/layers/platform/loop.yaml")
+
+
+def test_conflicts_and_recreate_are_read_and_force_is_their_deprecated_name(
+    make_repo: MakeRepo, load_env: LoadEnv
+) -> None:
+    layer = "environments/dev/layers/platform/layer.yaml"
+    spec = load_env(make_repo({layer: "prune: true\nconflicts: refuse\nrecreate: true\n"})).nodes[
+        "layer.platform"
+    ].layer
+    assert spec is not None and spec.conflicts == "refuse" and spec.recreate and not spec.take_conflicts
+    spec = load_env(make_repo({layer: "prune: true\nforce: true\n"})).nodes["layer.platform"].layer
+    assert spec is not None and spec.recreate and spec.take_conflicts
+    assert spec.deprecations and spec.deprecations[0].startswith(f"{layer}:2: force is deprecated")
+    with pytest.raises(ConfigError, match="not take or refuse") as e:
+        load_env(make_repo({layer: "conflicts: always\n"}))
+    assert e.value.location == Location(layer, 1)
+    with pytest.raises(ConfigError, match="deprecated name of recreate"):
+        load_env(make_repo({layer: "force: true\nrecreate: true\n"}))
