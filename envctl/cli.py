@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -47,29 +48,60 @@ RevOpt = Annotated[
     str | None,
     typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.")]
-
-_debug = False
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-_output_format = "text"  # errors are printed in the format the command was asked for
+@dataclass
+class Output:
+    """What the command line asked of the output: its ``--format`` and ``--debug``.
+
+    One per run (``main`` passes it to typer as the context object); the options' callbacks fill
+    it in as each command's options are parsed, so errors escaping a command are still printed in
+    the format it was asked for.
+    """
+
+    format: str = "text"
+    debug: bool = field(default_factory=lambda: os.environ.get("ENVCTL_DEBUG") == "1")
 
 
-def _show_error(err: EnvctlError) -> None:
+def _output(ctx: typer.Context) -> Output:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Output):
+        root.obj = Output()
+    return root.obj
+
+
+def _debug_option(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        _output(ctx).debug = True
+    return value
+
+
+def _format_option(*allowed: str) -> Callable[[typer.Context, str], str]:
+    def check(ctx: typer.Context, value: str) -> str:
+        if value not in allowed:
+            from envctl.core.errors import UsageError
+
+            raise UsageError(
+                f"--format {value} is not supported here", hint=f"use one of: {', '.join(allowed)}"
+            )
+        _output(ctx).format = value
+        return value
+
+    return check
+
+
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
+]
+TextJson = Annotated[
+    str, typer.Option("--format", help="text or json.", callback=_format_option("text", "json"))
+]
+
+
+def _show_error(err: EnvctlError, fmt: str) -> None:
     from envctl.views.errors import error_json, error_text
 
-    typer.echo(error_json(err) if _output_format == "json" else error_text(err), err=True)
-
-
-def _format(fmt: str, allowed: tuple[str, ...]) -> str:
-    global _output_format
-    if fmt not in allowed:
-        from envctl.core.errors import UsageError
-
-        raise UsageError(f"--format {fmt} is not supported here", hint=f"use one of: {', '.join(allowed)}")
-    _output_format = fmt
-    return fmt
+    typer.echo(error_json(err) if fmt == "json" else error_text(err), err=True)
 
 
 def _root(repo: Path | None) -> Path:
@@ -130,12 +162,10 @@ def validate(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Check schema, references, cycles, Terraform and manifests without touching live systems."""
-    _set_debug(debug)
-    _format(fmt, ("text", "json"))
     from envctl.core.graph import EnvGraph
     from envctl.repo import list_environments, load_environment
 
@@ -163,12 +193,17 @@ def graph(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text, json, dot or mermaid.")] = "text",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="text, json, dot or mermaid.",
+            callback=_format_option("text", "json", "dot", "mermaid"),
+        ),
+    ] = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Show the dependency graph and the order envctl converges in."""
-    _set_debug(debug)
-    _format(fmt, ("text", "json", "dot", "mermaid"))
     from envctl.views.graph import RENDERERS
 
     _, _, g = _load(repo, rev, env)
@@ -222,7 +257,7 @@ def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
         if isinstance(e, NotPlannedError) and fmt != "json":
             typer.echo(f"{n}: {e.message}", err=True)  # one line: the upstream's error says why
         else:
-            _show_error(e)
+            _show_error(e, fmt)
     assert first is not None
     raise typer.Exit(int(first.exit_code))
 
@@ -243,12 +278,15 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
     ] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")] = 4,
-    fmt: Annotated[str, typer.Option("--format", help="text, json or markdown.")] = "text",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="text, json or markdown.", callback=_format_option("text", "json", "markdown")
+        ),
+    ] = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Plan every selected node and write a plan bundle; nothing is changed."""
-    _set_debug(debug)
-    _format(fmt, ("text", "json", "markdown"))
     if target and changed_since:
         from envctl.core.errors import UsageError
 
@@ -275,7 +313,6 @@ def approve(
     debug: DebugOpt = False,
 ) -> None:
     """Record an approval bound to this plan's fingerprint, environment and commit."""
-    _set_debug(debug)
     from envctl.app.apply import approve_plan
     from envctl.core.errors import UsageError
     from envctl.store import Store
@@ -326,12 +363,10 @@ def apply(
     lock_timeout: Annotated[
         float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")
     ] = 0.0,
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Converge the environment in dependency order; infrastructure changes need approval."""
-    _set_debug(debug)
-    _format(fmt, ("text", "json"))
     from envctl.app.apply import (
         apply_bundle,
         apply_outcome,
@@ -423,7 +458,7 @@ def apply(
     if approve_:
         s.store.consume_approval(bundle.id)
     for e in res.errors.values():
-        _show_error(e)
+        _show_error(e, fmt)
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
     code, outcome = apply_outcome(res)
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
@@ -434,12 +469,10 @@ def apply(
 def status(
     env: EnvOpt = None,
     repo: RepoOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Last converged commit per node, the lock holder, the last drift result."""
-    _set_debug(debug)
-    _format(fmt, ("text", "json"))
     from envctl.app.status import environment_status
     from envctl.views.status import status_json, status_text
 
@@ -452,7 +485,14 @@ def drift(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text, json, markdown or html.")] = "text",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="text, json, markdown or html.",
+            callback=_format_option("text", "json", "markdown", "html"),
+        ),
+    ] = "text",
     output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
     notify: Annotated[
         bool, typer.Option("--notify", help="POST the summary to the configured webhooks.")
@@ -470,8 +510,6 @@ def drift(
     debug: DebugOpt = False,
 ) -> None:
     """Compare the live world with Git: exit 0 in sync, 2 drift, 1 or 69 when something was not checked."""
-    _set_debug(debug)
-    _format(fmt, ("text", "json", "markdown", "html"))
     from envctl.app.schedule import every_interval, repeat_until_sigterm
 
     interval = every_interval(every) if every else None
@@ -479,7 +517,11 @@ def drift(
     def once() -> ExitCode:
         return _drift_once(env, repo, rev, fmt, output, notify, webhook or [], converge, auto_approve)
 
-    code = once() if interval is None else repeat_until_sigterm(once, interval, _show_error, _progress)
+    code = (
+        once()
+        if interval is None
+        else repeat_until_sigterm(once, interval, lambda e: _show_error(e, fmt), _progress)
+    )
     raise typer.Exit(int(code))
 
 
@@ -527,11 +569,6 @@ def _drift_once(
     return report.exit_code
 
 
-def _set_debug(value: bool) -> None:
-    global _debug
-    _debug = _debug or value or os.environ.get("ENVCTL_DEBUG") == "1"
-
-
 def _base_named(cls: type, name: str) -> type[Exception]:
     for base in cls.__mro__:
         if base.__name__ == name and issubclass(base, Exception):
@@ -569,12 +606,13 @@ def _main(argv: list[str] | None) -> None:
     # typer may vendor click; find its exception classes through typer's public ones.
     usage_error = _base_named(typer.BadParameter, "UsageError")
     click_exception = _base_named(typer.BadParameter, "ClickException")
+    out = Output()  # filled in by the --format and --debug options of the command
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="envctl")
+        rv = app(args=argv, standalone_mode=False, prog_name="envctl", obj=out)
     except EnvctlError as err:
-        if _debug:
+        if out.debug:
             raise
-        _show_error(err)
+        _show_error(err, out.format)
         sys.exit(int(err.exit_code))
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -588,7 +626,7 @@ def _main(argv: list[str] | None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         _exit_interrupted()
     except Exception as e:  # a bug in envctl: say so plainly, the traceback is one flag away
-        if _debug:
+        if out.debug:
             raise
         typer.echo(
             f"Error: internal error ({type(e).__name__}); this is a bug in envctl.\n"

@@ -67,11 +67,8 @@ def graph_of(load_env: Callable[..., Environment]) -> Callable[..., EnvGraph]:
 
 @pytest.fixture(autouse=True)
 def _no_debug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``--debug`` is sticky inside envctl.cli; keep each test independent of the others."""
-    import envctl.cli
-
+    """Errors go through the error boundary, as for a user (ENVCTL_DEBUG=1 would re-raise them)."""
     monkeypatch.delenv("ENVCTL_DEBUG", raising=False)
-    monkeypatch.setattr(envctl.cli, "_debug", False)
     yield
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from unithelpers import CliResult, MakeRepo, git
 
+from envctl.core.errors import UsageError
+
 Run = Callable[..., CliResult]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG, USAGE = 78, 64
@@ -324,7 +326,7 @@ def test_a_typo_in_an_output_name_is_a_config_error_naming_the_known_outputs(
             layer: (
                 "depends_on: [layer.platform]\nnamespace: app\ninputs:\n"
                 "  endpoint: ${stack.database.outputs.endpiont}\n  replicas: ${env.vars.replicas}\n"
-            )
+            ),
         },
         git_init=True,
     )
@@ -338,3 +340,20 @@ def test_a_typo_in_an_output_name_is_a_config_error_naming_the_known_outputs(
 def test_an_output_of_a_module_stack_is_known_from_the_module(run_cli: Run, make_repo: MakeRepo) -> None:
     r = run_cli("validate", "-e", "dev", "--repo", make_repo({DB_STACK: DB_STACK_YAML}))
     assert r.code == 0, r.err  # layer.app reads stack.database's endpoint, declared by modules/db
+
+
+def test_errors_are_json_when_json_was_asked_for_and_debug_is_per_run(
+    run_cli: Run, make_repo: MakeRepo
+) -> None:
+    root = make_repo()
+    r = run_cli("status", "-e", "nope", "--format", "json", "--repo", root)
+    assert r.code == 64
+    err = json.loads(r.err)
+    assert err["type"] == "error" and err["reference"] == "usage" and err["exit_code"] == 64
+    with pytest.raises(UsageError):  # --debug: the error escapes with its traceback
+        run_cli("status", "-e", "nope", "--debug", "--repo", root)
+    # the next run in the same process asked for neither: a plain error, exit 64
+    again = run_cli("status", "-e", "nope", "--repo", root)
+    assert again.code == 64 and again.err.startswith("Error: no environment 'nope'")
+    bad = run_cli("status", "--format", "yaml", "--repo", root)
+    assert bad.code == 64 and "--format yaml is not supported here" in bad.err

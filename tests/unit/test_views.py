@@ -121,9 +121,7 @@ def test_plan_shows_output_changes_old_to_new_and_counts_an_outputs_only_node() 
         Change("output.password", Action.UPDATE, SENSITIVE, "(sensitive, changed) sha256:abc"),
         Change("output.label", Action.CREATE, None, "app-dev"),
     )
-    node = NodePlan(
-        "stack.label", outputs_changing=("endpoint", "label", "password"), output_changes=outs
-    )
+    node = NodePlan("stack.label", outputs_changing=("endpoint", "label", "password"), output_changes=outs)
     b = PlanBundle("dev-2", "dev", "abcdef1234567", False, "t", ("stack.label",), {"stack.label": node})
     text = pv.plan_text(b, [], "/tmp/p")
     assert '~ output.endpoint: "db-old" -> "db-new"' in text
