@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -213,10 +212,9 @@ def test_a_killed_apply_leaves_a_lock_that_expires_and_a_rerun_converges(example
     assert victim.returncode == -signal.SIGKILL
     assert holder_pid(example) == victim.pid, "the dead run's Lease is still there"
 
-    started = time.monotonic()
+    # --lock-timeout bounds the wait: the dead run's Lease must expire within it, or this apply fails
     r = example.run("apply", "-e", example.name, "--auto-approve", "--lock-timeout", "60")
     assert r.returncode == 0, describe(r)
-    assert time.monotonic() - started < 60
     assert all(v.startswith("done") for v in node_lines(r.stdout).values()), describe(r)
     assert set(node_lines(r.stdout)) == {
         "layer.platform",
