@@ -74,8 +74,18 @@ def _node_details(p: NodePlan) -> list[str]:
     for c in p.changes:
         if c.action.changes:
             lines.extend(_change_lines(c))
+    lines.extend(_output_line(c) for c in p.output_changes)
     lines.extend(f"note: {note}" for note in p.notes)
     return lines
+
+
+def _output_line(c: Change) -> str:
+    """One changed output, old -> new (values masked by the adapter: a secret shows as a marker)."""
+    if c.action is Action.CREATE:
+        return f"+ {c.address}: {_value(c.after)}"
+    if c.action is Action.DELETE:
+        return f"- {c.address}: {_value(c.before)} (removed)"
+    return f"~ {c.address}: {_value(c.before)} -> {_value(c.after)}"
 
 
 def plan_text(
@@ -110,12 +120,15 @@ def plan_text(
         if body:
             out += [f"{n}:", *(f"  {line}" for line in body), ""]
     total = sum(bundle.nodes[n].counts.total for n in bundle.order)
+    outputs = sum(len(bundle.nodes[n].output_changes) for n in bundle.order)
     pend = [n for n in bundle.order if bundle.nodes[n].pending_upstream]
     if not bundle.has_changes:
         out.append("No changes. The environment matches the configuration.")
     else:
         out.append(
-            f"{total} change(s) in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
+            f"{total} change(s)"
+            + (f" and {outputs} output change(s)" if outputs else "")
+            + f" in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
             + (f"; {len(pend)} node(s) pending upstream" if pend else "")
         )
     if needs_approval:

@@ -311,6 +311,37 @@ def test_an_environment_without_nodes_renders(run_cli: Run, make_repo: MakeRepo,
     assert "->" not in r.out
 
 
+DB_STACK = "environments/dev/stacks/database/stack.yaml"
+DB_STACK_YAML = "module: modules/db\ninputs:\n  vpc_id: ${stack.network.outputs.vpc_id}\n"
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_a_typo_in_an_output_name_is_a_config_error_naming_the_known_outputs(
+    run_cli: Run, make_repo: MakeRepo, command: str
+) -> None:
+    layer = "environments/dev/layers/app/layer.yaml"
+    root = make_repo(
+        {
+            DB_STACK: DB_STACK_YAML,
+            layer: (
+                "depends_on: [layer.platform]\nnamespace: app\ninputs:\n"
+                "  endpoint: ${stack.database.outputs.endpiont}\n  replicas: ${env.vars.replicas}\n"
+            ),
+        },
+        git_init=True,
+    )
+    r = run_cli(command, "-e", "dev", "--repo", root)
+    assert r.code == CONFIG, (r.out, r.err)
+    assert "stack.database declares no output 'endpiont' (known outputs: endpoint)" in r.err
+    assert f"{layer}:4" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_an_output_of_a_module_stack_is_known_from_the_module(run_cli: Run, make_repo: MakeRepo) -> None:
+    r = run_cli("validate", "-e", "dev", "--repo", make_repo({DB_STACK: DB_STACK_YAML}))
+    assert r.code == 0, r.err  # layer.app reads stack.database's endpoint, declared by modules/db
+
+
 def test_errors_are_json_when_json_was_asked_for_and_debug_is_per_run(
     run_cli: Run, make_repo: MakeRepo
 ) -> None:
