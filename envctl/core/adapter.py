@@ -95,6 +95,10 @@ class NodeAdapter(Protocol):
         """Outputs the node declares sensitive, read from its configuration (known before apply)."""
         ...
 
+    def declared_outputs(self, node: Node) -> frozenset[str] | None:
+        """Every output the node declares, read from its configuration; None when not known offline."""
+        ...
+
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         """Start engine processes for ``nodes`` in the background (at most ``workers``)."""
         ...

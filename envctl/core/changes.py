@@ -140,15 +140,19 @@ class Counts:
 class NodePlan:
     """The planned changes of one node.
 
-    ``outputs_changing``: outputs whose value will change; ``outputs_unknown``: outputs known only
-    after apply. ``pending_upstream``: inputs of this node that wait on an upstream change (the node
-    is then planned against the current upstream values, or not at all). ``notes``: human remarks such
-    as "will create 3 objects once stack.cluster is applied".
+    ``outputs_changing``: outputs whose value will change (a change like any other: the node is
+    applied so its state holds them, and its consumers are re-planned with them);
+    ``output_changes``: those outputs as changes (``output.NAME``, masked old and new values);
+    ``outputs_unknown``: outputs known only after apply. ``pending_upstream``: inputs of this node
+    that wait on an upstream change (the node is then planned against the current upstream values,
+    or not at all). ``notes``: human remarks such as "will create 3 objects once stack.cluster is
+    applied".
     """
 
     node: str
     changes: tuple[Change, ...] = ()
     outputs_changing: tuple[str, ...] = ()
+    output_changes: tuple[Change, ...] = ()
     outputs_unknown: tuple[str, ...] = ()
     pending_upstream: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -160,7 +164,11 @@ class NodePlan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.pending_upstream) or any(c.action.changes for c in self.changes)
+        return (
+            bool(self.pending_upstream)
+            or bool(self.outputs_changing)
+            or any(c.action.changes for c in self.changes)
+        )
 
     @property
     def destructive(self) -> bool:
@@ -171,6 +179,7 @@ class NodePlan:
             "node": self.node,
             "changes": [c.to_json() for c in self.changes],
             "outputs_changing": list(self.outputs_changing),
+            "output_changes": [c.to_json() for c in self.output_changes],
             "outputs_unknown": list(self.outputs_unknown),
             "pending_upstream": list(self.pending_upstream),
             "notes": list(self.notes),
@@ -183,6 +192,7 @@ class NodePlan:
             node=str(data["node"]),
             changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
             outputs_changing=tuple(data.get("outputs_changing", ())),
+            output_changes=tuple(Change.from_json(c) for c in data.get("output_changes", ())),
             outputs_unknown=tuple(data.get("outputs_unknown", ())),
             pending_upstream=tuple(data.get("pending_upstream", ())),
             notes=tuple(data.get("notes", ())),

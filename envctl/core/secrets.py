@@ -42,7 +42,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from envctl.core.changes import SENSITIVE, NodePlan
+from envctl.core.changes import SENSITIVE, Change, NodePlan
 from envctl.core.errors import EnvctlError
 
 MIN_LENGTH = 4
@@ -166,16 +166,24 @@ def scrub_plan(plan: NodePlan, secrets: Iterable[str]) -> NodePlan:
     texts = set(secrets) | KNOWN.texts
     if not texts:
         return plan
-    changes = tuple(
-        dataclasses.replace(
-            c,
-            before=scrub(c.before, texts),
-            after=scrub(c.after, texts),
-            reasons=tuple(scrub(list(c.reasons), texts)),  # take-overs and drift show values
+
+    def masked(changes: tuple[Change, ...]) -> tuple[Change, ...]:
+        return tuple(
+            dataclasses.replace(
+                c,
+                before=scrub(c.before, texts),
+                after=scrub(c.after, texts),
+                reasons=tuple(scrub(list(c.reasons), texts)),  # take-overs and drift show values
+            )
+            for c in changes
         )
-        for c in plan.changes
+
+    return dataclasses.replace(
+        plan,
+        changes=masked(plan.changes),
+        output_changes=masked(plan.output_changes),
+        notes=tuple(scrub(list(plan.notes), texts)),
     )
-    return dataclasses.replace(plan, changes=changes, notes=tuple(scrub(list(plan.notes), texts)))
 
 
 def scrub_error(err: EnvctlError, secrets: Iterable[str] = ()) -> EnvctlError:

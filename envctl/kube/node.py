@@ -78,6 +78,9 @@ class LayerAdapter:
     def sensitive_outputs(self, node: Node) -> frozenset[str]:
         return frozenset()  # a layer's outputs are read from live objects; none is declared sensitive
 
+    def declared_outputs(self, node: Node) -> frozenset[str] | None:
+        return frozenset(node.layer.outputs) if node.layer is not None else frozenset()
+
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         return None  # the cluster connection is made on first use
 

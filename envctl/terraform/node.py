@@ -19,6 +19,7 @@ from envctl.terraform.stack import (
     StackContext,
     StackOutput,
     apply_stack,
+    declared_outputs,
     plan_stack,
     prewarm,
     read_outputs,
@@ -56,6 +57,9 @@ class StackAdapter:
 
     def sensitive_outputs(self, node: Node) -> frozenset[str]:
         return sensitive_outputs(self.snapshot, node)
+
+    def declared_outputs(self, node: Node) -> frozenset[str] | None:
+        return frozenset(declared_outputs(self.snapshot, node))
 
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         # Planning: at most one per core (plans are short and use the CPU). Applying: an apply

@@ -191,12 +191,27 @@ def resource_change(rc: Mapping[str, Any], *, drift: bool = False) -> Change:
     )
 
 
+def output_change(name: str, oc: Mapping[str, Any]) -> Change:
+    """One entry of ``output_changes`` as a masked ``Change`` addressed ``output.NAME``."""
+    after = with_unknowns(oc.get("after"), oc.get("after_unknown", False))
+    before, after = mask_pair(
+        oc.get("before"), after, oc.get("before_sensitive", False), oc.get("after_sensitive", False)
+    )
+    return Change(
+        address=f"output.{name}",
+        action=action_of(oc.get("actions") or ["no-op"]),
+        before=before,
+        after=after,
+    )
+
+
 @dataclass(frozen=True)
 class PlanSummary:
     """What envctl takes from one plan JSON document."""
 
     changes: tuple[Change, ...]
     outputs_changing: tuple[str, ...]
+    output_changes: tuple[Change, ...]
     outputs_unknown: tuple[str, ...]
     drifted: int
     errored: bool
@@ -224,16 +239,19 @@ def summarize(plan: Mapping[str, Any], *, refresh_only: bool = False) -> PlanSum
     else:
         changes = [resource_change(rc) for rc in plan.get("resource_changes") or ()]
     changing: list[str] = []
+    output_changes: list[Change] = []
     unknown: list[str] = []
     for name, oc in sorted((plan.get("output_changes") or {}).items()):
         acts = oc.get("actions") or ["no-op"]
         if acts != ["no-op"]:
             changing.append(name)
+            output_changes.append(output_change(name, oc))
         if _has_unknown(oc.get("after_unknown", False)):
             unknown.append(name)
     return PlanSummary(
         changes=tuple(changes),
         outputs_changing=tuple(changing),
+        output_changes=tuple(output_changes),
         outputs_unknown=tuple(unknown),
         drifted=len([c for c in drift if c.action.changes]),
         errored=bool(plan.get("errored")),

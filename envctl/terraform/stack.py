@@ -255,6 +255,7 @@ def plan_stack(
         node=node.id,
         changes=planjson.scrub_changes(summary.changes, redact.secrets),
         outputs_changing=summary.outputs_changing,
+        output_changes=planjson.scrub_changes(summary.output_changes, redact.secrets),
         outputs_unknown=summary.outputs_unknown,
         notes=tuple(notes),
         artifacts={
@@ -359,6 +360,12 @@ def _validate_secret_inputs(ctx: StackContext, ws: Workspace) -> list[str]:
 def sensitive_outputs(snapshot: Snapshot, node: Node) -> frozenset[str]:
     """The outputs a stack declares ``sensitive = true`` (its own ``.tf`` files, or the module a
     ``module:`` stack calls), read from the configuration: known before anything is applied."""
+    return frozenset(o for o, sensitive in declared_outputs(snapshot, node).items() if sensitive)
+
+
+def declared_outputs(snapshot: Snapshot, node: Node) -> dict[str, bool]:
+    """Every output a stack declares (name -> sensitive): its own ``.tf`` files, or the module a
+    ``module:`` stack calls (whose outputs the generated root re-exports)."""
     spec = node.stack
     directory = spec.module if spec is not None and spec.module else node.path
     texts = {
@@ -366,7 +373,7 @@ def sensitive_outputs(snapshot: Snapshot, node: Node) -> frozenset[str]:
         for name in snapshot.listdir(directory)
         if name.endswith(hcl.CONFIG_SUFFIXES)
     }
-    return frozenset(o for o, sensitive in hcl.scan(texts).outputs.items() if sensitive)
+    return dict(hcl.scan(texts).outputs)
 
 
 def validate_stack(ctx: StackContext, node: Node) -> tuple[str, ...]:

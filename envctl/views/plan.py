@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from envctl.core.changes import Action, Change, NodePlan
 
 if TYPE_CHECKING:
+    from envctl.core.approval import Approval
     from envctl.core.bundle import PlanBundle
     from envctl.core.results import ApplyResult
 
@@ -73,11 +74,24 @@ def _node_details(p: NodePlan) -> list[str]:
     for c in p.changes:
         if c.action.changes:
             lines.extend(_change_lines(c))
+    lines.extend(_output_line(c) for c in p.output_changes)
     lines.extend(f"note: {note}" for note in p.notes)
     return lines
 
 
-def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, color: bool = False) -> str:
+def _output_line(c: Change) -> str:
+    """One changed output, old -> new (values masked by the adapter: a secret shows as a marker)."""
+    if c.action is Action.CREATE:
+        return f"+ {c.address}: {_value(c.after)}"
+    if c.action is Action.DELETE:
+        return f"- {c.address}: {_value(c.before)} (removed)"
+    return f"~ {c.address}: {_value(c.before)} -> {_value(c.after)}"
+
+
+def plan_text(
+    bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None, color: bool = False
+) -> str:
+    """The plan as a table and per-node details; ``plan_dir`` None: the plan was not saved."""
     rows = []
     for n in bundle.order:
         p = bundle.nodes[n]
@@ -106,22 +120,27 @@ def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, colo
         if body:
             out += [f"{n}:", *(f"  {line}" for line in body), ""]
     total = sum(bundle.nodes[n].counts.total for n in bundle.order)
+    outputs = sum(len(bundle.nodes[n].output_changes) for n in bundle.order)
     pend = [n for n in bundle.order if bundle.nodes[n].pending_upstream]
     if not bundle.has_changes:
         out.append("No changes. The environment matches the configuration.")
     else:
         out.append(
-            f"{total} change(s) in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
+            f"{total} change(s)"
+            + (f" and {outputs} output change(s)" if outputs else "")
+            + f" in {sum(1 for n in bundle.order if bundle.nodes[n].has_changes)} node(s)"
             + (f"; {len(pend)} node(s) pending upstream" if pend else "")
         )
     if needs_approval:
         out.append(f"Approval required for: {', '.join(needs_approval)}")
-    out.append(f"Saved plan: {plan_dir}")
-    out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
+    if plan_dir is not None:
+        out.append(f"Saved plan: {plan_dir}")
+        if bundle.has_changes:
+            out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
     return "\n".join(out)
 
 
-def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
+def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     data = {
         "format_version": FORMAT_VERSION,
         "type": "plan",
@@ -146,7 +165,7 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> s
     return json.dumps(data, indent=2, default=str)
 
 
-def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
+def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     out = [
         f"### envctl plan for `{bundle.environment}` at `{(bundle.commit or 'working tree')[:12]}`",
         "",
@@ -194,6 +213,14 @@ def apply_text(result: ApplyResult) -> str:
     if result.interrupted:
         out.append("Interrupted: nodes that did not start can be converged with envctl apply --resume.")
     return "\n".join(out)
+
+
+def approval_text(a: Approval) -> str:
+    return f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}"
+
+
+def approval_json(a: Approval) -> str:
+    return json.dumps({"format_version": FORMAT_VERSION, "type": "approval", **a.to_json()}, indent=2)
 
 
 def apply_json(result: ApplyResult) -> str:

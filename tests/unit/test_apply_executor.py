@@ -57,6 +57,9 @@ class FakeAdapter:
     def sensitive_outputs(self, node: Node) -> frozenset[str]:
         return frozenset()
 
+    def declared_outputs(self, node: Node) -> frozenset[str] | None:
+        return None
+
     def prewarm(self, nodes: Sequence[Node], workers: int, *, applying: bool) -> None:
         return None
 

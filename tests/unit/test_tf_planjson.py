@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from envctl.core.changes import SENSITIVE, Action
+from envctl.core.changes import SENSITIVE, Action, NodePlan
 from envctl.core.secrets import scrub
 from envctl.terraform import planjson
 
@@ -112,3 +112,40 @@ def test_data_sources_read() -> None:
         }
     )
     assert change.action is Action.READ and change.reasons
+
+
+def test_output_only_changes_are_changes_with_old_and_new_values_masked() -> None:
+    plan = {
+        "resource_changes": [rc(["no-op"], before={"input": "a"}, after={"input": "a"})],
+        "output_changes": {
+            "endpoint": {"actions": ["update"], "before": "db-old", "after": "db-new"},
+            "label": {"actions": ["create"], "before": None, "after": "app-dev"},
+            "password": {
+                "actions": ["update"],
+                "before": CANARY,
+                "after": CANARY + "-2",
+                "before_sensitive": True,
+                "after_sensitive": True,
+            },
+            "same": {"actions": ["no-op"], "before": "x", "after": "x"},
+        },
+    }
+    summary = planjson.summarize(plan)
+    assert not [c for c in summary.changes if c.action.changes]
+    assert summary.outputs_changing == ("endpoint", "label", "password")
+    by_name = {c.address: c for c in summary.output_changes}
+    assert set(by_name) == {"output.endpoint", "output.label", "output.password"}
+    assert (by_name["output.endpoint"].action, by_name["output.endpoint"].before) == (Action.UPDATE, "db-old")
+    assert by_name["output.endpoint"].after == "db-new"
+    assert by_name["output.label"].action is Action.CREATE
+    assert CANARY not in json.dumps([c.to_json() for c in summary.output_changes])
+    assert str(by_name["output.password"].after).startswith("(sensitive, changed)")
+    node = NodePlan(
+        "stack.label",
+        summary.changes,
+        outputs_changing=summary.outputs_changing,
+        output_changes=summary.output_changes,
+    )
+    assert node.has_changes  # applied, so its state holds the new outputs
+    assert NodePlan.from_json(node.to_json()) == node
+    assert not NodePlan("stack.label", summary.changes).has_changes

@@ -113,3 +113,21 @@ def test_errors_are_never_no_drift() -> None:
     unreachable = NodeDrift("layer.app", "error", error="unreachable", error_exit=ExitCode.UNAVAILABLE)
     r = DriftReport("dev", None, "now", (unreachable,))
     assert r.exit_code == 69
+
+
+def test_plan_shows_output_changes_old_to_new_and_counts_an_outputs_only_node() -> None:
+    outs = (
+        Change("output.endpoint", Action.UPDATE, "db-old", "db-new"),
+        Change("output.password", Action.UPDATE, SENSITIVE, "(sensitive, changed) sha256:abc"),
+        Change("output.label", Action.CREATE, None, "app-dev"),
+    )
+    node = NodePlan("stack.label", outputs_changing=("endpoint", "label", "password"), output_changes=outs)
+    b = PlanBundle("dev-2", "dev", "abcdef1234567", False, "t", ("stack.label",), {"stack.label": node})
+    text = pv.plan_text(b, [], "/tmp/p")
+    assert '~ output.endpoint: "db-old" -> "db-new"' in text
+    assert '~ output.password: "(sensitive)" -> "(sensitive, changed) sha256:abc"' in text
+    assert '+ output.label: "app-dev"' in text
+    assert "0 change(s) and 3 output change(s) in 1 node(s)" in text
+    assert "No changes" not in text
+    assert json.loads(pv.plan_json(b, [], "/tmp/p"))["nodes"][0]["output_changes"][0]["after"] == "db-new"
+    assert "output.endpoint" in pv.plan_markdown(b, [], "/tmp/p")

@@ -19,7 +19,10 @@ Files = Mapping[str, str | bytes | None]
 # database -> app (reference through layer inputs).
 BASE_FILES: dict[str, str | bytes] = {
     "modules/net/main.tf": 'variable "name" {}\noutput "vpc_id" { value = var.name }\n',
-    "modules/db/main.tf": 'variable "vpc_id" {}\nmodule "inner" {\n  source = "../net"\n  name = "x"\n}\n',
+    "modules/db/main.tf": (
+        'variable "vpc_id" {}\nmodule "inner" {\n  source = "../net"\n  name = "x"\n}\n'
+        'output "endpoint" { value = "db.${var.vpc_id}" }\n'
+    ),
     "environments/dev/environment.yaml": "name: dev\nvars:\n  replicas: 2\n  size: small\n",
     "environments/dev/stacks/network/main.tf": 'output "vpc_id" { value = "vpc-1" }\n',
     "environments/dev/stacks/database/stack.yaml": (
