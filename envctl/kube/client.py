@@ -96,6 +96,14 @@ class ApiError(Exception):
         self.causes = list(causes)
         self.kind = kind
         self.name = name
+        self.context = ""  # the kubeconfig context the request went through (set by request)
+
+    @property
+    def tls_verify_failed(self) -> bool:
+        """No answer because the server's certificate did not verify against the kubeconfig's CA."""
+        return self.status == 0 and any(
+            s in self.message for s in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
+        )
 
     @property
     def missing_namespace(self) -> str | None:
@@ -144,9 +152,30 @@ def translate(
         return mask(text, texts, SENSITIVE)
 
     message = scrub(err.message)
+    context = f"kubeconfig context {err.context}" if err.context else "the kubeconfig context"
+    if err.tls_verify_failed:
+        return UnavailableError(
+            f"TLS verification of the Kubernetes API server failed ({context}): {message}",
+            node=node,
+            hint=f"the certificate authority of {context} does not match the server's certificate: "
+            "fix certificate-authority(-data) in the kubeconfig, or point kubernetes.context at the "
+            "right cluster",
+        )
     if err.status == 0:
         return UnavailableError(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
+        )
+    if err.status == 401:
+        return UnavailableError(
+            f"authentication to the Kubernetes API failed ({context}, 401 Unauthorized): {message}",
+            node=node,
+            hint=f"the credentials of {context} (token, client certificate) are wrong or expired",
+        )
+    if err.status == 403:
+        return UnavailableError(
+            f"{what}not authorized by the Kubernetes API ({context}, 403 Forbidden): {message}",
+            node=node,
+            hint=f"grant the user of {context} the RBAC permissions envctl needs, or use other credentials",
         )
     if err.status == 409 and err.reason == "Conflict" and conflicts_of(err):
         conflicts = conflicts_of(err)
@@ -169,10 +198,6 @@ def translate(
         )
         return ConfigError(
             f"{what}rejected by the API server: {message}", node=node, detail=detail, hint=hint
-        )
-    if err.status in (401, 403):
-        return EngineError(
-            f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
         )
     if err.missing_namespace is not None:
         return EngineError(
@@ -202,6 +227,7 @@ class _State:
         self.default_namespace = "default"
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
         self.reached = False  # the API server answered at least once
+        self.context_name = ""  # the kubeconfig context in use (errors name it)
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
         self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
         self.watches: set[Any] = set()  # open watch responses, shut down by cancel_waits
@@ -279,6 +305,7 @@ class KubeContext:
             raise ConfigError(f"kubeconfig {path}: {e}") from e
         chosen = next((c for c in contexts if c["name"] == self.context), active) if self.context else active
         self._state.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        self._state.context_name = str((chosen or {}).get("name") or "")
         cfg.connection_pool_maxsize = max(self.concurrency, 4)
         cfg.retries = 0
         return client.ApiClient(cfg)
@@ -383,12 +410,14 @@ class KubeContext:
                 budget = RETRY_BUDGET if self._state.reached else FIRST_CONTACT_BUDGET
                 wait = _backoff(delay, start, budget)
                 if wait is None or _permanent(e):
-                    raise ApiError(
+                    gone = ApiError(
                         0,
                         "Unavailable",
                         f"{api.configuration.host}: {type(e).__name__}: {e}"
                         + (f" (after {attempt} attempts)" if attempt > 1 else ""),
-                    ) from e
+                    )
+                    gone.context = self._state.context_name
+                    raise gone from e
                 time.sleep(wait)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 continue
@@ -398,6 +427,7 @@ class KubeContext:
                     status.append(code)
                 return dict(json.loads(data)) if data else {}
             err = status_error(code, resp.reason or "", data)
+            err.context = self._state.context_name
             if code in _RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
