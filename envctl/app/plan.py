@@ -27,6 +27,7 @@ from envctl.core.model import Node
 from envctl.core.results import PlanResult
 from envctl.core.schedule import Status
 from envctl.core.secrets import scrub_plan
+from envctl.kube import kustomize_reads
 from envctl.repo.gitcli import changed_paths
 from envctl.store import now
 
@@ -37,7 +38,12 @@ def select_nodes(
     if targets:
         return s.graph.with_dependencies(targets) if dependencies else set(targets)
     if changed_since:
-        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit))
+        reads = {
+            n.id: kustomize_reads(s.env, s.snapshot, n)
+            for n in s.env.nodes.values()
+            if n.layer is not None and n.layer.kustomize
+        }
+        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit), reads)
     return set(s.env.nodes)
 
 
