@@ -1,9 +1,9 @@
 """The ``envctl`` command (and ``python -m envctl``): start-up is a feature.
 
-``envctl``, ``envctl --help``/``-h``, ``envctl COMMAND --help``/``-h`` and ``envctl version``
-are answered here without importing typer (~40 ms; typer 0.29 adds ~100 ms of pydantic to every
-parsed command): the help texts are the typer app's own output, stored in
-``envctl/helptext.py`` and compared with what the app renders by
+``envctl``, ``envctl --help``/``-h``, ``envctl COMMAND --help``/``-h``, ``envctl version`` and
+``envctl --version`` are answered here without importing typer (~40 ms; typer 0.29 adds ~100 ms of
+pydantic to every parsed command), except when a shell asks for completions. The help texts are
+the typer app's own output, stored in ``envctl/helptext.py`` and compared with what the app renders by
 ``tests/unit/test_help_text.py`` (which also rewrites them: ``ENVCTL_UPDATE_HELP=1``).
 Everything else, and any terminal narrower than the stored texts, goes to ``envctl.cli.main``.
 """
@@ -18,7 +18,11 @@ HELP_COLUMNS = 80  # click wraps help to min(columns, 80) - 2; the stored texts 
 
 def answer(args: list[str]) -> tuple[str, bool] | None:
     """What ``envctl ARGS`` prints without typer, and whether to stderr; None: ask typer."""
-    if args == ["version"]:
+    import os
+
+    if "_ENVCTL_COMPLETE" in os.environ:
+        return None  # a shell asking for completions: typer's mechanism answers
+    if args in (["version"], ["--version"]):
         from envctl import __version__
 
         return f"envctl {__version__}\n", False

@@ -28,7 +28,7 @@ app = typer.Typer(
     name="envctl",
     help="Converge a whole environment - Terraform stacks and Kubernetes layers - from a Git repository.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion/--show-completion: bash, zsh, fish (typer's own)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,  # plain help: ~90 ms less start-up than rich panels
@@ -149,6 +149,26 @@ def _load(
     return snapshot, environment, EnvGraph(environment)
 
 
+def _version_option(value: bool) -> None:
+    if value:
+        from envctl import __version__
+
+        typer.echo(f"envctl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _app_options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print envctl's version and exit.", is_eager=True, callback=_version_option
+        ),
+    ] = False,
+) -> None:
+    """Converge a whole environment - Terraform stacks and Kubernetes layers - from a Git repository."""
+
+
 @app.command()
 def version() -> None:
     """Print envctl's version."""
@@ -231,7 +251,7 @@ def _progress(msg: str) -> None:
 def _render_plan(result: Any, fmt: str) -> str:
     from envctl.views import plan as pv
 
-    d = _display_path(result.plan_dir)
+    d = _display_path(result.plan_dir) if result.saved else None
     if fmt == "json":
         return pv.plan_json(result.bundle, result.needs_approval, d)
     if fmt == "markdown":
@@ -310,6 +330,7 @@ def approve(
     by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $USER).")] = None,
     env: EnvOpt = None,
     repo: RepoOpt = None,
+    fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Record an approval bound to this plan's fingerprint, environment and commit."""
@@ -324,10 +345,9 @@ def approve(
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
     approval = approve_plan(s, bundle, who)
-    typer.echo(
-        f"Approved plan {approval.plan_id} ({approval.fingerprint[:12]}) for {approval.environment} "
-        f"by {approval.by}"
-    )
+    from envctl.views.plan import approval_json, approval_text
+
+    typer.echo(approval_json(approval) if fmt == "json" else approval_text(approval))
 
 
 def _tty() -> bool:
@@ -599,6 +619,37 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout, sys.stderr = saved
 
 
+def _asked_format(args: list[str]) -> str:
+    """``json`` when the arguments ask for it (``--format json`` or ``--format=json``)."""
+    for i, a in enumerate(args):
+        if a == "--":
+            break
+        if a == "--format=json" or (a == "--format" and args[i + 1 : i + 2] == ["json"]):
+            return "json"
+    return "text"
+
+
+def _check_one_env(args: list[str]) -> None:
+    """``-e`` given twice is a usage error: click would silently keep the last one."""
+    envs: list[str] = []
+    for i, a in enumerate(args):
+        if a == "--":
+            break
+        if a in ("-e", "--env"):
+            envs.append(args[i + 1] if i + 1 < len(args) else "")
+        elif a.startswith("--env="):
+            envs.append(a.removeprefix("--env="))
+        elif a.startswith("-e") and not a.startswith("--"):
+            envs.append(a[2:])
+    if len(envs) > 1:
+        from envctl.core.errors import UsageError
+
+        raise UsageError(
+            f"-e/--env given {len(envs)} times ({', '.join(envs)}); envctl works on one environment per run",
+            hint="run envctl once per environment",
+        )
+
+
 def _main(argv: list[str] | None) -> None:
     """The one place where errors become exit codes."""
     from envctl.core.errors import EnvctlError, ExitCode
@@ -606,9 +657,13 @@ def _main(argv: list[str] | None) -> None:
     # typer may vendor click; find its exception classes through typer's public ones.
     usage_error = _base_named(typer.BadParameter, "UsageError")
     click_exception = _base_named(typer.BadParameter, "ClickException")
-    out = Output()  # filled in by the --format and --debug options of the command
+    args = sys.argv[1:] if argv is None else list(argv)
+    # filled in by the --format and --debug options of the command; the guess from the arguments
+    # is for errors raised before the options are parsed (usage errors)
+    out = Output(format=_asked_format(args))
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="envctl", obj=out)
+        _check_one_env(args)
+        rv = app(args=args, standalone_mode=False, prog_name="envctl", obj=out)
     except EnvctlError as err:
         if out.debug:
             raise
@@ -617,8 +672,13 @@ def _main(argv: list[str] | None) -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except usage_error as e:
-        e.show()  # type: ignore[attr-defined]
         no_args = type(e).__name__ == "NoArgsIsHelpError"
+        if out.format == "json" and not no_args:
+            from envctl.core.errors import UsageError
+
+            _show_error(UsageError(e.format_message()), "json")  # type: ignore[attr-defined]
+        else:
+            e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.OK if no_args else ExitCode.USAGE))
     except click_exception as e:
         e.show()  # type: ignore[attr-defined]

@@ -12,7 +12,11 @@ Usage: envctl [OPTIONS] COMMAND [ARGS]...
   a Git repository.
 
 Options:
-  -h, --help  Show this message and exit.
+  --version             Print envctl's version and exit.
+  --install-completion  Install completion for the current shell.
+  --show-completion     Show completion for the current shell, to copy it or
+                        customize the installation.
+  -h, --help            Show this message and exit.
 
 Commands:
   version   Print envctl's version.
@@ -62,6 +66,7 @@ Options:
   -e, --env <str>  Environment (a directory under environments/).
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
+  --format <str>   text or json.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
 """,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -165,6 +166,12 @@ def plan_environment(
         inputs_hash={**hashes, "_source": s.source_hash()},
         targets=tuple(sorted(targets or ())),
     )
-    if not errors:
+    # a plan with nothing to do is kept only when --out asked for it
+    saved = not errors and (bundle.has_changes or out is not None)
+    if saved:
         s.store.write_bundle(plan_dir, bundle)
-    return PlanResult(bundle, plan_dir, errors, nodes_needing_approval(bundle, s.env.approval_required_for))
+    elif out is None and not errors:
+        shutil.rmtree(plan_dir, ignore_errors=True)
+    return PlanResult(
+        bundle, plan_dir, errors, nodes_needing_approval(bundle, s.env.approval_required_for), saved=saved
+    )

@@ -14,12 +14,14 @@ from envctl.core.schedule import Status
 
 @dataclass
 class PlanResult:
-    """A plan: the bundle (written to ``plan_dir`` when nothing failed), errors per node, nodes to approve."""
+    """A plan: the bundle, errors per node, nodes to approve. ``saved``: the bundle was written to
+    ``plan_dir`` (nothing failed, and it has changes or ``--out`` asked for it)."""
 
     bundle: PlanBundle
     plan_dir: Path
     errors: dict[str, EnvctlError]
     needs_approval: list[str]
+    saved: bool = False
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from envctl.core.changes import Action, Change, NodePlan
 
 if TYPE_CHECKING:
+    from envctl.core.approval import Approval
     from envctl.core.bundle import PlanBundle
     from envctl.core.results import ApplyResult
 
@@ -87,7 +88,10 @@ def _output_line(c: Change) -> str:
     return f"~ {c.address}: {_value(c.before)} -> {_value(c.after)}"
 
 
-def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, color: bool = False) -> str:
+def plan_text(
+    bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None, color: bool = False
+) -> str:
+    """The plan as a table and per-node details; ``plan_dir`` None: the plan was not saved."""
     rows = []
     for n in bundle.order:
         p = bundle.nodes[n]
@@ -129,12 +133,14 @@ def plan_text(bundle: PlanBundle, needs_approval: list[str], plan_dir: str, colo
         )
     if needs_approval:
         out.append(f"Approval required for: {', '.join(needs_approval)}")
-    out.append(f"Saved plan: {plan_dir}")
-    out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
+    if plan_dir is not None:
+        out.append(f"Saved plan: {plan_dir}")
+        if bundle.has_changes:
+            out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
     return "\n".join(out)
 
 
-def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
+def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     data = {
         "format_version": FORMAT_VERSION,
         "type": "plan",
@@ -159,7 +165,7 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> s
     return json.dumps(data, indent=2, default=str)
 
 
-def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
+def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     out = [
         f"### envctl plan for `{bundle.environment}` at `{(bundle.commit or 'working tree')[:12]}`",
         "",
@@ -207,6 +213,14 @@ def apply_text(result: ApplyResult) -> str:
     if result.interrupted:
         out.append("Interrupted: nodes that did not start can be converged with envctl apply --resume.")
     return "\n".join(out)
+
+
+def approval_text(a: Approval) -> str:
+    return f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}"
+
+
+def approval_json(a: Approval) -> str:
+    return json.dumps({"format_version": FORMAT_VERSION, "type": "approval", **a.to_json()}, indent=2)
 
 
 def apply_json(result: ApplyResult) -> str:

@@ -357,3 +357,100 @@ def test_errors_are_json_when_json_was_asked_for_and_debug_is_per_run(
     assert again.code == 64 and again.err.startswith("Error: no environment 'nope'")
     bad = run_cli("status", "--format", "yaml", "--repo", root)
     assert bad.code == 64 and "--format yaml is not supported here" in bad.err
+
+
+# --- scripting (issue 18, point 4) -------------------------------------------------------------
+
+
+def test_dash_dash_version_prints_the_version_like_the_version_command(run_cli: Run) -> None:
+    from envctl import __version__
+    from envctl.__main__ import answer
+
+    r = run_cli("--version")
+    assert (r.code, r.out) == (0, f"envctl {__version__}\n")
+    assert run_cli("version").out == r.out
+    assert answer(["--version"]) == (f"envctl {__version__}\n", False)  # the console script's fast path
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_show_completion_prints_a_script_for_each_shell(
+    run_cli: Run, shell: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")  # the shell is an argument
+    r = run_cli("--show-completion", shell)
+    assert r.code == 0, (r.out, r.err)
+    assert "_ENVCTL_COMPLETE" in r.out and f"complete_{shell}" in r.out
+
+
+def test_install_completion_writes_the_script_for_the_shell(
+    run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    r = run_cli("--install-completion", "bash")
+    assert r.code == 0, (r.out, r.err)
+    assert "bash completion installed" in r.out
+    assert "_ENVCTL_COMPLETE" in (tmp_path / ".bash_completions" / "envctl.sh").read_text()
+
+
+def test_completion_requests_go_to_typer_not_to_the_help_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from envctl.__main__ import answer
+
+    assert answer([]) is not None
+    monkeypatch.setenv("_ENVCTL_COMPLETE", "complete_bash")
+    assert answer([]) is None
+
+
+def test_completion_lists_the_commands(run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_ENVCTL_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "envctl dr")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    r = run_cli()
+    assert r.code == 0, r.err
+    assert r.out.split() == ["drift"]
+
+
+@pytest.mark.parametrize(
+    "envs", [["-e", "staging", "-e", "prod"], ["--env", "staging", "--env=prod"], ["-estaging", "-e", "prod"]]
+)
+def test_env_given_twice_is_a_usage_error(run_cli: Run, make_repo: MakeRepo, envs: list[str]) -> None:
+    root = make_repo({"environments/prod/environment.yaml": "name: prod\n"}, git_init=True)
+    r = run_cli("graph", *envs, "--repo", root)
+    assert r.code == USAGE, (r.out, r.err)
+    assert "-e/--env given 2 times (staging, prod)" in r.err
+    assert r.out == ""
+    j = run_cli("graph", *envs, "--repo", root, "--format", "json")
+    assert j.code == USAGE and json.loads(j.err)["exit_code"] == USAGE
+
+
+def test_usage_errors_from_parsing_are_json_when_json_was_asked_for(run_cli: Run) -> None:
+    r = run_cli("status", "--format", "json", "--bogus")
+    assert r.code == USAGE
+    err = json.loads(r.err)
+    assert err["type"] == "error" and "No such option: --bogus" in err["message"]
+
+
+def test_a_plan_with_no_changes_is_saved_only_when_out_asks(
+    run_cli: Run, make_repo: MakeRepo, tmp_path: Path
+) -> None:
+    root = make_repo({"environments/dev/environment.yaml": "name: dev\n"}, base=False, git_init=True)
+    r = run_cli("plan", "-e", "dev", "--repo", root)
+    assert r.code == 0, r.err
+    assert "No changes" in r.out
+    assert "Saved plan" not in r.out and "Apply it with" not in r.out
+    assert not list((root / ".envctl").glob("**/bundle.json"))
+    j = run_cli("plan", "-e", "dev", "--repo", root, "--format", "json")
+    assert json.loads(j.out)["plan_dir"] is None
+    out = tmp_path / "plan-out"
+    r = run_cli("plan", "-e", "dev", "--repo", root, "--out", out)
+    assert r.code == 0, r.err
+    assert "Saved plan" in r.out and "Apply it with" not in r.out
+    assert (out / "bundle.json").is_file()
+
+
+def test_apply_with_nothing_to_do_honours_json(run_cli: Run, make_repo: MakeRepo) -> None:
+    root = make_repo({"environments/dev/environment.yaml": "name: dev\n"}, base=False, git_init=True)
+    r = run_cli("apply", "-e", "dev", "--repo", root, "--format", "json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["type"] == "apply" and data["nodes"] == []
