@@ -17,6 +17,7 @@ from envctl.app.inputs import (
     resolve_inputs,
     waiting_on,
 )
+from envctl.app.reads import extra_reads
 from envctl.app.session import Session
 from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
@@ -28,7 +29,6 @@ from envctl.core.model import Node
 from envctl.core.results import PlanResult
 from envctl.core.schedule import Status
 from envctl.core.secrets import scrub_plan
-from envctl.kube import kustomize_reads
 from envctl.repo.gitcli import changed_paths
 from envctl.store import now
 
@@ -39,12 +39,7 @@ def select_nodes(
     if targets:
         return s.graph.with_dependencies(targets) if dependencies else set(targets)
     if changed_since:
-        reads = {
-            n.id: kustomize_reads(s.env, s.snapshot, n)
-            for n in s.env.nodes.values()
-            if n.layer is not None and n.layer.kustomize
-        }
-        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit), reads)
+        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit), extra_reads(s))
     return set(s.env.nodes)
 
 
