@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from envctl.app.session import Session
     from envctl.core.errors import EnvctlError, ExitCode
-    from envctl.core.graph import EnvGraph
-    from envctl.core.model import Environment, Snapshot
 
 app = typer.Typer(
     name="envctl",
@@ -105,48 +104,9 @@ def _show_error(err: EnvctlError, fmt: str) -> None:
 
 
 def _root(repo: Path | None) -> Path:
-    from envctl.repo import find_repo_root
+    from envctl.app.loading import repo_root
 
-    return repo.resolve() if repo else find_repo_root(Path.cwd())
-
-
-def _snapshot(repo: Path | None, rev: str | None) -> Snapshot:
-    from envctl.repo import open_snapshot
-
-    return open_snapshot(_root(repo), rev)
-
-
-def _pick_env(snapshot: Snapshot, env: str | None) -> str:
-    from envctl.core.errors import UsageError
-    from envctl.repo import list_environments
-
-    if env:
-        return env
-    envs = list_environments(snapshot)
-    if len(envs) == 1:
-        return envs[0]
-    raise UsageError(
-        "choose an environment with -e/--env",
-        hint="environments in this repository: "
-        + (", ".join(envs) or "none (add environments/<name>/environment.yaml)"),
-    )
-
-
-def _load(
-    repo: Path | None,
-    rev: str | None,
-    env: str | None,
-    loaded: Callable[[Snapshot, Environment], None] | None = None,
-) -> tuple[Snapshot, Environment, EnvGraph]:
-    """The environment and its graph; ``loaded`` runs in between (the graph may import networkx)."""
-    from envctl.core.graph import EnvGraph
-    from envctl.repo import load_environment
-
-    snapshot = _snapshot(repo, rev)
-    environment = load_environment(snapshot, _pick_env(snapshot, env))
-    if loaded is not None:
-        loaded(snapshot, environment)
-    return snapshot, environment, EnvGraph(environment)
+    return repo_root(repo)
 
 
 def _version_option(value: bool) -> None:
@@ -186,25 +146,11 @@ def validate(
     debug: DebugOpt = False,
 ) -> None:
     """Check schema, references, cycles, Terraform and manifests without touching live systems."""
-    from envctl.core.graph import EnvGraph
-    from envctl.repo import list_environments, load_environment
-
-    snapshot = _snapshot(repo, rev)
-    names = [env] if env else list_environments(snapshot)
-    if not names:
-        from envctl.core.errors import ConfigError
-
-        raise ConfigError(
-            "no environments found", hint="add environments/<name>/environment.yaml to the repository"
-        )
-    from envctl.app.session import Session
+    from envctl.app.loading import validate_sessions
     from envctl.app.validate import validate_environment
     from envctl.views.status import validate_json, validate_text
 
-    results = []
-    for name in names:
-        g = EnvGraph(load_environment(snapshot, name))
-        results.append(validate_environment(Session(_root(repo), snapshot, g.env, g, progress=_progress)))
+    results = [validate_environment(s) for s in validate_sessions(repo, rev, env, _progress)]
     typer.echo(validate_json(results) if fmt == "json" else validate_text(results))
 
 
@@ -224,24 +170,19 @@ def graph(
     debug: DebugOpt = False,
 ) -> None:
     """Show the dependency graph and the order envctl converges in."""
+    from envctl.app.loading import load
     from envctl.views.graph import RENDERERS
 
-    _, _, g = _load(repo, rev, env)
+    _, _, g = load(repo, rev, env)
     typer.echo(RENDERERS[fmt](g))
 
 
 def _session(
     repo: Path | None, rev: str | None, env: str | None, parallelism: int = 4, *, terraform: bool = False
-) -> Any:
-    """A converge session. ``terraform``: the command will run Terraform, so its workers start
-    loading in the background as soon as the environment is known."""
-    from envctl.app.session import Session, prewarm_plans
+) -> Session:
+    from envctl.app.loading import open_session
 
-    def start_workers(snapshot: Snapshot, environment: Environment) -> None:
-        prewarm_plans(environment, snapshot, _root(repo), environment.nodes, parallelism)
-
-    snapshot, environment, g = _load(repo, rev, env, start_workers if terraform else None)
-    return Session(_root(repo), snapshot, environment, g, parallelism=parallelism, progress=_progress)
+    return open_session(repo, rev, env, _progress, parallelism, terraform=terraform)
 
 
 def _progress(msg: str) -> None:
@@ -556,27 +497,12 @@ def _drift_once(
     converge: bool,
     auto_approve: bool,
 ) -> ExitCode:
-    import dataclasses
-
-    from envctl.app.drift import check_drift, converge_drifted, record_result
+    from envctl.app.drift import run_drift_check
     from envctl.views.drift import RENDERERS
 
     s = _session(repo, rev, env, terraform=True)
-    report = check_drift(s)
-    if converge and report.has_drift:
-        # Before notifying and rendering, so that the alert and the report say what was repaired.
-        done = converge_drifted(s, report, auto_approve=auto_approve)
-        for note in done.notes:
-            _progress(f"converge: {note}")
-        report = dataclasses.replace(
-            report, converge=done.notes, converge_failed=done.failed, converge_held=done.held
-        )
     urls = [*(s.env.notifications if notify else ()), *webhooks]
-    if urls and not report.skipped_reason and (report.has_drift or report.has_errors):
-        from envctl.notify import drift_payload, post_all
-
-        report = dataclasses.replace(report, deliveries=post_all(urls, drift_payload(report.to_json())))
-    record_result(s, report)
+    report = run_drift_check(s, urls, converge=converge, auto_approve=auto_approve, progress=_progress)
     text = RENDERERS[fmt](report)
     if output:
         from envctl.core.secrets import KNOWN

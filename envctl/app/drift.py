@@ -8,8 +8,10 @@ result under ``.envctl/drift/`` for ``envctl status``.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,3 +230,30 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
         out.append(f"{n}: converge {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
         failed = failed or r.status in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
     return Converged(tuple(out), failed, tuple(held))
+
+
+def run_drift_check(
+    s: Session,
+    urls: list[str],
+    *,
+    converge: bool,
+    auto_approve: bool,
+    progress: Callable[[str], None],
+) -> DriftReport:
+    """One ``envctl drift`` check: compare, repair what ``converge`` allows, notify ``urls`` of
+    drift or errors, record the result; the report says what was repaired and who was told."""
+    report = check_drift(s)
+    if converge and report.has_drift:
+        # Before notifying and rendering, so that the alert and the report say what was repaired.
+        done = converge_drifted(s, report, auto_approve=auto_approve)
+        for note in done.notes:
+            progress(f"converge: {note}")
+        report = dataclasses.replace(
+            report, converge=done.notes, converge_failed=done.failed, converge_held=done.held
+        )
+    if urls and not report.skipped_reason and (report.has_drift or report.has_errors):
+        from envctl.notify import drift_payload, post_all
+
+        report = dataclasses.replace(report, deliveries=post_all(urls, drift_payload(report.to_json())))
+    record_result(s, report)
+    return report

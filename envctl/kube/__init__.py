@@ -11,7 +11,8 @@ from envctl.kube.drift import drift_layer
 from envctl.kube.inventory import Inventory, read_inventory
 from envctl.kube.objects import ObjRef
 from envctl.kube.outputs import read_layer_outputs
-from envctl.kube.render import kustomize_reads, plaintext_secrets, render_layer
+from envctl.kube.kustomize import kustomize_reads
+from envctl.kube.render import plaintext_secrets, render_layer
 
 __all__ = [
     "ConflictError",

@@ -1,0 +1,96 @@
+"""Open the environment repository and load one environment: what every command starts with.
+
+Finds the repository root (``--repo`` or the Git repository around the current directory), takes
+its snapshot (the working tree, or ``--rev``), picks the environment (the one named, or the only
+one there is), loads it and builds its graph; ``open_session`` wraps all of it in a ``Session``.
+Imported by the CLI inside its commands, so ``import envctl.cli`` stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from envctl.app.session import Session, prewarm_plans
+from envctl.core.errors import UsageError
+from envctl.core.graph import EnvGraph
+from envctl.core.model import Environment, Snapshot
+from envctl.repo import find_repo_root, list_environments, load_environment, open_snapshot
+
+
+def repo_root(repo: Path | None) -> Path:
+    """The repository's top level: ``repo`` as given, or the Git repository around the cwd."""
+    return repo.resolve() if repo else find_repo_root(Path.cwd())
+
+
+def snapshot_of(repo: Path | None, rev: str | None) -> Snapshot:
+    """The repository's files: its working tree, or what Git revision ``rev`` holds."""
+    return open_snapshot(repo_root(repo), rev)
+
+
+def pick_environment(snapshot: Snapshot, env: str | None) -> str:
+    """``env`` if given, else the repository's only environment; several is a usage error."""
+    if env:
+        return env
+    envs = list_environments(snapshot)
+    if len(envs) == 1:
+        return envs[0]
+    raise UsageError(
+        "choose an environment with -e/--env",
+        hint="environments in this repository: "
+        + (", ".join(envs) or "none (add environments/<name>/environment.yaml)"),
+    )
+
+
+def load(
+    repo: Path | None,
+    rev: str | None,
+    env: str | None,
+    loaded: Callable[[Snapshot, Environment], None] | None = None,
+) -> tuple[Snapshot, Environment, EnvGraph]:
+    """The environment and its graph; ``loaded`` runs in between (the graph may import networkx)."""
+    snapshot = snapshot_of(repo, rev)
+    environment = load_environment(snapshot, pick_environment(snapshot, env))
+    if loaded is not None:
+        loaded(snapshot, environment)
+    return snapshot, environment, EnvGraph(environment)
+
+
+def open_session(
+    repo: Path | None,
+    rev: str | None,
+    env: str | None,
+    progress: Callable[[str], None],
+    parallelism: int = 4,
+    *,
+    terraform: bool = False,
+) -> Session:
+    """A converge session. ``terraform``: the command will run Terraform, so its workers start
+    loading in the background as soon as the environment is known."""
+    root = repo_root(repo)
+
+    def start_workers(snapshot: Snapshot, environment: Environment) -> None:
+        prewarm_plans(environment, snapshot, root, environment.nodes, parallelism)
+
+    snapshot, environment, g = load(repo, rev, env, start_workers if terraform else None)
+    return Session(root, snapshot, environment, g, parallelism=parallelism, progress=progress)
+
+
+def validate_sessions(
+    repo: Path | None, rev: str | None, env: str | None, progress: Callable[[str], None]
+) -> list[Session]:
+    """One session per environment ``envctl validate`` checks: ``env``, or every one of the repo."""
+    from envctl.core.errors import ConfigError
+
+    root = repo_root(repo)
+    snapshot = open_snapshot(root, rev)
+    names = [env] if env else list_environments(snapshot)
+    if not names:
+        raise ConfigError(
+            "no environments found", hint="add environments/<name>/environment.yaml to the repository"
+        )
+    sessions = []
+    for name in names:
+        g = EnvGraph(load_environment(snapshot, name))
+        sessions.append(Session(root, snapshot, g.env, g, progress=progress))
+    return sessions
