@@ -182,7 +182,7 @@ def commits_behind(root: Path, since: str, head_commit: str, paths: list[str]) -
     anc = _git(root, "merge-base", "--is-ancestor", base, tip)
     if anc is None or anc.returncode != 0:
         return None
-    res = _git(root, "rev-list", "--count", f"{base}..{tip}", "--", *paths)
+    res = _git(root, "--literal-pathspecs", "rev-list", "--count", f"{base}..{tip}", "--", *paths)
     if res is None or res.returncode != 0:
         return None
     lines = _lines(res.stdout)
