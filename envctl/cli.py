@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+from envctl.cliopts import (
+    DebugOpt,
+    EnvOpt,
+    Output,
+    RepoOpt,
+    RevOpt,
+    TextJson,
+    asked_format,
+    check_one_env,
+    format_option,
+)
 
 if TYPE_CHECKING:
     from envctl.app.session import Session
@@ -32,69 +42,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,  # plain help: ~90 ms less start-up than rich panels
 )
-
-EnvOpt = Annotated[
-    str | None,
-    typer.Option("-e", "--env", help="Environment (a directory under environments/).", show_default=False),
-]
-RepoOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--repo", help="Environment repository (default: the Git repo around the current directory)."
-    ),
-]
-RevOpt = Annotated[
-    str | None,
-    typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
-]
-
-
-@dataclass
-class Output:
-    """What the command line asked of the output: its ``--format`` and ``--debug``.
-
-    One per run (``main`` passes it to typer as the context object); the options' callbacks fill
-    it in as each command's options are parsed, so errors escaping a command are still printed in
-    the format it was asked for.
-    """
-
-    format: str = "text"
-    debug: bool = field(default_factory=lambda: os.environ.get("ENVCTL_DEBUG") == "1")
-
-
-def _output(ctx: typer.Context) -> Output:
-    root = ctx.find_root()
-    if not isinstance(root.obj, Output):
-        root.obj = Output()
-    return root.obj
-
-
-def _debug_option(ctx: typer.Context, value: bool) -> bool:
-    if value:
-        _output(ctx).debug = True
-    return value
-
-
-def _format_option(*allowed: str) -> Callable[[typer.Context, str], str]:
-    def check(ctx: typer.Context, value: str) -> str:
-        if value not in allowed:
-            from envctl.core.errors import UsageError
-
-            raise UsageError(
-                f"--format {value} is not supported here", hint=f"use one of: {', '.join(allowed)}"
-            )
-        _output(ctx).format = value
-        return value
-
-    return check
-
-
-DebugOpt = Annotated[
-    bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
-]
-TextJson = Annotated[
-    str, typer.Option("--format", help="text or json.", callback=_format_option("text", "json"))
-]
 
 
 def _show_error(err: EnvctlError, fmt: str) -> None:
@@ -164,7 +111,7 @@ def graph(
         typer.Option(
             "--format",
             help="text, json, dot or mermaid.",
-            callback=_format_option("text", "json", "dot", "mermaid"),
+            callback=format_option("text", "json", "dot", "mermaid"),
         ),
     ] = "text",
     debug: DebugOpt = False,
@@ -242,7 +189,7 @@ def plan(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", help="text, json or markdown.", callback=_format_option("text", "json", "markdown")
+            "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
         ),
     ] = "text",
     debug: DebugOpt = False,
@@ -451,7 +398,7 @@ def drift(
         typer.Option(
             "--format",
             help="text, json, markdown or html.",
-            callback=_format_option("text", "json", "markdown", "html"),
+            callback=format_option("text", "json", "markdown", "html"),
         ),
     ] = "text",
     output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
@@ -545,37 +492,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout, sys.stderr = saved
 
 
-def _asked_format(args: list[str]) -> str:
-    """``json`` when the arguments ask for it (``--format json`` or ``--format=json``)."""
-    for i, a in enumerate(args):
-        if a == "--":
-            break
-        if a == "--format=json" or (a == "--format" and args[i + 1 : i + 2] == ["json"]):
-            return "json"
-    return "text"
-
-
-def _check_one_env(args: list[str]) -> None:
-    """``-e`` given twice is a usage error: click would silently keep the last one."""
-    envs: list[str] = []
-    for i, a in enumerate(args):
-        if a == "--":
-            break
-        if a in ("-e", "--env"):
-            envs.append(args[i + 1] if i + 1 < len(args) else "")
-        elif a.startswith("--env="):
-            envs.append(a.removeprefix("--env="))
-        elif a.startswith("-e") and not a.startswith("--"):
-            envs.append(a[2:])
-    if len(envs) > 1:
-        from envctl.core.errors import UsageError
-
-        raise UsageError(
-            f"-e/--env given {len(envs)} times ({', '.join(envs)}); envctl works on one environment per run",
-            hint="run envctl once per environment",
-        )
-
-
 def _main(argv: list[str] | None) -> None:
     """The one place where errors become exit codes."""
     from envctl.core.errors import EnvctlError, ExitCode
@@ -586,9 +502,9 @@ def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     # filled in by the --format and --debug options of the command; the guess from the arguments
     # is for errors raised before the options are parsed (usage errors)
-    out = Output(format=_asked_format(args))
+    out = Output(format=asked_format(args))
     try:
-        _check_one_env(args)
+        check_one_env(args)
         rv = app(args=args, standalone_mode=False, prog_name="envctl", obj=out)
     except EnvctlError as err:
         if out.debug:

@@ -46,8 +46,17 @@ def _open_repo(root: Path) -> git.Repo | None:
 
 
 def find_repo_root(start: Path) -> Path:
-    """The Git work tree around ``start``, or ``start`` itself when it is not in a Git repo."""
-    return gitcli.toplevel(start) or start.resolve()
+    """The Git work tree around ``start``, or ``start`` itself when it is not in a Git repo but
+    holds ``environments/``; anywhere else a usage error that says so and suggests ``--repo``."""
+    top = gitcli.toplevel(start)
+    if top is not None:
+        return top
+    if (start / "environments").is_dir():
+        return start.resolve()
+    raise UsageError(
+        f"{start.resolve()} is not inside a Git repository (and has no environments/ directory)",
+        hint="run envctl inside the environment repository, or point at it with --repo PATH",
+    )
 
 
 class WorkTreeSnapshot:

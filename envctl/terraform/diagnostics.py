@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envctl.core.errors import EngineError, EnvctlError, Location, StalePlanError
+from envctl.core.errors import ConfigError, EngineError, EnvctlError, Location, StalePlanError
 from envctl.core.secrets import KNOWN, mask, secret_texts
 
 REDACTED = "(sensitive value)"
@@ -118,6 +118,7 @@ class Redactor:
         return mask(text, self._secrets, REDACTED)
 
 
+CONFIG_COMMANDS = ("terraform init", "terraform validate")
 STALE_SUMMARIES = ("Saved plan is stale", "Saved plan does not match", "Saved plan is for a different")
 
 
@@ -157,6 +158,20 @@ def error_from(
             node=node,
             detail=detail,
             hint="the state changed since this plan was made (another apply ran): run envctl plan again",
+        )
+    # init and validate read the configuration: an error at a line of a repository file is a
+    # configuration error (a syntax error, say), not a provider or engine problem. init puts a
+    # general "problems during initialisation" error first: the located one says what is wrong.
+    in_repo = [d for d in errors if d.filename and to_repo_path(d.filename) is not None]
+    if what in CONFIG_COMMANDS and in_repo:
+        bad = in_repo[0]
+        at = Location(to_repo_path(bad.filename or "") or "", bad.line)
+        return ConfigError(
+            redact(f"Terraform configuration error: {bad.summary}"),
+            node=node,
+            location=at,
+            hint=f"fix {at.file}" + (f" at line {at.line}" if at.line else ""),
+            detail=detail,
         )
     return EngineError(
         redact(f"{what} failed: {summary}"), node=node, location=location, hint=hint, detail=detail

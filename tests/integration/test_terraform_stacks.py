@@ -328,9 +328,34 @@ def test_terraform_errors_name_node_file_line_and_command(tmp_path: Path) -> Non
     assert "Reference to undeclared resource" in e.message
     assert e.detail is not None and "terraform -chdir=" in e.detail and " plan " in e.detail
     assert e.hint
-    with pytest.raises(EngineError) as verr:
+    with pytest.raises(ConfigError) as verr:  # validate reads only the configuration: exit 78
         validate_stack(ctx, node)
     assert str(verr.value.location) == "environments/dev/stacks/app/main.tf:6"
+
+
+def test_a_terraform_syntax_error_is_a_configuration_error_at_its_line(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "environments/dev/stacks/app/main.tf": """
+                resource "terraform_data" "a" {
+                  input = "fine"
+                }
+
+                resource "terraform_data" "b" {
+                  input =
+                }
+            """
+        },
+    )
+    node = stack("app")
+    with pytest.raises(ConfigError) as err:
+        plan_stack(context(tmp_path, nodes=(node,)), node, {}, tmp_path / "plans")
+    e = err.value
+    assert e.exit_code == 78 and e.node == "stack.app"
+    assert str(e.location) == "environments/dev/stacks/app/main.tf:6"
+    assert "Invalid expression" in e.message
+    assert "provider" not in f"{e.message} {e.hint}"
 
 
 def test_undeclared_input_is_a_config_error(tmp_path: Path) -> None:

@@ -454,3 +454,19 @@ def test_apply_with_nothing_to_do_honours_json(run_cli: Run, make_repo: MakeRepo
     assert r.code == 0, r.err
     data = json.loads(r.out)
     assert data["type"] == "apply" and data["nodes"] == []
+
+
+# --- clear errors (issue 18, point 5) ----------------------------------------------------------
+
+
+def test_outside_a_git_repository_the_error_says_so_and_suggests_repo(
+    run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    r = run_cli("plan", "-e", "prod")
+    assert r.code == USAGE, (r.out, r.err)
+    assert "is not inside a Git repository" in r.err and "--repo" in r.err
+    assert "known environments" not in r.err
+    j = run_cli("status", "-e", "prod", "--format", "json")
+    assert j.code == USAGE and "not inside a Git repository" in json.loads(j.err)["message"]

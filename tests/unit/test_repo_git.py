@@ -84,10 +84,14 @@ def ours_commit_dirty(root: Path) -> tuple[str | None, bool]:
 def test_the_repo_root_is_found_from_anywhere_inside(make_repo: MakeRepo, tmp_path: Path) -> None:
     root = make_repo(git_init=True)
     sub = root / "environments" / "dev"
-    for start in (root, sub, tmp_path, tmp_path / "does-not-exist"):
+    for start in (root, sub):
         assert find_repo_root(start) == gp_root(start), start
     assert find_repo_root(sub) == root.resolve()
     assert toplevel(tmp_path) is None
+    for outside in (tmp_path, tmp_path / "does-not-exist"):  # no repo, no environments/: say so
+        with pytest.raises(UsageError, match="not inside a Git repository") as e:
+            find_repo_root(outside)
+        assert "--repo" in (e.value.hint or "")
 
 
 @pytest.mark.parametrize(
