@@ -35,9 +35,63 @@ def _status(p: NodePlan) -> str:
     return "changes" if p.has_changes else "no changes"
 
 
+VALUE_WIDTH = 80  # an old or new value of an update, shortened in the middle beyond this
+CREATE_LIMIT = 2000  # a created object is shown whole up to this many characters of compact JSON
+
+
+def _short(text: str, width: int = VALUE_WIDTH) -> str:
+    """``text`` shortened in the middle (both ends stay readable: image tags, ARNs, hashes)."""
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[: keep - keep // 2] + "..." + text[len(text) - keep // 2 :]
+
+
 def _value(v: Any) -> str:
-    text = json.dumps(v, sort_keys=True, default=str)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return _short(json.dumps(v, sort_keys=True, default=str), 200)
+
+
+def _field_value(obj: Any, path: str) -> tuple[bool, Any]:
+    """The value at a field path like ``spec.containers[0].image`` (found, value)."""
+    for part in path.split("."):
+        key, _, rest = part.partition("[")
+        steps: list[str | int] = [key] if key else []
+        steps += [int(i) for i in rest.rstrip("]").split("][") if i.isdigit()] if rest else []
+        for step in steps:
+            in_list = isinstance(step, int) and isinstance(obj, list) and step < len(obj)
+            if not (in_list or (isinstance(step, str) and isinstance(obj, dict) and step in obj)):
+                return False, None
+            obj = obj[step]
+    return True, obj
+
+
+def _dumped(v: Any) -> str:
+    return _short(json.dumps(v, sort_keys=True, default=str))
+
+
+def _update_line(c: Change, path: str) -> str:
+    """``~ path: old -> new`` (values masked by the adapters; absent on one side: added/removed)."""
+    marker = _sensitive_marker(c.after, path)
+    if marker:
+        return f"    ~ {path}: {marker}"
+    had, old = _field_value(c.before, path)
+    has, new = _field_value(c.after, path)
+    if not had and not has:
+        return f"    ~ {path}"
+    if not had:
+        return f"    + {path}: {_dumped(new)}"
+    if not has:
+        return f"    - {path}: {_dumped(old)}"
+    return f"    ~ {path}: {_dumped(old)} -> {_dumped(new)}"
+
+
+def _created(v: Any) -> str:
+    """A created object as compact JSON, whole up to CREATE_LIMIT; larger: its size, never cut mid-JSON."""
+    text = json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+    if len(text) <= CREATE_LIMIT:
+        return text
+    keys = ", ".join(sorted(v)) if isinstance(v, dict) else type(v).__name__
+    return f"({len(text)} characters of JSON with {keys}; the whole object: --format json)"
 
 
 def _sensitive_marker(obj: Any, path: str) -> str | None:
@@ -58,11 +112,9 @@ def _change_lines(c: Change) -> list[str]:
     if c.manager:
         lines.append(f"    manager: {c.manager}")
     if c.action is Action.UPDATE and isinstance(c.before, dict) and isinstance(c.after, dict) and c.fields:
-        for f in c.fields[:30]:
-            marker = _sensitive_marker(c.after, f)
-            lines.append(f"    ~ {f}: {marker}" if marker else f"    ~ {f}")
+        lines.extend(_update_line(c, f) for f in c.fields[:30])
     elif c.action in (Action.CREATE, Action.REPLACE) and c.after is not None:
-        lines.append(f"    {_value(c.after)}")
+        lines.append(f"    {_created(c.after)}")
     return lines
 
 
@@ -168,6 +220,9 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | Non
 def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     out = [
         f"### envctl plan for `{bundle.environment}` at `{(bundle.commit or 'working tree')[:12]}`",
+        "",
+        f"Plan `{bundle.id}`, fingerprint `{bundle.fingerprint[:12]}`"
+        + (f", saved in `{plan_dir}`" if plan_dir else ""),
         "",
         "| node | add | change | destroy | replace | status |",
         "|---|---:|---:|---:|---:|---|",

@@ -131,3 +131,43 @@ def test_plan_shows_output_changes_old_to_new_and_counts_an_outputs_only_node() 
     assert "No changes" not in text
     assert json.loads(pv.plan_json(b, [], "/tmp/p"))["nodes"][0]["output_changes"][0]["after"] == "db-new"
     assert "output.endpoint" in pv.plan_markdown(b, [], "/tmp/p")
+
+
+def test_updates_show_old_and_new_values_shortened_in_the_middle_and_secrets_masked() -> None:
+    long_old, long_new = "a" * 100 + "-old-tail", "a" * 100 + "-new-tail"
+    before = {"spec": {"containers": [{"image": "nginx:1.27"}], "note": long_old}, "v": SENSITIVE}
+    after = {"spec": {"containers": [{"image": "nginx:1.28"}], "note": long_new}, "v": SENSITIVE}
+    fields = ("spec.containers[0].image", "spec.note", "v")
+    p = NodePlan(
+        "layer.web", (Change("apps/v1 Deployment app/web", Action.UPDATE, before, after, fields=fields),)
+    )
+    b = PlanBundle("p1", "dev", "abc", False, "now", ("layer.web",), {"layer.web": p})
+    for text in (pv.plan_text(b, [], "p"), pv.plan_markdown(b, [], "p")):
+        assert '~ spec.containers[0].image: "nginx:1.27" -> "nginx:1.28"' in text
+        note = next(line for line in text.splitlines() if "spec.note" in line)
+        assert "-old-tail" in note and "-new-tail" in note and "..." in note and len(note) < 200
+        assert f"~ v: {SENSITIVE}" in text
+
+
+def test_a_created_object_is_shown_whole_up_to_the_limit_never_cut_mid_json() -> None:
+    small = {"metadata": {"name": "web"}, "data": {"k": "v" * 100}}
+    big = {"metadata": {"name": "big"}, "data": {"k": "v" * (pv.CREATE_LIMIT + 10)}}
+    p = NodePlan(
+        "layer.app",
+        (
+            Change("v1 ConfigMap app/web", Action.CREATE, None, small),
+            Change("v1 ConfigMap app/big", Action.CREATE, None, big),
+        ),
+    )
+    text = pv.plan_text(
+        PlanBundle("p1", "dev", "abc", False, "now", ("layer.app",), {"layer.app": p}), [], "p"
+    )
+    shown = [line.strip() for line in text.splitlines() if line.strip().startswith("{")]
+    assert [json.loads(line) for line in shown] == [small]  # whole, valid JSON
+    assert "the whole object: --format json" in text
+
+
+def test_markdown_names_the_plan_id_and_fingerprint() -> None:
+    b = bundle()
+    md = pv.plan_markdown(b, [], "p")
+    assert f"Plan `{b.id}`, fingerprint `{b.fingerprint[:12]}`" in md
