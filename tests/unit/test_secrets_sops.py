@@ -229,4 +229,4 @@ def test_the_text_plan_shows_a_changed_secret_value_as_its_marker_only() -> None
     change = Change("v1 Secret n/s", Action.UPDATE, before, after, (), ("data.password", "metadata.labels.a"))
     lines = _change_lines(change)
     assert "    ~ data.password: (sensitive, changed) sha256:abcdef012345" in lines
-    assert "    ~ metadata.labels.a" in lines  # other values are not shown in the text view
+    assert '    ~ metadata.labels.a: "1" -> "2"' in lines  # other values: old -> new (masked by the adapter)
