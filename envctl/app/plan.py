@@ -17,6 +17,7 @@ from envctl.app.inputs import (
     resolve_inputs,
     waiting_on,
 )
+from envctl.app.reads import extra_reads
 from envctl.app.session import Session
 from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
@@ -38,7 +39,7 @@ def select_nodes(
     if targets:
         return s.graph.with_dependencies(targets) if dependencies else set(targets)
     if changed_since:
-        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit))
+        return s.graph.affected(changed_paths(s.root, changed_since, s.snapshot.commit), extra_reads(s))
     return set(s.env.nodes)
 
 

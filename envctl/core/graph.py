@@ -11,7 +11,7 @@ order is its sorted nodes, and nothing is upstream or downstream of anything. Th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -186,11 +186,14 @@ class EnvGraph:
                 out |= nx.descendants(self.g, n)
         return out
 
-    def affected(self, changed_paths: Iterable[str]) -> set[str]:
+    def affected(
+        self, changed_paths: Iterable[str], reads: Mapping[str, Iterable[str]] | None = None
+    ) -> set[str]:
         """Nodes whose directory, used module, chart or values file changed, plus everything downstream.
 
-        A change to the environment's own settings (``environment.yaml``) or to ``envctl.yaml``
-        affects every node.
+        ``reads``: more repository paths (directories or files) a node reads, by node id (a
+        kustomization's bases and components, found by the kube adapter). A change to the
+        environment's own settings (``environment.yaml``) or to ``envctl.yaml`` affects every node.
         """
         env_files = {f"{self.env.path}/environment.yaml", "envctl.yaml"}
         hit: set[str] = set()
@@ -204,6 +207,7 @@ class EnvGraph:
                     dirs.extend(node.stack.module_dirs)
                 if node.layer is not None:
                     dirs.extend(node.layer.sources)
+                dirs.extend((reads or {}).get(node.id, ()))
                 if any(p == PurePosixPath(d) or PurePosixPath(d) in p.parents for d in dirs):
                     hit.add(node.id)
         return self.with_dependents(hit)

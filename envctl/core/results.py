@@ -67,6 +67,11 @@ class StatusReport:
     ``last[node]``: ``{"commit", "at", "run", "converged", "reason"}`` of the last run that wrote it
     (``converged`` False: applied but not ready, e.g. an interrupted wait; absent: never);
     ``overdue``: seconds the scheduled drift check is late (``math.inf``: never run), None if not.
+    ``removed``: nodes the journal has converged (or applied) that are no longer in Git, with their
+    last entry; ``behind[node]``: commits since its last converged commit that touch a file it
+    reads (None: unknown, e.g. never converged or that commit is not an ancestor of HEAD);
+    ``last_run``: ``{"run", "started", "finished", "commit", "outcome", "counts"}`` of the latest
+    apply (``outcome``: done, failed, blocked, interrupted or running; see ``run_outcome``).
     """
 
     environment: str
@@ -76,3 +81,21 @@ class StatusReport:
     last_drift: dict[str, Any] | None
     drift_every: str | None
     overdue: float | None
+    removed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    behind: dict[str, int | None] = field(default_factory=dict)
+    last_run: dict[str, Any] | None = None
+
+
+def run_outcome(statuses: list[str], *, finished: bool, interrupted: bool) -> str:
+    """One word for a run from its nodes' statuses: ``failed`` if a node failed, else ``blocked``
+    if one needs a new approval, else ``interrupted`` (stopped early), ``running`` (not finished:
+    under way, or killed), ``done``."""
+    if "failed" in statuses:
+        return "failed"
+    if "blocked" in statuses:
+        return "blocked"
+    if interrupted:
+        return "interrupted"
+    if not finished:
+        return "running"
+    return "done"

@@ -10,6 +10,7 @@ from envctl.kube.client import KubeContext
 from envctl.kube.drift import drift_layer
 from envctl.kube.errors import ConflictError
 from envctl.kube.inventory import Inventory, read_inventory
+from envctl.kube.kustomize import kustomize_reads
 from envctl.kube.objects import ObjRef
 from envctl.kube.outputs import read_layer_outputs
 from envctl.kube.render import plaintext_secrets, render_layer
@@ -21,6 +22,7 @@ __all__ = [
     "ObjRef",
     "apply_layer",
     "drift_layer",
+    "kustomize_reads",
     "offline_plan_layer",
     "plaintext_secrets",
     "plan_layer",

@@ -190,6 +190,17 @@ def _kustomize_sources(
         break
 
 
+def kustomize_reads(env: Environment, snapshot: Snapshot, node: Node) -> tuple[str, ...]:
+    """Every repository directory and file a kustomize layer reads, recursively: its bases and
+    components wherever they are in the repository, resources, patches and generator files
+    (what ``--changed-since`` and ``envctl status`` follow)."""
+    dirs: set[str] = set()
+    read: set[str] = set()
+    data: set[str] = set()
+    _kustomize_sources(env, snapshot, node.path, dirs, read, data)
+    return tuple(sorted(dirs | read | data))
+
+
 def _substituted(name: str) -> bool:
     return name not in _LAYER_FILES and (name.endswith(MANIFEST_SUFFIXES) or name == "Kustomization")
 

@@ -170,6 +170,25 @@ def changed_paths(root: Path, ref: str, head_commit: str | None) -> list[str]:
     return sorted(paths)
 
 
+def commits_behind(root: Path, since: str, head_commit: str, paths: list[str]) -> int | None:
+    """How many commits after ``since`` up to ``head_commit`` touch one of ``paths`` (all commits
+    when ``paths`` is empty); None when ``since`` is unknown or not an ancestor of ``head_commit``
+    (history rewritten, or an apply of another branch)."""
+    if since.startswith("-") or head_commit.startswith("-"):
+        return None
+    base, tip = _rev(root, since), _rev(root, head_commit)
+    if base is None or tip is None:
+        return None
+    anc = _git(root, "merge-base", "--is-ancestor", base, tip)
+    if anc is None or anc.returncode != 0:
+        return None
+    res = _git(root, "--literal-pathspecs", "rev-list", "--count", f"{base}..{tip}", "--", *paths)
+    if res is None or res.returncode != 0:
+        return None
+    lines = _lines(res.stdout)
+    return int(lines[0]) if lines and lines[0].isdigit() else None
+
+
 def _rev(root: Path, rev: str) -> str | None:
     res = _git(root, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
     if res is None or res.returncode != 0:

@@ -19,6 +19,10 @@ def status_json(r: StatusReport) -> str:
             "format_version": FORMAT_VERSION,
             "environment": r.environment,
             "nodes": {n: r.last.get(n) for n in r.order},
+            "never_converged": [n for n in r.order if n not in r.last],
+            "removed_from_git": r.removed,
+            "behind_head": {n: r.behind.get(n) for n in r.order},
+            "last_run": r.last_run,
             "lock": r.lock,
             "last_drift": r.last_drift,
             "drift_every": r.drift_every,
@@ -33,14 +37,31 @@ def status_text(r: StatusReport) -> str:
     for n in r.order:
         last = r.last.get(n)
         if last and last.get("converged", True):
-            lines.append(f"  {n}: converged at {(last['commit'] or 'working tree')[:12]} on {last['at']}")
+            lines.append(
+                f"  {n}: converged at {(last['commit'] or 'working tree')[:12]} on {last['at']}"
+                + _behind(r.behind.get(n))
+            )
         elif last:
             lines.append(
-                f"  {n}: applied at {(last['commit'] or 'working tree')[:12]} on {last['at']}, "
-                f"not converged: {str(last.get('reason') or '')[:160]}"
+                f"  {n}: applied at {(last['commit'] or 'working tree')[:12]} on {last['at']}"
+                f"{_behind(r.behind.get(n))}, not converged: {str(last.get('reason') or '')[:160]}"
             )
         else:
-            lines.append(f"  {n}: never converged")
+            lines.append(f"  {n}: never converged (in Git)")
+    for n, last in sorted(r.removed.items()):
+        lines.append(
+            f"  {n}: removed from Git, last applied at {(last.get('commit') or 'working tree')[:12]} "
+            f"on {last.get('at')} (what it created may still be live)"
+        )
+    if r.last_run:
+        run = r.last_run
+        counts = ", ".join(f"{v} {k}" for k, v in run.get("counts", {}).items())
+        lines.append(
+            f"last run {run.get('run')} at {(run.get('commit') or 'working tree')[:12]} "
+            f"on {run.get('started')}: {run.get('outcome')} ({counts or 'no nodes'})"
+        )
+    else:
+        lines.append("last run: never")
     lines.append(f"lock: {describe_holder(r.lock) if r.lock else 'free'}")
     if r.last_drift:
         lines.append(f"last drift check: {r.last_drift.get('at')}: {r.last_drift.get('summary')}")
@@ -51,6 +72,14 @@ def status_text(r: StatusReport) -> str:
         every = f"drift check due every {r.drift_every} (drift.every)"
         lines.append(f"{every}: {late}; run envctl drift -e {r.environment}")
     return "\n".join(lines)
+
+
+def _behind(n: int | None) -> str:
+    if n is None:
+        return ""
+    if n == 0:
+        return ", up to date with HEAD"
+    return f", {n} commit{'s' if n != 1 else ''} behind HEAD"
 
 
 def validate_json(results: Sequence[ValidateResult]) -> str:

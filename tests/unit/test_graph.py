@@ -14,6 +14,8 @@ from unithelpers import MakeRepo
 from envctl.core.errors import ConfigError, Location, UsageError
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, LayerOutput, LayerSpec, Node, Ref, StackSpec
+from envctl.kube import kustomize_reads
+from envctl.repo import open_snapshot
 
 GraphOf = Callable[..., EnvGraph]
 
@@ -299,3 +301,33 @@ def test_a_layer_output_consumed_by_a_stack_is_an_edge_from_the_layer(
     assert g.edges[("layer.platform", "stack.network")].reasons == ("layer.platform.outputs.host",)
     assert g.order() == ["layer.platform", "stack.network", "stack.database", "layer.app"]
     assert g.levels() == [["layer.platform"], ["stack.network"], ["stack.database"], ["layer.app"]]
+
+
+def test_changed_since_follows_kustomize_bases_and_components_outside_the_layer(
+    make_repo: MakeRepo, graph_of: GraphOf
+) -> None:
+    """An edit to a base or component anywhere in the repository affects the layer using it
+    (it used to give a clean plan: only the layer directory was followed)."""
+    app = "environments/dev/layers/app"
+    root = make_repo(
+        {
+            f"{app}/kustomization.yaml": (
+                "resources: [../../../../bases/web]\ncomponents: [../../../../comp/probe]\n"
+            ),
+            "bases/web/kustomization.yaml": "resources: [cm.yaml, ../shared]\n",
+            "bases/web/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n",
+            "bases/shared/kustomization.yaml": "resources: [sa.yaml]\n",
+            "bases/shared/sa.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web}\n",
+            "comp/probe/kustomization.yaml": "kind: Component\n",
+            "bases/unused/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n",
+        }
+    )
+    graph = graph_of(root)
+    env = graph.env
+    snapshot = open_snapshot(root, None)
+    reads = {"layer.app": kustomize_reads(env, snapshot, env.nodes["layer.app"])}
+    assert graph.affected(["bases/web/cm.yaml"]) == set()  # what the graph alone sees: the old miss
+    assert graph.affected(["bases/web/cm.yaml"], reads) == {"layer.app"}
+    assert graph.affected(["bases/shared/sa.yaml"], reads) == {"layer.app"}  # a base of a base
+    assert graph.affected(["comp/probe/kustomization.yaml"], reads) == {"layer.app"}
+    assert graph.affected(["bases/unused/cm.yaml"], reads) == set()
