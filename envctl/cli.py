@@ -10,8 +10,11 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -132,8 +135,37 @@ def _session(
     return open_session(repo, rev, env, _progress, parallelism, terraform=terraform)
 
 
-def _progress(msg: str) -> None:
-    typer.echo(msg, err=True)
+class _Progress:
+    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
+    a prompt is never interleaved with the lines of nodes converging in parallel."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asking = threading.Lock()  # one question at a time
+        self._held: list[str] | None = None
+
+    def __call__(self, msg: str) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(msg)
+                return
+            typer.echo(msg, err=True)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        with self._asking:
+            with self._lock:
+                self._held = []
+            try:
+                yield
+            finally:
+                with self._lock:
+                    held, self._held = self._held or [], None
+                    for msg in held:
+                        typer.echo(msg, err=True)
+
+
+_progress = _Progress()
 
 
 def _render_plan(result: Any, fmt: str) -> str:
@@ -242,12 +274,16 @@ def _tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _ask(question: str, expected: str) -> bool:
-    typer.echo(question, err=True)
-    try:
-        answer = input(f"Type '{expected}' to approve: ")
-    except EOFError:
-        return False
+def _ask(question: str, expected: str, shown: str = "") -> bool:
+    """Show ``shown`` (a plan) and ``question`` on stderr and read the answer; progress waits."""
+    with _progress.asking():
+        if shown:
+            typer.echo(shown, err=True)
+        typer.echo(question, err=True)
+        try:
+            answer = input(f"Type '{expected}' to approve: ")
+        except EOFError:
+            return False
     return answer.strip() == expected
 
 
@@ -350,8 +386,11 @@ def apply(
         one = PlanBundle(
             bundle.id, bundle.environment, bundle.commit, bundle.dirty, bundle.created, (node,), {node: p}
         )
-        typer.echo(pv.plan_text(one, [node], _display_path(plan_dir), color=True), err=True)
-        return _ask(f"{node} changed after its upstream was applied.", bundle.environment)
+        return _ask(
+            f"{node} changed after its upstream was applied.",
+            bundle.environment,
+            pv.plan_text(one, [node], _display_path(plan_dir), color=True),
+        )
 
     res = apply_bundle(
         s,

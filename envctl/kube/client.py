@@ -87,6 +87,7 @@ class _State:
         self.default_namespace = "default"
         self.discovery: dict[str, dict[str, Mapping_] | None] = {}
         self.reached = False  # the API server answered at least once
+        self.context_name = ""  # the kubeconfig context in use (errors name it)
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
         self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
         self.watches: set[Any] = set()  # open watch responses, shut down by cancel_waits
@@ -164,6 +165,7 @@ class KubeContext:
             raise ConfigError(f"kubeconfig {path}: {e}") from e
         chosen = next((c for c in contexts if c["name"] == self.context), active) if self.context else active
         self._state.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        self._state.context_name = str((chosen or {}).get("name") or "")
         cfg.connection_pool_maxsize = max(self.concurrency, 4)
         cfg.retries = 0
         return client.ApiClient(cfg)
@@ -268,12 +270,14 @@ class KubeContext:
                 budget = RETRY_BUDGET if self._state.reached else FIRST_CONTACT_BUDGET
                 wait = _backoff(delay, start, budget)
                 if wait is None or _permanent(e):
-                    raise ApiError(
+                    gone = ApiError(
                         0,
                         "Unavailable",
                         f"{api.configuration.host}: {type(e).__name__}: {e}"
                         + (f" (after {attempt} attempts)" if attempt > 1 else ""),
-                    ) from e
+                    )
+                    gone.context = self._state.context_name
+                    raise gone from e
                 time.sleep(wait)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 continue
@@ -283,6 +287,7 @@ class KubeContext:
                     status.append(code)
                 return dict(json.loads(data)) if data else {}
             err = status_error(code, resp.reason or "", data)
+            err.context = self._state.context_name
             if code in RETRY_STATUSES:
                 wait = _backoff(
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET

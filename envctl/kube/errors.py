@@ -46,6 +46,14 @@ class ApiError(Exception):
         self.causes = list(causes)
         self.kind = kind
         self.name = name
+        self.context = ""  # the kubeconfig context the request went through (set by request)
+
+    @property
+    def tls_verify_failed(self) -> bool:
+        """No answer because the server's certificate did not verify against the kubeconfig's CA."""
+        return self.status == 0 and any(
+            s in self.message for s in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
+        )
 
     @property
     def missing_namespace(self) -> str | None:
@@ -94,9 +102,30 @@ def translate(
         return mask(text, texts, SENSITIVE)
 
     message = scrub(err.message)
+    context = f"kubeconfig context {err.context}" if err.context else "the kubeconfig context"
+    if err.tls_verify_failed:
+        return UnavailableError(
+            f"TLS verification of the Kubernetes API server failed ({context}): {message}",
+            node=node,
+            hint=f"the certificate authority of {context} does not match the server's certificate: "
+            "fix certificate-authority(-data) in the kubeconfig, or point kubernetes.context at the "
+            "right cluster",
+        )
     if err.status == 0:
         return UnavailableError(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
+        )
+    if err.status == 401:
+        return UnavailableError(
+            f"authentication to the Kubernetes API failed ({context}, 401 Unauthorized): {message}",
+            node=node,
+            hint=f"the credentials of {context} (token, client certificate) are wrong or expired",
+        )
+    if err.status == 403:
+        return UnavailableError(
+            f"{what}not authorized by the Kubernetes API ({context}, 403 Forbidden): {message}",
+            node=node,
+            hint=f"grant the user of {context} the RBAC permissions envctl needs, or use other credentials",
         )
     if err.status == 409 and err.reason == "Conflict" and conflicts_of(err):
         conflicts = conflicts_of(err)
@@ -119,10 +148,6 @@ def translate(
         )
         return ConfigError(
             f"{what}rejected by the API server: {message}", node=node, detail=detail, hint=hint
-        )
-    if err.status in (401, 403):
-        return EngineError(
-            f"{what}not allowed: {message}", node=node, hint="check the kubeconfig credentials"
         )
     if err.missing_namespace is not None:
         return EngineError(

@@ -682,6 +682,41 @@ def test_an_unreachable_cluster_is_unavailable_not_an_empty_plan(tmp_path: Path,
         plan_layer(ctx, layer.node, layer.render())
 
 
+def _broken_kubeconfig(kubeconfig: str, tmp_path: Path, how: str) -> Path:
+    """A copy of the control plane's kubeconfig with a wrong CA or a wrong token, context renamed."""
+    import yaml
+
+    doc = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster, user = doc["clusters"][0]["cluster"], doc["users"][0]["user"]
+    if how == "ca":  # the client certificate is no CA of the server's certificate
+        cluster["certificate-authority-data"] = user["client-certificate-data"]
+    else:
+        doc["users"][0]["user"] = {"token": "not-a-valid-token"}
+    doc["contexts"][0]["name"] = doc["current-context"] = f"ctx-wrong-{how}"
+    cfg = tmp_path / f"wrong-{how}.kubeconfig"
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("how", "named"),
+    [("ca", "TLS verification of the Kubernetes API server failed"), ("token", "authentication")],
+)
+def test_tls_and_authentication_failures_are_named_with_the_context(
+    tmp_path: Path, layer: Layer, kubeconfig: str, how: str, named: str
+) -> None:
+    cfg = _broken_kubeconfig(kubeconfig, tmp_path, how)
+    layer.write({"a.yaml": cm("one", a="1")})
+    ctx = KubeContext(env_name=layer.namespace, kubeconfig=str(cfg), connect_timeout=5.0)
+    with pytest.raises(UnavailableError) as err:
+        plan_layer(ctx, layer.node, layer.render())
+    e = err.value
+    assert e.exit_code == 69
+    assert named in e.message and f"ctx-wrong-{how}" in e.message, e.message
+    assert "is the cluster running" not in f"{e.message} {e.hint}"
+    assert "not-a-valid-token" not in f"{e.message} {e.hint} {e.detail}"
+
+
 def test_an_immutable_field_change_is_refused_or_replaced_with_recreate(
     layer: Layer, api: client.ApiClient
 ) -> None:

@@ -470,3 +470,30 @@ def test_outside_a_git_repository_the_error_says_so_and_suggests_repo(
     assert "known environments" not in r.err
     j = run_cli("status", "-e", "prod", "--format", "json")
     assert j.code == USAGE and "not inside a Git repository" in json.loads(j.err)["message"]
+
+
+def test_the_approval_prompt_is_never_interleaved_with_progress(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import envctl.cli as cli
+
+    seen_while_asking: list[str] = []
+
+    def answer(prompt: str) -> str:
+        # another node converges while the question waits: its line must wait too
+        t = threading.Thread(target=cli._progress, args=("layer.monitoring: converged in 0.0s",))
+        t.start()
+        t.join()
+        seen_while_asking.append(capsys.readouterr().err)
+        return "staging"
+
+    monkeypatch.setattr("builtins.input", answer)
+    capsys.readouterr()
+    assert cli._ask("envctl will change stack.db in environment staging.", "staging", "PLAN TEXT")
+    assert "PLAN TEXT" in seen_while_asking[0] and "will change stack.db" in seen_while_asking[0]
+    assert "converged" not in seen_while_asking[0]
+    assert capsys.readouterr().err == "layer.monitoring: converged in 0.0s\n"  # after the answer
+    cli._progress("later")
+    assert capsys.readouterr().err == "later\n"  # and nothing is held any more
