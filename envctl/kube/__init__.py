@@ -6,8 +6,9 @@ does not import ``kubernetes``; the client is created on the first request of a 
 """
 
 from envctl.kube.apply import apply_layer, offline_plan_layer, plan_layer, wait_layer
-from envctl.kube.client import ConflictError, KubeContext
+from envctl.kube.client import KubeContext
 from envctl.kube.drift import drift_layer
+from envctl.kube.errors import ConflictError
 from envctl.kube.inventory import Inventory, read_inventory
 from envctl.kube.kustomize import kustomize_reads
 from envctl.kube.objects import ObjRef

@@ -20,10 +20,11 @@ from typing import Any
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
 from envctl.core.model import LayerSpec, Node
-from envctl.kube.client import ApiError, KubeContext, translate
+from envctl.kube.client import KubeContext
 from envctl.kube.diff import LiveView, Prepared, WaitsFor, conflict_error, dry_run_one, prepare, survey
 from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
+from envctl.kube.errors import ApiError, translate
 from envctl.kube.helm import pre_hook_weight
 from envctl.kube.inventory import Inventory, read_inventory, write_inventory
 from envctl.kube.objects import (

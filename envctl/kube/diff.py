@@ -17,15 +17,8 @@ from typing import Any
 
 from envctl.core.changes import Action, Change
 from envctl.core.errors import ConfigError, EnvctlError
-from envctl.kube.client import (
-    ApiError,
-    ConflictError,
-    FieldConflict,
-    KubeContext,
-    Mapping_,
-    conflicts_of,
-    translate,
-)
+from envctl.kube.client import KubeContext, Mapping_
+from envctl.kube.errors import ApiError, ConflictError, FieldConflict, conflicts_of, translate
 from envctl.kube.fields import unchanged_by_apply
 from envctl.kube.helm import pre_hook_weight
 from envctl.kube.objects import (

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envctl.core.errors import EngineError
-from envctl.kube.client import ApiError, KubeContext, Mapping_, translate
+from envctl.kube.client import KubeContext, Mapping_
+from envctl.kube.errors import ApiError, translate
 from envctl.kube.objects import FIELD_MANAGER, INVENTORY_NAMESPACE, LABEL_ENV, LABEL_LAYER, ObjRef
 from envctl.kube.render import label_value
 

@@ -17,7 +17,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from envctl.core.errors import EngineError, LockedError, UnavailableError, describe_holder
-from envctl.kube.client import ApiError, KubeContext
+from envctl.kube.client import KubeContext
+from envctl.kube.errors import ApiError
 
 NAMESPACE = "envctl-system"
 # Seconds a Lease stays valid after its last renewal; ENVCTL_LOCK_LEASE_SECONDS shortens it

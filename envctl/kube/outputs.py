@@ -12,7 +12,8 @@ from typing import Any
 
 from envctl.core.errors import ConfigError, EngineError
 from envctl.core.model import LayerSpec, Node
-from envctl.kube.client import ApiError, KubeContext, translate
+from envctl.kube.client import KubeContext
+from envctl.kube.errors import ApiError, translate
 from envctl.kube.objects import ObjRef, is_secret
 
 _STEP = re.compile(r"""\.([A-Za-z0-9_$-]+)|\[(\d+)\]|\[['"]([^'"]+)['"]\]""")

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envctl.kube.client import ApiError, KubeContext, Mapping_, translate
+from envctl.kube.client import KubeContext, Mapping_
+from envctl.kube.errors import ApiError, translate
 from envctl.kube.objects import ANNOTATION_PRUNE, LABEL_ENV, LABEL_LAYER, ObjRef, kind_rank
 
 PROTECTED_KINDS = frozenset({"CustomResourceDefinition", "PersistentVolumeClaim", "Namespace"})

@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from envctl.core.errors import EngineError, InterruptedRun, InterruptedWait, NotReadyError
-from envctl.kube.client import ApiError, KubeContext, Mapping_, translate
+from envctl.kube.client import KubeContext, Mapping_
+from envctl.kube.errors import ApiError, translate
 from envctl.kube.objects import ObjRef
 
 

@@ -14,8 +14,9 @@ from envctl.core.yamldoc import load_yaml_documents
 from envctl.kube import client as kclient
 from envctl.kube import lease as klease
 from envctl.kube.apply import _partial_failure
-from envctl.kube.client import ApiError, KubeContext
+from envctl.kube.client import KubeContext
 from envctl.kube.diff import Prepared
+from envctl.kube.errors import ApiError
 from envctl.kube.objects import ObjRef
 from envctl.kube.render import MAX_OBJECT_BYTES, parse_manifests, render_layer
 from envctl.repo.snapshot import WorkTreeSnapshot

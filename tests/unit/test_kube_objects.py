@@ -8,8 +8,8 @@ from typing import Any
 
 from envctl.core.changes import Action
 from envctl.core.errors import ConfigError, UnavailableError
-from envctl.kube.client import ApiError, ConflictError, conflicts_of, status_error, translate
 from envctl.kube.diff import object_change
+from envctl.kube.errors import ApiError, ConflictError, conflicts_of, status_error, translate
 from envctl.kube.objects import (
     ObjRef,
     apply_stages,

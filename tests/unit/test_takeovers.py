@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from envctl.kube.client import FieldConflict
 from envctl.kube.diff import object_change, takeovers
+from envctl.kube.errors import FieldConflict
 from envctl.kube.objects import UNSET, ObjRef, diff_values, value_text
 
 LIVE = {
