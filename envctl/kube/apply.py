@@ -29,7 +29,6 @@ from envctl.kube.helm import pre_hook_weight
 from envctl.kube.inventory import Inventory, read_inventory, write_inventory
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
-    FIELD_MANAGER,
     INVENTORY_NAMESPACE,
     LABEL_ENV,
     LABEL_LAYER,
@@ -39,11 +38,18 @@ from envctl.kube.objects import (
     mask_object,
     mask_secret_pair,
     normalise,
+    owned_by_envctl,
     secret_values,
-    sort_for_delete,
 )
 from envctl.kube.outputs import parse_object
-from envctl.kube.prune import PruneCandidate, delete_objects, namespace_in_use, prune_decision
+from envctl.kube.prune import (
+    PruneCandidate,
+    delete_change,
+    delete_objects,
+    namespace_in_use,
+    prune_decision,
+    sort_by_delete,
+)
 from envctl.kube.render import inventory_id, label_value
 from envctl.kube.wait import Waitable, wait_for
 
@@ -55,17 +61,10 @@ def _spec(node: Node) -> LayerSpec:
     return node.layer if node.layer is not None else LayerSpec()
 
 
-def _owned_by_envctl(live: Mapping[str, Any] | None) -> bool:
-    for mf in (live or {}).get("metadata", {}).get("managedFields") or []:
-        if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply":
-            return True
-    return False
-
-
 def _with_adoption(p: Prepared) -> Change | None:
     """A no-op on an object envctl does not manage yet is still a change: envctl takes ownership."""
     c = p.change
-    if c is not None and c.action is Action.NOOP and p.live is not None and not _owned_by_envctl(p.live):
+    if c is not None and c.action is Action.NOOP and p.live is not None and not owned_by_envctl(p.live):
         return Change(c.address, Action.UPDATE, None, None, (*c.reasons, _ADOPT), ("metadata.managedFields",))
     return c
 
@@ -127,12 +126,6 @@ def prune_candidates(
         candidates.append(PruneCandidate(ref, mapping, live))
     candidates.sort(key=lambda c: (-kind_rank(c.ref.kind), c.ref))
     return candidates, notes, gone
-
-
-def _delete_change(c: PruneCandidate) -> Change:
-    return Change(
-        str(c.ref), Action.DELETE, mask_object(normalise(c.live)), None, ("no longer in Git (pruned)",)
-    )
 
 
 def _outputs_unknown(node: Node, changes: Sequence[Change]) -> tuple[str, ...]:
@@ -205,7 +198,7 @@ def plan_layer(
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     if stale and spec.prune:
         candidates, kept, _ = prune_candidates(ctx, node, stale)
-        changes.extend(_delete_change(c) for c in candidates)
+        changes.extend(delete_change(c) for c in candidates)
         notes.extend(kept)
     elif stale:
         notes.append(f"{len(stale)} object(s) left Git but prune is off: " + ", ".join(map(str, stale)))
@@ -573,7 +566,7 @@ def apply_layer(
         )
 
     changes = [applied[p.ref] for p in prepared if p.ref in applied]
-    changes.extend(_delete_change(c) for c in sort_by_delete(deleted))
+    changes.extend(delete_change(c) for c in sort_by_delete(deleted))
     notes = [lost] if lost else []
     notes.extend(kept_notes)
     if gone:
@@ -586,11 +579,6 @@ def apply_layer(
             timeout=spec.wait_timeout,
         )
     return NodePlan(node.id, tuple(changes), notes=tuple(notes))
-
-
-def sort_by_delete(candidates: Sequence[PruneCandidate]) -> list[PruneCandidate]:
-    order = {r: i for i, r in enumerate(sort_for_delete(c.ref for c in candidates))}
-    return sorted(candidates, key=lambda c: order[c.ref])
 
 
 def wait_layer(

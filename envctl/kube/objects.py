@@ -390,3 +390,11 @@ def managers_of(
                 out[p] = manager
                 break
     return out
+
+
+def owned_by_envctl(live: Mapping[str, Any] | None) -> bool:
+    """Whether envctl's field manager applied (server-side) to this live object."""
+    for mf in (live or {}).get("metadata", {}).get("managedFields") or []:
+        if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply":
+            return True
+    return False

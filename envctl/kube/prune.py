@@ -11,9 +11,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from envctl.core.changes import Action, Change
 from envctl.kube.client import KubeContext, Mapping_
 from envctl.kube.errors import ApiError, translate
-from envctl.kube.objects import ANNOTATION_PRUNE, LABEL_ENV, LABEL_LAYER, ObjRef, kind_rank
+from envctl.kube.objects import (
+    ANNOTATION_PRUNE,
+    LABEL_ENV,
+    LABEL_LAYER,
+    ObjRef,
+    kind_rank,
+    mask_object,
+    normalise,
+    sort_for_delete,
+)
 
 PROTECTED_KINDS = frozenset({"CustomResourceDefinition", "PersistentVolumeClaim", "Namespace"})
 # Objects every namespace gets from the control plane; they do not make a namespace "in use".
@@ -119,3 +129,16 @@ def delete_objects(
             if isinstance(r, BaseException):
                 errors[c.ref] = r
     return errors
+
+
+def sort_by_delete(candidates: Sequence[PruneCandidate]) -> list[PruneCandidate]:
+    """Candidates in the order they are deleted (``objects.sort_for_delete``: dependents first)."""
+    order = {r: i for i, r in enumerate(sort_for_delete(c.ref for c in candidates))}
+    return sorted(candidates, key=lambda c: order[c.ref])
+
+
+def delete_change(c: PruneCandidate) -> Change:
+    """The plan's change for a candidate that is pruned: its live object (masked) goes away."""
+    return Change(
+        str(c.ref), Action.DELETE, mask_object(normalise(c.live)), None, ("no longer in Git (pruned)",)
+    )
