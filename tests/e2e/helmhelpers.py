@@ -30,6 +30,12 @@ BUILD_HELM_TOOLS = REPO / "scripts" / "build-helm-tools"
 CRD_GROUP = "widgets.envctl-helm.test"
 
 
+def crd_group(env_name: str) -> str:
+    """The chart's CRD group in one test's repository: a CRD is cluster-scoped, so tests running
+    side by side (or one after another) never share it, nor its inventory labels."""
+    return f"{env_name}.envctl-helm.test"
+
+
 @dataclass(frozen=True)
 class Tools:
     helm: Path
@@ -127,6 +133,7 @@ def chart_repo(base: Path, kubeconfig: str, api: client.ApiClient, helm_dir: Pat
     root = base / "repo"
     env_dir = f"environments/{name}"
     ns = f"app-{name}"
+    group = crd_group(name)
     files = {
         ".gitignore": ".envctl/\n",
         f"{env_dir}/environment.yaml": env_yaml(name),
@@ -149,7 +156,7 @@ def chart_repo(base: Path, kubeconfig: str, api: client.ApiClient, helm_dir: Pat
             "    tags: ${inputs.tags}\n"
         ),
         f"{env_dir}/layers/web/values.yaml": "greeting: hello\ncache:\n  size: large\n",
-        **{f"charts/web/{rel}": text for rel, text in CHART_FILES.items()},
+        **{f"charts/web/{rel}": text.replace(CRD_GROUP, group) for rel, text in CHART_FILES.items()},
     }
     write(root, files)
     env = Env(root, name, kubeconfig, api, extra_env={"PATH": f"{helm_dir}{os.pathsep}{os.environ['PATH']}"})
@@ -174,7 +181,7 @@ def configmap(env: Env, name: str) -> dict[str, str] | None:
 def widget(env: Env, name: str) -> dict[str, Any] | None:
     try:
         got = client.CustomObjectsApi(env.api).get_namespaced_custom_object(
-            CRD_GROUP, "v1", env.namespace, "widgets", name
+            crd_group(env.name), "v1", env.namespace, "widgets", name
         )
     except ApiException as e:
         if e.status == 404:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from e2ehelpers import Env, describe
 from helmhelpers import (
-    CRD_GROUP,
     changes_of,
     configmap,
+    crd_group,
     drift,
     job,
     plan_json,
@@ -95,7 +95,7 @@ def test_chart_and_values_changes_show_as_object_changes_and_changed_since_follo
     assert changes_of(data, "layer.web") == {
         f"v1 ConfigMap {env.namespace}/shop-web": "update",
         f"v1 ConfigMap {env.namespace}/shop-cache": "update",
-        f"{CRD_GROUP}/v1 Widget {env.namespace}/shop-web": "update",
+        f"{crd_group(env.name)}/v1 Widget {env.namespace}/shop-web": "update",
     }
     # a hook whose Job template changes is re-created (helm's before-hook-creation), no force needed
     env.edit("charts/web/templates/migrate-job.yaml", 'command: ["true"]', 'command: ["true", "v2"]')
