@@ -21,6 +21,17 @@ from envctl.core.model import Environment
 from envctl.repo import load_environment, open_snapshot
 
 
+@pytest.fixture(autouse=True)
+def _forget_known_secrets() -> Iterator[None]:
+    """Unit tests run the CLI in one process: a secret one test taught the masker (``KNOWN`` only
+    grows, as in a real run) must not mask another test's output, e.g. help text saying "none"."""
+    from envctl.core.secrets import KNOWN
+
+    KNOWN.clear()
+    yield
+    KNOWN.clear()
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> MakeRepo:
     """Build a repository from a dict of files: ``make_repo(files, base=True, git_init=False)``.
