@@ -12,27 +12,27 @@ from pathlib import Path
 
 import pytest
 import yaml
-from drifthelpers import Example, describe
+from harness import Env, describe
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_changed_upstream_output_makes_its_consumer_stale_under_its_root_cause(
-    example_with_consumer: Example, tmp_path: Path
+    applied_with_consumer: Env, tmp_path: Path
 ) -> None:
-    ex = example_with_consumer
+    ex = applied_with_consumer
     assert ex.drift().returncode == 0
-    env_yaml = ex.root / "environments" / ex.env / "environment.yaml"
+    env_yaml = ex.root / "environments" / ex.name / "environment.yaml"
     data = yaml.safe_load(env_yaml.read_text())
     moved = tmp_path / "moved"
     moved.mkdir()
     data["vars"]["files_dir"] = str(moved)
     env_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
 
-    plan = ex.run("plan", "--target", "stack.files", "--out", str(tmp_path / "plan"))
+    plan = ex.plan("--target", "stack.files", "--out", str(tmp_path / "plan"))
     assert plan.returncode == 0, describe(plan)
-    applied = ex.run("apply", str(tmp_path / "plan"), "--auto-approve")
-    assert applied.returncode == 0, describe(applied)
+    result = ex.apply(str(tmp_path / "plan"))
+    assert result.returncode == 0, describe(result)
     assert (moved / "greeting.txt").exists()
 
     proc = ex.drift("--format", "json")

@@ -16,76 +16,76 @@ import threading
 import time
 
 import pytest
-from drifthelpers import ENVCTL, Example, describe, intrude, kubectl
+from harness import Env, describe, envctl_command, intrude, kubectl
 
 pytestmark = pytest.mark.e2e
 
 
-def live_endpoint(example: Example) -> str:
+def live_endpoint(applied: Env) -> str:
     out = kubectl(
-        example.kubeconfig, "-n", example.namespace, "get", "configmap", "web-config", "-o", "json"
+        applied.kubeconfig, "-n", applied.namespace, "get", "configmap", "web-config", "-o", "json"
     )
     return str(json.loads(out)["data"]["DATABASE_ENDPOINT"])
 
 
-def test_converge_recreates_a_deleted_object_and_the_next_run_exits_0(example: Example) -> None:
-    kubectl(example.kubeconfig, "-n", example.namespace, "delete", "configmap", "web-config")
-    proc = example.drift("--converge")
+def test_converge_recreates_a_deleted_object_and_the_next_run_exits_0(applied: Env) -> None:
+    kubectl(applied.kubeconfig, "-n", applied.namespace, "delete", "configmap", "web-config")
+    proc = applied.drift("--converge")
     assert proc.returncode == 2, describe(proc)  # drift was found (and repaired)
     assert "layer.app: converge done" in proc.stdout, describe(proc)
-    assert live_endpoint(example).endswith(".internal:5432")
-    again = example.drift()
+    assert live_endpoint(applied).endswith(".internal:5432")
+    again = applied.drift()
     assert again.returncode == 0, describe(again)
 
 
-def test_converge_takes_back_a_field_another_manager_took(example: Example) -> None:
-    intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
-    code, report = example.drift_json("--converge")
+def test_converge_takes_back_a_field_another_manager_took(applied: Env) -> None:
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    code, report = applied.drift_json("--converge")
     assert code == 2
     [app] = [n for n in report["nodes"] if n["node"] == "layer.app"]
     reasons = [r for c in app["changes"] for r in c["reasons"]]
     assert any(
         r.startswith("data.DATABASE_ENDPOINT changed by intruder")
-        and ": live evil.example.com:5432, Git " in r
+        and ": live evil.applied.com:5432, Git " in r
         and r.endswith(".internal:5432")
         for r in reasons
     ), reasons
     assert report["converge"] == {"notes": ["layer.app: converge done"], "failed": False, "held": []}
-    assert live_endpoint(example).endswith(".internal:5432")
-    again = example.drift()
+    assert live_endpoint(applied).endswith(".internal:5432")
+    again = applied.drift()
     assert again.returncode == 0, describe(again)
 
 
-def test_a_converge_that_fails_shows_in_the_report_and_exits_1(example: Example) -> None:
-    layer = example.root / "environments" / example.env / "layers" / "app" / "layer.yaml"
+def test_a_converge_that_fails_shows_in_the_report_and_exits_1(applied: Env) -> None:
+    layer = applied.root / "environments" / applied.name / "layers" / "app" / "layer.yaml"
     layer.write_text(layer.read_text() + "conflicts: refuse\n")
-    intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
-    proc = example.drift("--converge")
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    proc = applied.drift("--converge")
     assert proc.returncode == 1, describe(proc)
     assert "converge (FAILED for some nodes):" in proc.stdout
     assert "layer.app: converge failed" in proc.stdout and "intruder" in proc.stdout
-    assert live_endpoint(example) == "evil.example.com:5432"
-    md = example.drift("--converge", "--format", "markdown")
+    assert live_endpoint(applied) == "evil.applied.com:5432"
+    md = applied.drift("--converge", "--format", "markdown")
     assert md.returncode == 1 and "#### converge (failed for some nodes)" in md.stdout, describe(md)
-    page = example.drift("--converge", "--format", "html")
+    page = applied.drift("--converge", "--format", "html")
     assert page.returncode == 1 and '<h2 id="converge">Converge (failed for some nodes)</h2>' in page.stdout
-    assert example.drift().returncode == 2
+    assert applied.drift().returncode == 2
 
 
-def test_converge_holds_a_drifted_stack_for_approval_and_names_the_command(example: Example) -> None:
-    (example.files_dir / "greeting.txt").unlink()
-    proc = example.drift("--converge")
+def test_converge_holds_a_drifted_stack_for_approval_and_names_the_command(applied: Env) -> None:
+    (applied.files_dir / "greeting.txt").unlink()
+    proc = applied.drift("--converge")
     assert proc.returncode == 3, describe(proc)
     assert "stack.files: not converged: needs approval: envctl approve " in proc.stdout, describe(proc)
-    assert not (example.files_dir / "greeting.txt").exists()
-    assert example.drift().returncode == 2
+    assert not (applied.files_dir / "greeting.txt").exists()
+    assert applied.drift().returncode == 2
 
 
-def test_every_checks_repeatedly_until_sigterm(example: Example) -> None:
+def test_every_checks_repeatedly_until_sigterm(applied: Env) -> None:
     proc = subprocess.Popen(
-        [str(ENVCTL), "drift", "-e", example.env, "--every", "1s"],
-        cwd=example.root,
-        env=example.process_env(),
+        [*envctl_command(), "drift", "-e", applied.name, "--every", "1s"],
+        cwd=applied.root,
+        env=applied.environ(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

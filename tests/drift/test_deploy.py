@@ -9,6 +9,7 @@ can change nothing. The manifests pass the API server's own validation (server-s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from drifthelpers import KUBECTL, REPO, Example, describe, git, intrude, kubectl, versions
+from harness import KUBECTL, REPO, Env, describe, git, intrude, kubectl, versions
 from kubernetes import client
 
 pytestmark = pytest.mark.e2e
@@ -49,15 +50,16 @@ def manifests(env: str, *names: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def drift_account(example_in_cluster_state: Example, tmp_path: Path) -> Iterator[str]:
+def drift_account(applied_in_cluster_state: Env, tmp_path: Path) -> Iterator[str]:
     """A kubeconfig for the ServiceAccount of deploy/kubernetes, bound by its RBAC."""
-    ex = example_in_cluster_state
-    docs = manifests(ex.env, "serviceaccount.yaml", "rbac.yaml")
+    ex = applied_in_cluster_state
+    docs = manifests(ex.name, "serviceaccount.yaml", "rbac.yaml")
     body = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
     kubectl(ex.kubeconfig, "apply", "-f", "-", stdin=body)
     try:
         token = kubectl(
-            ex.kubeconfig, "-n", "envctl-system", "create", "token", f"envctl-drift-{ex.env}", "--duration=1h"
+            ex.kubeconfig, "-n", "envctl-system", "create", "token", f"envctl-drift-{ex.name}",
+            "--duration=1h",
         ).strip()
         admin = yaml.safe_load(Path(ex.kubeconfig).read_text())
         cluster = admin["clusters"][0]["cluster"]
@@ -77,24 +79,24 @@ def drift_account(example_in_cluster_state: Example, tmp_path: Path) -> Iterator
         kubectl(ex.kubeconfig, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=body)
 
 
-def fresh_clone(ex: Example, tmp_path: Path) -> Example:
+def fresh_clone(ex: Env, tmp_path: Path) -> Env:
     """What the CronJob and the CI runner see: a clone of the repository, no .envctl/."""
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(ex.root), str(clone))
     assert not (clone / ".envctl").exists()
-    return Example(clone, ex.env, ex.kubeconfig, ex.files_dir, ex.namespace)
+    return dataclasses.replace(ex, root=clone, printed=[])
 
 
 def test_the_drift_account_sees_drift_from_a_fresh_clone_and_can_change_nothing(
-    example_in_cluster_state: Example, drift_account: str, tmp_path: Path, api_client: client.ApiClient
+    applied_in_cluster_state: Env, drift_account: str, tmp_path: Path, api_client: client.ApiClient
 ) -> None:
-    ex = example_in_cluster_state
+    ex = applied_in_cluster_state
     clone = fresh_clone(ex, tmp_path)
     secrets = client.CoreV1Api(api_client).list_namespaced_secret
-    states = versions(secrets("envctl-system").items, f"tfstate-default-{ex.env}-")
+    states = versions(secrets("envctl-system").items, f"tfstate-default-{ex.name}-")
     assert len(states) == 2, states
 
-    proc = clone.drift("--format", "json", kubeconfig=drift_account)
+    proc = clone.drift("--format", "json", env={"KUBECONFIG": drift_account})
     assert proc.returncode == 0, describe(proc)
     report = json.loads(proc.stdout)
     assert {n["node"]: n["status"] for n in report["nodes"]} == {
@@ -106,14 +108,14 @@ def test_the_drift_account_sees_drift_from_a_fresh_clone_and_can_change_nothing(
 
     assert all("no run journal here" in " ".join(n["notes"]) for n in report["nodes"]), report
 
-    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
+    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
     kubectl(ex.kubeconfig, "-n", ex.namespace, "delete", "service", "web")
-    proc = clone.drift("--format", "markdown", kubeconfig=drift_account)
+    proc = clone.drift("--format", "markdown", env={"KUBECONFIG": drift_account})
     assert proc.returncode == 2, describe(proc)
     assert "layer.app" in proc.stdout and "intruder" in proc.stdout
     assert f"v1 Service {ex.namespace}/web: create" in proc.stdout, "a missing object is drift too"
 
-    after = versions(secrets("envctl-system").items, f"tfstate-default-{ex.env}-")
+    after = versions(secrets("envctl-system").items, f"tfstate-default-{ex.name}-")
     assert after == states, "drift wrote Terraform state"
 
     for verb, what in (
@@ -123,8 +125,8 @@ def test_the_drift_account_sees_drift_from_a_fresh_clone_and_can_change_nothing(
         ("patch", f"configmaps/other -n {ex.namespace}"),
         ("get", "secrets -n kube-system"),
         ("list", f"configmaps -n {ex.namespace}"),
-        ("update", f"configmaps/{ex.env}.layer.app -n envctl-system"),
-        ("update", f"leases/envctl-lock-{ex.env} -n envctl-system"),
+        ("update", f"configmaps/{ex.name}.layer.app -n envctl-system"),
+        ("update", f"leases/envctl-lock-{ex.name} -n envctl-system"),
         ("delete", f"namespaces/{ex.namespace}"),
     ):
         can = subprocess.run(
@@ -140,10 +142,10 @@ def _kubectl(kubeconfig: str) -> list[str]:
     return [str(KUBECTL), "--kubeconfig", kubeconfig]
 
 
-def test_the_deploy_manifests_pass_server_side_validation(example_in_cluster_state: Example) -> None:
-    ex = example_in_cluster_state
+def test_the_deploy_manifests_pass_server_side_validation(applied_in_cluster_state: Env) -> None:
+    ex = applied_in_cluster_state
     docs = manifests(
-        ex.env, "serviceaccount.yaml", "rbac.yaml", "kubeconfig.yaml", "cronjob.yaml"
+        ex.name, "serviceaccount.yaml", "rbac.yaml", "kubeconfig.yaml", "cronjob.yaml"
     )
     kinds = sorted(d["kind"] for d in docs)
     assert "CronJob" in kinds and "ServiceAccount" in kinds and "Role" in kinds
@@ -151,9 +153,9 @@ def test_the_deploy_manifests_pass_server_side_validation(example_in_cluster_sta
     kubectl(ex.kubeconfig, "apply", "--dry-run=server", "-f", "-", stdin=body)
     [cron] = [d for d in docs if d["kind"] == "CronJob"]
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == f"envctl-drift-{ex.env}"
+    assert pod["serviceAccountName"] == f"envctl-drift-{ex.name}"
     args = " ".join(pod["containers"][0].get("args", []) + pod["containers"][0].get("command", []))
-    assert "drift" in args and f"--env={ex.env}" in args and "--converge" not in args
+    assert "drift" in args and f"--env={ex.name}" in args and "--converge" not in args
 
 
 def test_the_github_actions_workflow_posts_the_markdown_report() -> None:
@@ -168,9 +170,9 @@ def test_the_github_actions_workflow_posts_the_markdown_report() -> None:
 
 
 def test_the_workflow_check_step_writes_the_markdown_report_and_the_exit_code(
-    example_in_cluster_state: Example, tmp_path: Path
+    applied_in_cluster_state: Env, tmp_path: Path
 ) -> None:
-    ex = example_in_cluster_state
+    ex = applied_in_cluster_state
     clone = fresh_clone(ex, tmp_path)
     wf = yaml.safe_load((DEPLOY / "github-actions" / "drift.yml").read_text())
     [step] = [s for job in wf["jobs"].values() for s in job["steps"] if s.get("id") == "drift"]
@@ -179,8 +181,8 @@ def test_the_workflow_check_step_writes_the_markdown_report_and_the_exit_code(
         (tmp_path / "out").write_text("")
         (tmp_path / "summary").write_text("")
         env = {
-            **clone.process_env(),
-            "ENVCTL_ENV": ex.env,
+            **clone.environ(),
+            "ENVCTL_ENV": ex.name,
             "KUBECONFIG_DATA": Path(ex.kubeconfig).read_text(),
             "RUNNER_TEMP": str(tmp_path),
             "GITHUB_OUTPUT": str(tmp_path / "out"),
@@ -202,9 +204,9 @@ def test_the_workflow_check_step_writes_the_markdown_report_and_the_exit_code(
 
     out, summary = run_step()
     assert out == "code=0\n"
-    assert f"envctl drift report: `{ex.env}`" in summary and "4 in-sync" in summary
+    assert f"envctl drift report: `{ex.name}`" in summary and "4 in-sync" in summary
 
-    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
+    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
     out, summary = run_step()
     assert out == "code=2\n"
     assert "| `layer.app` | drifted | 1 |" in summary and "intruder" in summary

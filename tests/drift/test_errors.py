@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from drifthelpers import Example, describe
+from harness import Env, describe
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -42,13 +42,13 @@ def rewrite_kubeconfig(src: str, dst: Path, *, server: str | None = None, token:
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_an_unreachable_api_server_is_an_error_not_in_sync_or_drift(
-    example: Example, tmp_path: Path, fmt: str
+    applied: Env, tmp_path: Path, fmt: str
 ) -> None:
     bad = rewrite_kubeconfig(
-        example.kubeconfig, tmp_path / "kubeconfig", server=f"https://127.0.0.1:{closed_port()}"
+        applied.kubeconfig, tmp_path / "kubeconfig", server=f"https://127.0.0.1:{closed_port()}"
     )
     out = tmp_path / "report"
-    proc = example.drift("--format", fmt, "--output", str(out), kubeconfig=bad)
+    proc = applied.drift("--format", fmt, "--output", str(out), env={"KUBECONFIG": bad})
     assert proc.returncode in (1, 69), describe(proc)
     assert proc.returncode == 69, "an unreachable API server is 'unavailable' (69)\n" + describe(proc)
     text = out.read_text()
@@ -63,9 +63,9 @@ def test_an_unreachable_api_server_is_an_error_not_in_sync_or_drift(
         assert "unreachable" in text
 
 
-def test_rejected_credentials_are_an_error_not_in_sync(example: Example, tmp_path: Path) -> None:
-    bad = rewrite_kubeconfig(example.kubeconfig, tmp_path / "kubeconfig", token="expired-token")
-    proc = example.drift("--format", "json", kubeconfig=bad)
+def test_rejected_credentials_are_an_error_not_in_sync(applied: Env, tmp_path: Path) -> None:
+    bad = rewrite_kubeconfig(applied.kubeconfig, tmp_path / "kubeconfig", token="expired-token")
+    proc = applied.drift("--format", "json", env={"KUBECONFIG": bad})
     assert proc.returncode in (1, 69), describe(proc)
     report = json.loads(proc.stdout)
     assert {n["node"] for n in report["nodes"] if n["status"] == "error"} == {"layer.platform", "layer.app"}
@@ -93,14 +93,14 @@ def hold_lease(api: client.ApiClient, env: str, holder: dict[str, object]) -> No
 
 
 def test_an_apply_holding_the_lock_makes_drift_skip_not_report_in_sync(
-    example: Example, api_client: client.ApiClient
+    applied: Env, api_client: client.ApiClient
 ) -> None:
-    hold_lease(api_client, example.env, {"holder": "alice@laptop", "pid": 4242, "run": "r-1"})
-    proc = example.drift()
+    hold_lease(api_client, applied.name, {"holder": "alice@laptop", "pid": 4242, "run": "r-1"})
+    proc = applied.drift()
     assert "apply in progress" in proc.stdout and "skipped" in proc.stdout, describe(proc)
     assert "alice@laptop" in proc.stdout
     assert "in-sync" not in proc.stdout
-    code, report = example.drift_json()
+    code, report = applied.drift_json()
     assert report["skipped_reason"] and "apply in progress" in report["skipped_reason"]
     assert report["nodes"] == []
     assert code == report["exit_code"]

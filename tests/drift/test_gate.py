@@ -17,31 +17,31 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from drifthelpers import KUBECTL, Example, describe, git, kubectl
+from harness import KUBECTL, Env, describe, kubectl
 
 pytestmark = pytest.mark.e2e
 
 
-def file_text(example: Example) -> str:
-    return (example.files_dir / "greeting.txt").read_text()
+def file_text(applied: Env) -> str:
+    return (applied.files_dir / "greeting.txt").read_text()
 
 
-def configmap(example: Example, name: str) -> dict[str, object] | None:
-    out = kubectl(example.kubeconfig, "-n", example.namespace, "get", "configmap", "-o", "json")
+def configmap(applied: Env, name: str) -> dict[str, object] | None:
+    out = kubectl(applied.kubeconfig, "-n", applied.namespace, "get", "configmap", "-o", "json")
     items = {i["metadata"]["name"]: i for i in json.loads(out)["items"]}
     return items.get(name)
 
 
 def test_drift_converge_repairs_a_layer_below_an_unapproved_stack_change_without_applying_it(
-    example_with_consumer: Example,
+    applied_with_consumer: Env,
 ) -> None:
-    ex = example_with_consumer
-    stack_yaml = ex.root / "environments" / ex.env / "stacks" / "files" / "stack.yaml"
+    ex = applied_with_consumer
+    stack_yaml = ex.root / "environments" / ex.name / "stacks" / "files" / "stack.yaml"
     stack_yaml.write_text(stack_yaml.read_text().replace("hello from", "changed by a commit in"))
-    git(ex.root, "commit", "-qam", "change the files stack")
+    ex.git("commit", "-qam", "change the files stack")
     state_before = ex.state_file("files").read_bytes()
     # step 1 of the issue: apply without a terminal refuses the stack change
-    refused = ex.run("apply")
+    refused = ex.run("apply", "-e", ex.name)
     assert refused.returncode == 3, describe(refused)
     assert ex.state_file("files").read_bytes() == state_before
     # step 2: a live object of the layer that consumes the stack's outputs disappears
@@ -55,44 +55,44 @@ def test_drift_converge_repairs_a_layer_below_an_unapproved_stack_change_without
     assert greeting is not None and str(greeting["data"]).endswith("greeting.txt'}"), greeting  # type: ignore[index]
     # ... and the unapproved stack change was never applied
     assert ex.state_file("files").read_bytes() == state_before
-    assert file_text(ex) == f"hello from {ex.env}"
+    assert file_text(ex) == f"hello from {ex.name}"
 
 
 def test_drift_converge_recreates_nothing_a_policy_covers_and_prints_the_command_that_does(
-    example: Example,
+    applied: Env,
 ) -> None:
-    example.set_environment(approval={"required_for": ["kubernetes"]})
-    kubectl(example.kubeconfig, "-n", example.namespace, "delete", "configmap", "web-config")
-    proc = example.drift("--converge")
+    applied.set_environment(approval={"required_for": ["kubernetes"]})
+    kubectl(applied.kubeconfig, "-n", applied.namespace, "delete", "configmap", "web-config")
+    proc = applied.drift("--converge")
     assert proc.returncode == 3, describe(proc)
     assert "converge done" not in proc.stdout, describe(proc)
     found = re.search(r"layer\.app: not converged: needs approval: (envctl approve \S+ --by NAME) && (.*)$",
                       proc.stdout, re.M)  # fmt: skip
     assert found is not None, describe(proc)
-    assert configmap(example, "web-config") is None
+    assert configmap(applied, "web-config") is None
     # JSON says which nodes were held
-    code, report = example.drift_json("--converge")
+    code, report = applied.drift_json("--converge")
     assert code == 3 and report["converge"]["held"] == ["layer.app"], report["converge"]
     # the printed command approves exactly that converge and applies it
     approve = [*found.group(1).split()[1:-1], "someone"]
-    assert example.run(*approve, check_env=False).returncode == 0
-    applied = example.run(*found.group(2).split()[1:], check_env=False)
-    assert applied.returncode == 0, describe(applied)
-    assert configmap(example, "web-config") is not None
+    assert applied.run(*approve).returncode == 0
+    result = applied.run(*found.group(2).split()[1:])
+    assert result.returncode == 0, describe(result)
+    assert configmap(applied, "web-config") is not None
 
 
-def edit_everything(example: Example, editor: Path) -> None:
+def edit_everything(applied: Env, editor: Path) -> None:
     """kubectl scale, patch, label --overwrite and edit fields Git sets; and add a field Git does not."""
-    ns = ["-n", example.namespace]
-    kubectl(example.kubeconfig, *ns, "scale", "deployment", "web", "--replicas=3")
-    kubectl(example.kubeconfig, *ns, "label", "deployment", "web", "app=intruded", "--overwrite")
-    kubectl(example.kubeconfig, *ns, "patch", "configmap", "web-config", "-p",
+    ns = ["-n", applied.namespace]
+    kubectl(applied.kubeconfig, *ns, "scale", "deployment", "web", "--replicas=3")
+    kubectl(applied.kubeconfig, *ns, "label", "deployment", "web", "app=intruded", "--overwrite")
+    kubectl(applied.kubeconfig, *ns, "patch", "configmap", "web-config", "-p",
             '{"data":{"ENVIRONMENT":"patched"}}')  # fmt: skip
-    kubectl(example.kubeconfig, *ns, "label", "configmap", "web-config", "owner=someone-else")
+    kubectl(applied.kubeconfig, *ns, "label", "configmap", "web-config", "owner=someone-else")
     # kubectl edit, with an editor that rewrites the Service's targetPort
     env = {**os.environ, "KUBE_EDITOR": str(editor)}
     done = subprocess.run(
-        [str(KUBECTL), "--kubeconfig", example.kubeconfig, *ns, "edit", "service", "web"],
+        [str(KUBECTL), "--kubeconfig", applied.kubeconfig, *ns, "edit", "service", "web"],
         env=env, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -106,47 +106,47 @@ def editor(tmp_path: Path) -> Path:
     return script
 
 
-def assert_git_values(example: Example) -> None:
-    ns = ["-n", example.namespace]
-    deploy = json.loads(kubectl(example.kubeconfig, *ns, "get", "deployment", "web", "-o", "json"))
+def assert_git_values(applied: Env) -> None:
+    ns = ["-n", applied.namespace]
+    deploy = json.loads(kubectl(applied.kubeconfig, *ns, "get", "deployment", "web", "-o", "json"))
     assert deploy["spec"]["replicas"] == 0
     assert deploy["metadata"]["labels"]["app"] == "web"
-    cm = configmap(example, "web-config")
+    cm = configmap(applied, "web-config")
     assert cm is not None
-    assert cm["data"]["ENVIRONMENT"] == example.env  # type: ignore[index]
+    assert cm["data"]["ENVIRONMENT"] == applied.name  # type: ignore[index]
     # a field only another manager sets is never touched
     assert cm["metadata"]["labels"]["owner"] == "someone-else"  # type: ignore[index]
-    svc = json.loads(kubectl(example.kubeconfig, *ns, "get", "service", "web", "-o", "json"))
+    svc = json.loads(kubectl(applied.kubeconfig, *ns, "get", "service", "web", "-o", "json"))
     assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(80, 80)]
 
 
-def test_git_wins_after_kubectl_edits_by_apply_and_by_drift_converge(example: Example, editor: Path) -> None:
-    edit_everything(example, editor)
-    plan = example.run("plan")
+def test_git_wins_after_kubectl_edits_by_apply_and_by_drift_converge(applied: Env, editor: Path) -> None:
+    edit_everything(applied, editor)
+    plan = applied.plan()
     assert plan.returncode == 0, describe(plan)
     takes = re.findall(r"takes (\S+) from (kubectl\S*) \(([^)]*)\)", plan.stdout)
     fields = {field: values for field, _, values in takes}
     assert fields.get(".spec.replicas") == "3 → 0", takes
     assert fields.get(".metadata.labels.app") == "intruded → web", takes
-    assert fields.get(".data.ENVIRONMENT") == f"patched → {example.env}", takes
+    assert fields.get(".data.ENVIRONMENT") == f"patched → {applied.name}", takes
     assert fields.get(".spec.ports[0].targetPort") == "8080 → 80", takes
     assert not any("owner" in field for field in fields), takes
     # policy terraform: layers need no approval, so apply without a terminal writes them
-    applied = example.run("apply")
-    assert applied.returncode == 0, describe(applied)
-    assert_git_values(example)
+    result = applied.run("apply", "-e", applied.name)
+    assert result.returncode == 0, describe(result)
+    assert_git_values(applied)
 
-    edit_everything(example, editor)
-    code, report = example.drift_json()
+    edit_everything(applied, editor)
+    code, report = applied.drift_json()
     assert code == 2
     [app] = [n for n in report["nodes"] if n["node"] == "layer.app"]
     reasons = [r for c in app["changes"] for r in c["reasons"]]
     assert any(
         r.startswith("spec.replicas changed by kubectl") and r.endswith(": live 3, Git 0") for r in reasons
     ), reasons
-    repaired = example.drift("--converge")
+    repaired = applied.drift("--converge")
     assert repaired.returncode == 2, describe(repaired)
     assert "layer.app: converge done" in repaired.stdout, describe(repaired)
-    assert_git_values(example)
-    again = example.drift()
+    assert_git_values(applied)
+    again = applied.drift()
     assert again.returncode == 0, describe(again)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from drifthelpers import Example, cleanup_cluster, describe, git, kubectl, write_repo
+from harness import Env, applied_files_example, describe, kubectl
 from kubernetes import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("gate-matrix")]
@@ -31,79 +31,68 @@ def shared(
     kubeconfig: str,
     api_client: client.ApiClient,
     plugin_mirror: Path,
-) -> Iterator[Example]:
+) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("gate-matrix")
-    env = f"gm{uuid.uuid4().hex[:8]}"
-    root, files_dir = tmp / "repo", tmp / "files"
-    root.mkdir()
-    files_dir.mkdir()
-    write_repo(root, env, files_dir, plugin_mirror)
-    ex = Example(root, env, kubeconfig, files_dir, f"app-{env}")
-    try:
-        proc = ex.run("apply", "--auto-approve")
-        assert proc.returncode == 0, describe(proc)
-        yield ex
-    finally:
-        cleanup_cluster(api_client, env)
+    yield from applied_files_example(tmp, kubeconfig, api_client, plugin_mirror)
 
 
-def set_policy(ex: Example, policy: str) -> None:
-    path = ex.root / "environments" / ex.env / "environment.yaml"
+def set_policy(ex: Env, policy: str) -> None:
+    path = ex.root / "environments" / ex.name / "environment.yaml"
     data = yaml.safe_load(path.read_text())
     data["approval"] = {"required_for": [policy]}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    git(ex.root, "commit", "-qam", f"policy {policy}", "--allow-empty")
+    ex.git("commit", "-qam", f"policy {policy}", "--allow-empty")
 
 
-def live_environment(ex: Example) -> str | None:
+def live_environment(ex: Env) -> str | None:
     out = kubectl(ex.kubeconfig, "-n", ex.namespace, "get", "configmap", "-o", "json")
     items = {i["metadata"]["name"]: i for i in json.loads(out)["items"]}
     cm = items.get("web-config")
     return None if cm is None else str(cm["data"]["ENVIRONMENT"])
 
 
-def greeting(ex: Example) -> str | None:
+def greeting(ex: Env) -> str | None:
     f = ex.files_dir / "greeting.txt"
     return f.read_text() if f.exists() else None
 
 
-def change_git(ex: Example, tag: str) -> None:
+def change_git(ex: Env, tag: str) -> None:
     """A Git change of the stack (its file's content) and of the layer (a ConfigMap value)."""
-    stack = ex.root / "environments" / ex.env / "stacks" / "files" / "stack.yaml"
+    stack = ex.root / "environments" / ex.name / "stacks" / "files" / "stack.yaml"
     data = yaml.safe_load(stack.read_text())
     data["inputs"]["greeting"] = f"greeting {tag}"
     stack.write_text(yaml.safe_dump(data, sort_keys=False))
-    app = ex.root / "environments" / ex.env / "layers" / "app" / "app.yaml"
+    app = ex.root / "environments" / ex.name / "layers" / "app" / "app.yaml"
     text = app.read_text()
     start = text.index("ENVIRONMENT: ")
     end = text.index("\n", start)
     app.write_text(text[:start] + f"ENVIRONMENT: env-{tag}" + text[end:])
-    git(ex.root, "commit", "-qam", f"change {tag}")
+    ex.git("commit", "-qam", f"change {tag}")
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_apply_without_a_terminal_writes_exactly_what_the_policy_does_not_cover(
-    shared: Example, policy: str
+    shared: Env, policy: str
 ) -> None:
     set_policy(shared, policy)
     tag = uuid.uuid4().hex[:6]
     change_git(shared, tag)
-    proc = shared.run("apply")
+    proc = shared.run("apply", "-e", shared.name)
     covered = POLICIES[policy]
     assert proc.returncode == (3 if covered else 0), describe(proc)
     assert (greeting(shared) == f"greeting {tag}") is ("stack" not in covered), describe(proc)
     assert (live_environment(shared) == f"env-{tag}") is ("layer" not in covered), describe(proc)
     if covered:
         assert "--approve --resume" in proc.stderr, describe(proc)
-    done = shared.run("apply", "--auto-approve")
+    done = shared.apply()
     assert done.returncode == 0, describe(done)
     assert greeting(shared) == f"greeting {tag}" and live_environment(shared) == f"env-{tag}"
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
-def test_drift_converge_repairs_exactly_what_the_policy_does_not_cover(shared: Example, policy: str) -> None:
+def test_drift_converge_repairs_exactly_what_the_policy_does_not_cover(shared: Env, policy: str) -> None:
     set_policy(shared, policy)
-    assert shared.run("apply", "--auto-approve").returncode == 0
+    assert shared.apply().returncode == 0
     before = greeting(shared), live_environment(shared)
     (shared.files_dir / "greeting.txt").unlink()
     kubectl(shared.kubeconfig, "-n", shared.namespace, "delete", "configmap", "web-config")

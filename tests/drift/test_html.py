@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from drifthelpers import Example, describe, intrude
+from harness import Env, describe, intrude
 
 pytestmark = pytest.mark.e2e
 
@@ -59,10 +59,10 @@ def png_size(path: Path) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def test_the_html_report_renders_the_graph_in_headless_chromium(example: Example, tmp_path: Path) -> None:
-    intrude(example, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
+def test_the_html_report_renders_the_graph_in_headless_chromium(applied: Env, tmp_path: Path) -> None:
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
     report = tmp_path / "drift.html"
-    proc = example.drift("--format", "html", "--output", str(report))
+    proc = applied.drift("--format", "html", "--output", str(report))
     assert proc.returncode == 2, describe(proc)
     page = report.read_text()
     assert not re.search(r"""(src|href)=["']?https?://""", page), "the page loads something from the network"

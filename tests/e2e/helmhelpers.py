@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ehelpers import REPO, Env, describe
+from harness import REPO, Env, describe
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 

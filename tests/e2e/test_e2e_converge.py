@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2ehelpers import Env, converge, describe, make_env, node_lines
+from harness import Env, converge, copy_example, describe, node_lines
 from kubernetes import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-converge")]
@@ -61,7 +61,7 @@ def test_plan_json_is_versioned_and_names_pending_inputs(example: Env) -> None:
 
 
 def test_apply_without_terminal_writes_only_what_needs_no_approval_and_exits_3(example: Env) -> None:
-    plan = example.plan()
+    plan = example.plan_bundle()
     r = example.run("apply", str(plan))
     assert r.returncode == 3, describe(r)
     assert "need approval and this is not a terminal" in r.stderr, describe(r)
@@ -93,7 +93,7 @@ def test_apply_without_terminal_writes_only_what_needs_no_approval_and_exits_3(e
 
 
 def test_apply_with_a_recorded_approval_needs_approve(example: Env) -> None:
-    plan = example.plan()
+    plan = example.plan_bundle()
     assert example.run("approve", str(plan), "--by", "e2e").returncode == 0
     r = example.run("apply", str(plan))  # a recorded approval is only used with --approve
     assert r.returncode == 3, describe(r)
@@ -114,11 +114,11 @@ def converged(
     tmp_path_factory: pytest.TempPathFactory, kubeconfig: str, api_client: client.ApiClient
 ) -> Iterator[Converged]:
     """The example environment, approved and applied by the recorded-approval route (two rounds)."""
-    env = make_env(tmp_path_factory.mktemp("converged"), kubeconfig, api_client)
+    env = copy_example(tmp_path_factory.mktemp("converged") / "repo", kubeconfig, api_client)
     try:
         runs = []
         for _ in range(2):
-            plan = env.plan()
+            plan = env.plan_bundle()
             r = env.run("approve", str(plan), "--by", "e2e")
             assert r.returncode == 0, describe(r)
             runs.append((plan, env.run("apply", str(plan), "--approve")))

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2ehelpers import GIT_ID, Env, describe
+from harness import GIT_ID, Env, describe
 from helmhelpers import (
     Tools,
     configmap,
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-helm")]
 def test_a_broken_template_is_refused_at_validate_naming_the_chart_file(chart_env: Env) -> None:
     env = chart_env
     (env.root / "charts/web/templates/broken.yaml").write_text("kind: {{ .Values.nope.deeper }}\n")
-    r = env.run("validate", "-e", env.name, KUBECONFIG="/nonexistent")
+    r = env.run("validate", "-e", env.name, env={"KUBECONFIG": "/nonexistent"})
     assert r.returncode == 78, describe(r)
     assert "layer.web" in r.stderr and "helm render failed" in r.stderr, describe(r)
     assert "broken.yaml" in r.stderr, describe(r)

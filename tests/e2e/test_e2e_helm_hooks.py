@@ -7,7 +7,7 @@ hook Job re-created; a failing hook stops the apply before the chart's other obj
 from __future__ import annotations
 
 import pytest
-from e2ehelpers import Env, describe
+from harness import Env, describe
 from helmhelpers import (
     changes_of,
     configmap,
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-helm")]
 def test_a_chart_layer_renders_offline_plans_applies_and_replans_clean(chart_env: Env) -> None:
     env, ns = chart_env, chart_env.namespace
     # validate renders the chart with no cluster at all
-    r = env.run("validate", "-e", env.name, KUBECONFIG="/nonexistent")
+    r = env.run("validate", "-e", env.name, env={"KUBECONFIG": "/nonexistent"})
     assert r.returncode == 0, describe(r)
 
     data = plan_json(env)

@@ -17,15 +17,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
-from e2ehelpers import Env, describe, envctl_command, make_env
+from harness import Env, describe, finish
 from kubehelpers import wait_for
 from kubernetes import client
-from tfhelpers import build_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -43,40 +40,6 @@ output "path" {
   value = local_file.blob.filename
 }
 """
-
-
-@pytest.fixture(scope="module")
-def plugin_mirror() -> Path:
-    return build_tool("provider-local")
-
-
-@pytest.fixture
-def example(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient) -> Iterator[Env]:
-    env = make_env(tmp_path, kubeconfig, api_client, prefix="int")
-    yield env
-    env.cleanup()
-
-
-def spawn(env: Env, *args: str) -> pexpect.spawn:
-    cmd = [*envctl_command(), *args]
-    return pexpect.spawn(
-        cmd[0],
-        cmd[1:],
-        cwd=str(env.root),
-        env=env.environ(),
-        encoding="utf-8",
-        timeout=180,
-        dimensions=(50, 250),
-    )
-
-
-def finish(child: pexpect.spawn) -> str:
-    """Wait for the process to exit; everything it printed."""
-    try:
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    return str(child.before or "")
 
 
 def never_ready(env: Env) -> None:
@@ -156,7 +119,7 @@ def test_the_first_interrupt_ends_a_readiness_wait_at_once_and_drift_agrees_with
 ) -> None:
     never_ready(example)
     apps = client.AppsV1Api(api_client)
-    child = spawn(example, "apply", "-e", example.name, "--auto-approve")
+    child = example.spawn("apply", "-e", example.name, "--auto-approve")
 
     def waiting() -> bool:
         deps = apps.list_namespaced_deployment(example.namespace).items if example.namespace_exists() else []
@@ -188,7 +151,7 @@ def test_the_first_interrupt_lets_running_terraform_finish_and_starts_nothing_ne
 ) -> None:
     fifo = Fifo(tmp_path / "blob.fifo")
     with_fifo_stack(example, plugin_mirror, fifo.path)
-    child = spawn(example, "apply", "-e", example.name, "--auto-approve", "--parallelism", "1")
+    child = example.spawn("apply", "-e", example.name, "--auto-approve", "--parallelism", "1")
     try:
         assert fifo.opened.wait(240), "Terraform never opened the named pipe"
         child.sendintr()
@@ -214,7 +177,7 @@ def test_the_second_interrupt_exits_at_once_releasing_the_lock_and_writing_the_j
 ) -> None:
     fifo = Fifo(tmp_path / "blob.fifo")
     with_fifo_stack(example, plugin_mirror, fifo.path)
-    child = spawn(example, "apply", "-e", example.name, "--auto-approve", "--parallelism", "1")
+    child = example.spawn("apply", "-e", example.name, "--auto-approve", "--parallelism", "1")
     try:
         assert fifo.opened.wait(240), "Terraform never opened the named pipe"
         child.sendintr()

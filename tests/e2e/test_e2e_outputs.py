@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from e2ehelpers import Env, converge, describe
+from harness import Env, converge, describe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-outputs")]
 

@@ -11,26 +11,13 @@ import re
 
 import pexpect
 import pytest
-from e2ehelpers import Env, envctl_command
+from harness import Env
 
 pytestmark = pytest.mark.e2e
 
 
-def spawn(env: Env, *args: str) -> pexpect.spawn:
-    cmd = [*envctl_command(), *args]
-    return pexpect.spawn(
-        cmd[0],
-        cmd[1:],
-        cwd=str(env.root),
-        env=env.environ(),
-        encoding="utf-8",
-        timeout=120,
-        dimensions=(50, 200),
-    )
-
-
 def test_the_prompt_asks_for_the_environment_name_and_applies(example: Env) -> None:
-    child = spawn(example, "apply", "-e", example.name)
+    child = example.spawn("apply", "-e", example.name)
     try:
         child.expect(r"NODE\s+ADD\s+CHANGE")  # the plan is shown before the question
         child.expect(f"envctl will change stack.network, stack.database in environment {example.name}")
@@ -54,7 +41,7 @@ def test_the_prompt_asks_for_the_environment_name_and_applies(example: Env) -> N
 
 
 def test_a_wrong_answer_applies_nothing(example: Env) -> None:
-    child = spawn(example, "apply", "-e", example.name)
+    child = example.spawn("apply", "-e", example.name)
     try:
         child.expect_exact(f"Type '{example.name}' to approve: ")
         child.sendline("yes")

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2ehelpers import GIT_ID, Env, describe, node_lines
+from harness import GIT_ID, Env, describe, node_lines
 from kubehelpers import wait_for
 from prochelpers import descendants
 
@@ -49,8 +49,8 @@ def assert_nothing_applied(env: Env) -> None:
 
 
 def test_an_approval_of_plan_a_is_refused_for_plan_b(example: Env) -> None:
-    plan_a = example.plan()
-    plan_b = example.plan()
+    plan_a = example.plan_bundle()
+    plan_b = example.plan_bundle()
     assert example.run("approve", str(plan_a), "--by", "alice").returncode == 0
     r = example.run("apply", str(plan_b), "--approve")
     assert r.returncode == 3, describe(r)
@@ -65,7 +65,7 @@ def test_an_approval_of_plan_a_is_refused_for_plan_b(example: Env) -> None:
 
 
 def test_a_plan_whose_commit_moved_is_refused(example: Env) -> None:
-    plan = example.plan()
+    plan = example.plan_bundle()
     assert example.run("approve", str(plan), "--by", "e2e").returncode == 0
     (example.root / "NOTES.md").write_text("someone else committed in the meantime\n")
     head = example.commit("an unrelated commit")
@@ -78,7 +78,7 @@ def test_a_plan_whose_commit_moved_is_refused(example: Env) -> None:
 
 
 def test_a_plan_whose_files_changed_in_the_working_tree_is_refused(example: Env) -> None:
-    plan = example.plan()
+    plan = example.plan_bundle()
     example.edit(f"environments/{example.name}/environment.yaml", "db_size: small", "db_size: large")
     r = example.run("apply", str(plan), "--auto-approve")
     assert r.returncode == 4, describe(r)
@@ -93,7 +93,7 @@ def flip_byte(path: Path, needle: bytes, offset: int) -> None:
 
 
 def test_a_tampered_bundle_is_refused_with_nothing_applied(example: Env) -> None:
-    plan = example.plan()
+    plan = example.plan_bundle()
     assert example.run("approve", str(plan), "--by", "e2e").returncode == 0
     bundle = plan / "bundle.json"
     original = bundle.read_bytes()
@@ -110,7 +110,7 @@ def test_a_tampered_bundle_is_refused_with_nothing_applied(example: Env) -> None
 
 
 def test_a_tampered_saved_terraform_plan_is_refused(example: Env) -> None:
-    plan = example.plan()
+    plan = example.plan_bundle()
     data = json.loads((plan / "bundle.json").read_text())
     planfile = plan / data["nodes"]["stack.network"]["artifacts"]["planfile"]
     blob = bytearray(planfile.read_bytes())

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from e2ehelpers import Env, converge, describe
+from harness import Env, converge, describe
 
 pytestmark = pytest.mark.e2e
 

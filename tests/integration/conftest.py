@@ -1,56 +1,21 @@
 """Fixtures for integration tests against the real control plane (DESIGN.md section 7).
 
-``kubeconfig`` (session) starts the plane with ``scripts/control-plane up`` - building it
-first on a fresh machine, reusing a running one otherwise - or takes the path in
-ENVCTL_TEST_KUBECONFIG. ``api_client`` (session) is an official-client ApiClient for it;
+``kubeconfig`` (session, from tests/harness.py) starts the plane with ``scripts/control-plane up``
+- building it first on a fresh machine, reusing a running one otherwise - or takes the path in
+ENVCTL_TEST_KUBECONFIG. ``api_client`` (session, harness.py) is an official-client ApiClient for it;
 ``namespace`` (function) is a fresh namespace deleted after the test. Helpers for applying
 objects and setting status live in tests/kubehelpers.py.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from harness import api_client, kubeconfig  # noqa: F401  (fixtures)
+from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-TESTS = Path(__file__).resolve().parents[1]
-REPO = TESTS.parent
-CONTROL_PLANE = REPO / "scripts" / "control-plane"
-
-
-@pytest.fixture(scope="session")
-def kubeconfig() -> str:
-    """Path of a kubeconfig (cluster-admin) for the real control plane."""
-    given = os.environ.get("ENVCTL_TEST_KUBECONFIG")
-    if given:
-        return given
-    # stderr is inherited: the first build prints its progress there (visible with -s).
-    proc = subprocess.run(
-        [sys.executable, str(CONTROL_PLANE), "up"], stdout=subprocess.PIPE, text=True, check=False
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("KUBECONFIG=")]
-    if proc.returncode != 0 or not lines:
-        pytest.fail(
-            f"`{CONTROL_PLANE} up` failed (exit {proc.returncode}); see its stderr above. "
-            "Set ENVCTL_TEST_KUBECONFIG to use a plane that is already running.",
-            pytrace=False,
-        )
-    return lines[-1].split("=", 1)[1]
-
-
-@pytest.fixture(scope="session")
-def api_client(kubeconfig: str) -> Iterator[client.ApiClient]:
-    """A kubernetes.client.ApiClient for ``kubeconfig``."""
-    api = config.new_client_from_config(config_file=kubeconfig)
-    yield api
-    api.close()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """``terraform.backend: kubernetes``: state in a Secret of the real control plane, with locking.
 
-Uses the session control plane of tests/integration/conftest.py (``kubeconfig``, ``api_client``).
+Uses the session control plane of tests/harness.py (``kubeconfig``, ``api_client``).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import APP_OBJECTS, Env, assert_no_traceback, live
 from kubernetes import client
-from safetyhelpers import APP_OBJECTS, EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 
@@ -122,19 +122,19 @@ LAYER_OBJECTS = {
     ],
 )
 def test_apply_survives_or_reports_an_api_server_outage(
-    envrepo: EnvRepo, api_client: client.ApiClient, tmp_path: Path, trigger: str, delay: float
+    example: Env, api_client: client.ApiClient, tmp_path: Path, trigger: str, delay: float
 ) -> None:
     # stacks first (they need no cluster), so the outage hits the layers and the lock
-    pre = envrepo.plan("--target", "stack.database")
+    pre = example.plan("--target", "stack.database")
     assert pre.returncode == 0, str(pre)
-    stacks = envrepo.apply(str(max(envrepo.plan_dirs(), key=lambda p: p.stat().st_mtime)))
+    stacks = example.apply(str(max(example.plans(), key=lambda p: p.stat().st_mtime)))
     assert stacks.returncode == 0, str(stacks)
-    with forwarder_kubeconfig(envrepo.kubeconfig, tmp_path) as (fwd, kc):
-        plan = envrepo.plan(env={"KUBECONFIG": kc})
+    with forwarder_kubeconfig(example.kubeconfig, tmp_path) as (fwd, kc):
+        plan = example.plan(env={"KUBECONFIG": kc})
         assert plan.returncode == 0, str(plan)
-        plan_dir = str(max(envrepo.plan_dirs(), key=lambda p: p.stat().st_mtime))
-        proc = envrepo.popen(
-            "apply", "-e", envrepo.name, plan_dir, "--auto-approve", env={"KUBECONFIG": kc}
+        plan_dir = str(max(example.plans(), key=lambda p: p.stat().st_mtime))
+        proc = example.popen(
+            "apply", "-e", example.name, plan_dir, "--auto-approve", env={"KUBECONFIG": kc}
         )
         lines: list[str] = []
         seen = threading.Event()
@@ -167,22 +167,23 @@ def test_apply_survives_or_reports_an_api_server_outage(
     assert "internal error" not in out + err, run_text
     if proc.returncode == 0:
         for kind, name in LAYER_OBJECTS["layer.app"]:
-            assert live(api_client, kind, envrepo.ns, name) is not None, f"{kind} {name} missing\n{run_text}"
-        cm = live(api_client, "ConfigMap", envrepo.ns, "platform-settings")
+            found = live(api_client, kind, example.namespace, name)
+            assert found is not None, f"{kind} {name} missing\n{run_text}"
+        cm = live(api_client, "ConfigMap", example.namespace, "platform-settings")
         assert cm is not None, run_text
     else:
         assert proc.returncode in (1, 5, 69), run_text
         failed = [n for n in LAYER_OBJECTS if re.search(rf"{re.escape(n)}:.*fail", out + err)]
         for node in failed:
             for kind, name in LAYER_OBJECTS[node]:
-                exists = live(api_client, kind, envrepo.ns, name or envrepo.ns) is not None
-                shown = name or envrepo.ns
+                exists = live(api_client, kind, example.namespace, name or example.namespace) is not None
+                shown = name or example.namespace
                 assert re.search(rf"{kind}\b[^\n]*{re.escape(shown)}", out + err), (
                     f"{node} failed but the output does not say whether {kind} {shown} "
                     f"(live: {exists}) was applied\n{run_text}"
                 )
-    again = envrepo.apply("--lock-timeout", "60")
+    again = example.apply("--lock-timeout", "60")
     assert_no_traceback(again)
     assert again.returncode == 0, f"the re-run after the outage did not converge\n{again}\nfirst: {run_text}"
-    final = envrepo.plan("--detailed-exitcode")
+    final = example.plan("--detailed-exitcode")
     assert final.returncode == 0, str(final)

@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from harness import Env, Run
 from kubernetes import client
-from safetyhelpers import EnvRepo, Run
 
 pytestmark = pytest.mark.safety
 
@@ -73,7 +73,7 @@ def hook() -> Iterator[Hook]:
     h.close()
 
 
-def _setup(repo: EnvRepo, hook_url: str, var: str, secret: str) -> None:
+def _setup(repo: Env, hook_url: str, var: str, secret: str) -> None:
     env_yaml = repo.path("environment.yaml")
     text = env_yaml.read_text()
     if "vault_token" in text:
@@ -94,7 +94,7 @@ def _setup(repo: EnvRepo, hook_url: str, var: str, secret: str) -> None:
     repo.write("stacks/vault/stack.yaml", "inputs:\n  token: ${env.vars.vault_token}\n")
     repo.write(
         "layers/platform/secret.yaml",
-        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: api-token\n  namespace: {repo.ns}\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: api-token\n  namespace: {repo.namespace}\n"
         f"type: Opaque\nstringData:\n  token: {secret}\n",
     )
     layer = repo.path("layers/platform/layer.yaml")
@@ -114,13 +114,13 @@ def _scan(texts: dict[str, str]) -> list[str]:
 
 
 def test_no_secret_canary_leaks_anywhere(
-    envrepo: EnvRepo, api_client: client.ApiClient, hook: Hook, tmp_path: Path
+    example: Env, api_client: client.ApiClient, hook: Hook, tmp_path: Path
 ) -> None:
     texts: dict[str, str] = {}
     runs: list[Run] = []
 
     def run(*args: str, ok: tuple[int, ...] = (0,)) -> Run:
-        r = envrepo.run(*args)
+        r = example.run(*args)
         label = "envctl " + " ".join(args)
         texts[f"{label} (stdout)"] = r.stdout
         texts[f"{label} (stderr)"] = r.stderr
@@ -128,8 +128,8 @@ def test_no_secret_canary_leaks_anywhere(
         assert r.returncode in ok, f"the command itself failed, so the scan would prove nothing:\n{r}"
         return r
 
-    e = envrepo.name
-    _setup(envrepo, hook.url, VAR1, K8S1)
+    e = example.name
+    _setup(example, hook.url, VAR1, K8S1)
     for fmt in ("text", "json", "markdown"):
         run("plan", "-e", e, "--format", fmt)
         run("plan", "-e", e, "--format", fmt, "--debug")
@@ -137,14 +137,14 @@ def test_no_secret_canary_leaks_anywhere(
     run("apply", "-e", e, "--auto-approve", "--debug")
 
     # values change in Git: plans now show changed sensitive values
-    _setup(envrepo, hook.url, VAR2, K8S2)
+    _setup(example, hook.url, VAR2, K8S2)
     for fmt in ("text", "json", "markdown"):
         run("plan", "-e", e, "--format", fmt, "--debug", "--detailed-exitcode", ok=(2,))
     run("apply", "-e", e, "--auto-approve", "--format", "json", "--debug")
 
     # someone changes the live Secret: drift must say so without showing either value
     client.CoreV1Api(api_client).patch_namespaced_secret(
-        "api-token", envrepo.ns, {"stringData": {"token": LIVE}}
+        "api-token", example.namespace, {"stringData": {"token": LIVE}}
     )
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -162,8 +162,8 @@ def test_no_secret_canary_leaks_anywhere(
 
     for f in reports.iterdir():
         texts[f"report {f.name}"] = f.read_text(errors="replace")
-    for f in sorted(envrepo.dotdir.rglob("*")):
-        rel = f.relative_to(envrepo.root).as_posix()
+    for f in sorted(example.dotdir.rglob("*")):
+        rel = f.relative_to(example.root).as_posix()
         if not f.is_file() or rel.startswith((f".envctl/state/{e}/", f".envctl/work/{e}/")):
             continue  # Terraform state and working files hold sensitive values by design
         texts[rel] = f.read_bytes().decode(errors="replace")
@@ -175,14 +175,14 @@ def test_no_secret_canary_leaks_anywhere(
     kubectl = Path(sys.executable).with_name("kubectl")
     events = subprocess.run(
         [str(kubectl) if kubectl.exists() else "kubectl", "get", "events", "-A", "-o", "json"],
-        env={"KUBECONFIG": envrepo.kubeconfig, "PATH": "/usr/bin:/bin"},
+        env={"KUBECONFIG": example.kubeconfig, "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, check=True,
     ).stdout
     json.loads(events)
     texts["kubectl get events -A -o json"] = events
 
     # the canaries are really in play: the live world holds them
-    assert _scan({"terraform state": "".join(p.read_text() for p in envrepo.state_files())}), (
+    assert _scan({"terraform state": "".join(p.read_text() for p in example.state_files())}), (
         "the sensitive values never reached Terraform: the test would prove nothing"
     )
     leaks = _scan(texts)
@@ -193,41 +193,41 @@ REJECTED = _canary("rejected")
 
 
 def test_a_sensitive_value_the_api_server_rejects_is_printed_nowhere(
-    envrepo: EnvRepo, hook: Hook, tmp_path: Path
+    example: Env, hook: Hook, tmp_path: Path
 ) -> None:
     """Issue 16 #6: a sensitive output placed where the API server rejects it (a label ending
     in ``_!``) was echoed by plan, apply (progress line and error detail) and drift in every
     format. The error text passes the masking boundary everywhere it goes."""
-    ns = envrepo.ns
-    envrepo.write(
+    ns = example.namespace
+    example.write(
         "stacks/vault/main.tf",
         'resource "terraform_data" "token" {}\n'
         f'output "token" {{\n  value     = "{REJECTED}"\n  sensitive = true\n}}\n',
     )
-    envrepo.write(
+    example.write(
         "layers/platform/bad.yaml",
         f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: {ns}\n"
         "  labels:\n    token: ${inputs.pw}_!\ndata: {a: b}\n",
     )
-    layer = envrepo.path("layers/platform/layer.yaml")
+    layer = example.path("layers/platform/layer.yaml")
     layer.write_text(
         layer.read_text().replace("inputs:\n", "inputs:\n  pw: ${stack.vault.outputs.token}\n", 1)
         + f"sensitive_allowed: [v1/ConfigMap/{ns}/bad:.metadata.labels]\n"
     )
-    env_yaml = envrepo.path("environment.yaml")
+    env_yaml = example.path("environment.yaml")
     env_yaml.write_text(env_yaml.read_text() + f"notifications:\n  - webhook: {hook.url}\n")
-    envrepo.commit("a sensitive value the API server rejects")
+    example.commit("a sensitive value the API server rejects")
 
     texts: dict[str, str] = {}
 
     def run(*args: str) -> Run:
-        r = envrepo.run(*args)
+        r = example.run(*args)
         texts[f"envctl {' '.join(args)} (stdout)"] = r.stdout
         texts[f"envctl {' '.join(args)} (stderr)"] = r.stderr
         assert "Traceback" not in r.output, str(r)
         return r
 
-    e = envrepo.name
+    e = example.name
     for fmt in ("text", "json"):
         applied = run("apply", "-e", e, "--auto-approve", "--format", fmt, "--debug")
         assert applied.returncode != 0, str(applied)
@@ -246,8 +246,8 @@ def test_a_sensitive_value_the_api_server_rejects_is_printed_nowhere(
     run("status", "-e", e)
     for f in reports.iterdir():
         texts[f"report {f.name}"] = f.read_text(errors="replace")
-    for f in sorted(envrepo.dotdir.rglob("*")):
-        rel = f.relative_to(envrepo.root).as_posix()
+    for f in sorted(example.dotdir.rglob("*")):
+        rel = f.relative_to(example.root).as_posix()
         if f.is_file() and not rel.startswith((f".envctl/state/{e}/", f".envctl/work/{e}/")):
             texts[rel] = f.read_bytes().decode(errors="replace")
     assert any("/runs/" in k for k in texts), f"no run journal was scanned: {sorted(texts)}"

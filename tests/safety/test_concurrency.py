@@ -8,29 +8,29 @@ ENVCTL_SAFETY_CONCURRENT sets the number of iterations (default 10).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Env, git, live
 from kubernetes import client
-from safetyhelpers import EnvRepo, git, live
 
 pytestmark = pytest.mark.safety
 
 ITERATIONS = int(os.environ.get("ENVCTL_SAFETY_CONCURRENT", "10"))
 
 
-def _layers_only(repo: EnvRepo) -> None:
-    shutil.rmtree(repo.envdir / "stacks")
-    shutil.rmtree(repo.envdir / "layers" / "app")
+def _layers_only(repo: Env) -> None:
+    shutil.rmtree(repo.env_dir / "stacks")
+    shutil.rmtree(repo.env_dir / "layers" / "app")
     repo.commit("layers only")
 
 
-def _set_value(repo: EnvRepo, i: int) -> None:
+def _set_value(repo: Env, i: int) -> None:
     config = repo.path("layers/platform/config.yaml")
     lines = [
         f"  log_level: level-{i}" if "log_level:" in ln else ln for ln in config.read_text().splitlines()
@@ -39,13 +39,13 @@ def _set_value(repo: EnvRepo, i: int) -> None:
     repo.commit(f"iteration {i}")
 
 
-def _latest_plan(repo: EnvRepo) -> str:
+def _latest_plan(repo: Env) -> str:
     run = repo.plan()
     assert run.returncode == 0, str(run)
-    return str(max(repo.plan_dirs(), key=lambda p: p.stat().st_mtime))
+    return str(max(repo.plans(), key=lambda p: p.stat().st_mtime))
 
 
-def _race(runs: list[tuple[EnvRepo, str]]) -> list[tuple[subprocess.Popen[str], str, str]]:
+def _race(runs: list[tuple[Env, str]]) -> list[tuple[subprocess.Popen[str], str, str]]:
     procs = [repo.popen("apply", "-e", repo.name, plan, "--auto-approve") for repo, plan in runs]
     done = []
     for p in procs:
@@ -70,24 +70,24 @@ def _judge(done: list[tuple[subprocess.Popen[str], str, str]], i: int) -> bool:
     return True
 
 
-def test_concurrent_applies_in_one_checkout(envrepo: EnvRepo, api_client: client.ApiClient) -> None:
-    _layers_only(envrepo)
+def test_concurrent_applies_in_one_checkout(example: Env, api_client: client.ApiClient) -> None:
+    _layers_only(example)
     overlapped = 0
     for i in range(1, ITERATIONS + 1):
-        _set_value(envrepo, i)
-        plan = _latest_plan(envrepo)
-        overlapped += _judge(_race([(envrepo, plan), (envrepo, plan)]), i)
-        cm = live(api_client, "ConfigMap", envrepo.ns, "platform-settings")
+        _set_value(example, i)
+        plan = _latest_plan(example)
+        overlapped += _judge(_race([(example, plan), (example, plan)]), i)
+        cm = live(api_client, "ConfigMap", example.namespace, "platform-settings")
         assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
     assert overlapped, "the runs never overlapped: the test proved nothing"
 
 
-def _two_checkouts(make_env: Any) -> tuple[EnvRepo, EnvRepo]:
-    a: EnvRepo = make_env(where="a")
+def _two_checkouts(make_env: Any) -> tuple[Env, Env]:
+    a: Env = make_env(where="a")
     _layers_only(a)
     b_root = a.root.parent / "b"
     git(a.root.parent, "clone", "-q", str(a.root), str(b_root))
-    return a, EnvRepo(Path(b_root), a.name, a.kubeconfig)
+    return a, dataclasses.replace(a, root=b_root, printed=[])
 
 
 def test_concurrent_applies_from_two_checkouts(make_env: Any, api_client: client.ApiClient) -> None:
@@ -99,7 +99,7 @@ def test_concurrent_applies_from_two_checkouts(make_env: Any, api_client: client
         git(b.root, "pull", "-q", "--ff-only")
         plans = [(a, _latest_plan(a)), (b, _latest_plan(b))]
         overlapped += _judge(_race(plans), i)
-        cm = live(api_client, "ConfigMap", a.ns, "platform-settings")
+        cm = live(api_client, "ConfigMap", a.namespace, "platform-settings")
         assert cm is not None and cm["data"]["log_level"] == f"level-{i}"
     assert overlapped, "the runs never overlapped: the test proved nothing"
 
@@ -132,5 +132,5 @@ def test_a_second_checkout_is_refused_while_the_lease_is_held(
         assert first.returncode == 0, report
         assert second.returncode == 1, report
         assert "locked by" in second.stderr and f"pid {first.pid}" in second.stderr, report
-        cm = live(api_client, "ConfigMap", a.ns, "platform-settings")
+        cm = live(api_client, "ConfigMap", a.namespace, "platform-settings")
         assert cm is not None and cm["data"]["log_level"] == f"level-{i}"

@@ -21,9 +21,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from harness import SYSTEM_NAMESPACE, Env, live
 from kubernetes import client
 from prochelpers import descendants, wait_gone
-from safetyhelpers import SYSTEM_NS, EnvRepo, live
 
 pytestmark = pytest.mark.safety
 
@@ -35,7 +35,7 @@ EXPECTED_RESOURCES = {
 }
 
 
-def _set_iteration(repo: EnvRepo, i: int) -> None:
+def _set_iteration(repo: Env, i: int) -> None:
     env_yaml = repo.path("environment.yaml")
     text = env_yaml.read_text()
     lines = [f"  db_size: size-{i}" if line.startswith("  db_size:") else line for line in text.splitlines()]
@@ -48,7 +48,7 @@ def _set_iteration(repo: EnvRepo, i: int) -> None:
     repo.commit(f"iteration {i}")
 
 
-def _check_files(repo: EnvRepo, when: str) -> None:
+def _check_files(repo: Env, when: str) -> None:
     """Every JSON file envctl wrote parses; every Terraform state parses and has no duplicate."""
     for path in repo.dotdir.rglob("*.json"):
         if "/work/" in path.as_posix() and "/.terraform/" in path.as_posix():
@@ -79,26 +79,26 @@ def _check_files(repo: EnvRepo, when: str) -> None:
                 assert len(r["instances"]) <= want, f"{when}: {addr} has {len(r['instances'])} instances"
 
 
-def _check_cluster(repo: EnvRepo, api: client.ApiClient, i: int | None) -> None:
+def _check_cluster(repo: Env, api: client.ApiClient, i: int | None) -> None:
     core = client.CoreV1Api(api)
-    if live(api, "Namespace", "", repo.ns) is not None:
-        names = Counter(cm.metadata.name for cm in core.list_namespaced_config_map(repo.ns).items)
+    if live(api, "Namespace", "", repo.namespace) is not None:
+        names = Counter(cm.metadata.name for cm in core.list_namespaced_config_map(repo.namespace).items)
         assert set(names) <= {"platform-settings", "web-config", "kube-root-ca.crt"}, names
     inventories = core.list_namespaced_config_map(
-        SYSTEM_NS, label_selector=f"envctl.io/environment={repo.name}"
+        SYSTEM_NAMESPACE, label_selector=f"envctl.io/environment={repo.name}"
     ).items
     layer_names = Counter(cm.metadata.name for cm in inventories)
     assert len(inventories) <= 2, f"more than one inventory per layer: {layer_names}"
     if i is not None:
-        cm = live(api, "ConfigMap", repo.ns, "platform-settings")
+        cm = live(api, "ConfigMap", repo.namespace, "platform-settings")
         assert cm is not None and cm["data"]["log_level"] == f"level-{i}", cm
-        web = live(api, "ConfigMap", repo.ns, "web-config")
+        web = live(api, "ConfigMap", repo.namespace, "web-config")
         assert web is not None, "layer.app was not converged"
         for kind, name in (("Deployment", "web"), ("Service", "web")):
-            assert live(api, kind, repo.ns, name) is not None, f"{kind} {name} missing"
+            assert live(api, kind, repo.namespace, name) is not None, f"{kind} {name} missing"
 
 
-def _state_outputs(repo: EnvRepo) -> dict[str, Any]:
+def _state_outputs(repo: Env) -> dict[str, Any]:
     out = {}
     for path in repo.state_files():
         state = json.loads(path.read_bytes())
@@ -107,18 +107,18 @@ def _state_outputs(repo: EnvRepo) -> dict[str, Any]:
 
 
 def test_kill_9_at_random_points_of_an_apply_loses_nothing(
-    envrepo: EnvRepo, api_client: client.ApiClient
+    example: Env, api_client: client.ApiClient
 ) -> None:
     seed = int(os.environ.get("ENVCTL_SAFETY_SEED", str(int(time.time()))))
     rng = random.Random(seed)
-    first = envrepo.apply(env=LEASE)
+    first = example.apply(env=LEASE)
     assert first.returncode == 0, str(first)
     typical = max(first.seconds, 1.0)
     log: list[str] = [f"seed {seed}, typical apply {typical:.1f}s"]
     for i in range(1, KILLS + 1):
-        _set_iteration(envrepo, i)
+        _set_iteration(example, i)
         delay = rng.uniform(0.0, typical)
-        proc = envrepo.popen("apply", "-e", envrepo.name, "--auto-approve", env=LEASE)
+        proc = example.popen("apply", "-e", example.name, "--auto-approve", env=LEASE)
         try:
             proc.wait(timeout=delay)
             finished = True
@@ -134,18 +134,18 @@ def test_kill_9_at_random_points_of_an_apply_loses_nothing(
         _, err = proc.communicate()
         log.append(f"#{i}: killed after {delay:.2f}s" if not finished else f"#{i}: finished before the kill")
         when = f"iteration {i} ({log[-1]}, {'; '.join(log[:1])})"
-        _check_files(envrepo, when)
-        _check_cluster(envrepo, api_client, None)
-        rerun = envrepo.run(
-            "apply", "-e", envrepo.name, "--auto-approve", "--lock-timeout", "30", env=LEASE, timeout=120
+        _check_files(example, when)
+        _check_cluster(example, api_client, None)
+        rerun = example.run(
+            "apply", "-e", example.name, "--auto-approve", "--lock-timeout", "30", env=LEASE, timeout=120
         )
         assert rerun.returncode == 0, (
             f"{when}: the re-run did not converge\n{rerun}\nkilled run stderr:\n{err}"
         )
-        _check_files(envrepo, when + " after the re-run")
-        _check_cluster(envrepo, api_client, i)
-    check = envrepo.plan("--detailed-exitcode", env=LEASE)
+        _check_files(example, when + " after the re-run")
+        _check_cluster(example, api_client, i)
+    check = example.plan("--detailed-exitcode", env=LEASE)
     assert check.returncode == 0, f"not converged after {KILLS} kills ({log})\n{check}"
-    status = envrepo.run("status", "-e", envrepo.name, "--format", "json")
+    status = example.run("status", "-e", example.name, "--format", "json")
     assert status.returncode == 0, str(status)
     assert json.loads(status.stdout)["lock"] is None, status.stdout

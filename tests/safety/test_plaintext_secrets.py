@@ -9,8 +9,8 @@ import base64
 import uuid
 
 import pytest
+from harness import Env, assert_no_traceback, live
 from kubernetes import client
-from safetyhelpers import EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 
@@ -18,12 +18,12 @@ VALUE = f"SECRET-CANARY-{uuid.uuid4().hex}"
 B64 = base64.b64encode(VALUE.encode()).decode()
 
 
-def _secret(repo: EnvRepo, field: str) -> str:
+def _secret(repo: Env, field: str) -> str:
     rel = "layers/platform/secret.yaml"
     value = B64 if field == "data" else VALUE
     repo.write(
         rel,
-        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-credentials\n  namespace: {repo.ns}\n"
+        f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-credentials\n  namespace: {repo.namespace}\n"
         f"type: Opaque\n{field}:\n  password: {value}\n",
     )
     repo.commit("plaintext secret")
@@ -38,30 +38,30 @@ def _assert_value_hidden(text: str) -> None:
 @pytest.mark.parametrize("command", ["validate", "plan", "apply"])
 @pytest.mark.parametrize("field", ["data", "stringData"])
 def test_refuses_a_plaintext_secret_naming_file_and_key_only(
-    envrepo: EnvRepo, api_client: client.ApiClient, field: str, command: str
+    example: Env, api_client: client.ApiClient, field: str, command: str
 ) -> None:
-    rel = _secret(envrepo, field)
-    args = [command, "-e", envrepo.name] + (["--auto-approve"] if command == "apply" else [])
-    run = envrepo.run(*args)
+    rel = _secret(example, field)
+    args = [command, "-e", example.name] + (["--auto-approve"] if command == "apply" else [])
+    run = example.run(*args)
     assert run.returncode == 78, str(run)
     assert_no_traceback(run)
     assert "secret.yaml" in run.stderr, f"the file is not named:\n{run}"
     assert rel.split("/")[0] in run.stderr or "layer.platform" in run.stderr, str(run)
     assert "password" in run.stderr, f"the key is not named:\n{run}"
     _assert_value_hidden(run.output)
-    assert live(api_client, "Secret", envrepo.ns, "db-credentials") is None
+    assert live(api_client, "Secret", example.namespace, "db-credentials") is None
 
 
 @pytest.mark.parametrize("field", ["data", "stringData"])
 def test_an_allowed_secret_is_applied_without_echoing_its_value(
-    envrepo: EnvRepo, api_client: client.ApiClient, field: str
+    example: Env, api_client: client.ApiClient, field: str
 ) -> None:
-    _secret(envrepo, field)
-    layer = envrepo.path("layers/platform/layer.yaml")
+    _secret(example, field)
+    layer = example.path("layers/platform/layer.yaml")
     layer.write_text(layer.read_text() + "allow_secrets: true\n")
-    envrepo.commit("allow secrets")
-    run = envrepo.apply()
+    example.commit("allow secrets")
+    run = example.apply()
     assert run.returncode == 0, str(run)
     _assert_value_hidden(run.output)
-    secret = live(api_client, "Secret", envrepo.ns, "db-credentials")
+    secret = live(api_client, "Secret", example.namespace, "db-credentials")
     assert secret is not None and secret["data"]["password"] == B64

@@ -12,23 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Env, assert_no_traceback, live
 from kubernetes import client
-from safetyhelpers import EnvRepo, assert_no_traceback, live
 
 pytestmark = pytest.mark.safety
 
 
-def _plan(repo: EnvRepo) -> Path:
+def _plan(repo: Env) -> Path:
     run = repo.plan()
     assert run.returncode == 0, str(run)
-    dirs = repo.plan_dirs()
+    dirs = repo.plans()
     assert dirs, str(run)
     return max(dirs, key=lambda p: p.stat().st_mtime)
 
 
-def _assert_nothing_applied(repo: EnvRepo, api: client.ApiClient) -> None:
+def _assert_nothing_applied(repo: Env, api: client.ApiClient) -> None:
     assert repo.state_files() == [], f"Terraform state was written: {repo.state_files()}"
-    assert live(api, "Namespace", "", repo.ns) is None, f"namespace {repo.ns} was created"
+    assert live(api, "Namespace", "", repo.namespace) is None, f"namespace {repo.namespace} was created"
 
 
 def _flip_value_byte(bundle: Path) -> None:
@@ -61,23 +61,23 @@ def _flip_node_change(bundle: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["bundle-value-byte", "bundle-change", "tfplan-bit"])
-def test_refuses_a_tampered_plan_bundle(envrepo: EnvRepo, api_client: client.ApiClient, how: str) -> None:
-    plan_dir = _plan(envrepo)
+def test_refuses_a_tampered_plan_bundle(example: Env, api_client: client.ApiClient, how: str) -> None:
+    plan_dir = _plan(example)
     if how == "bundle-value-byte":
         _flip_value_byte(plan_dir / "bundle.json")
     elif how == "bundle-change":
         _flip_node_change(plan_dir / "bundle.json")
     else:
         _flip_tfplan_byte(plan_dir)
-    run = envrepo.apply(str(plan_dir))
+    run = example.apply(str(plan_dir))
     assert run.returncode == 4, str(run)
     assert_no_traceback(run)
-    _assert_nothing_applied(envrepo, api_client)
+    _assert_nothing_applied(example, api_client)
 
 
 def test_refuses_a_plan_of_environment_a_applied_to_b(make_env: Any, api_client: client.ApiClient) -> None:
-    a: EnvRepo = make_env()
-    b: EnvRepo = make_env()  # same repository, second environment
+    a: Env = make_env()
+    b: Env = make_env()  # same repository, second environment
     assert a.root == b.root
     plan_dir = _plan(a)
     run = b.run("apply", "-e", b.name, str(plan_dir), "--auto-approve")
@@ -91,44 +91,44 @@ def test_refuses_a_plan_of_environment_a_applied_to_b(make_env: Any, api_client:
     assert approve.returncode == 64, str(approve)
 
 
-def test_refuses_a_replayed_plan(envrepo: EnvRepo, api_client: client.ApiClient) -> None:
-    plan_dir = _plan(envrepo)
-    first = envrepo.apply(str(plan_dir))
+def test_refuses_a_replayed_plan(example: Env, api_client: client.ApiClient) -> None:
+    plan_dir = _plan(example)
+    first = example.apply(str(plan_dir))
     assert first.returncode == 0, str(first)
-    states = {p: p.read_bytes() for p in envrepo.state_files()}
+    states = {p: p.read_bytes() for p in example.state_files()}
     assert states
-    cm = live(api_client, "ConfigMap", envrepo.ns, "platform-settings")
+    cm = live(api_client, "ConfigMap", example.namespace, "platform-settings")
     assert cm is not None
     # someone changes the live object; a replay of the old plan must not "restore" anything
     client.CoreV1Api(api_client).patch_namespaced_config_map(
-        "platform-settings", envrepo.ns, {"data": {"log_level": "debug"}}
+        "platform-settings", example.namespace, {"data": {"log_level": "debug"}}
     )
-    replay = envrepo.apply(str(plan_dir))
+    replay = example.apply(str(plan_dir))
     assert replay.returncode == 4, str(replay)
     assert_no_traceback(replay)
-    assert {p: p.read_bytes() for p in envrepo.state_files()} == states, "the replay touched Terraform state"
-    after = live(api_client, "ConfigMap", envrepo.ns, "platform-settings")
+    assert {p: p.read_bytes() for p in example.state_files()} == states, "the replay touched Terraform state"
+    after = live(api_client, "ConfigMap", example.namespace, "platform-settings")
     assert after is not None and after["data"]["log_level"] == "debug", "the replay applied the layer"
 
 
 @pytest.mark.parametrize("how", ["approve-other-plan", "copied-approval-file"])
 def test_refuses_an_approval_presented_with_a_different_plan(
-    envrepo: EnvRepo, api_client: client.ApiClient, how: str
+    example: Env, api_client: client.ApiClient, how: str
 ) -> None:
-    approved = _plan(envrepo)
-    rec = envrepo.run("approve", str(approved), "--by", "alice")
+    approved = _plan(example)
+    rec = example.run("approve", str(approved), "--by", "alice")
     assert rec.returncode == 0, str(rec)
-    env_yaml = envrepo.path("environment.yaml")
+    env_yaml = example.path("environment.yaml")
     env_yaml.write_text(env_yaml.read_text().replace("10.10.0.0/16", "10.99.0.0/16"))
-    envrepo.commit("different network")
-    other = _plan(envrepo)
+    example.commit("different network")
+    other = _plan(example)
     assert other != approved
     if how == "copied-approval-file":
-        approvals = envrepo.dotdir / "approvals"
+        approvals = example.dotdir / "approvals"
         src = approvals / f"{approved.name}.json"
         assert src.is_file(), sorted(approvals.iterdir())
         (approvals / f"{other.name}.json").write_bytes(src.read_bytes())
-    run = envrepo.run("apply", "-e", envrepo.name, str(other), "--approve")
+    run = example.run("apply", "-e", example.name, str(other), "--approve")
     assert run.returncode == 3, str(run)
     assert_no_traceback(run)
-    _assert_nothing_applied(envrepo, api_client)
+    _assert_nothing_applied(example, api_client)

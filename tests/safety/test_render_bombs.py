@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from safetyhelpers import ENVCTL, git
+from harness import envctl_command, git
 
 pytestmark = pytest.mark.safety
 
@@ -36,7 +36,7 @@ def validate(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProce
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "bomb")
     return subprocess.run(
-        [ENVCTL, "validate", "-e", "dev"],
+        [*envctl_command(), "validate", "-e", "dev"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -17,8 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from harness import Env, Run, assert_no_traceback, live
 from kubernetes import client
-from safetyhelpers import EnvRepo, Run, assert_no_traceback, live
 from secrethelpers import AgeKey, sops_encrypt
 
 pytestmark = pytest.mark.safety
@@ -41,8 +41,8 @@ def _secret_yaml(ns: str, password: str) -> str:
     )
 
 
-def _write_secret(repo: EnvRepo, key: AgeKey, password: str) -> None:
-    repo.write(SECRET_FILE, sops_encrypt(_secret_yaml(repo.ns, password), key))
+def _write_secret(repo: Env, key: AgeKey, password: str) -> None:
+    repo.write(SECRET_FILE, sops_encrypt(_secret_yaml(repo.namespace, password), key))
     repo.commit("encrypted secret")
 
 
@@ -57,13 +57,13 @@ def _assert_hidden(texts: dict[str, str], *values: str) -> None:
     assert not leaks, "decrypted values leaked:\n" + "\n".join(leaks)
 
 
-def _assert_nothing_applied(repo: EnvRepo, api: client.ApiClient) -> None:
+def _assert_nothing_applied(repo: Env, api: client.ApiClient) -> None:
     assert repo.state_files() == [], f"Terraform state was written: {repo.state_files()}"
-    assert live(api, "Namespace", "", repo.ns) is None, f"namespace {repo.ns} was created"
+    assert live(api, "Namespace", "", repo.namespace) is None, f"namespace {repo.namespace} was created"
 
 
-def _password(api: client.ApiClient, repo: EnvRepo) -> str:
-    secret = live(api, "Secret", repo.ns, "db-credentials")
+def _password(api: client.ApiClient, repo: Env) -> str:
+    secret = live(api, "Secret", repo.namespace, "db-credentials")
     assert secret is not None, "the Secret was not applied"
     return base64.b64decode(secret["data"]["password"]).decode()
 
@@ -81,123 +81,123 @@ def no_key(tmp_path: Path) -> dict[str, str]:
     return {"XDG_CONFIG_HOME": str(empty)}
 
 
-def test_round_trip_and_rotation(envrepo: EnvRepo, api_client: client.ApiClient, key: AgeKey) -> None:
+def test_round_trip_and_rotation(example: Env, api_client: client.ApiClient, key: AgeKey) -> None:
     first, second = _canary("first"), _canary("second")
-    _write_secret(envrepo, key, first)
+    _write_secret(example, key, first)
     texts: dict[str, str] = {}
 
     def run(*args: str, ok: tuple[int, ...] = (0,)) -> Run:
-        r = envrepo.run(*args, env=key.env)
+        r = example.run(*args, env=key.env)
         texts[f"envctl {' '.join(args)}"] = r.output
         assert r.returncode in ok, str(r)
         assert_no_traceback(r)
         return r
 
-    run("validate", "-e", envrepo.name)
-    run("plan", "-e", envrepo.name)
-    run("apply", "-e", envrepo.name, "--auto-approve")
-    assert _password(api_client, envrepo) == first
-    secret = live(api_client, "Secret", envrepo.ns, "db-credentials")
+    run("validate", "-e", example.name)
+    run("plan", "-e", example.name)
+    run("apply", "-e", example.name, "--auto-approve")
+    assert _password(api_client, example) == first
+    secret = live(api_client, "Secret", example.namespace, "db-credentials")
     assert secret is not None
     assert secret["metadata"]["annotations"]["envctl.io/sops-file"].endswith("db-credentials.enc.yaml")
 
     # nothing changed: the decrypted Secret is in sync, the plan is empty
-    run("plan", "-e", envrepo.name, "--detailed-exitcode")
+    run("plan", "-e", example.name, "--detailed-exitcode")
 
     # rotation: the same file re-encrypted with a new value
-    _write_secret(envrepo, key, second)
-    plan = run("plan", "-e", envrepo.name, "--detailed-exitcode", ok=(2,))
+    _write_secret(example, key, second)
+    plan = run("plan", "-e", example.name, "--detailed-exitcode", ok=(2,))
     assert "(sensitive, changed)" in plan.stdout, str(plan)
     assert "db-credentials" in plan.stdout
-    run("apply", "-e", envrepo.name, "--auto-approve")
-    assert _password(api_client, envrepo) == second
-    run("drift", "-e", envrepo.name, "--format", "json")
+    run("apply", "-e", example.name, "--auto-approve")
+    assert _password(api_client, example) == second
+    run("drift", "-e", example.name, "--format", "json")
     _assert_hidden(texts, first, second)
 
 
 def test_validate_accepts_an_encrypted_secret_without_a_key(
-    envrepo: EnvRepo, key: AgeKey, no_key: dict[str, str]
+    example: Env, key: AgeKey, no_key: dict[str, str]
 ) -> None:
-    _write_secret(envrepo, key, _canary("v"))
-    run = envrepo.run("validate", "-e", envrepo.name, env=no_key)
+    _write_secret(example, key, _canary("v"))
+    run = example.run("validate", "-e", example.name, env=no_key)
     assert run.returncode == 0, str(run)
     assert "not decrypted here" in run.output and "db-credentials.enc.yaml" in run.output, str(run)
 
 
 def test_validate_checks_that_it_decrypts_when_a_key_is_present(
-    envrepo: EnvRepo, key: AgeKey, tmp_path: Path
+    example: Env, key: AgeKey, tmp_path: Path
 ) -> None:
     other = AgeKey(tmp_path, "other")
-    _write_secret(envrepo, key, _canary("v"))
+    _write_secret(example, key, _canary("v"))
     # a key is present, but not one the file is encrypted for: validate must say so
-    run = envrepo.run("validate", "-e", envrepo.name, env=other.env)
+    run = example.run("validate", "-e", example.name, env=other.env)
     assert run.returncode == 0, str(run)
     assert "not decrypted here" in run.output, str(run)
-    assert envrepo.run("validate", "-e", envrepo.name, env=key.env).returncode == 0
+    assert example.run("validate", "-e", example.name, env=key.env).returncode == 0
 
 
 @pytest.mark.parametrize("command", ["plan", "apply"])
 def test_without_the_key_nothing_is_applied(
-    envrepo: EnvRepo, api_client: client.ApiClient, key: AgeKey, no_key: dict[str, str], command: str
+    example: Env, api_client: client.ApiClient, key: AgeKey, no_key: dict[str, str], command: str
 ) -> None:
     value = _canary("nokey")
-    _write_secret(envrepo, key, value)
-    args = [command, "-e", envrepo.name] + (["--auto-approve"] if command == "apply" else [])
-    run = envrepo.run(*args, env=no_key)
+    _write_secret(example, key, value)
+    args = [command, "-e", example.name] + (["--auto-approve"] if command == "apply" else [])
+    run = example.run(*args, env=no_key)
     assert run.returncode == 78, str(run)
     assert_no_traceback(run)
     assert "db-credentials.enc.yaml" in run.stderr, f"the file is not named:\n{run}"
     assert key.recipient in run.stderr, f"the missing key is not named:\n{run}"
     assert "SOPS_AGE_KEY_FILE" in run.stderr, f"no hint how to give the key:\n{run}"
-    _assert_nothing_applied(envrepo, api_client)
+    _assert_nothing_applied(example, api_client)
     _assert_hidden({"output": run.output}, value)
 
 
 def test_the_wrong_key_is_refused(
-    envrepo: EnvRepo, api_client: client.ApiClient, key: AgeKey, tmp_path: Path
+    example: Env, api_client: client.ApiClient, key: AgeKey, tmp_path: Path
 ) -> None:
     value = _canary("wrong")
-    _write_secret(envrepo, key, value)
+    _write_secret(example, key, value)
     other = AgeKey(tmp_path, "other")
-    run = envrepo.apply(env=other.env)
+    run = example.apply(env=other.env)
     assert run.returncode == 78, str(run)
     assert_no_traceback(run)
     assert "cannot decrypt" in run.stderr and key.recipient in run.stderr, str(run)
-    _assert_nothing_applied(envrepo, api_client)
+    _assert_nothing_applied(example, api_client)
     _assert_hidden({"output": run.output}, value)
 
 
-def test_a_corrupt_file_is_refused(envrepo: EnvRepo, api_client: client.ApiClient, key: AgeKey) -> None:
+def test_a_corrupt_file_is_refused(example: Env, api_client: client.ApiClient, key: AgeKey) -> None:
     value = _canary("corrupt")
-    text = sops_encrypt(_secret_yaml(envrepo.ns, value), key)
+    text = sops_encrypt(_secret_yaml(example.namespace, value), key)
     # change one character of the ciphertext: the value no longer matches the file's MAC
     start = text.index("ENC[AES256_GCM,data:") + len("ENC[AES256_GCM,data:")
     flipped = "A" if text[start] != "A" else "B"
-    envrepo.write(SECRET_FILE, text[:start] + flipped + text[start + 1 :])
-    envrepo.commit("damaged")
-    run = envrepo.apply(env=key.env)
+    example.write(SECRET_FILE, text[:start] + flipped + text[start + 1 :])
+    example.commit("damaged")
+    run = example.apply(env=key.env)
     assert run.returncode == 78, str(run)
     assert_no_traceback(run)
     assert "db-credentials.enc.yaml" in run.stderr and "damaged SOPS file" in run.stderr, str(run)
-    _assert_nothing_applied(envrepo, api_client)
+    _assert_nothing_applied(example, api_client)
     _assert_hidden({"output": run.output}, value)
 
 
 def test_without_sops_plan_names_the_command_that_builds_it(
-    envrepo: EnvRepo, api_client: client.ApiClient, key: AgeKey, tmp_path: Path
+    example: Env, api_client: client.ApiClient, key: AgeKey, tmp_path: Path
 ) -> None:
-    _write_secret(envrepo, key, _canary("nosops"))
+    _write_secret(example, key, _canary("nosops"))
     path = os.pathsep.join(
         p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not (Path(p) / "sops").exists()
     )
-    run = envrepo.plan(env={**key.env, "PATH": path, "ENVCTL_CACHE": str(tmp_path / "no-cache")})
+    run = example.plan(env={**key.env, "PATH": path, "ENVCTL_CACHE": str(tmp_path / "no-cache")})
     assert run.returncode == 69, str(run)
     assert_no_traceback(run)
     assert "scripts/build-secret-tools sops" in run.stderr, str(run)
-    _assert_nothing_applied(envrepo, api_client)
+    _assert_nothing_applied(example, api_client)
 
 
-def _sensitive_stack(repo: EnvRepo, key: AgeKey, password: str, *, sensitive: bool = True) -> None:
+def _sensitive_stack(repo: Env, key: AgeKey, password: str, *, sensitive: bool = True) -> None:
     repo.write(
         "stacks/vault/main.tf",
         'variable "db_password" {\n  type      = string\n'
@@ -210,46 +210,46 @@ def _sensitive_stack(repo: EnvRepo, key: AgeKey, password: str, *, sensitive: bo
 
 
 def test_encrypted_stack_inputs_feed_sensitive_variables(
-    envrepo: EnvRepo, key: AgeKey, no_key: dict[str, str]
+    example: Env, key: AgeKey, no_key: dict[str, str]
 ) -> None:
     value = _canary("tfvar")
-    _sensitive_stack(envrepo, key, value)
+    _sensitive_stack(example, key, value)
     texts: dict[str, str] = {}
     for args in (("validate",), ("plan",), ("plan", "--format", "json"), ("apply", "--auto-approve")):
-        r = envrepo.run(args[0], "-e", envrepo.name, *args[1:], env=key.env)
+        r = example.run(args[0], "-e", example.name, *args[1:], env=key.env)
         assert r.returncode == 0, str(r)
         texts[" ".join(args)] = r.output
-    state = "".join(p.read_text() for p in envrepo.state_files())
+    state = "".join(p.read_text() for p in example.state_files())
     assert value in state, "the decrypted value never reached Terraform: the test would prove nothing"
     _assert_hidden(texts, value)
     # without the key: validate still checks the keys; plan refuses naming the file
-    assert envrepo.run("validate", "-e", envrepo.name, env=no_key).returncode == 0
-    refused = envrepo.plan(env=no_key)
+    assert example.run("validate", "-e", example.name, env=no_key).returncode == 0
+    refused = example.plan(env=no_key)
     assert refused.returncode == 78 and "secrets.enc.yaml" in refused.stderr, str(refused)
 
 
 def test_an_encrypted_input_for_a_variable_not_declared_sensitive_is_refused(
-    envrepo: EnvRepo, key: AgeKey
+    example: Env, key: AgeKey
 ) -> None:
     value = _canary("notsensitive")
-    _sensitive_stack(envrepo, key, value, sensitive=False)
-    run = envrepo.plan(env=key.env)
+    _sensitive_stack(example, key, value, sensitive=False)
+    run = example.plan(env=key.env)
     assert run.returncode == 78, str(run)
     assert "not declared sensitive" in run.stderr and "db_password" in run.stderr, str(run)
     _assert_hidden({"output": run.output}, value)
 
 
 def test_sops_values_leak_into_no_output_format_and_no_stored_file(
-    envrepo: EnvRepo, api_client: client.ApiClient, key: AgeKey, tmp_path: Path
+    example: Env, api_client: client.ApiClient, key: AgeKey, tmp_path: Path
 ) -> None:
     first, second, tfvar = _canary("scan1"), _canary("scan2"), _canary("scan-tf")
-    _write_secret(envrepo, key, first)
-    _sensitive_stack(envrepo, key, tfvar)
+    _write_secret(example, key, first)
+    _sensitive_stack(example, key, tfvar)
     texts: dict[str, str] = {}
-    e = envrepo.name
+    e = example.name
 
     def run(*args: str, ok: tuple[int, ...] = (0,)) -> None:
-        r = envrepo.run(*args, env=key.env)
+        r = example.run(*args, env=key.env)
         texts[f"envctl {' '.join(args)}"] = r.output
         assert r.returncode in ok, f"the command itself failed, so the scan would prove nothing:\n{r}"
 
@@ -257,14 +257,14 @@ def test_sops_values_leak_into_no_output_format_and_no_stored_file(
         run("plan", "-e", e, "--format", fmt, "--debug")
     run("validate", "-e", e, "--debug")
     run("apply", "-e", e, "--auto-approve", "--debug")
-    _write_secret(envrepo, key, second)
+    _write_secret(example, key, second)
     for fmt in ("text", "json", "markdown"):
         run("plan", "-e", e, "--format", fmt, "--debug", "--detailed-exitcode", ok=(2,))
     run("apply", "-e", e, "--auto-approve", "--format", "json", "--debug")
-    assert _password(api_client, envrepo) == second
+    assert _password(api_client, example) == second
     # changed behind envctl's back: drift reports it in every format without either value
     client.CoreV1Api(api_client).patch_namespaced_secret(
-        "db-credentials", envrepo.ns, {"stringData": {"password": first}}
+        "db-credentials", example.namespace, {"stringData": {"password": first}}
     )
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -277,13 +277,13 @@ def test_sops_values_leak_into_no_output_format_and_no_stored_file(
     for f in reports.iterdir():
         texts[f"report {f.name}"] = f.read_text(errors="replace")
     stored = 0
-    for f in sorted(envrepo.dotdir.rglob("*")):
-        rel = f.relative_to(envrepo.root).as_posix()
+    for f in sorted(example.dotdir.rglob("*")):
+        rel = f.relative_to(example.root).as_posix()
         if not f.is_file() or rel.startswith((f".envctl/state/{e}/", f".envctl/work/{e}/")):
             continue  # Terraform state and working files hold sensitive values by design
         texts[rel] = f.read_bytes().decode(errors="replace")
         stored += 1
     assert stored and any("/plans/" in k for k in texts), "no stored plan was scanned"
-    state = "".join(p.read_text() for p in envrepo.state_files())
+    state = "".join(p.read_text() for p in example.state_files())
     assert tfvar in state, "the stack's decrypted input never reached Terraform"
     _assert_hidden(texts, first, second, tfvar)

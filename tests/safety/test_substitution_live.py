@@ -16,10 +16,10 @@ import shutil
 from typing import Any
 
 import pytest
+from harness import Env, live
 from kubehelpers import get
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from safetyhelpers import EnvRepo, live
 
 pytestmark = pytest.mark.safety
 
@@ -112,10 +112,10 @@ spec:
 """
 
 
-def build(repo: EnvRepo) -> None:
+def build(repo: Env) -> None:
     """Replace the copied example's nodes by this test's stack and layers."""
     for d in ("stacks", "layers"):
-        shutil.rmtree(repo.envdir / d)
+        shutil.rmtree(repo.env_dir / d)
     env_vars = "".join(f"  {k}: {json.dumps(v)}\n" for k, v in VALUES.items())
     repo.write("environment.yaml", f"name: {repo.name}\nvars:\n{env_vars}")
     outputs = "".join(f'output "{k}" {{\n  value = {_hcl(v)}\n}}\n' for k, v in VALUES.items())
@@ -145,25 +145,25 @@ def build(repo: EnvRepo) -> None:
 
 
 def test_values_mean_what_git_says_and_an_injected_output_stays_one_value(
-    envrepo: EnvRepo, api_client: client.ApiClient
+    example: Env, api_client: client.ApiClient
 ) -> None:
-    build(envrepo)
-    plan = envrepo.plan()
+    build(example)
+    plan = example.plan()
     assert plan.returncode in (0, 2), str(plan)
     assert "will apply 1 objects once stack.s is applied" in plan.output, str(plan)
 
-    applied = envrepo.apply()
+    applied = example.apply()
     assert applied.returncode == 0, str(applied)
 
-    ns = envrepo.ns
+    ns = example.namespace
     cm = live(api_client, "ConfigMap", ns, "token")
-    assert cm is not None and cm["data"] == {"TOKEN": _payload(envrepo.name)}
+    assert cm is not None and cm["data"] == {"TOKEN": _payload(example.name)}
     rbac = client.RbacAuthorizationV1Api(api_client)
     with pytest.raises(ApiException) as e:
-        rbac.read_cluster_role_binding(f"pwned-{envrepo.name}")
+        rbac.read_cluster_role_binding(f"pwned-{example.name}")
     assert e.value.status == 404
     inventory = client.CoreV1Api(api_client).read_namespaced_config_map(
-        f"{envrepo.name}.layer.inject", "envctl-system"
+        f"{example.name}.layer.inject", "envctl-system"
     )
     assert len(json.loads(inventory.data["objects"])) == 1  # the 1 object the plan announced
 
@@ -177,16 +177,16 @@ def test_values_mean_what_git_says_and_an_injected_output_stays_one_value(
 
 
 def test_a_list_inside_a_string_is_refused_at_its_line_and_nothing_is_applied(
-    envrepo: EnvRepo, api_client: client.ApiClient
+    example: Env, api_client: client.ApiClient
 ) -> None:
-    build(envrepo)
-    envrepo.write(
+    build(example)
+    example.write(
         "layers/values/gadget.yaml",
-        envrepo.path("layers/values/gadget.yaml").read_text() + "  bad: 'x-${env.vars.l}'\n",
+        example.path("layers/values/gadget.yaml").read_text() + "  bad: 'x-${env.vars.l}'\n",
     )
-    envrepo.commit("a list inside a string")
-    run = envrepo.apply()
+    example.commit("a list inside a string")
+    run = example.apply()
     assert run.returncode == 78, str(run)
     assert "${env.vars.l} is a list: it cannot be part of a string" in run.output, str(run)
     assert "layers/values/gadget.yaml:" in run.output, str(run)
-    assert live(api_client, "Namespace", "", envrepo.ns) is None
+    assert live(api_client, "Namespace", "", example.namespace) is None
