@@ -39,14 +39,14 @@ def test_converge_recreates_a_deleted_object_and_the_next_run_exits_0(applied: E
 
 
 def test_converge_takes_back_a_field_another_manager_took(applied: Env) -> None:
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     code, report = applied.drift_json("--converge")
     assert code == 2
     [app] = [n for n in report["nodes"] if n["node"] == "layer.app"]
     reasons = [r for c in app["changes"] for r in c["reasons"]]
     assert any(
         r.startswith("data.DATABASE_ENDPOINT changed by intruder")
-        and ": live evil.applied.com:5432, Git " in r
+        and ": live evil.example.com:5432, Git " in r
         and r.endswith(".internal:5432")
         for r in reasons
     ), reasons
@@ -59,12 +59,12 @@ def test_converge_takes_back_a_field_another_manager_took(applied: Env) -> None:
 def test_a_converge_that_fails_shows_in_the_report_and_exits_1(applied: Env) -> None:
     layer = applied.root / "environments" / applied.name / "layers" / "app" / "layer.yaml"
     layer.write_text(layer.read_text() + "conflicts: refuse\n")
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     proc = applied.drift("--converge")
     assert proc.returncode == 1, describe(proc)
     assert "converge (FAILED for some nodes):" in proc.stdout
     assert "layer.app: converge failed" in proc.stdout and "intruder" in proc.stdout
-    assert live_endpoint(applied) == "evil.applied.com:5432"
+    assert live_endpoint(applied) == "evil.example.com:5432"
     md = applied.drift("--converge", "--format", "markdown")
     assert md.returncode == 1 and "#### converge (failed for some nodes)" in md.stdout, describe(md)
     page = applied.drift("--converge", "--format", "html")

@@ -108,7 +108,7 @@ def test_the_drift_account_sees_drift_from_a_fresh_clone_and_can_change_nothing(
 
     assert all("no run journal here" in " ".join(n["notes"]) for n in report["nodes"]), report
 
-    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     kubectl(ex.kubeconfig, "-n", ex.namespace, "delete", "service", "web")
     proc = clone.drift("--format", "markdown", env={"KUBECONFIG": drift_account})
     assert proc.returncode == 2, describe(proc)
@@ -206,7 +206,7 @@ def test_the_workflow_check_step_writes_the_markdown_report_and_the_exit_code(
     assert out == "code=0\n"
     assert f"envctl drift report: `{ex.name}`" in summary and "4 in-sync" in summary
 
-    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(ex, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     out, summary = run_step()
     assert out == "code=2\n"
     assert "| `layer.app` | drifted | 1 |" in summary and "intruder" in summary

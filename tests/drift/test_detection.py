@@ -35,7 +35,7 @@ def test_an_in_sync_environment_exits_0_in_every_format(applied: Env) -> None:
 
 
 def test_an_edit_by_another_field_manager_is_drift_naming_node_object_and_manager(applied: Env) -> None:
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     address = f"v1 ConfigMap {applied.namespace}/web-config"
     for fmt in FORMATS:
         proc = applied.drift("--format", fmt)
@@ -96,7 +96,7 @@ def test_a_secret_changed_outside_terraform_is_drift_that_never_shows_the_secret
     applied: Env, tmp_path: Path
 ) -> None:
     (applied.files_dir / "token.txt").write_text(CANARY + "-tampered")
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     for fmt in FORMATS:
         out = tmp_path / f"report.{fmt}"
         proc = applied.drift("--format", fmt, "--output", str(out))
@@ -151,7 +151,7 @@ def test_drift_writes_nothing_to_state_inventory_or_cluster(
 
     # Drifted too: a refresh-only plan that sees a deleted file must not save the refreshed state.
     (applied.files_dir / "greeting.txt").unlink()
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     before = _world(applied, api_client)
     for fmt in FORMATS:
         assert applied.drift("--format", fmt).returncode == 2

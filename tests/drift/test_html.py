@@ -60,7 +60,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_the_html_report_renders_the_graph_in_headless_chromium(applied: Env, tmp_path: Path) -> None:
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     report = tmp_path / "drift.html"
     proc = applied.drift("--format", "html", "--output", str(report))
     assert proc.returncode == 2, describe(proc)

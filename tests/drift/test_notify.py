@@ -20,7 +20,7 @@ def test_drift_notify_posts_an_alert_to_each_configured_webhook(
     applied: Env, webhook: WebhookServer
 ) -> None:
     applied.set_environment(notifications=[{"webhook": webhook.url}])
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     (applied.files_dir / "token.txt").write_text(CANARY + "-tampered")
     proc = applied.drift("--notify")
     assert proc.returncode == 2, describe(proc)
@@ -56,7 +56,7 @@ def test_without_notify_the_configured_webhooks_are_not_called(
     applied: Env, webhook: WebhookServer
 ) -> None:
     applied.set_environment(notifications=[{"webhook": webhook.url}])
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     assert applied.drift().returncode == 2
     assert webhook.received == []
 
@@ -64,7 +64,7 @@ def test_without_notify_the_configured_webhooks_are_not_called(
 def test_a_webhook_answering_500_is_retried_and_shows_in_the_report_and_exit_code(
     applied: Env,
 ) -> None:
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     with WebhookServer(status=500) as failing:
         proc = applied.drift("--webhook", failing.url)
         assert len(failing.received) == 3, "three attempts with backoff"
@@ -95,7 +95,7 @@ def test_a_webhook_nobody_listens_on_fails_the_run(applied: Env, webhook: Webhoo
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}/hook"
-    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.applied.com:5432"})
+    intrude(applied, "web-config", {"DATABASE_ENDPOINT": "evil.example.com:5432"})
     proc = applied.drift("--webhook", closed, "--webhook", webhook.url)
     assert proc.returncode == 1, describe(proc)
     assert f"notification to {closed}: FAILED after 3 attempt(s)" in proc.stdout
