@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.hints import apply_command, approve_and_apply_command
 
 if TYPE_CHECKING:
     from envctl.core.approval import Approval
@@ -152,12 +153,7 @@ def plan_text(
     head = ("NODE", "ADD", "CHANGE", "DESTROY", "REPLACE", "STATUS")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [
-        f"Plan {bundle.id} for environment {bundle.environment} at "
-        f"{(bundle.commit or 'no commit')[:12]}{' (uncommitted changes)' if bundle.dirty else ''}",
-        "",
-        fmt.format(*head),
-    ]
+    out = [_heading(bundle), "", fmt.format(*head)]
     engines = sorted({p.artifacts["engine"] for p in bundle.nodes.values() if "engine" in p.artifacts})
     if engines:
         out.insert(1, f"Terraform engine: {', '.join(engines)}")
@@ -187,9 +183,36 @@ def plan_text(
         out.append(f"Approval required for: {', '.join(needs_approval)}")
     if plan_dir is not None:
         out.append(f"Saved plan: {plan_dir}")
-        if bundle.has_changes:
-            out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
+        cmds = _next_commands(bundle, needs_approval, plan_dir)
+        out.extend(f"{_COMMAND_LABEL[k]}: {cmd}" for k, cmd in cmds.items())
     return "\n".join(out)
+
+
+def _next_commands(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> dict[str, str]:
+    """The commands that apply a saved plan by their label, each as it must be copied (``--rev``
+    included): ``apply``, and ``approve_and_apply`` when a node needs approval (no terminal)."""
+    if not bundle.has_changes:
+        return {}
+    cmds = {"apply": apply_command(bundle.environment, plan_dir, rev=bundle.rev)}
+    if needs_approval:
+        cmds["approve_and_apply"] = approve_and_apply_command(bundle.environment, plan_dir, rev=bundle.rev)
+    return cmds
+
+
+_COMMAND_LABEL = {"apply": "Apply it with", "approve_and_apply": "Without a terminal"}
+
+
+def _heading(bundle: PlanBundle) -> str:
+    """What the plan is of: a commit, the working tree, or a rollback to a commit."""
+    at = f"{(bundle.commit or 'no commit')[:12]}{' (uncommitted changes)' if bundle.dirty else ''}"
+    if bundle.rollback is not None:
+        origin = bundle.rollback.origin
+        return (
+            f"Rollback plan {bundle.id} for environment {bundle.environment}: back to {at}"
+            + (f" from {origin[:12]}" if origin else "")
+            + " (the environment as that commit holds it)"
+        )
+    return f"Plan {bundle.id} for environment {bundle.environment} at {at}"
 
 
 def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
@@ -201,6 +224,8 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | Non
         "environment": bundle.environment,
         "commit": bundle.commit,
         "dirty": bundle.dirty,
+        "rev": bundle.rev,
+        "rollback": bundle.rollback.to_json() if bundle.rollback else None,
         "fingerprint": bundle.fingerprint,
         "has_changes": bundle.has_changes,
         "needs_approval": needs_approval,
@@ -213,13 +238,16 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | Non
             }
             for n in bundle.order
         ],
+        # the commands that apply the saved plan, ready to run (``--rev`` included when needed)
+        "commands": _next_commands(bundle, needs_approval, plan_dir) if plan_dir else {},
     }
     return json.dumps(data, indent=2, default=str)
 
 
 def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     out = [
-        f"### envctl plan for `{bundle.environment}` at `{(bundle.commit or 'working tree')[:12]}`",
+        f"### envctl {'rollback ' if bundle.rollback else ''}plan for `{bundle.environment}` at "
+        f"`{(bundle.commit or 'working tree')[:12]}`",
         "",
         f"Plan `{bundle.id}`, fingerprint `{bundle.fingerprint[:12]}`"
         + (f", saved in `{plan_dir}`" if plan_dir else ""),
@@ -252,6 +280,9 @@ def plan_markdown(bundle: PlanBundle, needs_approval: list[str], plan_dir: str |
         ]
     if needs_approval:
         out.append(f"Approval required for: {', '.join(f'`{n}`' for n in needs_approval)}")
+    if plan_dir:
+        cmds = _next_commands(bundle, needs_approval, plan_dir)
+        out.extend(f"{_COMMAND_LABEL[k]}: `{cmd}`" for k, cmd in cmds.items())
     return "\n".join(out)
 
 
@@ -270,12 +301,24 @@ def apply_text(result: ApplyResult) -> str:
     return "\n".join(out)
 
 
-def approval_text(a: Approval) -> str:
-    return f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}"
+def approval_text(a: Approval, apply_with: str) -> str:
+    """``apply_with``: the command that applies the approved plan (``--rev`` included when needed)."""
+    return (
+        f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}\n"
+        f"Apply it with: {apply_with}"
+    )
 
 
-def approval_json(a: Approval) -> str:
-    return json.dumps({"format_version": FORMAT_VERSION, "type": "approval", **a.to_json()}, indent=2)
+def approval_json(a: Approval, apply_with: str) -> str:
+    return json.dumps(
+        {
+            "format_version": FORMAT_VERSION,
+            "type": "approval",
+            **a.to_json(),
+            "commands": {"apply": apply_with},
+        },
+        indent=2,
+    )
 
 
 def apply_json(result: ApplyResult) -> str:
