@@ -144,11 +144,13 @@ def _render_plan(result: Any, fmt: str) -> str:
     from envctl.views import plan as pv
 
     d = _display_path(result.plan_dir) if result.saved else None
+    b, ref = result.blast, result.base_ref
     if fmt == "json":
-        return pv.plan_json(result.bundle, result.needs_approval, d)
+        return pv.plan_json(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
     if fmt == "markdown":
-        return pv.plan_markdown(result.bundle, result.needs_approval, d)
-    return pv.plan_text(result.bundle, result.needs_approval, d, color=sys.stdout.isatty())
+        return pv.plan_markdown(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
+    tty = sys.stdout.isatty()
+    return pv.plan_text(result.bundle, result.needs_approval, d, color=tty, blast=b, base_ref=ref)
 
 
 def _show_plan(result: Any, fmt: str, detailed_exitcode: bool = False) -> None:

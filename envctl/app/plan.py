@@ -10,7 +10,6 @@ from pathlib import Path
 
 from envctl.app.executor import run_graph
 from envctl.app.inputs import (
-    ALL_OUTPUTS,
     Values,
     inputs_hash,
     read_current_outputs,
@@ -22,6 +21,7 @@ from envctl.app.session import Session
 from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
 from envctl.core.approval import nodes_needing_approval
+from envctl.core.blast import ALL_OUTPUTS, BlastRadius, blast_radius
 from envctl.core.bundle import PlanBundle, Rollback
 from envctl.core.changes import NodePlan
 from envctl.core.errors import EnvctlError, NotPlannedError
@@ -174,5 +174,17 @@ def plan_environment(
     elif out is None and not errors:
         shutil.rmtree(plan_dir, ignore_errors=True)
     return PlanResult(
-        bundle, plan_dir, errors, nodes_needing_approval(bundle, s.env.approval_required_for), saved=saved
+        bundle,
+        plan_dir,
+        errors,
+        nodes_needing_approval(bundle, s.env.approval_required_for),
+        saved=saved,
+        blast=blast_of(s, bundle),
+        base_ref=changed_since,
     )
+
+
+def blast_of(s: Session, bundle: PlanBundle) -> BlastRadius:
+    """Which nodes ``bundle`` changes, how many resources and objects, what apply plans again."""
+    in_cluster = {n for n in bundle.order if n in s.env.nodes and s.adapter(n).traits.in_cluster}
+    return blast_radius(bundle, {k: e.reasons for k, e in s.graph.edges.items()}, in_cluster)

@@ -56,9 +56,11 @@ def test_text_markdown_and_json_hints_carry_the_rev(rev: str | None) -> None:
     assert f"Apply it with: {want_apply}\n" in text + "\n"
     assert f"Without a terminal: {want_approve}" in text
     md = pv.plan_markdown(b, ["stack.net"], PLAN_DIR)
-    assert f"Apply it with: `{want_apply}`" in md and f"`{want_approve}`" in md
+    assert f"```shell\n{want_approve}\n```" in md  # needs approval: the command that approves and applies
     data = json.loads(pv.plan_json(b, ["stack.net"], PLAN_DIR))
     assert data["commands"] == {"apply": want_apply, "approve_and_apply": want_approve}
+    assert data["apply_command"] == want_approve
+    assert f"```shell\n{want_apply}\n```" in pv.plan_markdown(b, [], PLAN_DIR)
     assert data["rev"] == rev
     if rev is None:
         assert "--rev" not in text + md
