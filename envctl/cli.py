@@ -399,10 +399,10 @@ def apply(
         s.store.consume_approval(bundle.id)
     for e in res.errors.values():
         _show_error(e, fmt)
-    resume = apply_command(
+    resume_with = apply_command(
         bundle.environment, _display_path(plan_dir), rev=bundle.rev, approve=approve_, resume=True
     )
-    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res, resume))
+    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res, resume_with))
     code, outcome = apply_outcome(res)
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
