@@ -43,7 +43,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --approve                  Use the approval recorded with envctl approve.
   --auto-approve             Apply without asking.
   --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
@@ -82,7 +84,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text, json, markdown or html.  [default: text]
   --output <path>  Write the report to this file.
   --notify         POST the summary to the configured webhooks.
@@ -103,7 +106,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text, json, dot or mermaid.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
@@ -118,7 +122,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --out <path>               Directory for the plan bundle.
   --target <str>             Plan only this node and what it needs
                              (repeatable).
@@ -173,7 +179,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text or json.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
