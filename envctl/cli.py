@@ -10,22 +10,25 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from envctl.cliopts import (
+    AutoApproveOpt,
     DebugOpt,
     EnvOpt,
+    LockTimeoutOpt,
+    OutOpt,
     Output,
+    ParallelismOpt,
+    Progress,
     RepoOpt,
     RevOpt,
+    TargetsOpt,
     TextJson,
     asked_format,
     check_one_env,
@@ -135,37 +138,7 @@ def _session(
     return open_session(repo, rev, env, _progress, parallelism, terraform=terraform)
 
 
-class _Progress:
-    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
-    a prompt is never interleaved with the lines of nodes converging in parallel."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._asking = threading.Lock()  # one question at a time
-        self._held: list[str] | None = None
-
-    def __call__(self, msg: str) -> None:
-        with self._lock:
-            if self._held is not None:
-                self._held.append(msg)
-                return
-            typer.echo(msg, err=True)
-
-    @contextlib.contextmanager
-    def asking(self) -> Iterator[None]:
-        with self._asking:
-            with self._lock:
-                self._held = []
-            try:
-                yield
-            finally:
-                with self._lock:
-                    held, self._held = self._held or [], None
-                    for msg in held:
-                        typer.echo(msg, err=True)
-
-
-_progress = _Progress()
+_progress = Progress()
 
 
 def _render_plan(result: Any, fmt: str) -> str:
@@ -321,7 +294,7 @@ def apply(
     from envctl.app.locking import hold_environment_lock
     from envctl.app.plan import plan_environment
     from envctl.core.approval import Consent, approve_command, nodes_needing_approval
-    from envctl.core.errors import ApprovalRequiredError, UsageError
+    from envctl.core.errors import ApprovalRequiredError, ExitCode, UsageError
     from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
 
@@ -408,8 +381,48 @@ def apply(
         _show_error(e, fmt)
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
     code, outcome = apply_outcome(res)
+    if code == ExitCode.OK:
+        from envctl.app.destroy import after_apply
+
+        after_apply(s, bundle, res)  # a whole environment destroyed: its lock goes too
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    rev: RevOpt = None,
+    target: TargetsOpt = None,
+    out: OutOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    lock_timeout: LockTimeoutOpt = 0.0,
+    fmt: TextJson = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Delete every node (or NODE and what depends on it) in reverse dependency order."""
+    from envctl.app.destroy import plan_destroy
+    from envctl.core.approval import approve_command
+    from envctl.core.errors import ApprovalRequiredError
+
+    s = _session(repo, rev, env, parallelism, terraform=True)
+    result = plan_destroy(s, target or [], out)
+    if result.errors:
+        _plan_errors(result.errors, fmt)
+    asks = bool(result.needs_approval) and not auto_approve
+    if out is not None or not result.bundle.has_changes or fmt != "text" or not (asks and _tty()):
+        typer.echo(_render_plan(result, fmt))  # else apply shows it with its question
+    if out is not None or not result.bundle.has_changes:
+        return
+    if asks and not _tty():
+        how = approve_command(s.env.name, _display_path(result.plan_dir))
+        raise ApprovalRequiredError("destroy needs approval; nothing was deleted", hint=f"run: {how}")
+    apply(
+        ctx, str(result.plan_dir), None, repo, rev, False, auto_approve, parallelism, False, lock_timeout, fmt
+    )
 
 
 @app.command()

@@ -3,13 +3,15 @@
 ``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations; their
 callbacks fill in the run's ``Output`` (the format errors are printed in, whether to show
 tracebacks). ``asked_format`` and ``check_one_env`` read the raw arguments before typer parses them.
-Imports only typer at module level, like ``envctl.cli``.
+``Progress`` writes progress lines to stderr. Imports only typer at module level, like ``envctl.cli``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +32,17 @@ RevOpt = Annotated[
     str | None,
     typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
 ]
+
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this node and every node depending on it (repeatable)."),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Save the plan here and stop (approve and apply it later).")
+]
+AutoApproveOpt = Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")]
+ParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")]
+LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")]
 
 
 @dataclass
@@ -109,3 +122,33 @@ def check_one_env(args: list[str]) -> None:
             f"-e/--env given {len(envs)} times ({', '.join(envs)}); envctl works on one environment per run",
             hint="run envctl once per environment",
         )
+
+
+class Progress:
+    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
+    a prompt is never interleaved with the lines of nodes converging in parallel."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asking = threading.Lock()  # one question at a time
+        self._held: list[str] | None = None
+
+    def __call__(self, msg: str) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(msg)
+                return
+            typer.echo(msg, err=True)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        with self._asking:
+            with self._lock:
+                self._held = []
+            try:
+                yield
+            finally:
+                with self._lock:
+                    held, self._held = self._held or [], None
+                    for msg in held:
+                        typer.echo(msg, err=True)

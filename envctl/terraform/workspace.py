@@ -14,6 +14,7 @@ May import: the standard library, ``envctl.core``, ``envctl.terraform.hcl``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -571,3 +572,24 @@ def read_var_file(ws: Workspace) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def forget_stack(root: Path, env: str, stack: str) -> None:
+    """Remove a destroyed stack's workspace and its local state (``envctl destroy``, removal)."""
+    for d in (work_base(root, env, stack), local_state_file(root, env, stack).parent):
+        shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            d.parent.rmdir()  # the environment's directory, once its last stack is gone
+
+
+def stacks_with_state(root: Path, env: str) -> list[str]:
+    """Ids of the stacks of ``env`` with a non-empty local state (what envctl keeps converged)."""
+    base = root / ".envctl" / "state" / env
+    found = []
+    for f in sorted(base.glob("*/terraform.tfstate")) if base.is_dir() else []:
+        try:
+            if f.stat().st_size:
+                found.append(f"stack.{f.parent.name}")
+        except OSError:
+            continue
+    return found
