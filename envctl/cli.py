@@ -413,10 +413,11 @@ def destroy(
     if result.errors:
         _plan_errors(result.errors, fmt)
     asks = bool(result.needs_approval) and not auto_approve
-    if out is not None or not result.bundle.has_changes or fmt != "text" or not (asks and _tty()):
-        typer.echo(_render_plan(result, fmt))  # else apply shows it with its question
     if out is not None or not result.bundle.has_changes:
+        typer.echo(_render_plan(result, fmt))
         return
+    if fmt == "text" and not (asks and _tty()):
+        typer.echo(_render_plan(result, fmt))  # else apply shows it with its question
     if asks and not _tty():
         how = approve_command(s.env.name, _display_path(result.plan_dir))
         raise ApprovalRequiredError("destroy needs approval; nothing was deleted", hint=f"run: {how}")

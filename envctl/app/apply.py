@@ -24,7 +24,7 @@ from envctl.app.session import Session
 from envctl.core.adapter import ApplyRequest, DeleteRequest
 from envctl.core.approval import Approval, Consent, check_approval, gate
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
-from envctl.core.changes import NodePlan
+from envctl.core.changes import Action, NodePlan
 from envctl.core.errors import (
     ApprovalRequiredError,
     EngineError,
@@ -191,7 +191,9 @@ def apply_bundle(
             planned = bundle.nodes[n]
             t0 = time.monotonic()
             if planned.deletion is not None:
-                return delete_work(s, n, planned, plan_dir, consent, prompt, record, errors, done_before)
+                return delete_work(
+                    s, n, planned, plan_dir, consent, prompt, record, errors, done_before, leaving
+                )
             node = s.env.nodes[n]
             try:
                 ih_start = inputs_hash(resolve_inputs(s, node, values, {})[0])
@@ -230,6 +232,13 @@ def apply_bundle(
 
         errors: dict[str, EnvctlError] = {}
         started: dict[str, str] = {}  # node -> hash of the inputs it runs with
+        leaving = frozenset(  # what the deletions of this run delete
+            c.address
+            for p in bundle.nodes.values()
+            if p.deletion is not None
+            for c in p.changes
+            if c.action is Action.DELETE
+        )
 
         def exited() -> None:
             """The second Ctrl-C: journal every node not finished, before the lock is released."""
@@ -345,6 +354,7 @@ def delete_work(
     record: Callable[[NodeResult], None],
     errors: dict[str, EnvctlError],
     done_before: dict[str, str],
+    leaving: frozenset[str],
 ) -> Status:
     """Delete one node as planned, through the approval gate; journal it like any node."""
     t0 = time.monotonic()
@@ -358,7 +368,7 @@ def delete_work(
         def approve(plan: NodePlan) -> str:
             return _held(s, plan, consent, prompt, replanned=False)
 
-        applied = adapter.delete(node, DeleteRequest(planned, plan_dir, approve))
+        applied = adapter.delete(node, DeleteRequest(planned, plan_dir, approve, leaving))
     except EnvctlError as e:
         e.node = e.node or n
         scrub_error(e)

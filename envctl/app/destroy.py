@@ -59,13 +59,17 @@ def destroys_environment(bundle: PlanBundle) -> bool:
 
 
 def forget_environment(s: Session) -> None:
-    """After every node is deleted: the environment's Lease in its cluster and its local lock.
+    """After every node is deleted: the environment's Lease in its cluster, its local lock and
+    what is left of its workspaces.
 
     Called while this command still holds the lock; releasing a Lease that is gone is a no-op."""
     if s.in_cluster:
         from envctl.kube.lease import delete_lease
 
         delete_lease(s.kube(), s.env.name)
+    from envctl.terraform.workspace import forget_environment as forget_workspaces
+
+    forget_workspaces(s.root, s.env.name)
     s.store.forget_environment(s.env.name)
 
 

@@ -62,11 +62,13 @@ class ApplyRequest:
 class DeleteRequest:
     """How to delete one node: the deletion plan a human saw (its ``changes`` are all that may be
     deleted: anything else is kept), the plan bundle's directory, and the approval gate, which the
-    adapter calls with that plan before it deletes anything (a reason back: delete nothing)."""
+    adapter calls with that plan before it deletes anything (a reason back: delete nothing);
+    ``leaving``: addresses the other deletions of the run delete (see ``plan_delete``)."""
 
     planned: NodePlan
     plan_dir: Path
     approve: Callable[[NodePlan], str]
+    leaving: frozenset[str] = frozenset()  # what the run's other deletions delete (before this one)
 
 
 @dataclass(frozen=True)

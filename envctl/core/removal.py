@@ -114,9 +114,7 @@ def with_dependents(targets: Iterable[str], depends_on: Mapping[str, Iterable[st
     return out
 
 
-def run_edges(
-    plans: Mapping[str, NodePlan], graph_edges: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
+def run_edges(plans: Mapping[str, NodePlan], graph_edges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The ``(first, then)`` edges of the ready queue that applies ``plans``.
 
     A node converged from Git follows the graph's edges. A node being deleted goes before each

@@ -52,14 +52,19 @@ def plan_delete_layer(ctx: KubeContext, node_id: str, leaving: Collection[str] =
 
 
 def delete_layer(
-    ctx: KubeContext, node_id: str, planned: Collection[str], timeout: float = GONE_TIMEOUT
+    ctx: KubeContext,
+    node_id: str,
+    planned: Collection[str],
+    leaving: Collection[str] = (),
+    timeout: float = GONE_TIMEOUT,
 ) -> NodePlan:
     """Delete the objects ``planned`` names (addresses) that the rules still let go, wait until
-    they are gone, then drop the inventory, or keep it holding what was kept."""
+    they are gone, then drop the inventory, or keep it holding what was kept. ``leaving``: what
+    the run's other deletions deleted (a controller may still be removing what followed them)."""
     inventory = read_inventory(ctx, node_id)
     if not inventory.exists:
         return NodePlan(node_id, notes=("its inventory was already gone",))
-    candidates, kept, gone = prune_candidates(ctx, node_id, inventory.entries)
+    candidates, kept, gone = prune_candidates(ctx, node_id, inventory.entries, leaving)
     kept += [
         Kept(c.ref, "kept: the approved plan did not delete it")
         for c in candidates

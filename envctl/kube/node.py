@@ -153,7 +153,7 @@ class LayerAdapter:
             return Applied(request.planned, blocked=blocked)
         planned = {c.address for c in request.planned.changes if c.action is Action.DELETE}
         self.progress(f"{node.id}: deleting {len(planned)} objects")
-        return Applied(delete_layer(self.kube(), node.id, planned))
+        return Applied(delete_layer(self.kube(), node.id, planned, request.leaving))
 
     def outputs(self, node: Node) -> Outputs | None:
         if node.layer is None or not node.layer.outputs:

@@ -81,6 +81,8 @@ def namespace_in_use(
         for k, n in [(parts[1], parts[2])]
         if n.startswith(f"{namespace}/")
     }
+    # a Service's Endpoints are the endpoints controller's (no owner reference): they go with it
+    leaving_keys |= {("Endpoints", n) for k, n in leaving_keys if k == "Service"}
     resources: list[tuple[str, str, str]] = []
     for gv in ctx.preferred_versions():
         path = "/api/v1" if gv == "v1" else f"/apis/{gv}"

@@ -593,3 +593,8 @@ def stacks_with_state(root: Path, env: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def forget_environment(root: Path, env: str) -> None:
+    """Remove what is left of an environment's workspaces (its CLI configuration) once it is gone."""
+    shutil.rmtree(root / ".envctl" / "work" / env, ignore_errors=True)
