@@ -21,19 +21,24 @@ from envctl.cliopts import (
     AutoApproveOpt,
     DebugOpt,
     EnvOpt,
+    GraphFormatOpt,
     LockTimeoutOpt,
     OutOpt,
     Output,
     ParallelismOpt,
-    Progress,
+    PlanFormatOpt,
+    PlanParallelismOpt,
     RepoOpt,
+    ResumeOpt,
     RevOpt,
     TargetsOpt,
     TextJson,
+    ToOpt,
     asked_format,
     check_one_env,
     format_option,
 )
+from envctl.cliprogress import Progress
 
 if TYPE_CHECKING:
     from envctl.app.session import Session
@@ -112,14 +117,7 @@ def graph(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="text, json, dot or mermaid.",
-            callback=format_option("text", "json", "dot", "mermaid"),
-        ),
-    ] = "text",
+    fmt: GraphFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Show the dependency graph and the order envctl converges in."""
@@ -145,11 +143,24 @@ def _render_plan(result: Any, fmt: str) -> str:
     from envctl.views import plan as pv
 
     d = _display_path(result.plan_dir) if result.saved else None
+    b, ref = result.blast, result.base_ref
     if fmt == "json":
-        return pv.plan_json(result.bundle, result.needs_approval, d)
+        return pv.plan_json(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
     if fmt == "markdown":
-        return pv.plan_markdown(result.bundle, result.needs_approval, d)
-    return pv.plan_text(result.bundle, result.needs_approval, d, color=sys.stdout.isatty())
+        return pv.plan_markdown(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
+    tty = sys.stdout.isatty()
+    return pv.plan_text(result.bundle, result.needs_approval, d, color=tty, blast=b, base_ref=ref)
+
+
+def _show_plan(result: Any, fmt: str, detailed_exitcode: bool = False) -> None:
+    """A plan's errors (and their exit code), else the plan; exit 2 on changes when asked."""
+    from envctl.core.errors import ExitCode
+
+    if result.errors:
+        _plan_errors(result.errors, fmt)
+    typer.echo(_render_plan(result, fmt))
+    if detailed_exitcode and result.bundle.has_changes:
+        raise typer.Exit(int(ExitCode.CHANGES))
 
 
 def _display_path(p: Path) -> str:
@@ -180,7 +191,7 @@ def plan(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")] = None,
+    out: OutOpt = None,
     target: Annotated[
         list[str] | None, typer.Option("--target", help="Plan only this node and what it needs (repeatable).")
     ] = None,
@@ -190,13 +201,8 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
     ] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")] = 4,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
-        ),
-    ] = "text",
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Plan every selected node and write a plan bundle; nothing is changed."""
@@ -208,13 +214,23 @@ def plan(
 
     s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
-    if result.errors:
-        _plan_errors(result.errors, fmt)
-    typer.echo(_render_plan(result, fmt))
-    if detailed_exitcode and result.bundle.has_changes:
-        from envctl.core.errors import ExitCode
+    _show_plan(result, fmt, detailed_exitcode)
 
-        raise typer.Exit(int(ExitCode.CHANGES))
+
+@app.command()
+def rollback(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    to: ToOpt = None,
+    out: OutOpt = None,
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Plan the environment as an earlier commit holds it; approve and apply it like any plan."""
+    from envctl.app.rollback import plan_rollback
+
+    _show_plan(plan_rollback(repo, to, env, _progress, parallelism, out), fmt)
 
 
 @app.command()
@@ -238,9 +254,11 @@ def approve(
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
     approval = approve_plan(s, bundle, who)
+    from envctl.core.hints import apply_command
     from envctl.views.plan import approval_json, approval_text
 
-    typer.echo(approval_json(approval) if fmt == "json" else approval_text(approval))
+    apply_with = apply_command(bundle.environment, plan_ref, rev=bundle.rev, approve=True)
+    typer.echo(approval_json(approval, apply_with) if fmt == "json" else approval_text(approval, apply_with))
 
 
 def _tty() -> bool:
@@ -272,14 +290,10 @@ def apply(
     approve_: Annotated[
         bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")
     ] = False,
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")] = 4,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
-    ] = False,
-    lock_timeout: Annotated[
-        float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")
-    ] = 0.0,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    resume: ResumeOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
     fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
@@ -294,7 +308,7 @@ def apply(
     from envctl.app.locking import hold_environment_lock
     from envctl.app.plan import plan_environment
     from envctl.core.approval import Consent, approve_command, nodes_needing_approval
-    from envctl.core.errors import ApprovalRequiredError, ExitCode, UsageError
+    from envctl.core.errors import ApprovalRequiredError, UsageError
     from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
 
@@ -330,7 +344,7 @@ def apply(
     # The one gate (core.approval.gate) decides per node inside apply_bundle; here only what
     # this run holds from a human: everything, the plan as shown/recorded, or nothing.
     interactive = _tty() and not auto_approve
-    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True)
+    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True, rev=bundle.rev)
     consent = Consent(everything=True) if auto_approve else Consent.of_bundle(bundle, how)
     if needing and not auto_approve:
         if approve_:
@@ -381,10 +395,6 @@ def apply(
         _show_error(e, fmt)
     typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
     code, outcome = apply_outcome(res)
-    if code == ExitCode.OK:
-        from envctl.app.destroy import after_apply
-
-        after_apply(s, bundle, res)  # a whole environment destroyed: its lock goes too
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
 
@@ -404,26 +414,15 @@ def destroy(
     debug: DebugOpt = False,
 ) -> None:
     """Delete every node (or NODE and what depends on it) in reverse dependency order."""
-    from envctl.app.destroy import plan_destroy
-    from envctl.core.approval import approve_command
-    from envctl.core.errors import ApprovalRequiredError
+    from envctl.app.destroy import plan_destroy, unless_held
 
-    s = _session(repo, rev, env, parallelism, terraform=True)
-    result = plan_destroy(s, target or [], out)
-    if result.errors:
-        _plan_errors(result.errors, fmt)
+    result = plan_destroy(_session(repo, rev, env, parallelism, terraform=True), target or [], out)
     asks = bool(result.needs_approval) and not auto_approve
-    if out is not None or not result.bundle.has_changes:
-        typer.echo(_render_plan(result, fmt))
-        return
-    if fmt == "text" and not (asks and _tty()):
-        typer.echo(_render_plan(result, fmt))  # else apply shows it with its question
-    if asks and not _tty():
-        how = approve_command(s.env.name, _display_path(result.plan_dir))
-        raise ApprovalRequiredError("destroy needs approval; nothing was deleted", hint=f"run: {how}")
-    apply(
-        ctx, str(result.plan_dir), None, repo, rev, False, auto_approve, parallelism, False, lock_timeout, fmt
-    )
+    if out or not result.bundle.has_changes or result.errors or (fmt == "text" and not (asks and _tty())):
+        _show_plan(result, fmt)  # else apply shows it with its question
+    if not out and result.bundle.has_changes:  # exit 3, nothing deleted, when nobody may approve
+        plan_ref = unless_held(result, nobody_to_ask=asks and not _tty())
+        apply(ctx, plan_ref, None, repo, rev, False, auto_approve, parallelism, False, lock_timeout, fmt)
 
 
 @app.command()

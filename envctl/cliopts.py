@@ -1,17 +1,16 @@
 """The command line's shared options and the checks of the raw arguments, for ``envctl.cli``.
 
-``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations; their
+``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations (and the
+options plan and rollback share: ``--out``, ``--parallelism``, ``--to``); their
 callbacks fill in the run's ``Output`` (the format errors are printed in, whether to show
 tracebacks). ``asked_format`` and ``check_one_env`` read the raw arguments before typer parses them.
-``Progress`` writes progress lines to stderr. Imports only typer at module level, like ``envctl.cli``.
+Imports only typer at module level, like ``envctl.cli``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -37,11 +36,11 @@ TargetsOpt = Annotated[
     list[str] | None,
     typer.Option("--target", help="Only this node and every node depending on it (repeatable)."),
 ]
-OutOpt = Annotated[
-    Path | None, typer.Option("--out", help="Save the plan here and stop (approve and apply it later).")
-]
 AutoApproveOpt = Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")]
 ParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
+]
 LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")]
 
 
@@ -85,8 +84,34 @@ def format_option(*allowed: str) -> Callable[[typer.Context, str], str]:
     return check
 
 
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")]
+PlanParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")]
+PlanFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
+    ),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="REV",
+        help="The commit/branch/tag to roll back to (default: the last commit at which every node "
+        "converged, from the run journal).",
+        show_default=False,
+    ),
+]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
+]
+GraphFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="text, json, dot or mermaid.",
+        callback=format_option("text", "json", "dot", "mermaid"),
+    ),
 ]
 TextJson = Annotated[
     str, typer.Option("--format", help="text or json.", callback=format_option("text", "json"))
@@ -122,33 +147,3 @@ def check_one_env(args: list[str]) -> None:
             f"-e/--env given {len(envs)} times ({', '.join(envs)}); envctl works on one environment per run",
             hint="run envctl once per environment",
         )
-
-
-class Progress:
-    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
-    a prompt is never interleaved with the lines of nodes converging in parallel."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._asking = threading.Lock()  # one question at a time
-        self._held: list[str] | None = None
-
-    def __call__(self, msg: str) -> None:
-        with self._lock:
-            if self._held is not None:
-                self._held.append(msg)
-                return
-            typer.echo(msg, err=True)
-
-    @contextlib.contextmanager
-    def asking(self) -> Iterator[None]:
-        with self._asking:
-            with self._lock:
-                self._held = []
-            try:
-                yield
-            finally:
-                with self._lock:
-                    held, self._held = self._held or [], None
-                    for msg in held:
-                        typer.echo(msg, err=True)

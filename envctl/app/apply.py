@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from envctl.app.destroy import after_destroy
 from envctl.app.executor import interrupts, run_graph
 from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve_inputs
 from envctl.app.locking import environment_lock, new_run_id
@@ -34,6 +35,7 @@ from envctl.core.errors import (
     StalePlanError,
     UsageError,
 )
+from envctl.core.hints import rev_flag
 from envctl.core.model import Node
 from envctl.core.removal import run_edges
 from envctl.core.results import ApplyResult, NodeResult
@@ -171,6 +173,9 @@ def apply_bundle(
             "holder": holder,
             "nodes": {},
         }
+        if bundle.rollback is not None:  # status and the next rollback read it
+            journal["kind"] = "rollback"
+            journal["rollback"] = bundle.rollback.to_json()
 
         def record(r: NodeResult) -> None:
             with lock:
@@ -284,7 +289,10 @@ def apply_bundle(
         journal["finished"] = now()
         journal["interrupted"] = stop.is_set()
         s.store.write_journal(s.env.name, run_id, journal)
-        return ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+        result = ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+    if apply_outcome(result)[0] is ExitCode.OK:
+        after_destroy(s, bundle, result)  # a whole environment destroyed: its lock goes too
+    return result
 
 
 def _resumable(s: Session, bundle: PlanBundle) -> dict[str, str]:
@@ -395,7 +403,10 @@ def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *
     if replanned:
         # approving the saved plan again would not cover this new plan: a terminal run re-plans
         # the node with the upstream as it now is, shows it and asks
-        how = f"envctl apply -e {s.env.name} in a terminal (re-plans {plan.node} and asks)"
+        how = (
+            f"envctl apply -e {s.env.name}{rev_flag(s.planned_rev)} in a terminal "
+            f"(re-plans {plan.node} and asks)"
+        )
         consent = dataclasses.replace(consent, how=how)
     decision = gate([plan], s.env.approval_required_for, consent)
     if decision.allows(plan.node):

@@ -7,6 +7,7 @@ approved and applied like any plan: the same gate, exit codes and journal (``app
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from envctl.app.removal import find_removed_nodes, plan_deletions
@@ -14,7 +15,8 @@ from envctl.app.session import Session
 from envctl.core.approval import nodes_needing_approval
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import Deletion
-from envctl.core.errors import UsageError
+from envctl.core.errors import ApprovalRequiredError, UsageError
+from envctl.core.hints import approve_and_apply_command
 from envctl.core.removal import with_dependents
 from envctl.core.results import ApplyResult, PlanResult
 from envctl.store import now
@@ -46,6 +48,7 @@ def plan_destroy(s: Session, targets: list[str], out: Path | None = None) -> Pla
         nodes=plans,
         inputs_hash={"_source": s.source_hash()},
         targets=tuple(sorted(targets)),
+        rev=s.planned_rev,
     )
     if not errors:
         s.store.write_bundle(plan_dir, bundle)
@@ -67,15 +70,28 @@ def forget_environment(s: Session) -> None:
         from envctl.kube.lease import delete_lease
 
         delete_lease(s.kube(), s.env.name)
-    from envctl.terraform.workspace import forget_environment as forget_workspaces
+    from envctl.terraform.node import forget_environment as forget_workspaces
 
     forget_workspaces(s.root, s.env.name)
     s.store.forget_environment(s.env.name)
 
 
-def after_apply(s: Session, bundle: PlanBundle, res: ApplyResult) -> None:
+def after_destroy(s: Session, bundle: PlanBundle, res: ApplyResult) -> None:
     """After an apply that succeeded: a bundle that destroyed the whole environment, keeping
     nothing, takes the environment's lock with it (``forget_environment``)."""
     kept = any(r.plan is not None and r.plan.kept for r in res.results.values())
     if destroys_environment(bundle) and not kept:
         forget_environment(s)
+
+
+def unless_held(result: PlanResult, *, nobody_to_ask: bool) -> str:
+    """The saved destroy plan to apply; when it needs an approval and nobody can give it (no
+    terminal, no ``--auto-approve``), an ``ApprovalRequiredError`` (exit 3): nothing is deleted,
+    the plan stays saved, and the error says how to approve and apply it."""
+    where = os.path.relpath(result.plan_dir)
+    if nobody_to_ask:
+        raise ApprovalRequiredError(
+            f"destroying {', '.join(result.needs_approval)} needs approval; nothing was deleted",
+            hint=f"run: {approve_and_apply_command(result.bundle.environment, where, rev=result.bundle.rev)}",
+        )
+    return where

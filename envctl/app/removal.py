@@ -50,7 +50,7 @@ def find_removed_nodes(s: Session) -> list[RemovedNode]:
             # a cluster an unapplied stack creates is not there yet: nothing of it can be removed
     states: list[str] = []
     if s.env.terraform.backend == "local":
-        from envctl.terraform.workspace import stacks_with_state
+        from envctl.terraform.node import stacks_with_state
 
         states = stacks_with_state(s.root, s.env.name)
     return [

@@ -7,6 +7,7 @@ Terraform work itself is ``envctl.terraform.stack``'s.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,21 @@ class StackAdapter:
 
     def own_drift(self, change: Change, cascading: bool) -> bool:
         return True  # a refresh-only plan shows changes made outside Terraform only
+
+
+def stacks_with_state(root: Path, env: str) -> list[str]:
+    """Ids of the stacks of ``env`` with a non-empty local state (what envctl keeps converged)."""
+    base = local_state_file(root, env, "x").parent.parent
+    found = []
+    for f in sorted(base.glob("*/terraform.tfstate")) if base.is_dir() else []:
+        try:
+            if f.stat().st_size:
+                found.append(f"stack.{f.parent.name}")
+        except OSError:
+            continue
+    return found
+
+
+def forget_environment(root: Path, env: str) -> None:
+    """Remove what is left of an environment's workspaces (its CLI configuration) once it is gone."""
+    shutil.rmtree(work_base(root, env, "x").parent, ignore_errors=True)

@@ -580,21 +580,3 @@ def forget_stack(root: Path, env: str, stack: str) -> None:
         shutil.rmtree(d, ignore_errors=True)
         with contextlib.suppress(OSError):
             d.parent.rmdir()  # the environment's directory, once its last stack is gone
-
-
-def stacks_with_state(root: Path, env: str) -> list[str]:
-    """Ids of the stacks of ``env`` with a non-empty local state (what envctl keeps converged)."""
-    base = root / ".envctl" / "state" / env
-    found = []
-    for f in sorted(base.glob("*/terraform.tfstate")) if base.is_dir() else []:
-        try:
-            if f.stat().st_size:
-                found.append(f"stack.{f.parent.name}")
-        except OSError:
-            continue
-    return found
-
-
-def forget_environment(root: Path, env: str) -> None:
-    """Remove what is left of an environment's workspaces (its CLI configuration) once it is gone."""
-    shutil.rmtree(root / ".envctl" / "work" / env, ignore_errors=True)

@@ -110,7 +110,10 @@ ARGS = [
     ["version"],
     *(
         [cmd, flag]
-        for cmd in ("version", "validate", "graph", "plan", "approve", "apply", "destroy", "status", "drift")
+        for cmd in (
+            "version", "validate", "graph", "plan", "approve", "apply", "destroy", "status", "drift",
+            "rollback",
+        )
         for flag in ("--help", "-h")
     ),
     # not answered by the fast path: typer decides, the entry point must only pass them on
