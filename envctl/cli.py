@@ -20,6 +20,7 @@ import typer
 from envctl.cliopts import (
     AutoApproveOpt,
     DebugOpt,
+    DetailedExitcodeOpt,
     EnvOpt,
     GraphFormatOpt,
     LockTimeoutOpt,
@@ -198,9 +199,7 @@ def plan(
     changed_since: Annotated[
         str | None, typer.Option("--changed-since", help="Plan nodes affected by changes since this Git ref.")
     ] = None,
-    detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
-    ] = False,
+    detailed_exitcode: DetailedExitcodeOpt = False,
     parallelism: PlanParallelismOpt = 4,
     fmt: PlanFormatOpt = "text",
     debug: DebugOpt = False,

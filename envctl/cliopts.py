@@ -38,6 +38,9 @@ TargetsOpt = Annotated[
 ]
 AutoApproveOpt = Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")]
 ParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")]
+DetailedExitcodeOpt = Annotated[
+    bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
+]
 ResumeOpt = Annotated[
     bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
 ]
