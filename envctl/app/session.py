@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl.core.adapter import NodeAdapter
+from envctl.core.approval import ApprovalPolicy
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, Node, Snapshot
 from envctl.store import Store
@@ -134,6 +135,10 @@ class Session:
     @property
     def store(self) -> Store:
         return Store(self.root)
+
+    def approval_policy(self) -> ApprovalPolicy:
+        """The environment's approval policy, each node's changes classed by its adapter."""
+        return ApprovalPolicy(self.env.approval_required_for, lambda n: self.adapter(n).traits.changes)
 
     def adapter(self, node: str) -> NodeAdapter:
         """The adapter of ``node``'s kind (tests may set ``adapters`` to fakes)."""

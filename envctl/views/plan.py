@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.schedule import Status
 
 if TYPE_CHECKING:
     from envctl.core.approval import Approval
@@ -192,6 +193,10 @@ def plan_text(
     return "\n".join(out)
 
 
+def _plan_json(p: NodePlan) -> dict[str, Any]:
+    return {k: v for k, v in p.to_json().items() if k != "artifacts"}
+
+
 def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | None) -> str:
     data = {
         "format_version": FORMAT_VERSION,
@@ -206,7 +211,7 @@ def plan_json(bundle: PlanBundle, needs_approval: list[str], plan_dir: str | Non
         "needs_approval": needs_approval,
         "nodes": [
             {
-                **{k: v for k, v in bundle.nodes[n].to_json().items() if k != "artifacts"},
+                **_plan_json(bundle.nodes[n]),
                 "status": _status(bundle.nodes[n]),
                 "engine": bundle.nodes[n].artifacts.get("engine"),
                 "counts": bundle.nodes[n].counts.__dict__,
@@ -265,13 +270,24 @@ def apply_text(result: ApplyResult) -> str:
     for r in result.results.values():
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
     out.append("Summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    for n, r in result.results.items():  # what a held node would now do: the plan to approve
+        if r.status is Status.BLOCKED and r.plan is not None and r.plan.has_changes:
+            out += ["", f"{n} (held) would now:", *(f"  {line}" for line in _node_details(r.plan))]
     if result.interrupted:
         out.append("Interrupted: nodes that did not start can be converged with envctl apply --resume.")
     return "\n".join(out)
 
 
 def approval_text(a: Approval) -> str:
-    return f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}"
+    bound = (
+        f"; nodes re-planned during apply may go without asking again when they only {_BOUND[a.pending]}"
+        if a.pending
+        else "; a node re-planned during apply that differs is asked about again"
+    )
+    return f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}{bound}"
+
+
+_BOUND = {"creates": "create", "updates": "create or update in place", "any": "change (anything)"}
 
 
 def approval_json(a: Approval) -> str:
@@ -287,7 +303,13 @@ def apply_json(result: ApplyResult) -> str:
             "plan_id": result.plan_id,
             "interrupted": result.interrupted,
             "nodes": [
-                {"node": n, "status": r.status.value, "reason": r.reason, "seconds": round(r.seconds, 3)}
+                {
+                    "node": n,
+                    "status": r.status.value,
+                    "reason": r.reason,
+                    "seconds": round(r.seconds, 3),
+                    **({"plan": _plan_json(r.plan)} if r.status is Status.BLOCKED and r.plan else {}),
+                }
                 for n, r in result.results.items()
             ],
         },

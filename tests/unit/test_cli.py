@@ -491,7 +491,7 @@ def test_the_approval_prompt_is_never_interleaved_with_progress(
 
     monkeypatch.setattr("builtins.input", answer)
     capsys.readouterr()
-    assert cli._ask("envctl will change stack.db in environment staging.", "staging", "PLAN TEXT")
+    assert cli._Terminal().ask("envctl will change stack.db in environment staging.", "staging", "PLAN TEXT")
     assert "PLAN TEXT" in seen_while_asking[0] and "will change stack.db" in seen_while_asking[0]
     assert "converged" not in seen_while_asking[0]
     assert capsys.readouterr().err == "layer.monitoring: converged in 0.0s\n"  # after the answer
