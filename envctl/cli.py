@@ -10,11 +10,8 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import threading
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -23,15 +20,20 @@ import typer
 from envctl.cliopts import (
     DebugOpt,
     EnvOpt,
+    OutOpt,
     Output,
     PendingOpt,
+    PlanFormatOpt,
+    PlanParallelismOpt,
     RepoOpt,
     RevOpt,
     TextJson,
+    ToOpt,
     asked_format,
     check_one_env,
     format_option,
 )
+from envctl.cliprogress import Progress, Terminal
 
 if TYPE_CHECKING:
     from envctl.app.session import Session
@@ -136,48 +138,31 @@ def _session(
     return open_session(repo, rev, env, _progress, parallelism, terraform=terraform)
 
 
-class _Progress:
-    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
-    a prompt is never interleaved with the lines of nodes converging in parallel."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._asking = threading.Lock()  # one question at a time
-        self._held: list[str] | None = None
-
-    def __call__(self, msg: str) -> None:
-        with self._lock:
-            if self._held is not None:
-                self._held.append(msg)
-                return
-            typer.echo(msg, err=True)
-
-    @contextlib.contextmanager
-    def asking(self) -> Iterator[None]:
-        with self._asking:
-            with self._lock:
-                self._held = []
-            try:
-                yield
-            finally:
-                with self._lock:
-                    held, self._held = self._held or [], None
-                    for msg in held:
-                        typer.echo(msg, err=True)
-
-
-_progress = _Progress()
+_progress = Progress()
 
 
 def _render_plan(result: Any, fmt: str) -> str:
     from envctl.views import plan as pv
 
     d = _display_path(result.plan_dir) if result.saved else None
+    b, ref = result.blast, result.base_ref
     if fmt == "json":
-        return pv.plan_json(result.bundle, result.needs_approval, d)
+        return pv.plan_json(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
     if fmt == "markdown":
-        return pv.plan_markdown(result.bundle, result.needs_approval, d)
-    return pv.plan_text(result.bundle, result.needs_approval, d, color=sys.stdout.isatty())
+        return pv.plan_markdown(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
+    tty = sys.stdout.isatty()
+    return pv.plan_text(result.bundle, result.needs_approval, d, color=tty, blast=b, base_ref=ref)
+
+
+def _show_plan(result: Any, fmt: str, detailed_exitcode: bool = False) -> None:
+    """A plan's errors (and their exit code), else the plan; exit 2 on changes when asked."""
+    from envctl.core.errors import ExitCode
+
+    if result.errors:
+        _plan_errors(result.errors, fmt)
+    typer.echo(_render_plan(result, fmt))
+    if detailed_exitcode and result.bundle.has_changes:
+        raise typer.Exit(int(ExitCode.CHANGES))
 
 
 def _display_path(p: Path) -> str:
@@ -185,10 +170,6 @@ def _display_path(p: Path) -> str:
         return os.path.relpath(p)
     except ValueError:
         return str(p)
-
-
-def _tty() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _plan_errors(errors: dict[str, Any], fmt: str) -> None:
@@ -212,7 +193,7 @@ def plan(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")] = None,
+    out: OutOpt = None,
     target: Annotated[
         list[str] | None, typer.Option("--target", help="Plan only this node and what it needs (repeatable).")
     ] = None,
@@ -222,13 +203,8 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
     ] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")] = 4,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
-        ),
-    ] = "text",
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Plan every selected node and write a plan bundle; nothing is changed."""
@@ -240,13 +216,23 @@ def plan(
 
     s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
-    if result.errors:
-        _plan_errors(result.errors, fmt)
-    typer.echo(_render_plan(result, fmt))
-    if detailed_exitcode and result.bundle.has_changes:
-        from envctl.core.errors import ExitCode
+    _show_plan(result, fmt, detailed_exitcode)
 
-        raise typer.Exit(int(ExitCode.CHANGES))
+
+@app.command()
+def rollback(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    to: ToOpt = None,
+    out: OutOpt = None,
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Plan the environment as an earlier commit holds it; approve and apply it like any plan."""
+    from envctl.app.rollback import plan_rollback
+
+    _show_plan(plan_rollback(repo, to, env, _progress, parallelism, out), fmt)
 
 
 @app.command()
@@ -272,34 +258,15 @@ def approve(
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
     approval = approve_plan(s, bundle, who, PendingBound(pending) if pending else None)
+    from envctl.core.hints import apply_command
     from envctl.views.plan import approval_json, approval_text
 
-    typer.echo(approval_json(approval) if fmt == "json" else approval_text(approval))
+    apply_with = apply_command(bundle.environment, plan_ref, rev=bundle.rev, approve=True)
+    typer.echo(approval_json(approval, apply_with) if fmt == "json" else approval_text(approval, apply_with))
 
 
-class _Terminal:
-    """The human at the terminal (``app.consent.Human``): questions on stderr, answers from stdin,
-    progress lines held back while a question waits."""
-
-    def ask(self, question: str, expected: str, shown: str = "") -> bool:
-        return self._read(question, f"Type '{expected}' to approve: ", shown) == expected
-
-    def choose(self, question: str, choices: Sequence[str], default: str) -> str:
-        while True:
-            answer = self._read(question, f"[{'/'.join(choices)}] (default {default}): ") or default
-            if answer in choices:
-                return answer
-
-    @staticmethod
-    def _read(question: str, ask: str, shown: str = "") -> str:
-        with _progress.asking():
-            if shown:
-                typer.echo(shown, err=True)
-            typer.echo(question, err=True)
-            try:
-                return input(ask).strip()
-            except EOFError:
-                return ""
+def _tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 @app.command()
@@ -373,7 +340,7 @@ def apply(
         shown_dir,
         needing,
         ApprovalOptions(auto_approve, approve_, PendingBound(pending) if pending else None),
-        _Terminal() if _tty() and not auto_approve else None,
+        Terminal(_progress) if _tty() and not auto_approve else None,
         lambda b, nodes: pv.plan_text(b, nodes, shown_dir, color=True),
         show_plan=plan_ref is not None,
     )

@@ -33,6 +33,7 @@ from envctl.core.errors import (
     StalePlanError,
     UsageError,
 )
+from envctl.core.hints import rev_flag
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
@@ -171,6 +172,9 @@ def apply_bundle(
             "holder": holder,
             "nodes": {},
         }
+        if bundle.rollback is not None:  # status and the next rollback read it
+            journal["kind"] = "rollback"
+            journal["rollback"] = bundle.rollback.to_json()
 
         def record(r: NodeResult) -> None:
             with lock:
@@ -325,10 +329,15 @@ def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *
     if replanned and consent.plan_ref:
         # the saved plan approved again with a bound this re-plan stays within lets it go: the
         # run resumes, skips what converged and re-plans the node the same way
-        how = approve_command(s.env.name, consent.plan_ref, resume=True, pending=PendingBound.least(plan))
+        how = approve_command(
+            s.env.name, consent.plan_ref, resume=True, rev=s.planned_rev, pending=PendingBound.least(plan)
+        )
         consent = dataclasses.replace(consent, how=how)
     elif replanned:
-        how = f"envctl apply -e {s.env.name} in a terminal (re-plans {plan.node} and asks)"
+        how = (
+            f"envctl apply -e {s.env.name}{rev_flag(s.planned_rev)} in a terminal "
+            f"(re-plans {plan.node} and asks)"
+        )
         consent = dataclasses.replace(consent, how=how)
     decision = gate([plan], s.approval_policy(), consent)
     if decision.allows(plan.node):

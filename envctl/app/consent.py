@@ -76,7 +76,7 @@ def obtain_consent(
     if options.auto_approve:
         return Consent(everything=True), None
     env = bundle.environment
-    how = approve_command(env, plan_ref, resume=True)
+    how = approve_command(env, plan_ref, resume=True, rev=bundle.rev)
     consent = Consent.of_bundle(bundle, how, plan_ref=plan_ref)
     if needing:
         if options.recorded:

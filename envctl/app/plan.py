@@ -10,7 +10,6 @@ from pathlib import Path
 
 from envctl.app.executor import run_graph
 from envctl.app.inputs import (
-    ALL_OUTPUTS,
     Values,
     inputs_hash,
     read_current_outputs,
@@ -22,7 +21,8 @@ from envctl.app.session import Session
 from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
 from envctl.core.approval import nodes_needing_approval
-from envctl.core.bundle import PlanBundle
+from envctl.core.blast import ALL_OUTPUTS, BlastRadius, blast_radius
+from envctl.core.bundle import PlanBundle, Rollback
 from envctl.core.changes import NodePlan
 from envctl.core.errors import EnvctlError, NotPlannedError
 from envctl.core.model import Node
@@ -94,8 +94,12 @@ def plan_environment(
     changed_since: str | None = None,
     out: Path | None = None,
     dependencies: bool = True,
+    rollback: Rollback | None = None,
 ) -> PlanResult:
     """Plan the selected nodes in graph order (parallel, bounded) and write the plan bundle.
+
+    ``rollback``: the plan is a rollback (``envctl rollback``), recorded in the bundle and in the
+    journal of the run that applies it.
 
     ``dependencies=False``: the targets alone, with the live outputs of every other node (what
     ``drift --converge`` re-applies), instead of the targets and everything they depend on.
@@ -172,6 +176,8 @@ def plan_environment(
         nodes=plans,
         inputs_hash={**hashes, "_source": s.source_hash()},
         targets=tuple(sorted(targets or ())),
+        rev=s.planned_rev,
+        rollback=rollback,
     )
     # a plan with nothing to do is kept only when --out asked for it
     saved = not errors and (bundle.has_changes or out is not None)
@@ -180,5 +186,17 @@ def plan_environment(
     elif out is None and not errors:
         shutil.rmtree(plan_dir, ignore_errors=True)
     return PlanResult(
-        bundle, plan_dir, errors, nodes_needing_approval(bundle, s.approval_policy()), saved=saved
+        bundle,
+        plan_dir,
+        errors,
+        nodes_needing_approval(bundle, s.approval_policy()),
+        saved=saved,
+        blast=blast_of(s, bundle),
+        base_ref=changed_since,
     )
+
+
+def blast_of(s: Session, bundle: PlanBundle) -> BlastRadius:
+    """Which nodes ``bundle`` changes, how many resources and objects, what apply plans again."""
+    in_cluster = {n for n in bundle.order if n in s.env.nodes and s.adapter(n).traits.in_cluster}
+    return blast_radius(bundle, {k: e.reasons for k, e in s.graph.edges.items()}, in_cluster)

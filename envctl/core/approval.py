@@ -24,6 +24,7 @@ from typing import Any
 from envctl.core.bundle import PlanBundle, canonical, sha256
 from envctl.core.changes import Action, NodePlan
 from envctl.core.errors import ApprovalRequiredError
+from envctl.core.hints import approve_and_apply_command
 
 
 class ChangeClass(StrEnum):
@@ -261,11 +262,15 @@ def gate(plans: Iterable[NodePlan], policy: ApprovalPolicy, consent: Consent) ->
 
 
 def approve_command(
-    environment: str, plan_ref: str, *, resume: bool = False, pending: PendingBound | None = None
+    environment: str,
+    plan_ref: str,
+    *,
+    resume: bool = False,
+    rev: str | None = None,
+    pending: PendingBound | None = None,
 ) -> str:
-    """The exact commands that approve a saved plan (re-plans within ``pending``) and apply it."""
-    bound = f" --pending {pending.value}" if pending else ""
-    return (
-        f"envctl approve {plan_ref}{bound} --by NAME && envctl apply {plan_ref} -e {environment} --approve"
-        + (" --resume" if resume else "")
+    """The exact commands that approve a saved plan (re-plans within ``pending``) and apply it
+    (with ``--rev`` for a plan of a revision)."""
+    return approve_and_apply_command(
+        environment, plan_ref, rev=rev, resume=resume, pending=pending.value if pending else None
     )

@@ -61,6 +61,16 @@ class ApiError(Exception):
         return self.name if self.status == 404 and self.kind == "namespaces" else None
 
 
+class AccessError(UnavailableError):
+    """The API server is there but does not accept envctl: its certificate did not verify against
+    the kubeconfig's CA, or it refused the credentials (401) or the request (403). Exit 69 like
+    any unavailable cluster, but never mistaken for a cluster that does not exist yet: a plan is
+    not made offline past it."""
+
+    reference = "kubernetes-access"
+    retryable = False
+
+
 @dataclass(frozen=True)
 class FieldConflict:
     """One field another manager owns with a different value."""
@@ -104,7 +114,7 @@ def translate(
     message = scrub(err.message)
     context = f"kubeconfig context {err.context}" if err.context else "the kubeconfig context"
     if err.tls_verify_failed:
-        return UnavailableError(
+        return AccessError(
             f"TLS verification of the Kubernetes API server failed ({context}): {message}",
             node=node,
             hint=f"the certificate authority of {context} does not match the server's certificate: "
@@ -116,13 +126,13 @@ def translate(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
         )
     if err.status == 401:
-        return UnavailableError(
+        return AccessError(
             f"authentication to the Kubernetes API failed ({context}, 401 Unauthorized): {message}",
             node=node,
             hint=f"the credentials of {context} (token, client certificate) are wrong or expired",
         )
     if err.status == 403:
-        return UnavailableError(
+        return AccessError(
             f"{what}not authorized by the Kubernetes API ({context}, 403 Forbidden): {message}",
             node=node,
             hint=f"grant the user of {context} the RBAC permissions envctl needs, or use other credentials",

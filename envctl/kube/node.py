@@ -30,6 +30,7 @@ from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.kube.apply import apply_layer, offline_plan_layer, plan_layer
 from envctl.kube.client import KubeContext
 from envctl.kube.drift import drift_layer
+from envctl.kube.errors import AccessError
 from envctl.kube.inventory import read_inventory
 from envctl.kube.outputs import read_layer_outputs
 from envctl.kube.render import plaintext_secrets, render_layer
@@ -104,10 +105,11 @@ class LayerAdapter:
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
             plan = plan_layer(self.kube(), node, objects, upstream_pending=bool(upstream.changing))
-        except UnavailableError:
+        except UnavailableError as e:
             # the cluster may be what an unapplied upstream (a stack) creates: plan offline, never
-            # an empty plan; with no such upstream, an unreachable cluster stays an error (exit 69)
-            if not upstream.off_cluster:
+            # an empty plan; with no such upstream, an unreachable cluster stays an error (exit 69),
+            # and so does a cluster that answers but refuses envctl (TLS, 401, 403)
+            if not upstream.off_cluster or isinstance(e, AccessError):
                 raise
             plan = offline_plan_layer(node, objects, upstream.off_cluster[0])
         return dataclasses.replace(
@@ -148,6 +150,8 @@ class LayerAdapter:
             return None
         try:
             return Outputs(read_layer_outputs(self.kube(), node))
+        except AccessError:
+            raise  # the cluster is there but refuses envctl: never "not applied yet"
         except (EngineError, UnavailableError):
             return None  # not applied yet (or its cluster not there yet): downstream inputs stay pending
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from envctl.core.blast import PRUNED
 from envctl.core.changes import Action, Change
 from envctl.kube.client import KubeContext, Mapping_
 from envctl.kube.errors import ApiError, translate
@@ -140,5 +141,5 @@ def sort_by_delete(candidates: Sequence[PruneCandidate]) -> list[PruneCandidate]
 def delete_change(c: PruneCandidate) -> Change:
     """The plan's change for a candidate that is pruned: its live object (masked) goes away."""
     return Change(
-        str(c.ref), Action.DELETE, mask_object(normalise(c.live)), None, ("no longer in Git (pruned)",)
+        str(c.ref), Action.DELETE, mask_object(normalise(c.live)), None, (PRUNED,)
     )
