@@ -300,6 +300,7 @@ def apply(
     from envctl.app.plan import plan_environment
     from envctl.core.approval import PendingBound, nodes_needing_approval
     from envctl.core.errors import UsageError
+    from envctl.core.hints import apply_command
     from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
 
@@ -358,7 +359,10 @@ def apply(
         s.store.consume_approval(bundle.id)
     for e in res.errors.values():
         _show_error(e, fmt)
-    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
+    resume_with = apply_command(
+        bundle.environment, _display_path(plan_dir), rev=bundle.rev, approve=approve_, resume=True
+    )
+    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res, resume_with))
     code, outcome = apply_outcome(res)
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
