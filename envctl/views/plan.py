@@ -199,6 +199,9 @@ def blast_lines(blast: BlastRadius, code: Callable[[str], str] = str) -> list[st
         ups = ", ".join(code(u) for u in r.upstream)
         after = f" after {ups} is applied" if r.upstream else " during apply"
         lines.append(f"Planned again{after}: {code(r.node)} (reads {', '.join(code(x) for x in r.reads)})")
+    for r in blast.follows:
+        reads = ", ".join(code(x) for x in r.reads)
+        lines.append(f"Planned with the new values of {reads}: {code(r.node)}")
     return lines
 
 

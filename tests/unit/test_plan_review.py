@@ -247,3 +247,38 @@ def test_a_kubernetes_replace_names_the_fields_the_api_server_calls_immutable() 
     assert change.action is Action.REPLACE
     assert change.reasons == ("immutable field .spec.template changes: deleted and re-created",)
     assert change.fields == ("spec.template",)
+
+
+def test_a_node_planned_with_a_known_new_upstream_output_is_named_with_what_it_reads() -> None:
+    database = NodePlan(
+        "stack.database",
+        outputs_changing=("endpoint",),
+        output_changes=(Change("output.endpoint", Action.UPDATE, "db-1", "db-2"),),
+    )
+    app = NodePlan(
+        "layer.app",
+        (Change("v1 ConfigMap app/c", Action.UPDATE, {"a": "db-1"}, {"a": "db-2"}, fields=("a",)),),
+    )
+    bundle = PlanBundle(
+        "p",
+        "dev",
+        "abc",
+        False,
+        "t",
+        ("stack.database", "layer.app"),
+        {"stack.database": database, "layer.app": app},
+    )
+    edges = {("stack.database", "layer.app"): ("stack.database.outputs.endpoint", "depends_on")}
+    b = blast_radius(bundle, edges, {"layer.app"})
+    assert b.replans == ()
+    [follow] = b.follows
+    assert (follow.node, follow.upstream, follow.reads) == (
+        "layer.app",
+        ("stack.database",),
+        ("stack.database.outputs.endpoint",),
+    )
+    text = pv.plan_text(bundle, [], "p", blast=b)
+    assert "Planned with the new values of stack.database.outputs.endpoint: layer.app" in text
+    assert json.loads(pv.plan_json(bundle, [], "p", blast=b))["blast_radius"]["reads_changed_outputs"] == [
+        {"node": "layer.app", "after": ["stack.database"], "reads": ["stack.database.outputs.endpoint"]}
+    ]
