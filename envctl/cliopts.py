@@ -29,8 +29,26 @@ RepoOpt = Annotated[
 ]
 RevOpt = Annotated[
     str | None,
-    typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
+    typer.Option(
+        "--rev",
+        help="Use what this Git commit/branch/tag holds, not the working tree (a plan made with "
+        "--rev is applied with the same --rev; its 'Apply it with' line says so).",
+    ),
 ]
+
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this node and every node depending on it (repeatable)."),
+]
+AutoApproveOpt = Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")]
+ParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")]
+DetailedExitcodeOpt = Annotated[
+    bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
+]
+LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")]
 
 
 @dataclass
@@ -113,6 +131,14 @@ PendingOpt = Annotated[
         "creates), updates (creates and in-place updates) or any. Default: ask again.",
         callback=_pending_option,
         show_default=False,
+    ),
+]
+GraphFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="text, json, dot or mermaid.",
+        callback=format_option("text", "json", "dot", "mermaid"),
     ),
 ]
 TextJson = Annotated[
