@@ -85,7 +85,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --target <str>             Only this node and every node depending on it
                              (repeatable).
   --out <path>               Directory for the plan bundle.
