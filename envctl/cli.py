@@ -10,11 +10,8 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -23,14 +20,19 @@ import typer
 from envctl.cliopts import (
     DebugOpt,
     EnvOpt,
+    OutOpt,
     Output,
+    PlanFormatOpt,
+    PlanParallelismOpt,
     RepoOpt,
     RevOpt,
     TextJson,
+    ToOpt,
     asked_format,
     check_one_env,
     format_option,
 )
+from envctl.cliprogress import Progress
 
 if TYPE_CHECKING:
     from envctl.app.session import Session
@@ -135,37 +137,7 @@ def _session(
     return open_session(repo, rev, env, _progress, parallelism, terraform=terraform)
 
 
-class _Progress:
-    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
-    a prompt is never interleaved with the lines of nodes converging in parallel."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._asking = threading.Lock()  # one question at a time
-        self._held: list[str] | None = None
-
-    def __call__(self, msg: str) -> None:
-        with self._lock:
-            if self._held is not None:
-                self._held.append(msg)
-                return
-            typer.echo(msg, err=True)
-
-    @contextlib.contextmanager
-    def asking(self) -> Iterator[None]:
-        with self._asking:
-            with self._lock:
-                self._held = []
-            try:
-                yield
-            finally:
-                with self._lock:
-                    held, self._held = self._held or [], None
-                    for msg in held:
-                        typer.echo(msg, err=True)
-
-
-_progress = _Progress()
+_progress = Progress()
 
 
 def _render_plan(result: Any, fmt: str) -> str:
@@ -179,6 +151,17 @@ def _render_plan(result: Any, fmt: str) -> str:
         return pv.plan_markdown(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
     tty = sys.stdout.isatty()
     return pv.plan_text(result.bundle, result.needs_approval, d, color=tty, blast=b, base_ref=ref)
+
+
+def _show_plan(result: Any, fmt: str, detailed_exitcode: bool = False) -> None:
+    """A plan's errors (and their exit code), else the plan; exit 2 on changes when asked."""
+    from envctl.core.errors import ExitCode
+
+    if result.errors:
+        _plan_errors(result.errors, fmt)
+    typer.echo(_render_plan(result, fmt))
+    if detailed_exitcode and result.bundle.has_changes:
+        raise typer.Exit(int(ExitCode.CHANGES))
 
 
 def _display_path(p: Path) -> str:
@@ -209,7 +192,7 @@ def plan(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")] = None,
+    out: OutOpt = None,
     target: Annotated[
         list[str] | None, typer.Option("--target", help="Plan only this node and what it needs (repeatable).")
     ] = None,
@@ -219,13 +202,8 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
     ] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")] = 4,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
-        ),
-    ] = "text",
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Plan every selected node and write a plan bundle; nothing is changed."""
@@ -237,13 +215,23 @@ def plan(
 
     s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
-    if result.errors:
-        _plan_errors(result.errors, fmt)
-    typer.echo(_render_plan(result, fmt))
-    if detailed_exitcode and result.bundle.has_changes:
-        from envctl.core.errors import ExitCode
+    _show_plan(result, fmt, detailed_exitcode)
 
-        raise typer.Exit(int(ExitCode.CHANGES))
+
+@app.command()
+def rollback(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    to: ToOpt = None,
+    out: OutOpt = None,
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Plan the environment as an earlier commit holds it; approve and apply it like any plan."""
+    from envctl.app.rollback import plan_rollback
+
+    _show_plan(plan_rollback(repo, to, env, _progress, parallelism, out), fmt)
 
 
 @app.command()
@@ -267,9 +255,11 @@ def approve(
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
     approval = approve_plan(s, bundle, who)
+    from envctl.core.hints import apply_command
     from envctl.views.plan import approval_json, approval_text
 
-    typer.echo(approval_json(approval) if fmt == "json" else approval_text(approval))
+    apply_with = apply_command(bundle.environment, plan_ref, rev=bundle.rev, approve=True)
+    typer.echo(approval_json(approval, apply_with) if fmt == "json" else approval_text(approval, apply_with))
 
 
 def _tty() -> bool:
@@ -359,7 +349,7 @@ def apply(
     # The one gate (core.approval.gate) decides per node inside apply_bundle; here only what
     # this run holds from a human: everything, the plan as shown/recorded, or nothing.
     interactive = _tty() and not auto_approve
-    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True)
+    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True, rev=bundle.rev)
     consent = Consent(everything=True) if auto_approve else Consent.of_bundle(bundle, how)
     if needing and not auto_approve:
         if approve_:

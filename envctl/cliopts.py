@@ -1,6 +1,7 @@
 """The command line's shared options and the checks of the raw arguments, for ``envctl.cli``.
 
-``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations; their
+``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations (and the
+options plan and rollback share: ``--out``, ``--parallelism``, ``--to``); their
 callbacks fill in the run's ``Output`` (the format errors are printed in, whether to show
 tracebacks). ``asked_format`` and ``check_one_env`` read the raw arguments before typer parses them.
 Imports only typer at module level, like ``envctl.cli``.
@@ -72,6 +73,24 @@ def format_option(*allowed: str) -> Callable[[typer.Context, str], str]:
     return check
 
 
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")]
+PlanParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")]
+PlanFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
+    ),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="REV",
+        help="The commit/branch/tag to roll back to (default: the last commit at which every node "
+        "converged, from the run journal).",
+        show_default=False,
+    ),
+]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
 ]

@@ -23,6 +23,7 @@ Commands:
   validate  Check schema, references, cycles, Terraform and manifests...
   graph     Show the dependency graph and the order envctl converges in.
   plan      Plan every selected node and write a plan bundle; nothing is...
+  rollback  Plan the environment as an earlier commit holds it; approve...
   approve   Record an approval bound to this plan's fingerprint,...
   apply     Converge the environment in dependency order; infrastructure...
   status    Last converged commit per node, the lock holder, the last...
@@ -124,6 +125,25 @@ Options:
   --changed-since <str>      Plan nodes affected by changes since this Git
                              ref.
   --detailed-exitcode        Exit 2 when there are changes, 0 when none.
+  --parallelism <int range>  Nodes planned at once.  [default: 4; x>=1]
+  --format <str>             text, json or markdown.  [default: text]
+  --debug                    Show internal tracebacks for bug reports.
+  -h, --help                 Show this message and exit.
+""",
+    "rollback": """\
+Usage: envctl rollback [OPTIONS]
+
+  Plan the environment as an earlier commit holds it; approve and apply it
+  like any plan.
+
+Options:
+  -e, --env <str>            Environment (a directory under environments/).
+  --repo <path>              Environment repository (default: the Git repo
+                             around the current directory).
+  --to REV                   The commit/branch/tag to roll back to (default:
+                             the last commit at which every node converged,
+                             from the run journal).
+  --out <path>               Directory for the plan bundle.
   --parallelism <int range>  Nodes planned at once.  [default: 4; x>=1]
   --format <str>             text, json or markdown.  [default: text]
   --debug                    Show internal tracebacks for bug reports.

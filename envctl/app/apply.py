@@ -33,6 +33,7 @@ from envctl.core.errors import (
     StalePlanError,
     UsageError,
 )
+from envctl.core.hints import rev_flag
 from envctl.core.model import Node
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
@@ -168,6 +169,9 @@ def apply_bundle(
             "holder": holder,
             "nodes": {},
         }
+        if bundle.rollback is not None:  # status and the next rollback read it
+            journal["kind"] = "rollback"
+            journal["rollback"] = bundle.rollback.to_json()
 
         def record(r: NodeResult) -> None:
             with lock:
@@ -322,7 +326,10 @@ def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *
     if replanned:
         # approving the saved plan again would not cover this new plan: a terminal run re-plans
         # the node with the upstream as it now is, shows it and asks
-        how = f"envctl apply -e {s.env.name} in a terminal (re-plans {plan.node} and asks)"
+        how = (
+            f"envctl apply -e {s.env.name}{rev_flag(s.planned_rev)} in a terminal "
+            f"(re-plans {plan.node} and asks)"
+        )
         consent = dataclasses.replace(consent, how=how)
     decision = gate([plan], s.env.approval_required_for, consent)
     if decision.allows(plan.node):

@@ -22,7 +22,7 @@ from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
 from envctl.core.approval import nodes_needing_approval
 from envctl.core.blast import ALL_OUTPUTS, BlastRadius, blast_radius
-from envctl.core.bundle import PlanBundle
+from envctl.core.bundle import PlanBundle, Rollback
 from envctl.core.changes import NodePlan
 from envctl.core.errors import EnvctlError, NotPlannedError
 from envctl.core.model import Node
@@ -85,8 +85,12 @@ def plan_environment(
     changed_since: str | None = None,
     out: Path | None = None,
     dependencies: bool = True,
+    rollback: Rollback | None = None,
 ) -> PlanResult:
     """Plan the selected nodes in graph order (parallel, bounded) and write the plan bundle.
+
+    ``rollback``: the plan is a rollback (``envctl rollback``), recorded in the bundle and in the
+    journal of the run that applies it.
 
     ``dependencies=False``: the targets alone, with the live outputs of every other node (what
     ``drift --converge`` re-applies), instead of the targets and everything they depend on.
@@ -160,6 +164,8 @@ def plan_environment(
         nodes=plans,
         inputs_hash={**hashes, "_source": s.source_hash()},
         targets=tuple(sorted(targets or ())),
+        rev=s.planned_rev,
+        rollback=rollback,
     )
     # a plan with nothing to do is kept only when --out asked for it
     saved = not errors and (bundle.has_changes or out is not None)

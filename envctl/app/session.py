@@ -126,10 +126,16 @@ class Session:
     _waits_cancelled: threading.Event = field(default_factory=threading.Event)
     # the environment lock while this command holds it (hold_environment_lock), else None
     held_lock: dict[str, Any] | None = None
+    rev: str | None = None  # the Git revision given with --rev (None: the working tree)
 
     def __post_init__(self) -> None:
         if not isinstance(self.snapshot, SerialSnapshot):
             self.snapshot = SerialSnapshot(self.snapshot)
+
+    @property
+    def planned_rev(self) -> str | None:
+        """The commit a plan of this session is applied at with ``--rev`` (None: the working tree)."""
+        return self.snapshot.commit if self.rev is not None else None
 
     @property
     def store(self) -> Store:

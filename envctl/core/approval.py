@@ -19,6 +19,7 @@ from typing import Any
 from envctl.core.bundle import PlanBundle, canonical, sha256
 from envctl.core.changes import Action, NodePlan
 from envctl.core.errors import ApprovalRequiredError
+from envctl.core.hints import approve_and_apply_command
 
 
 def needs_approval(node_plan: NodePlan, policy: tuple[str, ...]) -> bool:
@@ -157,8 +158,6 @@ def gate(plans: Iterable[NodePlan], policy: tuple[str, ...], consent: Consent) -
     return GateDecision(tuple(write), tuple(held))
 
 
-def approve_command(environment: str, plan_ref: str, *, resume: bool = False) -> str:
-    """The exact commands that approve a saved plan and apply it."""
-    return f"envctl approve {plan_ref} --by NAME && envctl apply {plan_ref} -e {environment} --approve" + (
-        " --resume" if resume else ""
-    )
+def approve_command(environment: str, plan_ref: str, *, resume: bool = False, rev: str | None = None) -> str:
+    """The exact commands that approve a saved plan and apply it (with ``--rev`` for a plan of a revision)."""
+    return approve_and_apply_command(environment, plan_ref, rev=rev, resume=resume)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from envctl.core.approval import approve_command
+from envctl.core import hints
 from envctl.core.blast import BlastRadius, Tally
 from envctl.core.changes import Action, Change, NodePlan
 
@@ -202,10 +202,11 @@ def blast_lines(blast: BlastRadius, code: Callable[[str], str] = str) -> list[st
 
 
 def apply_command(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> str:
-    """The exact command that applies a saved plan (with its recorded approval when one is needed)."""
-    if needs_approval:
-        return approve_command(bundle.environment, plan_dir)
-    return f"envctl apply -e {bundle.environment} {plan_dir}"
+    """The exact command that applies a saved plan (with its recorded approval when one is needed,
+    and the ``--rev`` of a plan made from a revision)."""
+    return _next_commands(bundle, needs_approval, plan_dir).get("approve_and_apply") or hints.apply_command(
+        bundle.environment, plan_dir, rev=bundle.rev
+    )
 
 
 def plan_text(
@@ -227,9 +228,7 @@ def plan_text(
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [
-        f"Plan {bundle.id} for environment {bundle.environment} at "
-        f"{(bundle.commit or 'no commit')[:12]}{' (uncommitted changes)' if bundle.dirty else ''}"
-        + (f", nodes changed since {base_ref}" if base_ref else ""),
+        _heading(bundle) + (f", nodes changed since {base_ref}" if base_ref else ""),
         "",
         fmt.format(*head),
     ]
@@ -254,9 +253,38 @@ def plan_text(
         out.append(f"Approval required for: {', '.join(needs_approval)}")
     if plan_dir is not None:
         out.append(f"Saved plan: {plan_dir}")
-        if bundle.has_changes:
-            out.append(f"Apply it with: envctl apply -e {bundle.environment} {plan_dir}")
+        cmds = _next_commands(bundle, needs_approval, plan_dir)
+        out.extend(f"{_COMMAND_LABEL[k]}: {cmd}" for k, cmd in cmds.items())
     return "\n".join(out)
+
+
+def _next_commands(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> dict[str, str]:
+    """The commands that apply a saved plan by their label, each as it must be copied (``--rev``
+    included): ``apply``, and ``approve_and_apply`` when a node needs approval (no terminal)."""
+    if not bundle.has_changes:
+        return {}
+    cmds = {"apply": hints.apply_command(bundle.environment, plan_dir, rev=bundle.rev)}
+    if needs_approval:
+        cmds["approve_and_apply"] = hints.approve_and_apply_command(
+            bundle.environment, plan_dir, rev=bundle.rev
+        )
+    return cmds
+
+
+_COMMAND_LABEL = {"apply": "Apply it with", "approve_and_apply": "Without a terminal"}
+
+
+def _heading(bundle: PlanBundle) -> str:
+    """What the plan is of: a commit, the working tree, or a rollback to a commit."""
+    at = f"{(bundle.commit or 'no commit')[:12]}{' (uncommitted changes)' if bundle.dirty else ''}"
+    if bundle.rollback is not None:
+        origin = bundle.rollback.origin
+        return (
+            f"Rollback plan {bundle.id} for environment {bundle.environment}: back to {at}"
+            + (f" from {origin[:12]}" if origin else "")
+            + " (the environment as that commit holds it)"
+        )
+    return f"Plan {bundle.id} for environment {bundle.environment} at {at}"
 
 
 def _summary(bundle: PlanBundle) -> str:
@@ -289,6 +317,8 @@ def plan_json(
         "environment": bundle.environment,
         "commit": bundle.commit,
         "dirty": bundle.dirty,
+        "rev": bundle.rev,
+        "rollback": bundle.rollback.to_json() if bundle.rollback else None,
         "changed_since": base_ref,
         "fingerprint": bundle.fingerprint,
         "has_changes": bundle.has_changes,
@@ -306,6 +336,8 @@ def plan_json(
             }
             for n in bundle.order
         ],
+        # the commands that apply the saved plan, ready to run (``--rev`` included when needed)
+        "commands": _next_commands(bundle, needs_approval, plan_dir) if plan_dir else {},
     }
     return json.dumps(data, indent=2, default=str)
 
@@ -335,7 +367,7 @@ def plan_markdown(
         f"**Fingerprint:** `{bundle.fingerprint[:12]}`",
     ]
     out = [
-        f"### envctl plan for `{bundle.environment}` at `{commit}`",
+        f"### envctl {'rollback ' if bundle.rollback else ''}plan for `{bundle.environment}` at `{commit}`",
         "",
         " · ".join(facts),
         "",
@@ -396,12 +428,24 @@ def apply_text(result: ApplyResult) -> str:
     return "\n".join(out)
 
 
-def approval_text(a: Approval) -> str:
-    return f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}"
+def approval_text(a: Approval, apply_with: str) -> str:
+    """``apply_with``: the command that applies the approved plan (``--rev`` included when needed)."""
+    return (
+        f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}\n"
+        f"Apply it with: {apply_with}"
+    )
 
 
-def approval_json(a: Approval) -> str:
-    return json.dumps({"format_version": FORMAT_VERSION, "type": "approval", **a.to_json()}, indent=2)
+def approval_json(a: Approval, apply_with: str) -> str:
+    return json.dumps(
+        {
+            "format_version": FORMAT_VERSION,
+            "type": "approval",
+            **a.to_json(),
+            "commands": {"apply": apply_with},
+        },
+        indent=2,
+    )
 
 
 def apply_json(result: ApplyResult) -> str:

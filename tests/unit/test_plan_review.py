@@ -202,7 +202,7 @@ def test_markdown_is_a_pull_request_comment_with_header_details_and_the_apply_co
     )
     without = pv.plan_markdown(bundle, [], ".envctl/plans/p", blast=b)
     assert "Changed since" not in without
-    assert "```shell\nenvctl apply -e staging .envctl/plans/p\n```" in without
+    assert "```shell\nenvctl apply .envctl/plans/p -e staging\n```" in without
 
 
 def test_a_value_holding_backticks_cannot_close_the_markdown_code_block() -> None:

@@ -1,0 +1,42 @@
+"""Progress lines of a command on stderr, for ``envctl.cli``: one writer for every thread.
+
+Imports only typer at module level, like ``envctl.cli``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import typer
+
+
+class Progress:
+    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
+    a prompt is never interleaved with the lines of nodes converging in parallel."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asking = threading.Lock()  # one question at a time
+        self._held: list[str] | None = None
+
+    def __call__(self, msg: str) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(msg)
+                return
+            typer.echo(msg, err=True)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        with self._asking:
+            with self._lock:
+                self._held = []
+            try:
+                yield
+            finally:
+                with self._lock:
+                    held, self._held = self._held or [], None
+                    for msg in held:
+                        typer.echo(msg, err=True)
