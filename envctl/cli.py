@@ -314,6 +314,7 @@ def apply(
     from envctl.app.plan import plan_environment
     from envctl.core.approval import Consent, approve_command, nodes_needing_approval
     from envctl.core.errors import ApprovalRequiredError, UsageError
+    from envctl.core.hints import apply_command
     from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
 
@@ -398,7 +399,10 @@ def apply(
         s.store.consume_approval(bundle.id)
     for e in res.errors.values():
         _show_error(e, fmt)
-    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
+    resume_with = apply_command(
+        bundle.environment, _display_path(plan_dir), rev=bundle.rev, approve=approve_, resume=True
+    )
+    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res, resume_with))
     code, outcome = apply_outcome(res)
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))

@@ -413,7 +413,8 @@ def plan_markdown(
     return "\n".join(out).rstrip("\n")
 
 
-def apply_text(result: ApplyResult) -> str:
+def apply_text(result: ApplyResult, resume_with: str = "envctl apply PLAN --resume") -> str:
+    """``resume_with``: the command that finishes an interrupted run of this plan."""
     out = ["", f"Run {result.run_id} of plan {result.plan_id}:"]
     for n, r in result.results.items():
         extra = f" ({r.reason})" if r.reason else ""
@@ -424,7 +425,7 @@ def apply_text(result: ApplyResult) -> str:
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
     out.append("Summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     if result.interrupted:
-        out.append("Interrupted: nodes that did not start can be converged with envctl apply --resume.")
+        out.append(f"Interrupted: nodes that did not start can be converged with: {resume_with}")
     return "\n".join(out)
 
 

@@ -92,3 +92,15 @@ def test_a_rollback_plan_says_so_with_both_commits() -> None:
     assert pv.plan_markdown(b, [], PLAN_DIR).startswith("### envctl rollback plan for `dev`")
     assert json.loads(pv.plan_json(b, [], PLAN_DIR))["rollback"] == {"to": SHA, "from": HEAD}
     assert json.loads(pv.plan_json(bundle(None), [], PLAN_DIR))["rollback"] is None
+
+
+def test_an_interrupted_apply_says_how_to_resume_this_plan_at_its_rev() -> None:
+    from envctl.core.results import ApplyResult
+
+    resume = apply_command("dev", PLAN_DIR, rev=SHA, approve=True, resume=True)
+    text = pv.apply_text(ApplyResult("run-1", "dev-1", {}, interrupted=True), resume)
+    assert text.splitlines()[-1] == (
+        f"Interrupted: nodes that did not start can be converged with: "
+        f"envctl apply {PLAN_DIR} -e dev --rev {SHA} --approve --resume"
+    )
+    assert "Interrupted" not in pv.apply_text(ApplyResult("run-1", "dev-1", {}), resume)
