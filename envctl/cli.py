@@ -18,14 +18,21 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from envctl.cliopts import (
+    AutoApproveOpt,
     DebugOpt,
+    DetailedExitcodeOpt,
     EnvOpt,
+    GraphFormatOpt,
+    LockTimeoutOpt,
     OutOpt,
     Output,
+    ParallelismOpt,
     PlanFormatOpt,
     PlanParallelismOpt,
     RepoOpt,
+    ResumeOpt,
     RevOpt,
+    TargetsOpt,
     TextJson,
     ToOpt,
     asked_format,
@@ -111,14 +118,7 @@ def graph(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="text, json, dot or mermaid.",
-            callback=format_option("text", "json", "dot", "mermaid"),
-        ),
-    ] = "text",
+    fmt: GraphFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Show the dependency graph and the order envctl converges in."""
@@ -199,9 +199,7 @@ def plan(
     changed_since: Annotated[
         str | None, typer.Option("--changed-since", help="Plan nodes affected by changes since this Git ref.")
     ] = None,
-    detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
-    ] = False,
+    detailed_exitcode: DetailedExitcodeOpt = False,
     parallelism: PlanParallelismOpt = 4,
     fmt: PlanFormatOpt = "text",
     debug: DebugOpt = False,
@@ -291,14 +289,10 @@ def apply(
     approve_: Annotated[
         bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")
     ] = False,
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")] = 4,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
-    ] = False,
-    lock_timeout: Annotated[
-        float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")
-    ] = 0.0,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    resume: ResumeOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
     fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
@@ -406,6 +400,32 @@ def apply(
     code, outcome = apply_outcome(res)
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    rev: RevOpt = None,
+    target: TargetsOpt = None,
+    out: OutOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    lock_timeout: LockTimeoutOpt = 0.0,
+    fmt: TextJson = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Delete every node (or NODE and what depends on it) in reverse dependency order."""
+    from envctl.app.destroy import plan_destroy, unless_held
+
+    result = plan_destroy(_session(repo, rev, env, parallelism, terraform=True), target or [], out)
+    asks = bool(result.needs_approval) and not auto_approve
+    if out or not result.bundle.has_changes or result.errors or (fmt == "text" and not (asks and _tty())):
+        _show_plan(result, fmt)  # else apply shows it with its question
+    if not out and result.bundle.has_changes:  # exit 3, nothing deleted, when nobody may approve
+        plan_ref = unless_held(result, nobody_to_ask=asks and not _tty())
+        apply(ctx, plan_ref, None, repo, rev, False, auto_approve, parallelism, False, lock_timeout, fmt)
 
 
 @app.command()

@@ -32,6 +32,20 @@ RevOpt = Annotated[
     typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
 ]
 
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this node and every node depending on it (repeatable)."),
+]
+AutoApproveOpt = Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")]
+ParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")]
+DetailedExitcodeOpt = Annotated[
+    bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
+]
+LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")]
+
 
 @dataclass
 class Output:
@@ -93,6 +107,14 @@ ToOpt = Annotated[
 ]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
+]
+GraphFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="text, json, dot or mermaid.",
+        callback=format_option("text", "json", "dot", "mermaid"),
+    ),
 ]
 TextJson = Annotated[
     str, typer.Option("--format", help="text or json.", callback=format_option("text", "json"))

@@ -26,6 +26,7 @@ Commands:
   rollback  Plan the environment as an earlier commit holds it; approve...
   approve   Record an approval bound to this plan's fingerprint,...
   apply     Converge the environment in dependency order; infrastructure...
+  destroy   Delete every node (or NODE and what depends on it) in reverse...
   status    Last converged commit per node, the lock holder, the last...
   drift     Compare the live world with Git: exit 0 in sync, 2 drift, 1...
 """,
@@ -70,6 +71,28 @@ Options:
   --format <str>   text or json.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
+""",
+    "destroy": """\
+Usage: envctl destroy [OPTIONS]
+
+  Delete every node (or NODE and what depends on it) in reverse dependency
+  order.
+
+Options:
+  -e, --env <str>            Environment (a directory under environments/).
+  --repo <path>              Environment repository (default: the Git repo
+                             around the current directory).
+  --rev <str>                Use what this Git commit/branch/tag holds, not
+                             the working tree.
+  --target <str>             Only this node and every node depending on it
+                             (repeatable).
+  --out <path>               Directory for the plan bundle.
+  --auto-approve             Apply without asking.
+  --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
+  --lock-timeout <float>     Seconds to wait for the lock.  [default: 0.0]
+  --format <str>             text or json.  [default: text]
+  --debug                    Show internal tracebacks for bug reports.
+  -h, --help                 Show this message and exit.
 """,
     "drift": """\
 Usage: envctl drift [OPTIONS]

@@ -17,6 +17,7 @@ from envctl.app.inputs import (
     waiting_on,
 )
 from envctl.app.reads import extra_reads
+from envctl.app.removal import plan_removed
 from envctl.app.session import Session
 from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
@@ -154,13 +155,18 @@ def plan_environment(
             errors[n] = NotPlannedError(
                 f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n
             )
+    removals: list[str] = []
+    if not targets:  # a node removed from Git is part of every plan of the whole environment
+        removals, removed_plans, removed_errors = plan_removed(s, plan_dir)
+        plans.update(removed_plans)
+        errors.update(removed_errors)
     bundle = PlanBundle(
         id=plan_id,
         environment=s.env.name,
         commit=s.snapshot.commit,
         dirty=s.snapshot.dirty,
         created=now(),
-        order=tuple(n for n in order if n in plans),
+        order=tuple(n for n in [*removals, *order] if n in plans),
         nodes=plans,
         inputs_hash={**hashes, "_source": s.source_hash()},
         targets=tuple(sorted(targets or ())),

@@ -46,7 +46,8 @@ def default_adapters(
 def _by_kind(env: Environment, nodes: Iterable[str]) -> dict[str, list[Node]]:
     groups: dict[str, list[Node]] = {}
     for n in nodes:
-        groups.setdefault(env.nodes[n].kind, []).append(env.nodes[n])
+        if n in env.nodes:  # a node removed from Git runs no engine of this commit's
+            groups.setdefault(env.nodes[n].kind, []).append(env.nodes[n])
     return groups
 
 
@@ -127,6 +128,8 @@ class Session:
     # the environment lock while this command holds it (hold_environment_lock), else None
     held_lock: dict[str, Any] | None = None
     rev: str | None = None  # the Git revision given with --rev (None: the working tree)
+    # nodes removed from Git: (node id, commit) -> the node and adapter that delete it (app.removal)
+    removed_targets: dict[tuple[str, str | None], tuple[Node, NodeAdapter]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.snapshot, SerialSnapshot):
@@ -143,6 +146,10 @@ class Session:
 
     def adapter(self, node: str) -> NodeAdapter:
         """The adapter of ``node``'s kind (tests may set ``adapters`` to fakes)."""
+        return self.adapter_of_kind(self.env.nodes[node].kind)
+
+    def adapter_of_kind(self, kind: str) -> NodeAdapter:
+        """The adapter of a node kind, also for a node no longer in Git (removed)."""
         from envctl.app.inputs import sensitive_inputs
 
         with self._kube_lock:
@@ -155,7 +162,7 @@ class Session:
                     self.progress,
                     lambda node: sensitive_inputs(self, node),
                 )
-        return self.adapters[self.env.nodes[node].kind]
+        return self.adapters[kind]
 
     def prewarm_engine(self, nodes: Iterable[str], *, applying: bool = False) -> None:
         """Start engine workers in the background for ``nodes``.

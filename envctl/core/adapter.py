@@ -59,6 +59,19 @@ class ApplyRequest:
 
 
 @dataclass(frozen=True)
+class DeleteRequest:
+    """How to delete one node: the deletion plan a human saw (its ``changes`` are all that may be
+    deleted: anything else is kept), the plan bundle's directory, and the approval gate, which the
+    adapter calls with that plan before it deletes anything (a reason back: delete nothing);
+    ``leaving``: addresses the other deletions of the run delete (see ``plan_delete``)."""
+
+    planned: NodePlan
+    plan_dir: Path
+    approve: Callable[[NodePlan], str]
+    leaving: frozenset[str] = frozenset()  # what the run's other deletions delete (before this one)
+
+
+@dataclass(frozen=True)
 class Applied:
     """What applying a node did: the plan it applied (or stopped at), its outputs, or why it stopped."""
 
@@ -129,6 +142,20 @@ class NodeAdapter(Protocol):
 
     def apply(self, node: Node, request: ApplyRequest) -> Applied:
         """Converge the node as planned (re-planning when its inputs changed)."""
+        ...
+
+    def plan_delete(self, node: Node, plan_dir: Path, leaving: frozenset[str]) -> NodePlan:
+        """What deleting the node would delete (its ``changes``) and keep (``kept``, with why).
+
+        ``leaving``: addresses of objects other deletions of this run delete first (a Namespace
+        they empty is not "in use"). The node's configuration may be that of an older commit
+        (a node removed from Git); its inputs are those it was last applied with.
+        """
+        ...
+
+    def delete(self, node: Node, request: DeleteRequest) -> Applied:
+        """Delete what ``request.planned`` lists, then the node's records (inventory, state,
+        workspace) unless something was kept; returns what was deleted."""
         ...
 
     def outputs(self, node: Node) -> Outputs | None:

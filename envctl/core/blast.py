@@ -84,7 +84,9 @@ class Replan:
 class BlastRadius:
     """What a plan touches. ``changing``: nodes with changes (pending ones included);
     ``destructive``: nodes that delete or replace; ``resources``: Terraform resources (nodes off the
-    cluster); ``objects``: Kubernetes objects; ``outputs``: changing outputs; ``replans``."""
+    cluster); ``objects``: Kubernetes objects; ``outputs``: changing outputs; ``replans``: nodes
+    apply plans again (they read outputs known only after apply); ``follows``: nodes planned now
+    with the new values of upstream outputs this plan changes."""
 
     changing: tuple[str, ...]
     destructive: tuple[str, ...]
@@ -92,6 +94,7 @@ class BlastRadius:
     objects: Tally
     outputs: int
     replans: tuple[Replan, ...]
+    follows: tuple[Replan, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,7 @@ class BlastRadius:
             "objects": self.objects.to_json(),
             "outputs_changing": self.outputs,
             "replanned_after_apply": [r.to_json() for r in self.replans],
+            "reads_changed_outputs": [r.to_json() for r in self.follows],
         }
 
 
@@ -123,6 +127,7 @@ def blast_radius(
     resources = objects = Tally()
     outputs = 0
     replans: list[Replan] = []
+    follows: list[Replan] = []
     for n in bundle.order:
         p = bundle.nodes[n]
         t = Tally.of(p.changes)
@@ -131,24 +136,11 @@ def blast_radius(
         else:
             resources += t
         outputs += len(p.output_changes)
-        if not p.pending_upstream:
-            continue
-        ups: list[str] = []
-        reads: list[str] = []
-        for (up, down), refs in sorted(edge_reasons.items()):
-            if down != n or up not in bundle.nodes:
-                continue
-            upp = bundle.nodes[up]
-            moving = set(upp.outputs_changing) | set(upp.outputs_unknown)
-            hit = [
-                r
-                for r in refs
-                if (o := _output_of(r)) is not None and (o[1] in moving or ALL_OUTPUTS in moving)
-            ]
-            if hit:
-                ups.append(up)
-                reads.extend(hit)
-        replans.append(Replan(n, tuple(ups), tuple(reads) or p.pending_upstream))
+        ups, reads = _reads_moving(bundle, edge_reasons, n, pending=bool(p.pending_upstream))
+        if p.pending_upstream:
+            replans.append(Replan(n, ups, reads or p.pending_upstream))
+        elif reads:
+            follows.append(Replan(n, ups, reads))
     return BlastRadius(
         changing=tuple(n for n in bundle.order if bundle.nodes[n].has_changes),
         destructive=tuple(n for n in bundle.order if bundle.nodes[n].destructive),
@@ -156,4 +148,28 @@ def blast_radius(
         objects=objects,
         outputs=outputs,
         replans=tuple(replans),
+        follows=tuple(follows),
     )
+
+
+def _reads_moving(
+    bundle: PlanBundle, edge_reasons: dict[tuple[str, str], tuple[str, ...]], node: str, *, pending: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(upstream nodes, references) of the outputs ``node`` reads that this plan changes: known
+    only after apply (``pending``) or, for a node planned now, changing to a known new value."""
+    ups: list[str] = []
+    reads: list[str] = []
+    for (up, down), refs in sorted(edge_reasons.items()):
+        if down != node or up not in bundle.nodes:
+            continue
+        upp = bundle.nodes[up]
+        moving = set(upp.outputs_changing) | (set(upp.outputs_unknown) if pending else set())
+        hit = [
+            r
+            for r in refs
+            if (o := _output_of(r)) is not None and (o[1] in moving or (pending and ALL_OUTPUTS in moving))
+        ]
+        if hit:
+            ups.append(up)
+            reads.extend(hit)
+    return tuple(ups), tuple(reads)

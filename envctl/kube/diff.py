@@ -19,7 +19,14 @@ from typing import Any
 from envctl.core.changes import Action, Change
 from envctl.core.errors import ConfigError, EnvctlError
 from envctl.kube.client import KubeContext, Mapping_
-from envctl.kube.errors import ApiError, ConflictError, FieldConflict, conflicts_of, translate
+from envctl.kube.errors import (
+    ApiError,
+    ConflictError,
+    FieldConflict,
+    conflicts_of,
+    immutable_fields,
+    translate,
+)
 from envctl.kube.fields import unchanged_by_apply
 from envctl.kube.helm import pre_hook_weight
 from envctl.kube.objects import (
@@ -52,7 +59,8 @@ class Prepared:
     """One rendered object after its dry-run: identity, mapping, live and would-be state.
 
     ``waits_for``: what it waits for when it cannot be dry-run yet; ``pending``: the same, in words.
-    ``replace``: an immutable field changes and the layer allows ``recreate``: delete and re-create.
+    ``replace``: an immutable field changes and the layer allows ``recreate``: delete and re-create;
+    ``immutable``: the fields the API server named as immutable.
     """
 
     obj: dict[str, Any]
@@ -63,6 +71,7 @@ class Prepared:
     waits_for: WaitsFor | None = None
     pending: str | None = None
     replace: bool = False
+    immutable: tuple[str, ...] = ()
     conflicts: list[FieldConflict] = field(default_factory=list)
     change: Change | None = None
 
@@ -74,8 +83,10 @@ def object_change(
     *,
     conflicts: Sequence[FieldConflict] = (),
     replace: bool = False,
+    immutable: Sequence[str] = (),
 ) -> Change:
-    """The change from ``live`` to ``merged`` (the dry-run result); values masked for Secrets."""
+    """The change from ``live`` to ``merged`` (the dry-run result); values masked for Secrets.
+    ``replace``: re-created because the fields ``immutable`` (named by the API server) change."""
     before, after = normalise(live), normalise(merged)
     if is_secret(before) or is_secret(after):
         shown_before, shown_after = mask_secret_pair(before, after)
@@ -92,13 +103,20 @@ def object_change(
             Action.REPLACE,
             shown_before,
             shown_after,
-            (*reasons, "an immutable field changes"),
+            (*reasons, _immutable_reason(immutable)),
             paths,
             manager,
         )
     if not paths:
         return Change(str(ref), Action.NOOP, None, None, reasons, (), manager)
     return Change(str(ref), Action.UPDATE, shown_before, shown_after, reasons, paths, manager)
+
+
+def _immutable_reason(fields: Sequence[str]) -> str:
+    """Why an object is re-created: ``immutable field .spec.selector changes: deleted and re-created``."""
+    if not fields:
+        return "an immutable field changes: deleted and re-created"
+    return f"immutable field {', '.join('.' + f for f in fields)} changes: deleted and re-created"
 
 
 def takeovers(
@@ -303,6 +321,7 @@ def dry_run_one(
         p.waits_for, p.pending = None, None
         p.conflicts = []
         p.replace = False
+        p.immutable = ()
         if resolved is None:
             crd = (crds or {}).get((p.ref.group, p.ref.kind))
             if crd is not None:
@@ -362,6 +381,7 @@ def dry_run_one(
                 if p.live is None:
                     raise
                 p.replace = True
+                p.immutable = immutable_fields(e)
                 p.dry = normalise(p.obj)
             elif p.live is None and e.missing_namespace == p.ref.namespace:
                 # Its namespace comes from this layer's first stage or from an upstream layer.
@@ -378,7 +398,9 @@ def dry_run_one(
         # A create shows the object as rendered: server-assigned values (a Service's clusterIP)
         # would differ between two plans and make a plan's fingerprint unstable.
         shown = p.dry if p.live is not None else p.obj
-        p.change = object_change(p.ref, p.live, shown, conflicts=p.conflicts, replace=p.replace)
+        p.change = object_change(
+            p.ref, p.live, shown, conflicts=p.conflicts, replace=p.replace, immutable=p.immutable
+        )
         return True
     except ApiError as e:
         raise translate(e, p.ref, node=node_id, secrets=secrets) from e

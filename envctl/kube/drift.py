@@ -14,11 +14,12 @@ from typing import Any
 
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.model import LayerSpec, Node
-from envctl.kube.apply import left_git, prune_candidates
+from envctl.kube.apply import left_git
 from envctl.kube.client import KubeContext
 from envctl.kube.diff import prepare
 from envctl.kube.inventory import read_inventory
 from envctl.kube.objects import diff_values, managers_of, mask_object, normalise, value_text
+from envctl.kube.prune import prune_candidates
 
 
 def _write_time(live: Mapping[str, Any], manager: str) -> str:
@@ -65,7 +66,7 @@ def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any
     stale = left_git(inventory, prepared)
     notes: list[str] = []
     if stale:
-        candidates, kept, _ = prune_candidates(ctx, node, stale)
+        candidates, kept, _ = prune_candidates(ctx, node.id, stale)
         for cand in candidates:
             if not spec.prune:
                 notes.append(f"{cand.ref}: no longer in Git, still in the cluster (prune is off)")
@@ -79,5 +80,5 @@ def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any
                     ("no longer in Git, still in the cluster",),
                 )
             )
-        notes.extend(kept)
+        notes.extend(map(str, kept))
     return NodePlan(node.id, tuple(changes), notes=tuple(notes))

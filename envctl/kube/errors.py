@@ -89,6 +89,17 @@ class ConflictError(EngineError):
         self.conflicts = tuple(conflicts)
 
 
+def immutable_fields(err: ApiError) -> tuple[str, ...]:
+    """The fields a 422 names as immutable (``details.causes`` of the Status), e.g. ``spec.selector``."""
+    return tuple(
+        dict.fromkeys(
+            str(c.get("field")).lstrip(".")
+            for c in err.causes
+            if c.get("field") and "immutable" in str(c.get("message", ""))
+        )
+    )
+
+
 def conflicts_of(err: ApiError) -> list[FieldConflict]:
     """Field paths and managers of a 409 apply conflict (``details.causes`` of the Status)."""
     out = []

@@ -229,3 +229,15 @@ def lease_lock(
         stop.set()
         t.join(timeout=5)
         release(ctx, env, state["lease"])
+
+
+def delete_lease(ctx: KubeContext, env: str) -> None:
+    """Delete the environment's Lease (``envctl destroy``, after the lock was released)."""
+    status, _ = _request(
+        ctx, "DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease_name(env)}"
+    )
+    if status not in (200, 404):
+        raise EngineError(
+            f"cannot delete the environment lock Lease {NAMESPACE}/{lease_name(env)} (HTTP {status})",
+            hint="give this identity delete on leases in envctl-system, or delete it by hand",
+        )

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, Outputs, Upstream
+from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Outputs, Upstream
 from envctl.core.bundle import canonical, sha256
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import (
@@ -28,6 +28,7 @@ from envctl.core.errors import (
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.kube.apply import apply_layer, offline_plan_layer, plan_layer
 from envctl.kube.client import KubeContext
+from envctl.kube.delete import delete_layer, plan_delete_layer
 from envctl.kube.drift import drift_layer
 from envctl.kube.errors import AccessError
 from envctl.kube.inventory import read_inventory
@@ -140,9 +141,21 @@ class LayerAdapter:
         # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
         # layer depends on was applied since: a CRD or webhook it changed may judge objects anew
         reuse = not request.same_inputs or not request.upstream_applied
-        applied = apply_layer(kube, node, objects, reuse_plan=reuse)
+        deletes = frozenset(c.address for c in plan.changes if c.action is Action.DELETE)
+        applied = apply_layer(kube, node, objects, reuse_plan=reuse, planned_deletes=deletes)
         outputs = Outputs(read_layer_outputs(kube, node)) if node.layer and node.layer.outputs else None
         return Applied(applied, outputs)
+
+    def plan_delete(self, node: Node, plan_dir: Path, leaving: frozenset[str]) -> NodePlan:
+        return plan_delete_layer(self.kube(), node.id, leaving)
+
+    def delete(self, node: Node, request: DeleteRequest) -> Applied:
+        blocked = request.approve(request.planned)
+        if blocked:
+            return Applied(request.planned, blocked=blocked)
+        planned = {c.address for c in request.planned.changes if c.action is Action.DELETE}
+        self.progress(f"{node.id}: deleting {len(planned)} objects")
+        return Applied(delete_layer(self.kube(), node.id, planned, request.leaving))
 
     def outputs(self, node: Node) -> Outputs | None:
         if node.layer is None or not node.layer.outputs:

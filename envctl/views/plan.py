@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from envctl.core import hints
 from envctl.core.blast import BlastRadius, Tally
-from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.changes import Action, Change, Deletion, NodePlan
 
 if TYPE_CHECKING:
     from envctl.core.approval import Approval
@@ -32,6 +32,9 @@ _SYMBOL = {
 
 
 def _status(p: NodePlan) -> str:
+    if p.deletion is not None:
+        word = "REMOVED FROM GIT" if p.deletion is Deletion.REMOVED else "DESTROY"
+        return word if p.has_changes else f"{word.lower()}: kept"
     if p.pending_upstream:
         return "pending upstream"
     if p.destructive:
@@ -147,6 +150,9 @@ def _node_details(p: NodePlan) -> list[str]:
         if c.action.changes:
             lines.extend(_change_lines(c))
     lines.extend(_output_line(c) for c in p.output_changes)
+    if p.deletion is not None and not p.changes and not p.kept:
+        lines.append("- nothing left to delete: its records go (inventory, state, workspace, journal)")
+    lines.extend(f"= {k}" for k in p.kept)
     lines.extend(f"note: {note}" for note in p.notes)
     return lines
 
@@ -198,6 +204,9 @@ def blast_lines(blast: BlastRadius, code: Callable[[str], str] = str) -> list[st
         ups = ", ".join(code(u) for u in r.upstream)
         after = f" after {ups} is applied" if r.upstream else " during apply"
         lines.append(f"Planned again{after}: {code(r.node)} (reads {', '.join(code(x) for x in r.reads)})")
+    for r in blast.follows:
+        reads = ", ".join(code(x) for x in r.reads)
+        lines.append(f"Planned with the new values of {reads}: {code(r.node)}")
     return lines
 
 
@@ -237,7 +246,7 @@ def plan_text(
         out.insert(1, f"Terraform engine: {', '.join(engines)}")
     for r in rows:
         line = fmt.format(*r)
-        if color and r[5] == "DESTRUCTIVE":
+        if color and r[5] in ("DESTRUCTIVE", "REMOVED FROM GIT", "DESTROY"):
             line = f"\x1b[31;1m{line}\x1b[0m"
         out.append(line)
     out.append("")
@@ -249,6 +258,9 @@ def plan_text(
         if body:
             out += [f"{n}:", *(f"  {line}" for line in body), ""]
     out.append(_summary(bundle))
+    kept = [n for n in bundle.order if bundle.nodes[n].kept]
+    if kept:
+        out.append(f"Kept (listed above, until removed or adopted): {', '.join(kept)}")
     if needs_approval:
         out.append(f"Approval required for: {', '.join(needs_approval)}")
     if plan_dir is not None:

@@ -17,6 +17,9 @@ import pytest
 from envctl.core.blast import PRUNED, Tally, blast_radius
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import Action, Change, NodePlan
+from envctl.kube.diff import object_change
+from envctl.kube.errors import ApiError, immutable_fields
+from envctl.kube.objects import ObjRef
 from envctl.terraform import planjson
 from envctl.views import plan as pv
 
@@ -84,7 +87,7 @@ def review_bundle() -> tuple[PlanBundle, dict[tuple[str, str], tuple[str, ...]],
                 Action.REPLACE,
                 {"spec": {"x": 1}},
                 {"spec": {"x": 2}},
-                ("an immutable field changes",),
+                ("immutable field .spec.template changes: deleted and re-created",),
                 ("spec.x",),
             ),
         ),
@@ -163,7 +166,10 @@ def test_kubernetes_updates_show_each_changed_field_with_its_values_dotted_keys_
     assert '~ metadata.labels.app.kubernetes.io/version: "1.27" -> "1.28"' in text
     assert "~ spec.replicas: 2 -> 3" in text
     assert '~ spec.template.spec.containers[0].image: "nginx:1.27" -> "nginx:1.28"' in text
-    assert "batch/v1 Job app/migrate (replace)  because: an immutable field changes" in text
+    assert (
+        "batch/v1 Job app/migrate (replace)  because: immutable field .spec.template changes: "
+        "deleted and re-created"
+    ) in text
     assert f"v1 ConfigMap app/old (delete)  because: {PRUNED}" in text
 
 
@@ -216,3 +222,63 @@ def test_a_value_holding_backticks_cannot_close_the_markdown_code_block() -> Non
     opening = lines.index(f"{fence}diff")
     closing = lines.index(fence, opening + 1)
     assert any("```" in line for line in lines[opening + 1 : closing])  # the value stays inside
+
+
+def test_a_kubernetes_replace_names_the_fields_the_api_server_calls_immutable() -> None:
+    err = ApiError(
+        422,
+        "Invalid",
+        'Job.batch "migrate" is invalid: spec.template: Invalid value: ...: field is immutable',
+        [
+            {
+                "reason": "FieldValueInvalid",
+                "field": "spec.template",
+                "message": "Invalid value: field is immutable",
+            },
+            {"reason": "FieldValueRequired", "field": "spec.other", "message": "Required value"},
+        ],
+    )
+    assert immutable_fields(err) == ("spec.template",)
+    ref = ObjRef("batch/v1", "Job", "app", "migrate")
+    live = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"}, "spec": {"template": 1}}
+    change = object_change(
+        ref, live, {**live, "spec": {"template": 2}}, replace=True, immutable=("spec.template",)
+    )
+    assert change.action is Action.REPLACE
+    assert change.reasons == ("immutable field .spec.template changes: deleted and re-created",)
+    assert change.fields == ("spec.template",)
+
+
+def test_a_node_planned_with_a_known_new_upstream_output_is_named_with_what_it_reads() -> None:
+    database = NodePlan(
+        "stack.database",
+        outputs_changing=("endpoint",),
+        output_changes=(Change("output.endpoint", Action.UPDATE, "db-1", "db-2"),),
+    )
+    app = NodePlan(
+        "layer.app",
+        (Change("v1 ConfigMap app/c", Action.UPDATE, {"a": "db-1"}, {"a": "db-2"}, fields=("a",)),),
+    )
+    bundle = PlanBundle(
+        "p",
+        "dev",
+        "abc",
+        False,
+        "t",
+        ("stack.database", "layer.app"),
+        {"stack.database": database, "layer.app": app},
+    )
+    edges = {("stack.database", "layer.app"): ("stack.database.outputs.endpoint", "depends_on")}
+    b = blast_radius(bundle, edges, {"layer.app"})
+    assert b.replans == ()
+    [follow] = b.follows
+    assert (follow.node, follow.upstream, follow.reads) == (
+        "layer.app",
+        ("stack.database",),
+        ("stack.database.outputs.endpoint",),
+    )
+    text = pv.plan_text(bundle, [], "p", blast=b)
+    assert "Planned with the new values of stack.database.outputs.endpoint: layer.app" in text
+    assert json.loads(pv.plan_json(bundle, [], "p", blast=b))["blast_radius"]["reads_changed_outputs"] == [
+        {"node": "layer.app", "after": ["stack.database"], "reads": ["stack.database.outputs.endpoint"]}
+    ]
