@@ -29,7 +29,11 @@ RepoOpt = Annotated[
 ]
 RevOpt = Annotated[
     str | None,
-    typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
+    typer.Option(
+        "--rev",
+        help="Use what this Git commit/branch/tag holds, not the working tree (a plan made with "
+        "--rev is applied with the same --rev; its 'Apply it with' line says so).",
+    ),
 ]
 
 TargetsOpt = Annotated[

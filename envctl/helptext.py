@@ -44,7 +44,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --approve                  Use the approval recorded with envctl approve.
   --auto-approve             Apply without asking.
   --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
@@ -83,7 +85,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --target <str>             Only this node and every node depending on it
                              (repeatable).
   --out <path>               Directory for the plan bundle.
@@ -105,7 +109,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text, json, markdown or html.  [default: text]
   --output <path>  Write the report to this file.
   --notify         POST the summary to the configured webhooks.
@@ -126,7 +131,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text, json, dot or mermaid.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
@@ -141,7 +147,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --out <path>               Directory for the plan bundle.
   --target <str>             Plan only this node and what it needs
                              (repeatable).
@@ -196,7 +204,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text or json.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
