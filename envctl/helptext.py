@@ -49,6 +49,10 @@ Options:
                              line says so).
   --approve                  Use the approval recorded with envctl approve.
   --auto-approve             Apply without asking.
+  --pending <str>            How far nodes re-planned during apply may go
+                             without asking again: creates (only creates),
+                             updates (creates and in-place updates) or any.
+                             Default: ask again.
   --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
   --resume                   Skip nodes an interrupted run of this plan
                              finished.
@@ -67,6 +71,9 @@ Arguments:
 
 Options:
   --by <str>       Who approves (default: $USER).
+  --pending <str>  How far nodes re-planned during apply may go without asking
+                   again: creates (only creates), updates (creates and in-
+                   place updates) or any. Default: ask again.
   -e, --env <str>  Environment (a directory under environments/).
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
