@@ -10,27 +10,37 @@ turns envctl errors into exit codes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from envctl.cliopts import (
+    AutoApproveOpt,
     DebugOpt,
+    DetailedExitcodeOpt,
     EnvOpt,
+    GraphFormatOpt,
+    LockTimeoutOpt,
+    OutOpt,
     Output,
+    ParallelismOpt,
+    PendingOpt,
+    PlanFormatOpt,
+    PlanParallelismOpt,
     RepoOpt,
+    ResumeOpt,
     RevOpt,
+    TargetsOpt,
     TextJson,
+    ToOpt,
     asked_format,
     check_one_env,
     format_option,
 )
+from envctl.cliprogress import Progress, Terminal
 
 if TYPE_CHECKING:
     from envctl.app.session import Session
@@ -109,14 +119,7 @@ def graph(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="text, json, dot or mermaid.",
-            callback=format_option("text", "json", "dot", "mermaid"),
-        ),
-    ] = "text",
+    fmt: GraphFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Show the dependency graph and the order envctl converges in."""
@@ -135,48 +138,31 @@ def _session(
     return open_session(repo, rev, env, _progress, parallelism, terraform=terraform)
 
 
-class _Progress:
-    """Progress lines on stderr; held back while a question waits for its answer (``asking``), so
-    a prompt is never interleaved with the lines of nodes converging in parallel."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._asking = threading.Lock()  # one question at a time
-        self._held: list[str] | None = None
-
-    def __call__(self, msg: str) -> None:
-        with self._lock:
-            if self._held is not None:
-                self._held.append(msg)
-                return
-            typer.echo(msg, err=True)
-
-    @contextlib.contextmanager
-    def asking(self) -> Iterator[None]:
-        with self._asking:
-            with self._lock:
-                self._held = []
-            try:
-                yield
-            finally:
-                with self._lock:
-                    held, self._held = self._held or [], None
-                    for msg in held:
-                        typer.echo(msg, err=True)
-
-
-_progress = _Progress()
+_progress = Progress()
 
 
 def _render_plan(result: Any, fmt: str) -> str:
     from envctl.views import plan as pv
 
     d = _display_path(result.plan_dir) if result.saved else None
+    b, ref = result.blast, result.base_ref
     if fmt == "json":
-        return pv.plan_json(result.bundle, result.needs_approval, d)
+        return pv.plan_json(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
     if fmt == "markdown":
-        return pv.plan_markdown(result.bundle, result.needs_approval, d)
-    return pv.plan_text(result.bundle, result.needs_approval, d, color=sys.stdout.isatty())
+        return pv.plan_markdown(result.bundle, result.needs_approval, d, blast=b, base_ref=ref)
+    tty = sys.stdout.isatty()
+    return pv.plan_text(result.bundle, result.needs_approval, d, color=tty, blast=b, base_ref=ref)
+
+
+def _show_plan(result: Any, fmt: str, detailed_exitcode: bool = False) -> None:
+    """A plan's errors (and their exit code), else the plan; exit 2 on changes when asked."""
+    from envctl.core.errors import ExitCode
+
+    if result.errors:
+        _plan_errors(result.errors, fmt)
+    typer.echo(_render_plan(result, fmt))
+    if detailed_exitcode and result.bundle.has_changes:
+        raise typer.Exit(int(ExitCode.CHANGES))
 
 
 def _display_path(p: Path) -> str:
@@ -207,23 +193,16 @@ def plan(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")] = None,
+    out: OutOpt = None,
     target: Annotated[
         list[str] | None, typer.Option("--target", help="Plan only this node and what it needs (repeatable).")
     ] = None,
     changed_since: Annotated[
         str | None, typer.Option("--changed-since", help="Plan nodes affected by changes since this Git ref.")
     ] = None,
-    detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
-    ] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")] = 4,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
-        ),
-    ] = "text",
+    detailed_exitcode: DetailedExitcodeOpt = False,
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Plan every selected node and write a plan bundle; nothing is changed."""
@@ -235,19 +214,30 @@ def plan(
 
     s = _session(repo, rev, env, parallelism, terraform=True)
     result = plan_environment(s, targets=target or [], changed_since=changed_since, out=out)
-    if result.errors:
-        _plan_errors(result.errors, fmt)
-    typer.echo(_render_plan(result, fmt))
-    if detailed_exitcode and result.bundle.has_changes:
-        from envctl.core.errors import ExitCode
+    _show_plan(result, fmt, detailed_exitcode)
 
-        raise typer.Exit(int(ExitCode.CHANGES))
+
+@app.command()
+def rollback(
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    to: ToOpt = None,
+    out: OutOpt = None,
+    parallelism: PlanParallelismOpt = 4,
+    fmt: PlanFormatOpt = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Plan the environment as an earlier commit holds it; approve and apply it like any plan."""
+    from envctl.app.rollback import plan_rollback
+
+    _show_plan(plan_rollback(repo, to, env, _progress, parallelism, out), fmt)
 
 
 @app.command()
 def approve(
     plan_ref: Annotated[str, typer.Argument(metavar="PLAN", help="Plan directory or plan id.")],
     by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $USER).")] = None,
+    pending: PendingOpt = None,
     env: EnvOpt = None,
     repo: RepoOpt = None,
     fmt: TextJson = "text",
@@ -255,6 +245,7 @@ def approve(
 ) -> None:
     """Record an approval bound to this plan's fingerprint, environment and commit."""
     from envctl.app.apply import approve_plan
+    from envctl.core.approval import PendingBound
     from envctl.core.errors import UsageError
     from envctl.store import Store
 
@@ -264,27 +255,16 @@ def approve(
         raise UsageError(f"plan {bundle.id} is for environment {bundle.environment}, not {env}")
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
-    approval = approve_plan(s, bundle, who)
+    approval = approve_plan(s, bundle, who, PendingBound(pending) if pending else None)
+    from envctl.core.hints import apply_command
     from envctl.views.plan import approval_json, approval_text
 
-    typer.echo(approval_json(approval) if fmt == "json" else approval_text(approval))
+    apply_with = apply_command(bundle.environment, plan_ref, rev=bundle.rev, approve=True)
+    typer.echo(approval_json(approval, apply_with) if fmt == "json" else approval_text(approval, apply_with))
 
 
 def _tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
-
-
-def _ask(question: str, expected: str, shown: str = "") -> bool:
-    """Show ``shown`` (a plan) and ``question`` on stderr and read the answer; progress waits."""
-    with _progress.asking():
-        if shown:
-            typer.echo(shown, err=True)
-        typer.echo(question, err=True)
-        try:
-            answer = input(f"Type '{expected}' to approve: ")
-        except EOFError:
-            return False
-    return answer.strip() == expected
 
 
 @app.command()
@@ -299,29 +279,22 @@ def apply(
     approve_: Annotated[
         bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")
     ] = False,
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")] = 4,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
-    ] = False,
-    lock_timeout: Annotated[
-        float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")
-    ] = 0.0,
+    auto_approve: AutoApproveOpt = False,
+    pending: PendingOpt = None,
+    parallelism: ParallelismOpt = 4,
+    resume: ResumeOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
     fmt: TextJson = "text",
     debug: DebugOpt = False,
 ) -> None:
     """Converge the environment in dependency order; infrastructure changes need approval."""
-    from envctl.app.apply import (
-        apply_bundle,
-        apply_outcome,
-        check_recorded_approval,
-        notify_apply,
-        preflight,
-    )
+    from envctl.app.apply import apply_bundle, apply_outcome, notify_apply, preflight
+    from envctl.app.consent import ApprovalOptions, obtain_consent
     from envctl.app.locking import hold_environment_lock
     from envctl.app.plan import plan_environment
-    from envctl.core.approval import Consent, approve_command, nodes_needing_approval
-    from envctl.core.errors import ApprovalRequiredError, UsageError
+    from envctl.core.approval import PendingBound, nodes_needing_approval
+    from envctl.core.errors import UsageError
+    from envctl.core.hints import apply_command
     from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
 
@@ -339,7 +312,7 @@ def apply(
         # moved, already applied, state changed) is exit 4 before any approval question
         ctx.with_resource(hold_environment_lock(s, lock_timeout))
         preflight(s, bundle, resume=resume)
-        needing = nodes_needing_approval(bundle, s.env.approval_required_for)
+        needing = nodes_needing_approval(bundle, s.approval_policy())
     else:
         s = _session(repo, rev, env, parallelism, terraform=True)
         # plan under the lock: never against a state that another run's Terraform is writing
@@ -354,44 +327,18 @@ def apply(
         nothing = ApplyResult("", bundle.id, {})  # no run: nothing was applied
         typer.echo(pv.apply_json(nothing) if fmt == "json" else "No changes. Nothing to apply.")
         return
-    # The one gate (core.approval.gate) decides per node inside apply_bundle; here only what
-    # this run holds from a human: everything, the plan as shown/recorded, or nothing.
-    interactive = _tty() and not auto_approve
-    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True)
-    consent = Consent(everything=True) if auto_approve else Consent.of_bundle(bundle, how)
-    if needing and not auto_approve:
-        if approve_:
-            check_recorded_approval(s, bundle)
-        elif interactive:
-            if plan_ref:
-                typer.echo(pv.plan_text(bundle, needing, _display_path(plan_dir), color=True))
-            if not _ask(
-                f"\nenvctl will change {', '.join(needing)} in environment {bundle.environment}.",
-                bundle.environment,
-            ):
-                raise ApprovalRequiredError("apply cancelled: the plan was not approved")
-        else:
-            # nobody to ask: the rest is written, these nodes are held (exit 3)
-            _progress(
-                f"changes to {', '.join(needing)} need approval and this is not a terminal: "
-                f"they are not applied; to approve them: {how}"
-            )
-            consent = Consent(how=how)
-
-    def prompt(node: str, p: Any) -> bool:
-        if not interactive:
-            return False
-        from envctl.core.bundle import PlanBundle
-
-        one = PlanBundle(
-            bundle.id, bundle.environment, bundle.commit, bundle.dirty, bundle.created, (node,), {node: p}
-        )
-        return _ask(
-            f"{node} changed after its upstream was applied.",
-            bundle.environment,
-            pv.plan_text(one, [node], _display_path(plan_dir), color=True),
-        )
-
+    # what this run holds from a human (the one gate decides per node inside apply_bundle)
+    shown_dir = _display_path(plan_dir)
+    consent, prompt = obtain_consent(
+        s,
+        bundle,
+        shown_dir,
+        needing,
+        ApprovalOptions(auto_approve, approve_, PendingBound(pending) if pending else None),
+        Terminal(_progress) if _tty() and not auto_approve else None,
+        lambda b, nodes: pv.plan_text(b, nodes, shown_dir, color=True),
+        show_plan=plan_ref is not None,
+    )
     res = apply_bundle(
         s,
         bundle,
@@ -406,10 +353,48 @@ def apply(
         s.store.consume_approval(bundle.id)
     for e in res.errors.values():
         _show_error(e, fmt)
-    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res))
+    resume_with = apply_command(
+        bundle.environment, _display_path(plan_dir), rev=bundle.rev, approve=approve_, resume=True
+    )
+    typer.echo(pv.apply_json(res) if fmt == "json" else pv.apply_text(res, resume_with))
     code, outcome = apply_outcome(res)
     notify_apply(s, outcome, {n: r.status.value for n, r in res.results.items()}, res.run_id, _progress)
     raise typer.Exit(int(code))
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    env: EnvOpt = None,
+    repo: RepoOpt = None,
+    rev: RevOpt = None,
+    target: TargetsOpt = None,
+    out: OutOpt = None,
+    auto_approve: AutoApproveOpt = False,
+    parallelism: ParallelismOpt = 4,
+    lock_timeout: LockTimeoutOpt = 0.0,
+    fmt: TextJson = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Delete every node (or NODE and what depends on it) in reverse dependency order."""
+    from envctl.app.destroy import plan_destroy, unless_held
+
+    result = plan_destroy(_session(repo, rev, env, parallelism, terraform=True), target or [], out)
+    asks = bool(result.needs_approval) and not auto_approve
+    if out or not result.bundle.has_changes or result.errors or (fmt == "text" and not (asks and _tty())):
+        _show_plan(result, fmt)  # else apply shows it with its question
+    if not out and result.bundle.has_changes:  # exit 3, nothing deleted, when nobody may approve
+        plan_ref = unless_held(result, nobody_to_ask=asks and not _tty())
+        apply(
+            ctx,
+            plan_ref,
+            repo=repo,
+            rev=rev,
+            auto_approve=auto_approve,
+            parallelism=parallelism,
+            lock_timeout=lock_timeout,
+            fmt=fmt,
+        )
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The command line's shared options and the checks of the raw arguments, for ``envctl.cli``.
 
-``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations; their
+``-e/--env``, ``--repo``, ``--rev``, ``--format`` and ``--debug`` as typer annotations (and the
+options plan and rollback share: ``--out``, ``--parallelism``, ``--to``); their
 callbacks fill in the run's ``Output`` (the format errors are printed in, whether to show
 tracebacks). ``asked_format`` and ``check_one_env`` read the raw arguments before typer parses them.
 Imports only typer at module level, like ``envctl.cli``.
@@ -28,8 +29,26 @@ RepoOpt = Annotated[
 ]
 RevOpt = Annotated[
     str | None,
-    typer.Option("--rev", help="Use what this Git commit/branch/tag holds, not the working tree."),
+    typer.Option(
+        "--rev",
+        help="Use what this Git commit/branch/tag holds, not the working tree (a plan made with "
+        "--rev is applied with the same --rev; its 'Apply it with' line says so).",
+    ),
 ]
+
+TargetsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this node and every node depending on it (repeatable)."),
+]
+AutoApproveOpt = Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")]
+ParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes converged at once.")]
+DetailedExitcodeOpt = Annotated[
+    bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Skip nodes an interrupted run of this plan finished.")
+]
+LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for the lock.")]
 
 
 @dataclass
@@ -72,8 +91,55 @@ def format_option(*allowed: str) -> Callable[[typer.Context, str], str]:
     return check
 
 
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")]
+PlanParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")]
+PlanFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
+    ),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to",
+        metavar="REV",
+        help="The commit/branch/tag to roll back to (default: the last commit at which every node "
+        "converged, from the run journal).",
+        show_default=False,
+    ),
+]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
+]
+PENDING_BOUNDS = ("creates", "updates", "any")  # core.approval.PendingBound, without importing it
+
+
+def _pending_option(value: str | None) -> str | None:
+    if value is not None and value not in PENDING_BOUNDS:
+        from envctl.core.errors import UsageError
+
+        raise UsageError(f"--pending {value} is not a bound", hint=f"use one of: {', '.join(PENDING_BOUNDS)}")
+    return value
+
+
+PendingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pending",
+        help="How far nodes re-planned during apply may go without asking again: creates (only "
+        "creates), updates (creates and in-place updates) or any. Default: ask again.",
+        callback=_pending_option,
+        show_default=False,
+    ),
+]
+GraphFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="text, json, dot or mermaid.",
+        callback=format_option("text", "json", "dot", "mermaid"),
+    ),
 ]
 TextJson = Annotated[
     str, typer.Option("--format", help="text or json.", callback=format_option("text", "json"))

@@ -23,8 +23,10 @@ Commands:
   validate  Check schema, references, cycles, Terraform and manifests...
   graph     Show the dependency graph and the order envctl converges in.
   plan      Plan every selected node and write a plan bundle; nothing is...
+  rollback  Plan the environment as an earlier commit holds it; approve...
   approve   Record an approval bound to this plan's fingerprint,...
   apply     Converge the environment in dependency order; infrastructure...
+  destroy   Delete every node (or NODE and what depends on it) in reverse...
   status    Last converged commit per node, the lock holder, the last...
   drift     Compare the live world with Git: exit 0 in sync, 2 drift, 1...
 """,
@@ -42,9 +44,15 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --approve                  Use the approval recorded with envctl approve.
   --auto-approve             Apply without asking.
+  --pending <str>            How far nodes re-planned during apply may go
+                             without asking again: creates (only creates),
+                             updates (creates and in-place updates) or any.
+                             Default: ask again.
   --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
   --resume                   Skip nodes an interrupted run of this plan
                              finished.
@@ -63,12 +71,39 @@ Arguments:
 
 Options:
   --by <str>       Who approves (default: $USER).
+  --pending <str>  How far nodes re-planned during apply may go without asking
+                   again: creates (only creates), updates (creates and in-
+                   place updates) or any. Default: ask again.
   -e, --env <str>  Environment (a directory under environments/).
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --format <str>   text or json.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
+""",
+    "destroy": """\
+Usage: envctl destroy [OPTIONS]
+
+  Delete every node (or NODE and what depends on it) in reverse dependency
+  order.
+
+Options:
+  -e, --env <str>            Environment (a directory under environments/).
+  --repo <path>              Environment repository (default: the Git repo
+                             around the current directory).
+  --rev <str>                Use what this Git commit/branch/tag holds, not
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
+  --target <str>             Only this node and every node depending on it
+                             (repeatable).
+  --out <path>               Directory for the plan bundle.
+  --auto-approve             Apply without asking.
+  --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
+  --lock-timeout <float>     Seconds to wait for the lock.  [default: 0.0]
+  --format <str>             text or json.  [default: text]
+  --debug                    Show internal tracebacks for bug reports.
+  -h, --help                 Show this message and exit.
 """,
     "drift": """\
 Usage: envctl drift [OPTIONS]
@@ -81,7 +116,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text, json, markdown or html.  [default: text]
   --output <path>  Write the report to this file.
   --notify         POST the summary to the configured webhooks.
@@ -102,7 +138,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text, json, dot or mermaid.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.
@@ -117,13 +154,34 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --out <path>               Directory for the plan bundle.
   --target <str>             Plan only this node and what it needs
                              (repeatable).
   --changed-since <str>      Plan nodes affected by changes since this Git
                              ref.
   --detailed-exitcode        Exit 2 when there are changes, 0 when none.
+  --parallelism <int range>  Nodes planned at once.  [default: 4; x>=1]
+  --format <str>             text, json or markdown.  [default: text]
+  --debug                    Show internal tracebacks for bug reports.
+  -h, --help                 Show this message and exit.
+""",
+    "rollback": """\
+Usage: envctl rollback [OPTIONS]
+
+  Plan the environment as an earlier commit holds it; approve and apply it
+  like any plan.
+
+Options:
+  -e, --env <str>            Environment (a directory under environments/).
+  --repo <path>              Environment repository (default: the Git repo
+                             around the current directory).
+  --to REV                   The commit/branch/tag to roll back to (default:
+                             the last commit at which every node converged,
+                             from the run journal).
+  --out <path>               Directory for the plan bundle.
   --parallelism <int range>  Nodes planned at once.  [default: 4; x>=1]
   --format <str>             text, json or markdown.  [default: text]
   --debug                    Show internal tracebacks for bug reports.
@@ -153,7 +211,8 @@ Options:
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
   --rev <str>      Use what this Git commit/branch/tag holds, not the working
-                   tree.
+                   tree (a plan made with --rev is applied with the same
+                   --rev; its 'Apply it with' line says so).
   --format <str>   text or json.  [default: text]
   --debug          Show internal tracebacks for bug reports.
   -h, --help       Show this message and exit.

@@ -205,7 +205,7 @@ class Store:
             for n, r in dict(j.get("nodes", {})).items():
                 if r.get("status") == "done":
                     last[n] = {**r, "run": j.get("run")}
-        return last
+        return last if plan_id is not None else _without_deleted(last)
 
     def last_applied(self, env: str) -> dict[str, dict[str, Any]]:
         """Per node, the journal entry of the last run that wrote its changes, converged or not.
@@ -219,7 +219,7 @@ class Store:
             for n, r in dict(j.get("nodes", {})).items():
                 if r.get("status") == "done" or r.get("inputs_hash"):
                     last[n] = {**r, "run": j.get("run")}
-        return last
+        return _without_deleted(last)
 
     def last_drift(self, env: str) -> dict[str, Any] | None:
         p = self.base / "drift" / env / "last.json"
@@ -231,6 +231,15 @@ class Store:
 
     def write_drift(self, env: str, summary: dict[str, Any]) -> None:
         self._write_json(self.base / "drift" / env / "last.json", summary)
+
+    def forget_environment(self, env: str) -> None:
+        """What ``envctl destroy`` of the whole environment leaves behind locally: its lock file
+        and its last drift record (plans, approvals and run journals stay: they are history)."""
+        for p in (self.lock_path(env), self.base / "drift" / env / "last.json"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        with contextlib.suppress(OSError):
+            (self.base / "drift" / env).rmdir()
 
     # --- environment lock without a cluster ---------------------------------------------
 
@@ -288,6 +297,12 @@ class Store:
             return None
         finally:
             os.close(fd)
+
+
+def _without_deleted(last: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A node whose last entry is its deletion (``envctl destroy``, removed from Git) is gone:
+    its journal entries go with it (the run journals keep the history)."""
+    return {n: r for n, r in last.items() if not r.get("deleted")}
 
 
 def holder_identity(run_id: str) -> dict[str, Any]:

@@ -16,14 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from envctl.app.destroy import after_destroy
 from envctl.app.executor import interrupts, run_graph
 from envctl.app.inputs import Values, inputs_hash, read_current_outputs, resolve_inputs
 from envctl.app.locking import environment_lock, new_run_id
+from envctl.app.removal import CONFIG_COMMIT, deletion_target
 from envctl.app.session import Session
-from envctl.core.adapter import ApplyRequest
-from envctl.core.approval import Approval, Consent, check_approval, gate
+from envctl.core.adapter import ApplyRequest, DeleteRequest
+from envctl.core.approval import Approval, Consent, PendingBound, approve_command, check_approval, gate
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
-from envctl.core.changes import NodePlan
+from envctl.core.changes import Action, NodePlan
 from envctl.core.errors import (
     ApprovalRequiredError,
     EngineError,
@@ -33,7 +35,9 @@ from envctl.core.errors import (
     StalePlanError,
     UsageError,
 )
+from envctl.core.hints import rev_flag
 from envctl.core.model import Node
+from envctl.core.removal import run_edges
 from envctl.core.results import ApplyResult, NodeResult
 from envctl.core.schedule import Status
 from envctl.core.secrets import scrub_error, scrub_plan
@@ -67,11 +71,12 @@ def preflight(s: Session, bundle: PlanBundle, *, resume: bool) -> None:
         )
     for n in bundle.order:
         plan = bundle.nodes[n]
-        if (
-            "state_sha256" in plan.artifacts
-            and not resume
-            and s.adapter(n).state_fingerprint(s.env.nodes[n]) != plan.artifacts["state_sha256"]
-        ):
+        if "state_sha256" not in plan.artifacts or resume:
+            continue
+        node, adapter = (
+            deletion_target(s, n, plan) if plan.deletion is not None else (s.env.nodes[n], s.adapter(n))
+        )
+        if adapter.state_fingerprint(node) != plan.artifacts["state_sha256"]:
             raise StalePlanError(
                 f"the Terraform state of {n} changed since the plan was made",
                 node=n,
@@ -91,9 +96,9 @@ def check_live(s: Session, bundle: PlanBundle) -> None:
         read_current_outputs(s, s.env.nodes[n], values)
     for n in bundle.order:
         planned = bundle.nodes[n]
+        if planned.pending_upstream or planned.deletion is not None:
+            continue  # a deletion deletes only what it planned, of what the prune rules still let go
         node = s.env.nodes[n]
-        if planned.pending_upstream:
-            continue
         if any(
             bundle.nodes[u].has_changes for u in s.graph.with_dependencies([n]) - {n} if u in bundle.nodes
         ):
@@ -110,13 +115,15 @@ def check_live(s: Session, bundle: PlanBundle) -> None:
             )
 
 
-def approve_plan(s: Session, bundle: PlanBundle, by: str) -> Approval:
-    approval = Approval(bundle.id, bundle.fingerprint, bundle.environment, bundle.commit, by, now())
+def approve_plan(s: Session, bundle: PlanBundle, by: str, pending: PendingBound | None = None) -> Approval:
+    """Record an approval of ``bundle`` (re-plans within ``pending``), sealed with its fingerprint."""
+    approval = Approval.of(bundle, by, now(), pending)
     s.store.record_approval(approval)
     return approval
 
 
-def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
+def check_recorded_approval(s: Session, bundle: PlanBundle) -> Approval:
+    """The approval recorded for exactly this plan (``ApprovalRequiredError`` if there is none)."""
     approval = s.store.read_approval(bundle.id)
     if approval is None:
         raise ApprovalRequiredError(
@@ -124,6 +131,7 @@ def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
             hint=f"run: envctl approve {bundle.id} --by NAME",
         )
     check_approval(approval, bundle)
+    return approval
 
 
 def apply_bundle(
@@ -168,6 +176,9 @@ def apply_bundle(
             "holder": holder,
             "nodes": {},
         }
+        if bundle.rollback is not None:  # status and the next rollback read it
+            journal["kind"] = "rollback"
+            journal["rollback"] = bundle.rollback.to_json()
 
         def record(r: NodeResult) -> None:
             with lock:
@@ -180,13 +191,18 @@ def apply_bundle(
                     "fingerprint": node_fingerprint(bundle.nodes[r.node]),
                     "seconds": round(r.seconds, 3),
                     "inputs_hash": r.inputs_hash,
+                    **journal_edges(s, bundle.nodes[r.node], r),
                 }
                 s.store.write_journal(s.env.name, run_id, journal)
 
         def work(n: str) -> Status:
-            node = s.env.nodes[n]
             planned = bundle.nodes[n]
             t0 = time.monotonic()
+            if planned.deletion is not None:
+                return delete_work(
+                    s, n, planned, plan_dir, consent, prompt, record, errors, done_before, leaving
+                )
+            node = s.env.nodes[n]
             try:
                 ih_start = inputs_hash(resolve_inputs(s, node, values, {})[0])
             except EnvctlError:
@@ -224,6 +240,13 @@ def apply_bundle(
 
         errors: dict[str, EnvctlError] = {}
         started: dict[str, str] = {}  # node -> hash of the inputs it runs with
+        leaving = frozenset(  # what the deletions of this run delete
+            c.address
+            for p in bundle.nodes.values()
+            if p.deletion is not None
+            for c in p.changes
+            if c.action is Action.DELETE
+        )
 
         def exited() -> None:
             """The second Ctrl-C: journal every node not finished, before the lock is released."""
@@ -250,7 +273,8 @@ def apply_bundle(
         s.store.mark_applied(bundle, run_id)
         with interrupts(stop, s.progress, s.cancel_waits):
             try:
-                queue = run_graph(s, list(bundle.order), work, stop)
+                edges = run_edges(bundle.nodes, s.graph.edges)
+                queue = run_graph(s, list(bundle.order), work, stop, edges=edges)
             except KeyboardInterrupt:
                 exited()
                 raise
@@ -268,7 +292,10 @@ def apply_bundle(
         journal["finished"] = now()
         journal["interrupted"] = stop.is_set()
         s.store.write_journal(s.env.name, run_id, journal)
-        return ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+        result = ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+    if apply_outcome(result)[0] is ExitCode.OK:
+        after_destroy(s, bundle, result)  # a whole environment destroyed: its lock goes too
+    return result
 
 
 def _resumable(s: Session, bundle: PlanBundle) -> dict[str, str]:
@@ -313,18 +340,83 @@ def _apply_node(
     return Status.DONE, "", plan
 
 
+def journal_edges(s: Session, planned: NodePlan, r: NodeResult) -> dict[str, Any]:
+    """What the journal records of a node beyond its status: the nodes it depends on (a node
+    removed from Git later is deleted before them), and for a deletion, that it is gone (nothing
+    kept) or the commit whose configuration still describes what was kept."""
+    if planned.deletion is None:
+        return {"depends_on": s.graph.upstream(r.node)}
+    kept = r.plan.kept if r.plan is not None else planned.kept
+    entry: dict[str, Any] = {"depends_on": list(planned.depends_on), "deletion": planned.deletion.value}
+    if r.status is Status.DONE and not kept:
+        entry["deleted"] = True
+    if CONFIG_COMMIT in planned.artifacts:
+        entry["commit"] = planned.artifacts[CONFIG_COMMIT]
+    return entry
+
+
+def delete_work(
+    s: Session,
+    n: str,
+    planned: NodePlan,
+    plan_dir: Path,
+    consent: Consent,
+    prompt: Prompt | None,
+    record: Callable[[NodeResult], None],
+    errors: dict[str, EnvctlError],
+    done_before: dict[str, str],
+    leaving: frozenset[str],
+) -> Status:
+    """Delete one node as planned, through the approval gate; journal it like any node."""
+    t0 = time.monotonic()
+    if done_before.get(n) == node_fingerprint(planned):
+        s.progress(f"{n}: already deleted by an earlier run of this plan, skipped")
+        record(NodeResult(n, Status.DONE, "resumed", planned, 0.0))
+        return Status.DONE
+    try:
+        node, adapter = deletion_target(s, n, planned)
+
+        def approve(plan: NodePlan) -> str:
+            return _held(s, plan, consent, prompt, replanned=False)
+
+        applied = adapter.delete(node, DeleteRequest(planned, plan_dir, approve, leaving))
+    except EnvctlError as e:
+        e.node = e.node or n
+        scrub_error(e)
+        s.progress(f"{n}: {'interrupted' if isinstance(e, InterruptedRun) else 'failed'}: {e.message}")
+        record(NodeResult(n, Status.FAILED, e.message, None, time.monotonic() - t0))
+        errors[n] = e
+        return Status.FAILED
+    done = dataclasses.replace(
+        applied.plan, deletion=planned.deletion, depends_on=planned.depends_on, artifacts=planned.artifacts
+    )
+    status = Status.BLOCKED if applied.blocked else Status.DONE
+    seconds = time.monotonic() - t0
+    record(NodeResult(n, status, applied.blocked, done, seconds))
+    s.progress(f"{n}: {'deleted' if status is Status.DONE else status.value} in {seconds:.1f}s")
+    return status
+
+
 def changes_key(plan: NodePlan) -> str:
     return sha256(canonical([c.to_json() for c in plan.changes]))
 
 
 def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *, replanned: bool) -> str:
     """'' when the gate lets ``plan`` be written (or a human said yes); else why it is held."""
-    if replanned:
-        # approving the saved plan again would not cover this new plan: a terminal run re-plans
-        # the node with the upstream as it now is, shows it and asks
-        how = f"envctl apply -e {s.env.name} in a terminal (re-plans {plan.node} and asks)"
+    if replanned and consent.plan_ref:
+        # the saved plan approved again with a bound this re-plan stays within lets it go: the
+        # run resumes, skips what converged and re-plans the node the same way
+        how = approve_command(
+            s.env.name, consent.plan_ref, resume=True, rev=s.planned_rev, pending=PendingBound.least(plan)
+        )
         consent = dataclasses.replace(consent, how=how)
-    decision = gate([plan], s.env.approval_required_for, consent)
+    elif replanned:
+        how = (
+            f"envctl apply -e {s.env.name}{rev_flag(s.planned_rev)} in a terminal "
+            f"(re-plans {plan.node} and asks)"
+        )
+        consent = dataclasses.replace(consent, how=how)
+    decision = gate([plan], s.approval_policy(), consent)
     if decision.allows(plan.node):
         return ""
     if prompt is not None and prompt(plan.node, plan):

@@ -215,7 +215,7 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
             errors = (f"{n}: not converged: {e.message}" for n, e in result.errors.items())
             return Converged((*notes, *errors), True)
         bundle = result.bundle
-        how = approve_command(s.env.name, bundle.id, resume=True)
+        how = approve_command(s.env.name, bundle.id, resume=True, rev=bundle.rev)
         consent = Consent(everything=True) if auto_approve else Consent(how=how)
         applied = apply_bundle(s, bundle, result.plan_dir, consent=consent, prompt=None, fresh=True)
     out: list[str] = list(notes)

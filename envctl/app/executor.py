@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
@@ -23,13 +23,17 @@ def run_graph(
     work: Callable[[str], Status],
     stop_event: threading.Event | None = None,
     needs: Callable[[str, str], bool] | None = None,
+    edges: Iterable[tuple[str, str]] | None = None,
 ) -> ReadyQueue:
     """Run ``work`` over ``nodes`` with a ready queue and ``s.parallelism`` threads.
 
-    ``needs(u, d)``: whether ``d`` must wait for ``u`` (default: every edge of the graph).
+    ``needs(u, d)``: whether ``d`` must wait for ``u`` (default: every edge of the graph);
+    ``edges``: the ``(first, then)`` pairs to use instead of the graph's (deletions reverse them).
     """
     edges = [
-        (u, d) for (u, d) in s.graph.edges if u in nodes and d in nodes and (needs is None or needs(u, d))
+        (u, d)
+        for (u, d) in (s.graph.edges if edges is None else edges)
+        if u in nodes and d in nodes and (needs is None or needs(u, d))
     ]
     queue = ReadyQueue.build(nodes, edges)
     running: dict[Future[Status], str] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envctl.app.session import Session
+from envctl.core.blast import ALL_OUTPUTS
 from envctl.core.bundle import canonical, sha256
 from envctl.core.changes import UNKNOWN
 from envctl.core.errors import Location
@@ -15,7 +16,6 @@ from envctl.core.model import Node, Ref
 from envctl.core.refs import find_refs, substitute_value
 from envctl.core.secrets import collect_secret_texts
 
-ALL_OUTPUTS = "*"  # in outputs_unknown: every output of the node is unknown until apply
 PLACEHOLDER = UNKNOWN
 
 
@@ -34,6 +34,13 @@ class Values:
     def put(self, node: str, values: Mapping[str, Any], sensitive: Iterable[str] = ()) -> None:
         with self.lock:
             self.outputs[node] = dict(values)
+            for name in sensitive:
+                collect_secret_texts(values.get(name), self.secrets)
+
+    def add(self, node: str, values: Mapping[str, Any], sensitive: Iterable[str] = ()) -> None:
+        """Values a plan knows before apply, over the node's current ones (``put``)."""
+        with self.lock:
+            self.outputs[node] = {**self.outputs.get(node, {}), **values}
             for name in sensitive:
                 collect_secret_texts(values.get(name), self.secrets)
 

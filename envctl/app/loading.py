@@ -73,7 +73,7 @@ def open_session(
         prewarm_plans(environment, snapshot, root, environment.nodes, parallelism)
 
     snapshot, environment, g = load(repo, rev, env, start_workers if terraform else None)
-    return Session(root, snapshot, environment, g, parallelism=parallelism, progress=progress)
+    return Session(root, snapshot, environment, g, parallelism=parallelism, progress=progress, rev=rev)
 
 
 def validate_sessions(
@@ -92,5 +92,5 @@ def validate_sessions(
     sessions = []
     for name in names:
         g = EnvGraph(load_environment(snapshot, name))
-        sessions.append(Session(root, snapshot, g.env, g, progress=progress))
+        sessions.append(Session(root, snapshot, g.env, g, progress=progress, rev=rev))
     return sessions

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from envctl.app.executor import run_graph
 from envctl.app.inputs import (
-    ALL_OUTPUTS,
     Values,
     inputs_hash,
     read_current_outputs,
@@ -18,11 +17,13 @@ from envctl.app.inputs import (
     waiting_on,
 )
 from envctl.app.reads import extra_reads
+from envctl.app.removal import plan_removed
 from envctl.app.session import Session
 from envctl.app.validate import precheck
 from envctl.core.adapter import Upstream
 from envctl.core.approval import nodes_needing_approval
-from envctl.core.bundle import PlanBundle
+from envctl.core.blast import ALL_OUTPUTS, BlastRadius, blast_radius
+from envctl.core.bundle import PlanBundle, Rollback
 from envctl.core.changes import NodePlan
 from envctl.core.errors import EnvctlError, NotPlannedError
 from envctl.core.model import Node
@@ -65,6 +66,15 @@ def _plan_node(
     return scrub_plan(plan, values.secrets), ih
 
 
+def unknown_until_apply(plan: NodePlan) -> set[str]:
+    """The outputs of a planned node whose values only its apply will tell: a consumer reading
+    one is pending upstream; every other output is known (its current value, or the one the plan
+    sets), so a consumer of it is planned for real."""
+    changing = set(plan.outputs_changing) | set(plan.outputs_unknown)
+    known = plan.planned_outputs
+    return changing - (set(known.values) - set(plan.outputs_unknown)) if known is not None else changing
+
+
 def _plan_waits_for(s: Session, upstream: str, node: str) -> bool:
     """Whether planning ``node`` needs ``upstream``'s plan first.
 
@@ -85,8 +95,12 @@ def plan_environment(
     changed_since: str | None = None,
     out: Path | None = None,
     dependencies: bool = True,
+    rollback: Rollback | None = None,
 ) -> PlanResult:
     """Plan the selected nodes in graph order (parallel, bounded) and write the plan bundle.
+
+    ``rollback``: the plan is a rollback (``envctl rollback``), recorded in the bundle and in the
+    journal of the run that applies it.
 
     ``dependencies=False``: the targets alone, with the live outputs of every other node (what
     ``drift --converge`` re-applies), instead of the targets and everything they depend on.
@@ -124,6 +138,9 @@ def plan_environment(
             # after the plan, which waited for Terraform's state lock: a Terraform still writing
             # this state (the worker of a killed run, say) has finished, so the file is whole
             read_current_outputs(s, node, values)
+            known = plan.planned_outputs
+            if known is not None:  # consumers are planned with the values after apply
+                values.add(n, known.values, known.sensitive)
             plan = scrub_plan(plan, values.secrets)  # its own sensitive outputs are known now
         except EnvctlError as e:
             e.node = e.node or n
@@ -134,7 +151,7 @@ def plan_environment(
         with lock:
             plans[n] = plan
             hashes[n] = ih
-            pending_outputs[n] = set(plan.outputs_changing) | set(plan.outputs_unknown)
+            pending_outputs[n] = unknown_until_apply(plan)
         c = plan.counts
         what = (
             "pending upstream"
@@ -150,16 +167,23 @@ def plan_environment(
             errors[n] = NotPlannedError(
                 f"not planned: {queue.reason.get(n, 'an upstream node failed')}", node=n
             )
+    removals: list[str] = []
+    if not targets:  # a node removed from Git is part of every plan of the whole environment
+        removals, removed_plans, removed_errors = plan_removed(s, plan_dir)
+        plans.update(removed_plans)
+        errors.update(removed_errors)
     bundle = PlanBundle(
         id=plan_id,
         environment=s.env.name,
         commit=s.snapshot.commit,
         dirty=s.snapshot.dirty,
         created=now(),
-        order=tuple(n for n in order if n in plans),
+        order=tuple(n for n in [*removals, *order] if n in plans),
         nodes=plans,
         inputs_hash={**hashes, "_source": s.source_hash()},
         targets=tuple(sorted(targets or ())),
+        rev=s.planned_rev,
+        rollback=rollback,
     )
     # a plan with nothing to do is kept only when --out asked for it
     saved = not errors and (bundle.has_changes or out is not None)
@@ -168,5 +192,24 @@ def plan_environment(
     elif out is None and not errors:
         shutil.rmtree(plan_dir, ignore_errors=True)
     return PlanResult(
-        bundle, plan_dir, errors, nodes_needing_approval(bundle, s.env.approval_required_for), saved=saved
+        bundle,
+        plan_dir,
+        errors,
+        nodes_needing_approval(bundle, s.approval_policy()),
+        saved=saved,
+        blast=blast_of(s, bundle),
+        base_ref=changed_since,
     )
+
+
+def blast_of(s: Session, bundle: PlanBundle) -> BlastRadius:
+    """Which nodes ``bundle`` changes, how many resources and objects, what apply plans again."""
+    in_cluster = {n for n in bundle.order if _in_cluster(s, n)}
+    return blast_radius(bundle, {k: e.reasons for k, e in s.graph.edges.items()}, in_cluster)
+
+
+def _in_cluster(s: Session, node: str) -> bool:
+    """Whether ``node``'s changes are Kubernetes objects (also for a node removed from Git)."""
+    if node in s.env.nodes:
+        return s.adapter(node).traits.in_cluster
+    return any(a.traits.in_cluster for (n, _), (_, a) in s.removed_targets.items() if n == node)

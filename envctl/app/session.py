@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl.core.adapter import NodeAdapter
+from envctl.core.approval import ApprovalPolicy, ChangeClass
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, Node, Snapshot
+from envctl.core.removal import RemovedNode
 from envctl.store import Store
 
 if TYPE_CHECKING:
@@ -46,7 +48,8 @@ def default_adapters(
 def _by_kind(env: Environment, nodes: Iterable[str]) -> dict[str, list[Node]]:
     groups: dict[str, list[Node]] = {}
     for n in nodes:
-        groups.setdefault(env.nodes[n].kind, []).append(env.nodes[n])
+        if n in env.nodes:  # a node removed from Git runs no engine of this commit's
+            groups.setdefault(env.nodes[n].kind, []).append(env.nodes[n])
     return groups
 
 
@@ -126,17 +129,39 @@ class Session:
     _waits_cancelled: threading.Event = field(default_factory=threading.Event)
     # the environment lock while this command holds it (hold_environment_lock), else None
     held_lock: dict[str, Any] | None = None
+    rev: str | None = None  # the Git revision given with --rev (None: the working tree)
+    # nodes removed from Git: (node id, commit) -> the node and adapter that delete it (app.removal)
+    removed_targets: dict[tuple[str, str | None], tuple[Node, NodeAdapter]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.snapshot, SerialSnapshot):
             self.snapshot = SerialSnapshot(self.snapshot)
 
     @property
+    def planned_rev(self) -> str | None:
+        """The commit a plan of this session is applied at with ``--rev`` (None: the working tree)."""
+        return self.snapshot.commit if self.rev is not None else None
+
+    @property
     def store(self) -> Store:
         return Store(self.root)
 
+    def approval_policy(self) -> ApprovalPolicy:
+        """The environment's approval policy, each node's changes classed by its adapter."""
+
+        def class_of(node: str) -> ChangeClass:
+            # a node removed from Git is no longer in the environment: its id names its kind
+            kind = self.env.nodes[node].kind if node in self.env.nodes else RemovedNode(node, None).kind
+            return self.adapter_of_kind(kind).traits.changes
+
+        return ApprovalPolicy(self.env.approval_required_for, class_of)
+
     def adapter(self, node: str) -> NodeAdapter:
         """The adapter of ``node``'s kind (tests may set ``adapters`` to fakes)."""
+        return self.adapter_of_kind(self.env.nodes[node].kind)
+
+    def adapter_of_kind(self, kind: str) -> NodeAdapter:
+        """The adapter of a node kind, also for a node no longer in Git (removed)."""
         from envctl.app.inputs import sensitive_inputs
 
         with self._kube_lock:
@@ -149,7 +174,7 @@ class Session:
                     self.progress,
                     lambda node: sensitive_inputs(self, node),
                 )
-        return self.adapters[self.env.nodes[node].kind]
+        return self.adapters[kind]
 
     def prewarm_engine(self, nodes: Iterable[str], *, applying: bool = False) -> None:
         """Start engine workers in the background for ``nodes``.

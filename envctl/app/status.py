@@ -82,4 +82,6 @@ def _last_run(journals: list[dict[str, Any]]) -> dict[str, Any] | None:
         "commit": j.get("commit"),
         "outcome": run_outcome(statuses, finished="finished" in j, interrupted=bool(j.get("interrupted"))),
         "counts": dict(sorted(counts.items())),
+        "rollback": j.get("kind") == "rollback",
+        "rollback_from": dict(j.get("rollback") or {}).get("from"),
     }

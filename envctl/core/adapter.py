@@ -14,16 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from envctl.core.changes import Change, NodePlan
+from envctl.core.approval import ChangeClass
+from envctl.core.changes import Change, NodePlan, Outputs
 from envctl.core.model import Node, Ref
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """A node's output values as they are now, and the names of the sensitive ones."""
-
-    values: Mapping[str, Any]
-    sensitive: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,6 +52,19 @@ class ApplyRequest:
 
 
 @dataclass(frozen=True)
+class DeleteRequest:
+    """How to delete one node: the deletion plan a human saw (its ``changes`` are all that may be
+    deleted: anything else is kept), the plan bundle's directory, and the approval gate, which the
+    adapter calls with that plan before it deletes anything (a reason back: delete nothing);
+    ``leaving``: addresses the other deletions of the run delete (see ``plan_delete``)."""
+
+    planned: NodePlan
+    plan_dir: Path
+    approve: Callable[[NodePlan], str]
+    leaving: frozenset[str] = frozenset()  # what the run's other deletions delete (before this one)
+
+
+@dataclass(frozen=True)
 class Applied:
     """What applying a node did: the plan it applied (or stopped at), its outputs, or why it stopped."""
 
@@ -74,12 +80,14 @@ class AdapterTraits:
     ``in_cluster``: its live state is in the environment's cluster (so the environment lock is
     also a Lease there); ``plans_after_any_upstream``: its plan needs every upstream's plan first
     (an upstream may create the Namespaces or CRDs it is checked against), not only those whose
-    outputs it reads. Whether writing it needs approval is never a trait: the one gate
-    (``core.approval.gate``) decides from the environment's policy and the plan.
+    outputs it reads. ``changes``: which words of ``approval.required_for`` name its changes
+    (``terraform``/``terraform-destroy``, ``kubernetes``/``kubernetes-delete``); whether writing a
+    plan needs approval is decided by the one gate (``core.approval.gate``) alone.
     """
 
     in_cluster: bool
     plans_after_any_upstream: bool
+    changes: ChangeClass
 
 
 class NodeAdapter(Protocol):
@@ -129,6 +137,20 @@ class NodeAdapter(Protocol):
 
     def apply(self, node: Node, request: ApplyRequest) -> Applied:
         """Converge the node as planned (re-planning when its inputs changed)."""
+        ...
+
+    def plan_delete(self, node: Node, plan_dir: Path, leaving: frozenset[str]) -> NodePlan:
+        """What deleting the node would delete (its ``changes``) and keep (``kept``, with why).
+
+        ``leaving``: addresses of objects other deletions of this run delete first (a Namespace
+        they empty is not "in use"). The node's configuration may be that of an older commit
+        (a node removed from Git); its inputs are those it was last applied with.
+        """
+        ...
+
+    def delete(self, node: Node, request: DeleteRequest) -> Applied:
+        """Delete what ``request.planned`` lists, then the node's records (inventory, state,
+        workspace) unless something was kept; returns what was deleted."""
         ...
 
     def outputs(self, node: Node) -> Outputs | None:

@@ -47,8 +47,33 @@ def node_fingerprint(plan: NodePlan) -> str:
 
 
 @dataclass(frozen=True)
+class Rollback:
+    """What a rollback plan rolls back: to commit ``to`` from ``origin``, the commit the environment
+    was at (the last run's commit; None when no run is journalled)."""
+
+    to: str
+    origin: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"to": self.to, "from": self.origin}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Rollback:
+        if not isinstance(data, dict) or not isinstance(data.get("to"), str):
+            raise ValueError("rollback: expected {to, from}")
+        origin = data.get("from")
+        return cls(data["to"], None if origin is None else str(origin))
+
+
+@dataclass(frozen=True)
 class PlanBundle:
-    """``nodes`` in ``order``; ``inputs_hash[n]``: hash of the resolved inputs the node was planned with."""
+    """``nodes`` in ``order``; ``inputs_hash[n]``: hash of the resolved inputs the node was planned with.
+
+    ``rev``: the commit (full SHA) a plan made with ``--rev`` read, so every command it tells the
+    user to run carries ``--rev`` (None: the working tree). ``rollback``: set on a plan made by
+    ``envctl rollback``; the run that applies it journals it as a rollback. Both are in the
+    fingerprint (an approval covers them) and written only when set, so older bundles still load.
+    """
 
     id: str
     environment: str
@@ -59,9 +84,17 @@ class PlanBundle:
     nodes: dict[str, NodePlan]
     inputs_hash: dict[str, str] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
+    rev: str | None = None
+    rollback: Rollback | None = None
 
     def body(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.rev is not None:
+            extra["rev"] = self.rev
+        if self.rollback is not None:
+            extra["rollback"] = self.rollback.to_json()
         return {
+            **extra,
             "format_version": BUNDLE_VERSION,
             "id": self.id,
             "environment": self.environment,
@@ -80,7 +113,8 @@ class PlanBundle:
         return sha256(canonical(self.body()))
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.body(), "fingerprint": self.fingerprint}
+        body = self.body()  # once: a plan of large CRDs makes each body megabytes of JSON
+        return {**body, "fingerprint": sha256(canonical(body))}
 
     @property
     def has_changes(self) -> bool:
@@ -104,6 +138,8 @@ class PlanBundle:
                 nodes=nodes,
                 inputs_hash={str(k): str(v) for k, v in dict(data.get("inputs_hash", {})).items()},
                 targets=tuple(str(t) for t in data.get("targets", ())),
+                rev=None if data.get("rev") is None else str(data["rev"]),
+                rollback=None if data.get("rollback") is None else Rollback.from_json(data["rollback"]),
             )
             claimed = str(data["fingerprint"])
             check_id(bundle.id)

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+
+class Deletion(StrEnum):
+    """Why a node's plan deletes it: it left Git (``removed``) or ``envctl destroy`` asked."""
+
+    REMOVED = "removed from Git"
+    DESTROY = "destroy"
 
 
 class Action(StrEnum):
@@ -137,6 +144,15 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Outputs:
+    """A node's output values (as they are now, or as a plan says they will be after apply), and
+    the names of the sensitive ones."""
+
+    values: Mapping[str, Any]
+    sensitive: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class NodePlan:
     """The planned changes of one node.
 
@@ -147,6 +163,11 @@ class NodePlan:
     that wait on an upstream change (the node is then planned against the current upstream values,
     or not at all). ``notes``: human remarks such as "will create 3 objects once stack.cluster is
     applied".
+
+    ``deletion``: set when the plan deletes the node (its ``changes`` are what goes; ``kept``
+    lists, with why, what the deletion leaves in place and keeps recorded); ``depends_on``: the
+    nodes it depended on (recorded at its last converge for a node removed from Git), which are
+    deleted or changed only after it.
     """
 
     node: str
@@ -157,6 +178,10 @@ class NodePlan:
     pending_upstream: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     artifacts: dict[str, str] = field(default_factory=dict, compare=False)
+    deletion: Deletion | None = None
+    depends_on: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    planned_outputs: Outputs | None = field(default=None, compare=False, repr=False)
 
     @property
     def counts(self) -> Counts:
@@ -164,6 +189,8 @@ class NodePlan:
 
     @property
     def has_changes(self) -> bool:
+        if self.deletion is not None and not self.kept:
+            return True  # even with nothing live left: its records (inventory, state, journal) go
         return (
             bool(self.pending_upstream)
             or bool(self.outputs_changing)
@@ -175,7 +202,7 @@ class NodePlan:
         return any(c.action.destructive for c in self.changes)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "node": self.node,
             "changes": [c.to_json() for c in self.changes],
             "outputs_changing": list(self.outputs_changing),
@@ -185,6 +212,9 @@ class NodePlan:
             "notes": list(self.notes),
             "artifacts": dict(self.artifacts),
         }
+        if self.deletion is not None:  # absent otherwise: plans of converging nodes keep their shape
+            data.update(deletion=self.deletion.value, depends_on=list(self.depends_on), kept=list(self.kept))
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodePlan:
@@ -197,4 +227,7 @@ class NodePlan:
             pending_upstream=tuple(data.get("pending_upstream", ())),
             notes=tuple(data.get("notes", ())),
             artifacts=dict(data.get("artifacts", {})),
+            deletion=Deletion(data["deletion"]) if data.get("deletion") else None,
+            depends_on=tuple(data.get("depends_on", ())),
+            kept=tuple(data.get("kept", ())),
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envctl.core.blast import BlastRadius
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import NodePlan
 from envctl.core.errors import EnvctlError
@@ -15,13 +16,16 @@ from envctl.core.schedule import Status
 @dataclass
 class PlanResult:
     """A plan: the bundle, errors per node, nodes to approve. ``saved``: the bundle was written to
-    ``plan_dir`` (nothing failed, and it has changes or ``--out`` asked for it)."""
+    ``plan_dir`` (nothing failed, and it has changes or ``--out`` asked for it). ``blast``: what
+    it touches (None when nothing was planned); ``base_ref``: the ``--changed-since`` ref."""
 
     bundle: PlanBundle
     plan_dir: Path
     errors: dict[str, EnvctlError]
     needs_approval: list[str]
     saved: bool = False
+    blast: BlastRadius | None = None
+    base_ref: str | None = None
 
 
 @dataclass

@@ -43,11 +43,11 @@ from envctl.kube.objects import (
 )
 from envctl.kube.outputs import parse_object
 from envctl.kube.prune import (
+    Kept,
     PruneCandidate,
     delete_change,
     delete_objects,
-    namespace_in_use,
-    prune_decision,
+    prune_candidates,
     sort_by_delete,
 )
 from envctl.kube.render import inventory_id, label_value
@@ -82,50 +82,6 @@ def _check_empty(node: Node, objects: Sequence[Any], stale: Sequence[ObjRef], al
             node=node.id,
             hint="if deleting everything is intended, use --allow-empty or allow_empty: true in layer.yaml",
         )
-
-
-def prune_candidates(
-    ctx: KubeContext, node: Node, stale: Sequence[ObjRef]
-) -> tuple[list[PruneCandidate], list[str], list[ObjRef]]:
-    """Which stale inventory objects prune deletes; notes for those kept; refs that are already gone."""
-    env_label, layer_label = label_value(ctx.env_name), label_value(node.name)
-
-    def look(ref: ObjRef) -> tuple[ObjRef, Any, Any]:
-        resolved = ctx.resolve(ref)
-        if resolved is None:
-            return ref, None, None
-        ref2, mapping = resolved
-        try:
-            return ref2, mapping, ctx.get(ref2, mapping)
-        except ApiError as e:
-            raise translate(e, ref2, node=node.id) from e
-
-    candidates: list[PruneCandidate] = []
-    notes: list[str] = []
-    gone: list[ObjRef] = []
-    looked = ctx.parallel(look, list(stale))
-    for r in looked:
-        if isinstance(r, BaseException):
-            raise r
-    deleting = [r[0] for r in looked if not isinstance(r, BaseException) and r[2] is not None]
-    for r in looked:
-        assert not isinstance(r, BaseException)
-        ref, mapping, live = r
-        decision = prune_decision(ref, live, env_label=env_label, layer_label=layer_label)
-        if live is None:
-            gone.append(ref)
-            continue
-        if decision.check_namespace:
-            others = namespace_in_use(ctx, ref.name, deleting)
-            if others:
-                notes.append(f"{ref}: kept: the namespace still holds other objects ({', '.join(others)})")
-                continue
-        if not decision.delete:
-            notes.append(f"{ref}: {decision.reason}")
-            continue
-        candidates.append(PruneCandidate(ref, mapping, live))
-    candidates.sort(key=lambda c: (-kind_rank(c.ref.kind), c.ref))
-    return candidates, notes, gone
 
 
 def _outputs_unknown(node: Node, changes: Sequence[Change]) -> tuple[str, ...]:
@@ -197,9 +153,9 @@ def plan_layer(
     stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     if stale and spec.prune:
-        candidates, kept, _ = prune_candidates(ctx, node, stale)
+        candidates, kept, _ = prune_candidates(ctx, node.id, stale)
         changes.extend(delete_change(c) for c in candidates)
-        notes.extend(kept)
+        notes.extend(map(str, kept))
     elif stale:
         notes.append(f"{len(stale)} object(s) left Git but prune is off: " + ", ".join(map(str, stale)))
     return NodePlan(
@@ -447,6 +403,7 @@ def apply_layer(
     allow_empty: bool = False,
     wait: bool | None = None,
     reuse_plan: bool = False,
+    planned_deletes: frozenset[str] | None = None,
 ) -> NodePlan:
     """Converge one layer and return what happened (``changes`` with the applied objects, masked).
 
@@ -455,7 +412,9 @@ def apply_layer(
     prune (reverse kind order) -> inventory -> readiness wait (``wait`` overrides layer.yaml).
     ``reuse_plan``: the dry-runs of this run's :func:`plan_layer` of the same objects stand for
     every object still at the ``resourceVersion`` the plan saw (the caller knows nothing this
-    layer depends on was applied since); the others are dry-run again.
+    layer depends on was applied since); the others are dry-run again. ``planned_deletes``: the
+    addresses the approved plan prunes; anything else prune would delete now is kept (the plan
+    shows what the apply does). Kept objects stay in the inventory and in every later plan.
     """
     spec = _spec(node)
     reused = _reuse_plan(ctx, node, objects, reuse_plan)
@@ -479,10 +438,17 @@ def apply_layer(
     stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
     candidates: list[PruneCandidate] = []
-    kept_notes: list[str] = []
+    kept: list[Kept] = []
     gone: list[ObjRef] = []
     if stale and spec.prune:
-        candidates, kept_notes, gone = prune_candidates(ctx, node, stale)
+        candidates, kept, gone = prune_candidates(ctx, node.id, stale)
+        if planned_deletes is not None:
+            kept += [
+                Kept(c.ref, "kept: the approved plan did not delete it")
+                for c in candidates
+                if str(c.ref) not in planned_deletes
+            ]
+            candidates = [c for c in candidates if str(c.ref) in planned_deletes]
 
     # Record intent first: a run killed mid-apply never leaves an object the inventory forgot.
     current = [p.ref for p in prepared]
@@ -554,7 +520,7 @@ def apply_layer(
 
     failed = delete_objects(ctx, node.id, candidates)
     deleted = [c for c in candidates if c.ref not in failed]
-    keep = [p.ref for p in prepared] + list(failed)
+    keep = [p.ref for p in prepared] + list(failed) + [k.ref for k in kept if k.recorded]
     if not spec.prune:
         keep += stale
     if set(inventory.entries) != set(keep):
@@ -568,7 +534,7 @@ def apply_layer(
     changes = [applied[p.ref] for p in prepared if p.ref in applied]
     changes.extend(delete_change(c) for c in sort_by_delete(deleted))
     notes = [lost] if lost else []
-    notes.extend(kept_notes)
+    notes.extend(map(str, kept))
     if gone:
         notes.append(f"{len(gone)} inventory object(s) were already gone")
     if wait if wait is not None else spec.wait:

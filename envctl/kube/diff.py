@@ -10,6 +10,7 @@ never show as changes. ``object_change`` is the pure half.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,7 +19,14 @@ from typing import Any
 from envctl.core.changes import Action, Change
 from envctl.core.errors import ConfigError, EnvctlError
 from envctl.kube.client import KubeContext, Mapping_
-from envctl.kube.errors import ApiError, ConflictError, FieldConflict, conflicts_of, translate
+from envctl.kube.errors import (
+    ApiError,
+    ConflictError,
+    FieldConflict,
+    conflicts_of,
+    immutable_fields,
+    translate,
+)
 from envctl.kube.fields import unchanged_by_apply
 from envctl.kube.helm import pre_hook_weight
 from envctl.kube.objects import (
@@ -51,7 +59,8 @@ class Prepared:
     """One rendered object after its dry-run: identity, mapping, live and would-be state.
 
     ``waits_for``: what it waits for when it cannot be dry-run yet; ``pending``: the same, in words.
-    ``replace``: an immutable field changes and the layer allows ``recreate``: delete and re-create.
+    ``replace``: an immutable field changes and the layer allows ``recreate``: delete and re-create;
+    ``immutable``: the fields the API server named as immutable.
     """
 
     obj: dict[str, Any]
@@ -62,6 +71,7 @@ class Prepared:
     waits_for: WaitsFor | None = None
     pending: str | None = None
     replace: bool = False
+    immutable: tuple[str, ...] = ()
     conflicts: list[FieldConflict] = field(default_factory=list)
     change: Change | None = None
 
@@ -73,8 +83,10 @@ def object_change(
     *,
     conflicts: Sequence[FieldConflict] = (),
     replace: bool = False,
+    immutable: Sequence[str] = (),
 ) -> Change:
-    """The change from ``live`` to ``merged`` (the dry-run result); values masked for Secrets."""
+    """The change from ``live`` to ``merged`` (the dry-run result); values masked for Secrets.
+    ``replace``: re-created because the fields ``immutable`` (named by the API server) change."""
     before, after = normalise(live), normalise(merged)
     if is_secret(before) or is_secret(after):
         shown_before, shown_after = mask_secret_pair(before, after)
@@ -91,13 +103,20 @@ def object_change(
             Action.REPLACE,
             shown_before,
             shown_after,
-            (*reasons, "an immutable field changes"),
+            (*reasons, _immutable_reason(immutable)),
             paths,
             manager,
         )
     if not paths:
         return Change(str(ref), Action.NOOP, None, None, reasons, (), manager)
     return Change(str(ref), Action.UPDATE, shown_before, shown_after, reasons, paths, manager)
+
+
+def _immutable_reason(fields: Sequence[str]) -> str:
+    """Why an object is re-created: ``immutable field .spec.selector changes: deleted and re-created``."""
+    if not fields:
+        return "an immutable field changes: deleted and re-created"
+    return f"immutable field {', '.join('.' + f for f in fields)} changes: deleted and re-created"
 
 
 def takeovers(
@@ -147,6 +166,7 @@ def prepare(
     recreate: bool,
     upstream_pending: bool = False,
     upstream_objects: Sequence[Mapping[str, Any]] = (),
+    learn_conflicts: bool = True,
 ) -> list[Prepared]:
     """Dry-run every object concurrently; raise the first failure (in render order) naming its object.
 
@@ -154,7 +174,7 @@ def prepare(
     coming: objects that need them are planned as "create after", not failed. Requests: a GET per
     namespace, a LIST per kind and namespace (:func:`survey`), then a dry-run only for objects
     that :func:`~envctl.kube.fields.unchanged_by_apply` cannot prove unchanged, and none at all
-    for objects whose namespace does not exist yet.
+    for objects whose namespace does not exist yet. ``learn_conflicts``: see :func:`dry_run_one`.
     """
     crds = crd_kinds([*objects, *upstream_objects])
     namespaces = layer_namespaces([*objects, *upstream_objects])
@@ -173,6 +193,7 @@ def prepare(
             upstream_pending=upstream_pending,
             view=view,
             local_only=local_only,
+            learn_conflicts=learn_conflicts,
         )
 
     # Objects settled without a request (in sync, or waiting for their namespace) are done here;
@@ -280,6 +301,7 @@ def dry_run_one(
     upstream_pending: bool = False,
     view: LiveView | None = None,
     local_only: bool = False,
+    learn_conflicts: bool = True,
 ) -> bool:
     """Fill ``p`` with mapping, live object and dry-run result (or a pending reason); True when done.
 
@@ -287,6 +309,10 @@ def dry_run_one(
     for a listed object provably unchanged (:func:`~envctl.kube.fields.unchanged_by_apply`),
     else one dry-run, plus one GET when an object not listed turns out to exist (200, not 201).
     ``local_only``: return False where a request would be needed (a second call completes it).
+    ``learn_conflicts``: dry-run without force first, so that ``p.conflicts`` lists the fields
+    other managers own (a plan shows each take-over, ``conflicts: refuse`` stops on them); a
+    conflict then costs a second, forced dry-run. Without it the one dry-run is forced: the
+    result an apply would give, in one request (drift names other managers from managedFields).
     """
     secrets = list(secret_values(p.obj))
     is_hook = pre_hook_weight(p.obj) is not None
@@ -295,6 +321,7 @@ def dry_run_one(
         p.waits_for, p.pending = None, None
         p.conflicts = []
         p.replace = False
+        p.immutable = ()
         if resolved is None:
             crd = (crds or {}).get((p.ref.group, p.ref.kind))
             if crd is not None:
@@ -331,8 +358,14 @@ def dry_run_one(
         if local_only:
             return False  # everything above is redone, unchanged, by the call that sends the request
         created = False
+        # An object the LISTs do not show is most likely a create, and a create is shown as
+        # rendered: its dry-run only has to validate it. A large one (a CRD's schema) then comes
+        # back as metadata alone, sparing the server the encoding of its whole body.
+        brief = not known and _large(p.obj)
         try:
-            p.dry, created = ctx.apply_created(p.obj, p.mapping, dry_run=True, force=False)
+            p.dry, created = ctx.apply_created(
+                p.obj, p.mapping, dry_run=True, force=not learn_conflicts, metadata_only=brief
+            )
         except ApiError as e:
             if e.status == 409 and conflicts_of(e):
                 p.conflicts = conflicts_of(e)
@@ -348,6 +381,7 @@ def dry_run_one(
                 if p.live is None:
                     raise
                 p.replace = True
+                p.immutable = immutable_fields(e)
                 p.dry = normalise(p.obj)
             elif p.live is None and e.missing_namespace == p.ref.namespace:
                 # Its namespace comes from this layer's first stage or from an upstream layer.
@@ -357,17 +391,28 @@ def dry_run_one(
                 raise
         if not known and not created:
             p.live = ctx.get(p.ref, p.mapping)  # it exists without this layer's labels: adopt it
+            if brief:  # the diff needs the whole would-be object
+                p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=not learn_conflicts)
         elif known and created and p.live is not None:
             p.live = None  # deleted since it was listed
         # A create shows the object as rendered: server-assigned values (a Service's clusterIP)
         # would differ between two plans and make a plan's fingerprint unstable.
         shown = p.dry if p.live is not None else p.obj
-        p.change = object_change(p.ref, p.live, shown, conflicts=p.conflicts, replace=p.replace)
+        p.change = object_change(
+            p.ref, p.live, shown, conflicts=p.conflicts, replace=p.replace, immutable=p.immutable
+        )
         return True
     except ApiError as e:
         raise translate(e, p.ref, node=node_id, secrets=secrets) from e
     except EnvctlError:
         raise
+
+
+BRIEF_ABOVE = 64 * 1024  # bytes of JSON above which a create's dry-run returns metadata only
+
+
+def _large(obj: Mapping[str, Any]) -> bool:
+    return len(json.dumps(obj, separators=(",", ":"), default=str)) > BRIEF_ABOVE
 
 
 def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:

@@ -61,6 +61,16 @@ class ApiError(Exception):
         return self.name if self.status == 404 and self.kind == "namespaces" else None
 
 
+class AccessError(UnavailableError):
+    """The API server is there but does not accept envctl: its certificate did not verify against
+    the kubeconfig's CA, or it refused the credentials (401) or the request (403). Exit 69 like
+    any unavailable cluster, but never mistaken for a cluster that does not exist yet: a plan is
+    not made offline past it."""
+
+    reference = "kubernetes-access"
+    retryable = False
+
+
 @dataclass(frozen=True)
 class FieldConflict:
     """One field another manager owns with a different value."""
@@ -77,6 +87,17 @@ class ConflictError(EngineError):
     def __init__(self, message: str, *, conflicts: Sequence[FieldConflict] = (), **kw: Any) -> None:
         super().__init__(message, **kw)
         self.conflicts = tuple(conflicts)
+
+
+def immutable_fields(err: ApiError) -> tuple[str, ...]:
+    """The fields a 422 names as immutable (``details.causes`` of the Status), e.g. ``spec.selector``."""
+    return tuple(
+        dict.fromkeys(
+            str(c.get("field")).lstrip(".")
+            for c in err.causes
+            if c.get("field") and "immutable" in str(c.get("message", ""))
+        )
+    )
 
 
 def conflicts_of(err: ApiError) -> list[FieldConflict]:
@@ -104,7 +125,7 @@ def translate(
     message = scrub(err.message)
     context = f"kubeconfig context {err.context}" if err.context else "the kubeconfig context"
     if err.tls_verify_failed:
-        return UnavailableError(
+        return AccessError(
             f"TLS verification of the Kubernetes API server failed ({context}): {message}",
             node=node,
             hint=f"the certificate authority of {context} does not match the server's certificate: "
@@ -116,13 +137,13 @@ def translate(
             f"Kubernetes API unreachable: {message}", node=node, hint="is the cluster running?"
         )
     if err.status == 401:
-        return UnavailableError(
+        return AccessError(
             f"authentication to the Kubernetes API failed ({context}, 401 Unauthorized): {message}",
             node=node,
             hint=f"the credentials of {context} (token, client certificate) are wrong or expired",
         )
     if err.status == 403:
-        return UnavailableError(
+        return AccessError(
             f"{what}not authorized by the Kubernetes API ({context}, 403 Forbidden): {message}",
             node=node,
             hint=f"grant the user of {context} the RBAC permissions envctl needs, or use other credentials",

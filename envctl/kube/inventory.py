@@ -142,3 +142,32 @@ def write_inventory(
     return Inventory(
         previous.name, refs, str((doc.get("metadata") or {}).get("resourceVersion")), ctx.revision, applied_at
     )
+
+
+def delete_inventory(ctx: KubeContext, node_id: str, inventory: Inventory) -> None:
+    """Delete the inventory ConfigMap (a layer deleted with nothing kept); gone already is fine."""
+    ref = _ref(inventory.name)
+    try:
+        ctx.delete(ref, _CONFIGMAPS)
+    except ApiError as e:
+        raise translate(e, ref, node=node_id) from e
+
+
+def inventoried_layers(ctx: KubeContext) -> list[str]:
+    """Ids of the layers of this environment that have an inventory in the cluster."""
+    selector = f"{LABEL_ENV}={label_value(ctx.env_name)},app.kubernetes.io/managed-by={FIELD_MANAGER}"
+    path = f"/api/v1/namespaces/{INVENTORY_NAMESPACE}/configmaps"
+    try:
+        items = ctx.list_items(path, query={"labelSelector": selector})
+    except ApiError as e:
+        if e.status == 404:
+            return []
+        raise translate(e, None) from e
+    out = []
+    for cm in items:
+        meta = cm.get("metadata") or {}
+        node_id = str((meta.get("annotations") or {}).get("envctl.io/node") or "")
+        # labels are shortened and sanitised: the name tells this environment's own inventories
+        if node_id and meta.get("name") == inventory_name(ctx.env_name, node_id):
+            out.append(node_id)
+    return sorted(set(out))

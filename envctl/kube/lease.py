@@ -18,7 +18,7 @@ from typing import Any
 
 from envctl.core.errors import EngineError, LockedError, UnavailableError, describe_holder
 from envctl.kube.client import KubeContext
-from envctl.kube.errors import ApiError
+from envctl.kube.errors import ApiError, translate
 
 NAMESPACE = "envctl-system"
 # Seconds a Lease stays valid after its last renewal; ENVCTL_LOCK_LEASE_SECONDS shortens it
@@ -67,10 +67,14 @@ def _expired(spec: dict[str, Any]) -> bool:
 
 
 def _request(ctx: KubeContext, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    """(status, JSON body) of one call; 0 means the cluster could not be reached."""
+    """(status, JSON body) of one call. A cluster that refuses envctl (TLS verification, 401,
+    403) is ``AccessError`` naming the kubeconfig context; one that cannot be reached is
+    ``UnavailableError``."""
     try:
         return 200, ctx.request(method, path, body=body)
     except ApiError as e:
+        if e.tls_verify_failed or e.status in (401, 403):
+            raise translate(e, None) from None
         if e.status == 0:
             raise UnavailableError(
                 "cannot reach the cluster to take the environment lock",
@@ -225,3 +229,15 @@ def lease_lock(
         stop.set()
         t.join(timeout=5)
         release(ctx, env, state["lease"])
+
+
+def delete_lease(ctx: KubeContext, env: str) -> None:
+    """Delete the environment's Lease (``envctl destroy``, after the lock was released)."""
+    status, _ = _request(
+        ctx, "DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{lease_name(env)}"
+    )
+    if status not in (200, 404):
+        raise EngineError(
+            f"cannot delete the environment lock Lease {NAMESPACE}/{lease_name(env)} (HTTP {status})",
+            hint="give this identity delete on leases in envctl-system, or delete it by hand",
+        )

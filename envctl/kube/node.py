@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, Outputs, Upstream
+from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Upstream
+from envctl.core.approval import ChangeClass
 from envctl.core.bundle import canonical, sha256
-from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.changes import Action, Change, NodePlan, Outputs
 from envctl.core.errors import (
     ConfigError,
     EngineError,
@@ -28,7 +29,9 @@ from envctl.core.errors import (
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.kube.apply import apply_layer, offline_plan_layer, plan_layer
 from envctl.kube.client import KubeContext
+from envctl.kube.delete import delete_layer, plan_delete_layer
 from envctl.kube.drift import drift_layer
+from envctl.kube.errors import AccessError
 from envctl.kube.inventory import read_inventory
 from envctl.kube.outputs import read_layer_outputs
 from envctl.kube.render import plaintext_secrets, render_layer
@@ -41,7 +44,7 @@ def objects_hash(objects: Sequence[Mapping[str, Any]]) -> str:
 class LayerAdapter:
     """Kubernetes manifest layers: server-side dry-run plans, staged server-side apply, inventory."""
 
-    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True)
+    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True, changes=ChangeClass.KUBERNETES)
 
     def __init__(
         self,
@@ -103,10 +106,11 @@ class LayerAdapter:
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
             plan = plan_layer(self.kube(), node, objects, upstream_pending=bool(upstream.changing))
-        except UnavailableError:
+        except UnavailableError as e:
             # the cluster may be what an unapplied upstream (a stack) creates: plan offline, never
-            # an empty plan; with no such upstream, an unreachable cluster stays an error (exit 69)
-            if not upstream.off_cluster:
+            # an empty plan; with no such upstream, an unreachable cluster stays an error (exit 69),
+            # and so does a cluster that answers but refuses envctl (TLS, 401, 403)
+            if not upstream.off_cluster or isinstance(e, AccessError):
                 raise
             plan = offline_plan_layer(node, objects, upstream.off_cluster[0])
         return dataclasses.replace(
@@ -138,15 +142,29 @@ class LayerAdapter:
         # the dry-runs of this run's plan stand (re-checked by resourceVersion) unless a node this
         # layer depends on was applied since: a CRD or webhook it changed may judge objects anew
         reuse = not request.same_inputs or not request.upstream_applied
-        applied = apply_layer(kube, node, objects, reuse_plan=reuse)
+        deletes = frozenset(c.address for c in plan.changes if c.action is Action.DELETE)
+        applied = apply_layer(kube, node, objects, reuse_plan=reuse, planned_deletes=deletes)
         outputs = Outputs(read_layer_outputs(kube, node)) if node.layer and node.layer.outputs else None
         return Applied(applied, outputs)
+
+    def plan_delete(self, node: Node, plan_dir: Path, leaving: frozenset[str]) -> NodePlan:
+        return plan_delete_layer(self.kube(), node.id, leaving)
+
+    def delete(self, node: Node, request: DeleteRequest) -> Applied:
+        blocked = request.approve(request.planned)
+        if blocked:
+            return Applied(request.planned, blocked=blocked)
+        planned = {c.address for c in request.planned.changes if c.action is Action.DELETE}
+        self.progress(f"{node.id}: deleting {len(planned)} objects")
+        return Applied(delete_layer(self.kube(), node.id, planned, request.leaving))
 
     def outputs(self, node: Node) -> Outputs | None:
         if node.layer is None or not node.layer.outputs:
             return None
         try:
             return Outputs(read_layer_outputs(self.kube(), node))
+        except AccessError:
+            raise  # the cluster is there but refuses envctl: never "not applied yet"
         except (EngineError, UnavailableError):
             return None  # not applied yet (or its cluster not there yet): downstream inputs stay pending
 

@@ -119,6 +119,45 @@ class Redactor:
 
 
 CONFIG_COMMANDS = ("terraform init", "terraform validate")
+# Errors Terraform reports while evaluating the configuration during plan (HCL and Terraform's
+# expression evaluation; their summaries are the only classification its diagnostics carry). At
+# a line of a repository file they are configuration errors (exit 78), like init's and
+# validate's; any other plan error (a provider's, a data source's) stays an engine error.
+EVALUATION_SUMMARIES = (
+    "Reference to undeclared",  # input variable, local value, resource, module, output value
+    "Unsupported attribute",
+    "Unsupported argument",
+    "Unsupported block type",
+    "Missing required argument",
+    "Invalid reference",
+    "Invalid function argument",
+    "Call to unknown function",
+    "Error in function call",
+    "Not enough function arguments",
+    "Too many function arguments",
+    "Invalid value for input variable",
+    "Invalid value for variable",
+    "No value for required variable",
+    "Invalid default value for variable",
+    "Incorrect attribute value type",
+    "Unsuitable value type",
+    "Invalid index",
+    "Invalid operand",
+    "Unsupported operator",
+    "Inconsistent conditional result types",
+    "Incorrect condition type",
+    "Invalid template interpolation value",
+    "Invalid count argument",
+    "Invalid for_each argument",
+    "Missing map element",
+    "Attempt to get attribute from null value",
+    "Iteration over null value",
+    "Invalid expression",
+    "Variables not allowed",
+    "Function calls not allowed",
+    "Unknown variable",
+)
+PLAN_COMMANDS = ("terraform plan",)
 STALE_SUMMARIES = ("Saved plan is stale", "Saved plan does not match", "Saved plan is for a different")
 
 
@@ -162,8 +201,11 @@ def error_from(
     # init and validate read the configuration: an error at a line of a repository file is a
     # configuration error (a syntax error, say), not a provider or engine problem. init puts a
     # general "problems during initialisation" error first: the located one says what is wrong.
+    # plan evaluates it: an evaluation error at a line of a repository file is one too.
     in_repo = [d for d in errors if d.filename and to_repo_path(d.filename) is not None]
-    if what in CONFIG_COMMANDS and in_repo:
+    if what in PLAN_COMMANDS:  # plan: only errors of evaluating the configuration
+        in_repo = [d for d in in_repo if d.summary.startswith(EVALUATION_SUMMARIES)]
+    if (what in CONFIG_COMMANDS or what in PLAN_COMMANDS) and in_repo:
         bad = in_repo[0]
         at = Location(to_repo_path(bad.filename or "") or "", bad.line)
         return ConfigError(

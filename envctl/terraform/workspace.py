@@ -14,6 +14,7 @@ May import: the standard library, ``envctl.core``, ``envctl.terraform.hcl``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -571,3 +572,11 @@ def read_var_file(ws: Workspace) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def forget_stack(root: Path, env: str, stack: str) -> None:
+    """Remove a destroyed stack's workspace and its local state (``envctl destroy``, removal)."""
+    for d in (work_base(root, env, stack), local_state_file(root, env, stack).parent):
+        shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            d.parent.rmdir()  # the environment's directory, once its last stack is gone

@@ -58,7 +58,12 @@ def status_text(r: StatusReport) -> str:
         counts = ", ".join(f"{v} {k}" for k, v in run.get("counts", {}).items())
         lines.append(
             f"last run {run.get('run')} at {(run.get('commit') or 'working tree')[:12]} "
-            f"on {run.get('started')}: {run.get('outcome')} ({counts or 'no nodes'})"
+            + (
+                f"(a rollback from {str(run.get('rollback_from') or 'unknown')[:12]}) "
+                if run.get("rollback")
+                else ""
+            )
+            + f"on {run.get('started')}: {run.get('outcome')} ({counts or 'no nodes'})"
         )
     else:
         lines.append("last run: never")

@@ -741,6 +741,8 @@ def test_an_immutable_field_change_is_refused_or_replaced_with_recreate(
     layer.spec["recreate"] = True
     [change] = layer.plan().changes
     assert change.action is Action.REPLACE
+    # the plan says why, naming the field the API server calls immutable
+    assert change.reasons == ("immutable field .spec.template changes: deleted and re-created",), change
     done = layer.apply()
     assert [c.action for c in done.changes] == [Action.REPLACE]
     live = get(api, ref)

@@ -108,8 +108,14 @@ ARGS = [
     ["--help"],
     ["-h"],
     ["version"],
-    *([cmd, flag] for cmd in ("version", "validate", "graph", "plan", "approve", "apply", "status", "drift")
-      for flag in ("--help", "-h")),
+    *(
+        [cmd, flag]
+        for cmd in (
+            "version", "validate", "graph", "plan", "approve", "apply", "destroy", "status", "drift",
+            "rollback",
+        )
+        for flag in ("--help", "-h")
+    ),
     # not answered by the fast path: typer decides, the entry point must only pass them on
     ["--version"],
     ["help"],

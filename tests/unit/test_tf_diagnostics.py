@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from envctl.core.errors import EngineError, StalePlanError
+import pytest
+
+from envctl.core.errors import ConfigError, EngineError, EnvctlError, StalePlanError
 from envctl.terraform import diagnostics as diag
 from envctl.terraform.stack import StackOutput
 
@@ -17,16 +19,16 @@ def stream(*diags: dict[str, object]) -> str:
     return "\n".join(lines) + "\nnot json\n"
 
 
-def test_error_names_node_file_line_command_and_hides_secrets() -> None:
+def plan_error(summary: str, detail: str = "") -> EnvctlError:
     out = stream(
         {
             "severity": "error",
-            "summary": "Invalid value for variable",
-            "detail": f"the value {CANARY} is wrong",
+            "summary": summary,
+            "detail": detail,
             "range": {"filename": "../../../../modules/x/main.tf", "start": {"line": 7}},
         }
     )
-    err = diag.error_from(
+    return diag.error_from(
         diag.diagnostics_from_stream(out),
         node="stack.app",
         command="terraform -chdir=/w plan",
@@ -35,10 +37,33 @@ def test_error_names_node_file_line_command_and_hides_secrets() -> None:
         to_repo_path=lambda f: "modules/x/main.tf",
         redact=diag.Redactor([CANARY]),
     )
-    assert isinstance(err, EngineError)
-    assert str(err) == "stack.app: modules/x/main.tf:7: terraform plan failed: Invalid value for variable"
+
+
+def test_a_provider_error_at_plan_names_node_file_line_command_and_hides_secrets() -> None:
+    err = plan_error("Error reading the data source", f"the value {CANARY} is wrong")
+    assert isinstance(err, EngineError) and err.exit_code == 1
+    assert str(err) == "stack.app: modules/x/main.tf:7: terraform plan failed: Error reading the data source"
     assert err.detail is not None and err.detail.startswith("command: terraform -chdir=/w plan")
     assert CANARY not in (err.detail or "") and diag.REDACTED in (err.detail or "")
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "Reference to undeclared input variable",
+        "Invalid function argument",
+        "Call to unknown function",
+        "Invalid operand",
+        "Invalid value for variable",
+        "Unsupported attribute",
+    ],
+)
+def test_an_error_evaluating_the_configuration_at_plan_is_a_configuration_error(summary: str) -> None:
+    err = plan_error(summary, f"the value {CANARY} is wrong")
+    assert isinstance(err, ConfigError) and err.exit_code == 78
+    assert str(err.location) == "modules/x/main.tf:7"
+    assert err.message == f"Terraform configuration error: {summary}"
+    assert CANARY not in f"{err.message} {err.detail} {err.hint}"
 
 
 def test_stale_plan_maps_to_exit_4() -> None:

@@ -170,4 +170,4 @@ def test_a_created_object_is_shown_whole_up_to_the_limit_never_cut_mid_json() ->
 def test_markdown_names_the_plan_id_and_fingerprint() -> None:
     b = bundle()
     md = pv.plan_markdown(b, [], "p")
-    assert f"Plan `{b.id}`, fingerprint `{b.fingerprint[:12]}`" in md
+    assert f"**Plan:** `{b.id}` · **Fingerprint:** `{b.fingerprint[:12]}`" in md
