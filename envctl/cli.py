@@ -21,6 +21,7 @@ from envctl.cliopts import (
     AutoApproveOpt,
     DebugOpt,
     DetailedExitcodeOpt,
+    DriftFormatOpt,
     EnvOpt,
     GraphFormatOpt,
     LockTimeoutOpt,
@@ -38,7 +39,6 @@ from envctl.cliopts import (
     ToOpt,
     asked_format,
     check_one_env,
-    format_option,
 )
 from envctl.cliprogress import Progress, Terminal
 
@@ -417,14 +417,7 @@ def drift(
     env: EnvOpt = None,
     repo: RepoOpt = None,
     rev: RevOpt = None,
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="text, json, markdown or html.",
-            callback=format_option("text", "json", "markdown", "html"),
-        ),
-    ] = "text",
+    fmt: DriftFormatOpt = "text",
     output: Annotated[Path | None, typer.Option("--output", help="Write the report to this file.")] = None,
     notify: Annotated[
         bool, typer.Option("--notify", help="POST the summary to the configured webhooks.")

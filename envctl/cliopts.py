@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,14 +91,15 @@ def format_option(*allowed: str) -> Callable[[typer.Context, str], str]:
     return check
 
 
+def _format(*allowed: str) -> Any:
+    """The ``--format`` option of a command that renders ``allowed`` (the default comes first)."""
+    shown = f"{', '.join(allowed[:-1])} or {allowed[-1]}."
+    return typer.Option("--format", help=shown, callback=format_option(*allowed))
+
+
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Directory for the plan bundle.")]
 PlanParallelismOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes planned at once.")]
-PlanFormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--format", help="text, json or markdown.", callback=format_option("text", "json", "markdown")
-    ),
-]
+PlanFormatOpt = Annotated[str, _format("text", "json", "markdown")]
 ToOpt = Annotated[
     str | None,
     typer.Option(
@@ -133,17 +134,9 @@ PendingOpt = Annotated[
         show_default=False,
     ),
 ]
-GraphFormatOpt = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        help="text, json, dot or mermaid.",
-        callback=format_option("text", "json", "dot", "mermaid"),
-    ),
-]
-TextJson = Annotated[
-    str, typer.Option("--format", help="text or json.", callback=format_option("text", "json"))
-]
+GraphFormatOpt = Annotated[str, _format("text", "json", "dot", "mermaid")]
+DriftFormatOpt = Annotated[str, _format("text", "json", "markdown", "html")]
+TextJson = Annotated[str, _format("text", "json")]
 
 
 def asked_format(args: list[str]) -> str:

@@ -12,7 +12,7 @@ are applied like any layer's and the layer's inventory is the release.
 Hook policy (DESIGN.md §4): ``pre-install``/``pre-upgrade`` hooks are kept and applied before the
 layer's other objects, lowest ``helm.sh/hook-weight`` first, each weight waited for (Jobs complete);
 ``test`` hooks are dropped; any other hook is refused, naming it. May import ``yaml``-free core
-helpers and ``subprocess``; never ``kubernetes`` (rendering works with no cluster).
+helpers and ``envctl.kube.procio`` (which runs it); never ``kubernetes`` (rendering works with no cluster).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import HelmChart, Node, Snapshot
 from envctl.core.refs import Budget, Resolver, substitute_values
 from envctl.core.yamldoc import MAX_BYTES, load_yaml_documents
+from envctl.kube.procio import run_bounded
 
 HELM_VERSION = "v3.22.0"
 HOOK_ANNOTATION = "helm.sh/hook"
@@ -187,56 +187,31 @@ def _run(cmd: list[str], tmp: str, node: Node, what: str, file: str) -> str:
     stopped while it renders, never buffered) and for at most ``RENDER_TIMEOUT`` seconds."""
     shown = " ".join(c if not c.startswith(tmp) else Path(c).name for c in cmd[1:])
     where = Location(file)
-    timed_out = threading.Event()
-    chunks: list[bytes] = []
+    too_large = ConfigError(
+        f"the chart renders more than {MAX_RENDER_BYTES >> 20} MiB",
+        node=node.id,
+        location=where,
+        hint="split the chart over several layers",
+    )
     try:
-        with (
-            tempfile.TemporaryFile() as err,
-            subprocess.Popen(
-                cmd, cwd=tmp, env=_helm_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
-            ) as proc,
-        ):
-
-            def stop() -> None:
-                timed_out.set()
-                proc.kill()
-
-            timer = threading.Timer(RENDER_TIMEOUT, stop)
-            timer.start()
-            try:
-                assert proc.stdout is not None
-                size = 0
-                while chunk := proc.stdout.read(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_RENDER_BYTES:
-                        proc.kill()
-                        raise ConfigError(
-                            f"the chart renders more than {MAX_RENDER_BYTES >> 20} MiB",
-                            node=node.id,
-                            location=where,
-                            hint="split the chart over several layers",
-                        )
-                    chunks.append(chunk)
-                code = proc.wait()
-            finally:
-                timer.cancel()
-            end = err.seek(0, os.SEEK_END)
-            err.seek(max(0, end - (1 << 16)))  # the tail is what helm says about the failure
-            stderr = err.read().decode("utf-8", "replace")
+        done = run_bounded(
+            cmd, limit=MAX_RENDER_BYTES, too_large=too_large, timeout=RENDER_TIMEOUT, cwd=tmp,
+            env=_helm_env(tmp),
+        )  # fmt: skip
     except OSError as e:
         raise UnavailableError(f"cannot run {cmd[0]}: {e.strerror or e}", node=node.id) from None
-    if timed_out.is_set():
+    if done.timed_out:
         raise ConfigError(f"helm {what} did not finish in {RENDER_TIMEOUT:g}s", node=node.id, location=where)
-    if code != 0:
-        tail = "\n".join(stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+    if done.code != 0:
+        tail = "\n".join(done.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
         raise ConfigError(
-            f"helm {what} failed: {tail.splitlines()[-1] if tail else f'exit {code}'}",
+            f"helm {what} failed: {tail.splitlines()[-1] if tail else f'exit {done.code}'}",
             node=node.id,
             location=where,
             detail=f"$ helm {shown}\n{tail}",
         )
     try:
-        return b"".join(chunks).decode("utf-8")
+        return done.stdout.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(
             f"helm {what} printed text that is not UTF-8", node=node.id, location=where

@@ -13,7 +13,6 @@ import json
 import posixpath
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from envctl.core.model import Environment, Node, Snapshot
 from envctl.core.paths import repo_path
 from envctl.core.refs import Budget, Resolver, quoted, substitute_values
 from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
+from envctl.kube.procio import run_bounded
 from envctl.sops import is_encrypted
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -276,36 +276,22 @@ def run_kustomize(env: Environment, snapshot: Snapshot, node: Node, resolve: Res
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         cmd = [kubectl_path(), "kustomize", str(Path(tmp, node.path))]
-        with (
-            tempfile.TemporaryFile() as err,
-            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err) as proc,
-        ):
-            assert proc.stdout is not None
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := proc.stdout.read(1 << 16):
-                size += len(chunk)
-                if size > MAX_LAYER_BYTES:
-                    proc.kill()
-                    raise ConfigError(
-                        f"kustomize renders more than {MAX_LAYER_BYTES >> 20} MiB for this layer",
-                        node=node.id,
-                        location=Location(kfile),
-                        hint="split the layer",
-                    )
-                chunks.append(chunk)
-            code = proc.wait()
-            err.seek(0)
-            stderr = err.read().decode("utf-8", "replace")
-        if code != 0:
-            tail = "\n".join(stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
+        too_large = ConfigError(
+            f"kustomize renders more than {MAX_LAYER_BYTES >> 20} MiB for this layer",
+            node=node.id,
+            location=Location(kfile),
+            hint="split the layer",
+        )
+        done = run_bounded(cmd, limit=MAX_LAYER_BYTES, too_large=too_large)
+        if done.code != 0:
+            tail = "\n".join(done.stderr.replace(tmp + "/", "").strip().splitlines()[-10:])
             raise ConfigError(
                 "kustomize failed",
                 node=node.id,
                 location=Location(kfile),
                 detail=f"$ kubectl kustomize {node.path}\n{tail}",
             )
-        return decode_utf8(b"".join(chunks), kfile)
+        return decode_utf8(done.stdout, kfile)
 
 
 def _refuse_sops(data: bytes, file: str, node: Node) -> None:

@@ -18,9 +18,9 @@ from envctl.core.refs import find_refs, quoted, substitute_value
 from envctl.core.yamldoc import YamlDoc, load_yaml_documents_cached
 from envctl.repo.schema import (
     check_keys,
-    dep_lines,
     duration,
     load_doc,
+    make_node,
     mapping,
     node_common,
     refs_in,
@@ -232,19 +232,7 @@ def load_layer(snapshot: Snapshot, path: str, name: str, env: Environment) -> No
                     )
             else:
                 refs.append(ref)
-    return Node(
-        id=node_id,
-        kind="layer",
-        name=name,
-        path=path,
-        depends_on=depends,
-        inputs=inputs,
-        refs=tuple(refs),
-        config_file=cfg if doc else None,
-        layer=LayerSpec(**spec_kw),
-        depends_lines=dep_lines(doc),
-        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
-    )
+    return make_node("layer", name, path, cfg, doc, (depends, inputs, refs), layer=LayerSpec(**spec_kw))
 
 
 # --- Helm charts ---------------------------------------------------------------------------------

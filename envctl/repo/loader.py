@@ -28,9 +28,9 @@ from envctl.core.yamldoc import YamlDoc
 from envctl.repo.layers import load_layer
 from envctl.repo.schema import (
     check_keys,
-    dep_lines,
     duration,
     load_doc,
+    make_node,
     mapping,
     node_common,
     refs_in,
@@ -287,21 +287,9 @@ def _load_stack(snapshot: Snapshot, path: str, name: str) -> Node | None:
             location=Location(cfg),
             hint="add Terraform files to the directory or set module: modules/<name>",
         )
-    depends, inputs, refs = node_common(doc, node_id)
     module_dirs = _module_dirs(snapshot, path, tf_files, module)
-    return Node(
-        id=node_id,
-        kind="stack",
-        name=name,
-        path=path,
-        depends_on=depends,
-        inputs=inputs,
-        refs=tuple(refs),
-        config_file=cfg if doc else None,
-        stack=StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs),
-        depends_lines=dep_lines(doc),
-        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
-    )
+    stack = StackSpec(module=module, tf_files=tf_files, module_dirs=module_dirs)
+    return make_node("stack", name, path, cfg, doc, node_common(doc, node_id), stack=stack)
 
 
 def _module_dirs(

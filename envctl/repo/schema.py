@@ -2,7 +2,9 @@
 
 Each accessor checks one value (allowed keys, type, duration, list of strings) and raises a
 ``ConfigError`` pointing at the file and line; ``refs_in`` collects the ``${...}`` references of a
-value with their lines. Shared by the environment loader (``loader``) and the layer loader (``layers``).
+value with their lines; ``node_common`` reads what every stack and layer config holds (depends_on,
+inputs) and ``make_node`` builds the node from it. Shared by the environment loader (``loader``)
+and the layer loader (``layers``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from envctl.core.durations import parse_duration
 from envctl.core.errors import ConfigError, Location
-from envctl.core.model import Ref, Snapshot
+from envctl.core.model import LayerSpec, Node, NodeKind, Ref, Snapshot, StackSpec
 from envctl.core.refs import find_refs, quoted
 from envctl.core.yamldoc import YamlDoc, load_yaml
 
@@ -91,6 +93,36 @@ def node_common(doc: YamlDoc | None, node_id: str) -> tuple[tuple[str, ...], dic
             )
     refs = refs_in(doc, inputs, "inputs")
     return depends, inputs, refs
+
+
+def make_node(
+    kind: NodeKind,
+    name: str,
+    path: str,
+    cfg: str,
+    doc: YamlDoc | None,
+    common: tuple[tuple[str, ...], dict[str, Any], list[Ref]],
+    *,
+    stack: StackSpec | None = None,
+    layer: LayerSpec | None = None,
+) -> Node:
+    """A stack's or a layer's node: ``common`` is what ``node_common`` read from its config file
+    ``cfg`` (``doc``, None when there is none), its references completed since; plus its kind's spec."""
+    depends, inputs, refs = common
+    return Node(
+        id=f"{kind}.{name}",
+        kind=kind,
+        name=name,
+        path=path,
+        depends_on=depends,
+        inputs=inputs,
+        refs=tuple(refs),
+        config_file=cfg if doc else None,
+        stack=stack,
+        layer=layer,
+        depends_lines=dep_lines(doc),
+        input_lines={k: doc.loc("inputs", k) for k in inputs} if doc else {},
+    )
 
 
 def dep_lines(doc: YamlDoc | None) -> dict[str, Location]:
