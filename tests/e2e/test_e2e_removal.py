@@ -54,6 +54,10 @@ def test_a_layer_removed_from_git_is_planned_deleted_and_forgotten(example: Env)
     env.git("rm", "-q", "-r", f"environments/{env.name}/layers/app")
     env.commit("remove the app layer")
 
+    drift = env.run("drift", "-e", env.name, "--format", "json")
+    assert drift.returncode == 2, describe(drift)  # still live although Git no longer has it
+    app_drift = {n["node"]: n for n in json.loads(drift.stdout)["nodes"]}["layer.app"]
+    assert app_drift["status"] == "drifted" and len(app_drift["changes"]) == 3
     text = env.run("plan", "-e", env.name)
     assert text.returncode == 0, describe(text)
     assert "REMOVED FROM GIT" in text.stdout
@@ -154,6 +158,11 @@ def test_a_kept_namespace_is_listed_in_every_later_plan(example: Env) -> None:
         assert text.returncode == 0, describe(text)
         assert f"= v1 Namespace {env.namespace}: kept: the namespace still holds other objects" in text.stdout
         assert "Kept (listed above, until removed or adopted): layer.platform" in text.stdout
+        drift = env.run("drift", "-e", env.name, "--format", "json")
+        assert drift.returncode == 0, describe(drift)  # nothing to converge: kept, listed
+        platform = {n["node"]: n for n in json.loads(drift.stdout)["nodes"]}["layer.platform"]
+        assert platform["notes"][0] == "removed from Git"
+        assert platform["notes"][1].startswith(f"kept: v1 Namespace {env.namespace}: kept"), platform
 
 
 def test_destroy_target_deletes_the_node_and_its_dependents_only(example: Env) -> None:
