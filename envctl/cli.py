@@ -27,6 +27,7 @@ from envctl.cliopts import (
     OutOpt,
     Output,
     ParallelismOpt,
+    PendingOpt,
     PlanFormatOpt,
     PlanParallelismOpt,
     RepoOpt,
@@ -39,7 +40,7 @@ from envctl.cliopts import (
     check_one_env,
     format_option,
 )
-from envctl.cliprogress import Progress
+from envctl.cliprogress import Progress, Terminal
 
 if TYPE_CHECKING:
     from envctl.app.session import Session
@@ -236,6 +237,7 @@ def rollback(
 def approve(
     plan_ref: Annotated[str, typer.Argument(metavar="PLAN", help="Plan directory or plan id.")],
     by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $USER).")] = None,
+    pending: PendingOpt = None,
     env: EnvOpt = None,
     repo: RepoOpt = None,
     fmt: TextJson = "text",
@@ -243,6 +245,7 @@ def approve(
 ) -> None:
     """Record an approval bound to this plan's fingerprint, environment and commit."""
     from envctl.app.apply import approve_plan
+    from envctl.core.approval import PendingBound
     from envctl.core.errors import UsageError
     from envctl.store import Store
 
@@ -252,7 +255,7 @@ def approve(
         raise UsageError(f"plan {bundle.id} is for environment {bundle.environment}, not {env}")
     s = _session(repo, None, bundle.environment)
     who = by or os.environ.get("USER") or "unknown"
-    approval = approve_plan(s, bundle, who)
+    approval = approve_plan(s, bundle, who, PendingBound(pending) if pending else None)
     from envctl.core.hints import apply_command
     from envctl.views.plan import approval_json, approval_text
 
@@ -262,19 +265,6 @@ def approve(
 
 def _tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
-
-
-def _ask(question: str, expected: str, shown: str = "") -> bool:
-    """Show ``shown`` (a plan) and ``question`` on stderr and read the answer; progress waits."""
-    with _progress.asking():
-        if shown:
-            typer.echo(shown, err=True)
-        typer.echo(question, err=True)
-        try:
-            answer = input(f"Type '{expected}' to approve: ")
-        except EOFError:
-            return False
-    return answer.strip() == expected
 
 
 @app.command()
@@ -290,6 +280,7 @@ def apply(
         bool, typer.Option("--approve", help="Use the approval recorded with envctl approve.")
     ] = False,
     auto_approve: AutoApproveOpt = False,
+    pending: PendingOpt = None,
     parallelism: ParallelismOpt = 4,
     resume: ResumeOpt = False,
     lock_timeout: LockTimeoutOpt = 0.0,
@@ -297,17 +288,12 @@ def apply(
     debug: DebugOpt = False,
 ) -> None:
     """Converge the environment in dependency order; infrastructure changes need approval."""
-    from envctl.app.apply import (
-        apply_bundle,
-        apply_outcome,
-        check_recorded_approval,
-        notify_apply,
-        preflight,
-    )
+    from envctl.app.apply import apply_bundle, apply_outcome, notify_apply, preflight
+    from envctl.app.consent import ApprovalOptions, obtain_consent
     from envctl.app.locking import hold_environment_lock
     from envctl.app.plan import plan_environment
-    from envctl.core.approval import Consent, approve_command, nodes_needing_approval
-    from envctl.core.errors import ApprovalRequiredError, UsageError
+    from envctl.core.approval import PendingBound, nodes_needing_approval
+    from envctl.core.errors import UsageError
     from envctl.core.hints import apply_command
     from envctl.core.results import ApplyResult
     from envctl.views import plan as pv
@@ -326,7 +312,7 @@ def apply(
         # moved, already applied, state changed) is exit 4 before any approval question
         ctx.with_resource(hold_environment_lock(s, lock_timeout))
         preflight(s, bundle, resume=resume)
-        needing = nodes_needing_approval(bundle, s.env.approval_required_for)
+        needing = nodes_needing_approval(bundle, s.approval_policy())
     else:
         s = _session(repo, rev, env, parallelism, terraform=True)
         # plan under the lock: never against a state that another run's Terraform is writing
@@ -341,44 +327,18 @@ def apply(
         nothing = ApplyResult("", bundle.id, {})  # no run: nothing was applied
         typer.echo(pv.apply_json(nothing) if fmt == "json" else "No changes. Nothing to apply.")
         return
-    # The one gate (core.approval.gate) decides per node inside apply_bundle; here only what
-    # this run holds from a human: everything, the plan as shown/recorded, or nothing.
-    interactive = _tty() and not auto_approve
-    how = approve_command(bundle.environment, _display_path(plan_dir), resume=True, rev=bundle.rev)
-    consent = Consent(everything=True) if auto_approve else Consent.of_bundle(bundle, how)
-    if needing and not auto_approve:
-        if approve_:
-            check_recorded_approval(s, bundle)
-        elif interactive:
-            if plan_ref:
-                typer.echo(pv.plan_text(bundle, needing, _display_path(plan_dir), color=True))
-            if not _ask(
-                f"\nenvctl will change {', '.join(needing)} in environment {bundle.environment}.",
-                bundle.environment,
-            ):
-                raise ApprovalRequiredError("apply cancelled: the plan was not approved")
-        else:
-            # nobody to ask: the rest is written, these nodes are held (exit 3)
-            _progress(
-                f"changes to {', '.join(needing)} need approval and this is not a terminal: "
-                f"they are not applied; to approve them: {how}"
-            )
-            consent = Consent(how=how)
-
-    def prompt(node: str, p: Any) -> bool:
-        if not interactive:
-            return False
-        from envctl.core.bundle import PlanBundle
-
-        one = PlanBundle(
-            bundle.id, bundle.environment, bundle.commit, bundle.dirty, bundle.created, (node,), {node: p}
-        )
-        return _ask(
-            f"{node} changed after its upstream was applied.",
-            bundle.environment,
-            pv.plan_text(one, [node], _display_path(plan_dir), color=True),
-        )
-
+    # what this run holds from a human (the one gate decides per node inside apply_bundle)
+    shown_dir = _display_path(plan_dir)
+    consent, prompt = obtain_consent(
+        s,
+        bundle,
+        shown_dir,
+        needing,
+        ApprovalOptions(auto_approve, approve_, PendingBound(pending) if pending else None),
+        Terminal(_progress) if _tty() and not auto_approve else None,
+        lambda b, nodes: pv.plan_text(b, nodes, shown_dir, color=True),
+        show_plan=plan_ref is not None,
+    )
     res = apply_bundle(
         s,
         bundle,
@@ -425,7 +385,16 @@ def destroy(
         _show_plan(result, fmt)  # else apply shows it with its question
     if not out and result.bundle.has_changes:  # exit 3, nothing deleted, when nobody may approve
         plan_ref = unless_held(result, nobody_to_ask=asks and not _tty())
-        apply(ctx, plan_ref, None, repo, rev, False, auto_approve, parallelism, False, lock_timeout, fmt)
+        apply(
+            ctx,
+            plan_ref,
+            repo=repo,
+            rev=rev,
+            auto_approve=auto_approve,
+            parallelism=parallelism,
+            lock_timeout=lock_timeout,
+            fmt=fmt,
+        )
 
 
 @app.command()

@@ -112,6 +112,27 @@ ToOpt = Annotated[
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show internal tracebacks for bug reports.", callback=_debug_option)
 ]
+PENDING_BOUNDS = ("creates", "updates", "any")  # core.approval.PendingBound, without importing it
+
+
+def _pending_option(value: str | None) -> str | None:
+    if value is not None and value not in PENDING_BOUNDS:
+        from envctl.core.errors import UsageError
+
+        raise UsageError(f"--pending {value} is not a bound", hint=f"use one of: {', '.join(PENDING_BOUNDS)}")
+    return value
+
+
+PendingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pending",
+        help="How far nodes re-planned during apply may go without asking again: creates (only "
+        "creates), updates (creates and in-place updates) or any. Default: ask again.",
+        callback=_pending_option,
+        show_default=False,
+    ),
+]
 GraphFormatOpt = Annotated[
     str,
     typer.Option(

@@ -1,4 +1,5 @@
-"""Progress lines of a command on stderr, for ``envctl.cli``: one writer for every thread.
+"""Progress lines of a command on stderr, for ``envctl.cli``: one writer for every thread; and the
+human at the terminal, whose questions hold those lines back while they wait.
 
 Imports only typer at module level, like ``envctl.cli``.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import typer
 
@@ -40,3 +41,30 @@ class Progress:
                     held, self._held = self._held or [], None
                     for msg in held:
                         typer.echo(msg, err=True)
+
+
+class Terminal:
+    """The human at the terminal (``envctl.app.consent.Human``): questions on stderr, answers
+    from stdin, ``progress`` lines held back while a question waits."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def ask(self, question: str, expected: str, shown: str = "") -> bool:
+        return self._read(question, f"Type '{expected}' to approve: ", shown) == expected
+
+    def choose(self, question: str, choices: Sequence[str], default: str) -> str:
+        while True:
+            answer = self._read(question, f"[{'/'.join(choices)}] (default {default}): ") or default
+            if answer in choices:
+                return answer
+
+    def _read(self, question: str, ask: str, shown: str = "") -> str:
+        with self.progress.asking():
+            if shown:
+                typer.echo(shown, err=True)
+            typer.echo(question, err=True)
+            try:
+                return input(ask).strip()
+            except EOFError:
+                return ""

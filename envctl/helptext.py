@@ -49,6 +49,10 @@ Options:
                              line says so).
   --approve                  Use the approval recorded with envctl approve.
   --auto-approve             Apply without asking.
+  --pending <str>            How far nodes re-planned during apply may go
+                             without asking again: creates (only creates),
+                             updates (creates and in-place updates) or any.
+                             Default: ask again.
   --parallelism <int range>  Nodes converged at once.  [default: 4; x>=1]
   --resume                   Skip nodes an interrupted run of this plan
                              finished.
@@ -67,6 +71,9 @@ Arguments:
 
 Options:
   --by <str>       Who approves (default: $USER).
+  --pending <str>  How far nodes re-planned during apply may go without asking
+                   again: creates (only creates), updates (creates and in-
+                   place updates) or any. Default: ask again.
   -e, --env <str>  Environment (a directory under environments/).
   --repo <path>    Environment repository (default: the Git repo around the
                    current directory).
@@ -85,7 +92,9 @@ Options:
   --repo <path>              Environment repository (default: the Git repo
                              around the current directory).
   --rev <str>                Use what this Git commit/branch/tag holds, not
-                             the working tree.
+                             the working tree (a plan made with --rev is
+                             applied with the same --rev; its 'Apply it with'
+                             line says so).
   --target <str>             Only this node and every node depending on it
                              (repeatable).
   --out <path>               Directory for the plan bundle.

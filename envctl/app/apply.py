@@ -23,7 +23,7 @@ from envctl.app.locking import environment_lock, new_run_id
 from envctl.app.removal import CONFIG_COMMIT, deletion_target
 from envctl.app.session import Session
 from envctl.core.adapter import ApplyRequest, DeleteRequest
-from envctl.core.approval import Approval, Consent, check_approval, gate
+from envctl.core.approval import Approval, Consent, PendingBound, approve_command, check_approval, gate
 from envctl.core.bundle import PlanBundle, canonical, node_fingerprint, sha256
 from envctl.core.changes import Action, NodePlan
 from envctl.core.errors import (
@@ -115,13 +115,15 @@ def check_live(s: Session, bundle: PlanBundle) -> None:
             )
 
 
-def approve_plan(s: Session, bundle: PlanBundle, by: str) -> Approval:
-    approval = Approval(bundle.id, bundle.fingerprint, bundle.environment, bundle.commit, by, now())
+def approve_plan(s: Session, bundle: PlanBundle, by: str, pending: PendingBound | None = None) -> Approval:
+    """Record an approval of ``bundle`` (re-plans within ``pending``), sealed with its fingerprint."""
+    approval = Approval.of(bundle, by, now(), pending)
     s.store.record_approval(approval)
     return approval
 
 
-def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
+def check_recorded_approval(s: Session, bundle: PlanBundle) -> Approval:
+    """The approval recorded for exactly this plan (``ApprovalRequiredError`` if there is none)."""
     approval = s.store.read_approval(bundle.id)
     if approval is None:
         raise ApprovalRequiredError(
@@ -129,6 +131,7 @@ def check_recorded_approval(s: Session, bundle: PlanBundle) -> None:
             hint=f"run: envctl approve {bundle.id} --by NAME",
         )
     check_approval(approval, bundle)
+    return approval
 
 
 def apply_bundle(
@@ -400,15 +403,20 @@ def changes_key(plan: NodePlan) -> str:
 
 def _held(s: Session, plan: NodePlan, consent: Consent, prompt: Prompt | None, *, replanned: bool) -> str:
     """'' when the gate lets ``plan`` be written (or a human said yes); else why it is held."""
-    if replanned:
-        # approving the saved plan again would not cover this new plan: a terminal run re-plans
-        # the node with the upstream as it now is, shows it and asks
+    if replanned and consent.plan_ref:
+        # the saved plan approved again with a bound this re-plan stays within lets it go: the
+        # run resumes, skips what converged and re-plans the node the same way
+        how = approve_command(
+            s.env.name, consent.plan_ref, resume=True, rev=s.planned_rev, pending=PendingBound.least(plan)
+        )
+        consent = dataclasses.replace(consent, how=how)
+    elif replanned:
         how = (
             f"envctl apply -e {s.env.name}{rev_flag(s.planned_rev)} in a terminal "
             f"(re-plans {plan.node} and asks)"
         )
         consent = dataclasses.replace(consent, how=how)
-    decision = gate([plan], s.env.approval_required_for, consent)
+    decision = gate([plan], s.approval_policy(), consent)
     if decision.allows(plan.node):
         return ""
     if prompt is not None and prompt(plan.node, plan):

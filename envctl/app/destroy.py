@@ -52,7 +52,7 @@ def plan_destroy(s: Session, targets: list[str], out: Path | None = None) -> Pla
     )
     if not errors:
         s.store.write_bundle(plan_dir, bundle)
-    needing = nodes_needing_approval(bundle, s.env.approval_required_for)
+    needing = nodes_needing_approval(bundle, s.approval_policy())
     return PlanResult(bundle, plan_dir, errors, needing, saved=not errors)
 
 

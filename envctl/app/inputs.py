@@ -37,6 +37,13 @@ class Values:
             for name in sensitive:
                 collect_secret_texts(values.get(name), self.secrets)
 
+    def add(self, node: str, values: Mapping[str, Any], sensitive: Iterable[str] = ()) -> None:
+        """Values a plan knows before apply, over the node's current ones (``put``)."""
+        with self.lock:
+            self.outputs[node] = {**self.outputs.get(node, {}), **values}
+            for name in sensitive:
+                collect_secret_texts(values.get(name), self.secrets)
+
 
 def input_refs(node: Node, key: str) -> list[Ref]:
     raw = node.inputs[key]

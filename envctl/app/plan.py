@@ -66,6 +66,15 @@ def _plan_node(
     return scrub_plan(plan, values.secrets), ih
 
 
+def unknown_until_apply(plan: NodePlan) -> set[str]:
+    """The outputs of a planned node whose values only its apply will tell: a consumer reading
+    one is pending upstream; every other output is known (its current value, or the one the plan
+    sets), so a consumer of it is planned for real."""
+    changing = set(plan.outputs_changing) | set(plan.outputs_unknown)
+    known = plan.planned_outputs
+    return changing - (set(known.values) - set(plan.outputs_unknown)) if known is not None else changing
+
+
 def _plan_waits_for(s: Session, upstream: str, node: str) -> bool:
     """Whether planning ``node`` needs ``upstream``'s plan first.
 
@@ -129,6 +138,9 @@ def plan_environment(
             # after the plan, which waited for Terraform's state lock: a Terraform still writing
             # this state (the worker of a killed run, say) has finished, so the file is whole
             read_current_outputs(s, node, values)
+            known = plan.planned_outputs
+            if known is not None:  # consumers are planned with the values after apply
+                values.add(n, known.values, known.sensitive)
             plan = scrub_plan(plan, values.secrets)  # its own sensitive outputs are known now
         except EnvctlError as e:
             e.node = e.node or n
@@ -139,7 +151,7 @@ def plan_environment(
         with lock:
             plans[n] = plan
             hashes[n] = ih
-            pending_outputs[n] = set(plan.outputs_changing) | set(plan.outputs_unknown)
+            pending_outputs[n] = unknown_until_apply(plan)
         c = plan.counts
         what = (
             "pending upstream"
@@ -183,7 +195,7 @@ def plan_environment(
         bundle,
         plan_dir,
         errors,
-        nodes_needing_approval(bundle, s.env.approval_required_for),
+        nodes_needing_approval(bundle, s.approval_policy()),
         saved=saved,
         blast=blast_of(s, bundle),
         base_ref=changed_since,

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl.core.adapter import NodeAdapter
+from envctl.core.approval import ApprovalPolicy, ChangeClass
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, Node, Snapshot
+from envctl.core.removal import RemovedNode
 from envctl.store import Store
 
 if TYPE_CHECKING:
@@ -143,6 +145,16 @@ class Session:
     @property
     def store(self) -> Store:
         return Store(self.root)
+
+    def approval_policy(self) -> ApprovalPolicy:
+        """The environment's approval policy, each node's changes classed by its adapter."""
+
+        def class_of(node: str) -> ChangeClass:
+            # a node removed from Git is no longer in the environment: its id names its kind
+            kind = self.env.nodes[node].kind if node in self.env.nodes else RemovedNode(node, None).kind
+            return self.adapter_of_kind(kind).traits.changes
+
+        return ApprovalPolicy(self.env.approval_required_for, class_of)
 
     def adapter(self, node: str) -> NodeAdapter:
         """The adapter of ``node``'s kind (tests may set ``adapters`` to fakes)."""

@@ -14,16 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from envctl.core.changes import Change, NodePlan
+from envctl.core.approval import ChangeClass
+from envctl.core.changes import Change, NodePlan, Outputs
 from envctl.core.model import Node, Ref
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """A node's output values as they are now, and the names of the sensitive ones."""
-
-    values: Mapping[str, Any]
-    sensitive: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -87,12 +80,14 @@ class AdapterTraits:
     ``in_cluster``: its live state is in the environment's cluster (so the environment lock is
     also a Lease there); ``plans_after_any_upstream``: its plan needs every upstream's plan first
     (an upstream may create the Namespaces or CRDs it is checked against), not only those whose
-    outputs it reads. Whether writing it needs approval is never a trait: the one gate
-    (``core.approval.gate``) decides from the environment's policy and the plan.
+    outputs it reads. ``changes``: which words of ``approval.required_for`` name its changes
+    (``terraform``/``terraform-destroy``, ``kubernetes``/``kubernetes-delete``); whether writing a
+    plan needs approval is decided by the one gate (``core.approval.gate``) alone.
     """
 
     in_cluster: bool
     plans_after_any_upstream: bool
+    changes: ChangeClass
 
 
 class NodeAdapter(Protocol):

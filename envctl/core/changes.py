@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -144,6 +144,15 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Outputs:
+    """A node's output values (as they are now, or as a plan says they will be after apply), and
+    the names of the sensitive ones."""
+
+    values: Mapping[str, Any]
+    sensitive: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class NodePlan:
     """The planned changes of one node.
 
@@ -172,6 +181,7 @@ class NodePlan:
     deletion: Deletion | None = None
     depends_on: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
+    planned_outputs: Outputs | None = field(default=None, compare=False, repr=False)
 
     @property
     def counts(self) -> Counts:

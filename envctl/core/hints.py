@@ -25,9 +25,16 @@ def apply_command(
 
 
 def approve_and_apply_command(
-    environment: str, plan_ref: str, *, rev: str | None = None, resume: bool = False
+    environment: str,
+    plan_ref: str,
+    *,
+    rev: str | None = None,
+    resume: bool = False,
+    pending: str | None = None,
 ) -> str:
-    """Record an approval of a saved plan, then apply it under that approval."""
-    return f"envctl approve {plan_ref} --by NAME && " + apply_command(
+    """Record an approval of a saved plan (with ``--pending BOUND`` for re-planned nodes), then
+    apply it under that approval."""
+    bound = f" --pending {pending}" if pending else ""
+    return f"envctl approve {plan_ref}{bound} --by NAME && " + apply_command(
         environment, plan_ref, rev=rev, approve=True, resume=resume
     )

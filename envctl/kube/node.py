@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Outputs, Upstream
+from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Upstream
+from envctl.core.approval import ChangeClass
 from envctl.core.bundle import canonical, sha256
-from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.changes import Action, Change, NodePlan, Outputs
 from envctl.core.errors import (
     ConfigError,
     EngineError,
@@ -43,7 +44,7 @@ def objects_hash(objects: Sequence[Mapping[str, Any]]) -> str:
 class LayerAdapter:
     """Kubernetes manifest layers: server-side dry-run plans, staged server-side apply, inventory."""
 
-    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True)
+    traits = AdapterTraits(in_cluster=True, plans_after_any_upstream=True, changes=ChangeClass.KUBERNETES)
 
     def __init__(
         self,

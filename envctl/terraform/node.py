@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Outputs, Upstream
+from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Upstream
+from envctl.core.approval import ChangeClass
 from envctl.core.bundle import sha256
-from envctl.core.changes import Change, NodePlan
+from envctl.core.changes import Change, NodePlan, Outputs
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.terraform.secretinputs import secret_input_names
 from envctl.terraform.stack import (
@@ -46,7 +47,7 @@ def _outputs(outs: Mapping[str, StackOutput]) -> Outputs:
 class StackAdapter:
     """Terraform stacks: a plan file per plan, state checked by hash, apply of exactly that plan."""
 
-    traits = AdapterTraits(in_cluster=False, plans_after_any_upstream=False)
+    traits = AdapterTraits(in_cluster=False, plans_after_any_upstream=False, changes=ChangeClass.TERRAFORM)
 
     def __init__(
         self, env: Environment, snapshot: Snapshot, root: Path, progress: Callable[[str], None]

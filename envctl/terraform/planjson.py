@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from envctl.core.changes import SENSITIVE, Action, Change, sensitive_marker
+from envctl.core.changes import SENSITIVE, Action, Change, Outputs, sensitive_marker
 from envctl.core.secrets import scrub
 
 UNKNOWN = "(known after apply)"
@@ -215,6 +215,7 @@ class PlanSummary:
     outputs_unknown: tuple[str, ...]
     drifted: int
     errored: bool
+    planned_outputs: Outputs | None = None
 
 
 def _has_unknown(unknown: Any) -> bool:
@@ -241,6 +242,8 @@ def summarize(plan: Mapping[str, Any], *, refresh_only: bool = False) -> PlanSum
     changing: list[str] = []
     output_changes: list[Change] = []
     unknown: list[str] = []
+    known: dict[str, Any] = {}  # outputs whose value after apply the plan already says
+    sensitive: set[str] = set()
     for name, oc in sorted((plan.get("output_changes") or {}).items()):
         acts = oc.get("actions") or ["no-op"]
         if acts != ["no-op"]:
@@ -248,6 +251,10 @@ def summarize(plan: Mapping[str, Any], *, refresh_only: bool = False) -> PlanSum
             output_changes.append(output_change(name, oc))
         if _has_unknown(oc.get("after_unknown", False)):
             unknown.append(name)
+        elif acts != ["delete"]:
+            known[name] = oc.get("after")
+            if _has_unknown(oc.get("after_sensitive", False)):  # True anywhere in the shape
+                sensitive.add(name)
     return PlanSummary(
         changes=tuple(changes),
         outputs_changing=tuple(changing),
@@ -255,6 +262,7 @@ def summarize(plan: Mapping[str, Any], *, refresh_only: bool = False) -> PlanSum
         outputs_unknown=tuple(unknown),
         drifted=len([c for c in drift if c.action.changes]),
         errored=bool(plan.get("errored")),
+        planned_outputs=None if refresh_only else Outputs(known, frozenset(sensitive)),
     )
 
 

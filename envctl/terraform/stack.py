@@ -258,6 +258,7 @@ def plan_stack(
         output_changes=planjson.scrub_changes(summary.output_changes, redact.secrets),
         outputs_unknown=summary.outputs_unknown,
         notes=tuple(notes),
+        planned_outputs=summary.planned_outputs,
         artifacts={
             "planfile": str(planfile),
             "engine": engine.version(),

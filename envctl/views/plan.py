@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from envctl.core import hints
 from envctl.core.blast import BlastRadius, Tally
 from envctl.core.changes import Action, Change, Deletion, NodePlan
+from envctl.core.schedule import Status
 
 if TYPE_CHECKING:
     from envctl.core.approval import Approval
@@ -270,6 +271,10 @@ def plan_text(
     return "\n".join(out)
 
 
+def _plan_json(p: NodePlan) -> dict[str, Any]:
+    return {k: v for k, v in p.to_json().items() if k != "artifacts"}
+
+
 def _next_commands(bundle: PlanBundle, needs_approval: list[str], plan_dir: str) -> dict[str, str]:
     """The commands that apply a saved plan by their label, each as it must be copied (``--rev``
     included): ``apply``, and ``approve_and_apply`` when a node needs approval (no terminal)."""
@@ -341,7 +346,7 @@ def plan_json(
         else None,
         "nodes": [
             {
-                **{k: v for k, v in bundle.nodes[n].to_json().items() if k != "artifacts"},
+                **_plan_json(bundle.nodes[n]),
                 "status": _status(bundle.nodes[n]),
                 "engine": bundle.nodes[n].artifacts.get("engine"),
                 "counts": bundle.nodes[n].counts.__dict__,
@@ -436,6 +441,9 @@ def apply_text(result: ApplyResult, resume_with: str = "envctl apply PLAN --resu
     for r in result.results.values():
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
     out.append("Summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    for n, r in result.results.items():  # what a held node would now do: the plan to approve
+        if r.status is Status.BLOCKED and r.plan is not None and r.plan.has_changes:
+            out += ["", f"{n} (held) would now:", *(f"  {line}" for line in _node_details(r.plan))]
     if result.interrupted:
         out.append(f"Interrupted: nodes that did not start can be converged with: {resume_with}")
     return "\n".join(out)
@@ -443,10 +451,18 @@ def apply_text(result: ApplyResult, resume_with: str = "envctl apply PLAN --resu
 
 def approval_text(a: Approval, apply_with: str) -> str:
     """``apply_with``: the command that applies the approved plan (``--rev`` included when needed)."""
+    bound = (
+        f"Nodes re-planned during apply may go without asking again when they only {_BOUND[a.pending]}."
+        if a.pending
+        else "A node re-planned during apply that differs is asked about again."
+    )
     return (
         f"Approved plan {a.plan_id} ({a.fingerprint[:12]}) for {a.environment} by {a.by}\n"
-        f"Apply it with: {apply_with}"
+        f"{bound}\nApply it with: {apply_with}"
     )
+
+
+_BOUND = {"creates": "create", "updates": "create or update in place", "any": "change (anything)"}
 
 
 def approval_json(a: Approval, apply_with: str) -> str:
@@ -470,7 +486,13 @@ def apply_json(result: ApplyResult) -> str:
             "plan_id": result.plan_id,
             "interrupted": result.interrupted,
             "nodes": [
-                {"node": n, "status": r.status.value, "reason": r.reason, "seconds": round(r.seconds, 3)}
+                {
+                    "node": n,
+                    "status": r.status.value,
+                    "reason": r.reason,
+                    "seconds": round(r.seconds, 3),
+                    **({"plan": _plan_json(r.plan)} if r.status is Status.BLOCKED and r.plan else {}),
+                }
                 for n, r in result.results.items()
             ],
         },

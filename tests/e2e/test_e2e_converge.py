@@ -86,9 +86,10 @@ def test_apply_without_terminal_writes_only_what_needs_no_approval_and_exits_3(e
     lines = node_lines(resumed.stdout)
     assert lines["layer.platform"].startswith("done") and "resumed" in lines["layer.platform"], lines
     assert lines["stack.network"].startswith("done"), describe(resumed)
-    # stack.database was approved while pending upstream: its real plan is new, so it is held again
+    # stack.database was approved while pending upstream: its real plan is new, so it is held again,
+    # with the command that lets a re-plan like it (a create) go: the plan approved --pending creates
     assert lines["stack.database"].startswith("blocked"), describe(resumed)
-    assert "envctl apply -e " in lines["stack.database"], describe(resumed)
+    assert " --pending creates --by NAME && envctl apply " in lines["stack.database"], describe(resumed)
     assert resumed.returncode == 3, describe(resumed)
 
 

@@ -21,9 +21,9 @@ from unithelpers import MakeRepo
 from envctl.app.apply import apply_bundle
 from envctl.app.plan import plan_environment
 from envctl.app.session import Session
-from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, Outputs, Upstream
-from envctl.core.approval import Consent
-from envctl.core.changes import Action, Change, NodePlan
+from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, Upstream
+from envctl.core.approval import ChangeClass, Consent
+from envctl.core.changes import Action, Change, NodePlan, Outputs
 from envctl.core.errors import EngineError
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Node, Ref
@@ -115,8 +115,8 @@ class FakeAdapter:
 class Fixture:
     def __init__(self, root: Path, parallelism: int = 2) -> None:
         self.world: dict[str, dict[str, Any]] = {}
-        self.stacks = FakeAdapter(AdapterTraits(False, False), self.world)
-        self.layers = FakeAdapter(AdapterTraits(False, True), self.world)
+        self.stacks = FakeAdapter(AdapterTraits(False, False, ChangeClass.TERRAFORM), self.world)
+        self.layers = FakeAdapter(AdapterTraits(False, True, ChangeClass.KUBERNETES), self.world)
         self.messages: list[str] = []
         self.interrupted = threading.Event()
         snapshot = open_snapshot(root, None)

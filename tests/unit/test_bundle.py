@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envctl.core.approval import Approval, check_approval, needs_approval, nodes_needing_approval
+from envctl.core.approval import (
+    Approval,
+    ApprovalPolicy,
+    ChangeClass,
+    PendingBound,
+    check_approval,
+    needs_approval,
+    nodes_needing_approval,
+)
 from envctl.core.bundle import PlanBundle
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ApprovalRequiredError, EnvctlError, StalePlanError
@@ -103,13 +111,40 @@ def test_garbage_gives_a_typed_error(value: Any) -> None:
 
 def test_an_approval_binds_to_one_plan() -> None:
     a, b = bundle("dev-1"), bundle("dev-2", Action.DELETE)
-    approval = Approval(a.id, a.fingerprint, "dev", "abc123", "alice", "now")
+    approval = Approval.of(a, "alice", "now")
     check_approval(approval, a)
     with pytest.raises(ApprovalRequiredError):
         check_approval(approval, b)
-    forged = Approval(b.id, a.fingerprint, "dev", "abc123", "alice", "now")
+    forged = Approval(b.id, a.fingerprint, "dev", a.commit, "alice", "now")
     with pytest.raises(ApprovalRequiredError):
-        check_approval(forged, b)
+        check_approval(dataclasses.replace(forged, seal=forged.expected_seal()), b)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"pending": "any"},  # a bound widened after the approval was recorded
+        {"pending": None},
+        {"by": "mallory"},
+        {"seal": ""},
+    ],
+    ids=["bound-widened", "bound-removed", "approver-changed", "seal-removed"],
+)
+def test_an_approval_record_changed_after_it_was_recorded_approves_nothing(edit: dict[str, Any]) -> None:
+    a = bundle("dev-1")
+    recorded = Approval.of(a, "alice", "now", PendingBound.CREATES).to_json()
+    assert recorded["pending"] == "creates"
+    check_approval(Approval.from_json(json.loads(json.dumps(recorded))), a)  # as written: valid
+    with pytest.raises(ApprovalRequiredError) as e:
+        check_approval(Approval.from_json({**recorded, **edit}), a)
+    assert e.value.exit_code == 3 and "changed after it was recorded" in e.value.message
+
+
+def classed(words: tuple[str, ...]) -> ApprovalPolicy:
+    """The policy ``words`` with stacks' changes classed terraform and layers' kubernetes."""
+    return ApprovalPolicy(
+        words, lambda n: ChangeClass.TERRAFORM if n.startswith("stack.") else ChangeClass.KUBERNETES
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,11 +160,11 @@ def test_an_approval_binds_to_one_plan() -> None:
 def test_policy_names_the_nodes_that_need_approval(
     policy: tuple[str, ...], stack_action: Action, expected: list[str]
 ) -> None:
-    assert nodes_needing_approval(bundle(action=stack_action), policy) == expected
+    assert nodes_needing_approval(bundle(action=stack_action), classed(policy)) == expected
 
 
 def test_pending_upstream_node_needs_approval_under_terraform_policy() -> None:
     p = NodePlan("stack.db", pending_upstream=("vpc_id",))
-    assert needs_approval(p, ("terraform",))
-    assert not needs_approval(NodePlan("layer.app", pending_upstream=("x",)), ("terraform",))
-    assert needs_approval(NodePlan("layer.app", pending_upstream=("x",)), ("kubernetes",))
+    assert needs_approval(p, classed(("terraform",)))
+    assert not needs_approval(NodePlan("layer.app", pending_upstream=("x",)), classed(("terraform",)))
+    assert needs_approval(NodePlan("layer.app", pending_upstream=("x",)), classed(("kubernetes",)))

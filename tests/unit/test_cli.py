@@ -478,6 +478,7 @@ def test_the_approval_prompt_is_never_interleaved_with_progress(
     import threading
 
     import envctl.cli as cli
+    from envctl.cliprogress import Terminal
 
     seen_while_asking: list[str] = []
 
@@ -491,9 +492,40 @@ def test_the_approval_prompt_is_never_interleaved_with_progress(
 
     monkeypatch.setattr("builtins.input", answer)
     capsys.readouterr()
-    assert cli._ask("envctl will change stack.db in environment staging.", "staging", "PLAN TEXT")
+    assert Terminal(cli._progress).ask(
+        "envctl will change stack.db in environment staging.", "staging", "PLAN TEXT"
+    )
     assert "PLAN TEXT" in seen_while_asking[0] and "will change stack.db" in seen_while_asking[0]
     assert "converged" not in seen_while_asking[0]
     assert capsys.readouterr().err == "layer.monitoring: converged in 0.0s\n"  # after the answer
     cli._progress("later")
     assert capsys.readouterr().err == "later\n"  # and nothing is held any more
+
+
+def test_the_terminal_offers_the_pending_choice_and_asks_until_it_gets_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import envctl.cli as cli
+    from envctl.app.consent import ask_bound
+    from envctl.cliprogress import Terminal
+    from envctl.core.approval import PendingBound
+    from envctl.core.bundle import PlanBundle
+    from envctl.core.changes import NodePlan
+
+    bundle = PlanBundle(
+        "dev-1",
+        "dev",
+        "abc",
+        False,
+        "now",
+        ("stack.db",),
+        {"stack.db": NodePlan("stack.db", pending_upstream=("x",))},
+    )
+    answers = iter(["everything", "creates"])  # not a choice: asked again
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or next(answers))
+    assert ask_bound(Terminal(cli._progress), bundle) is PendingBound.CREATES
+    assert asked == ["[ask/creates/updates/any] (default ask): "] * 2
+    assert "stack.db will be re-planned" in capsys.readouterr().err
+    monkeypatch.setattr("builtins.input", lambda prompt: "")
+    assert ask_bound(Terminal(cli._progress), bundle) is None  # the default: ask again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from envctl.app.plan import unknown_until_apply
 from envctl.core.changes import SENSITIVE, Action, NodePlan
 from envctl.core.secrets import scrub
 from envctl.terraform import planjson
@@ -149,3 +150,45 @@ def test_output_only_changes_are_changes_with_old_and_new_values_masked() -> Non
     assert node.has_changes  # applied, so its state holds the new outputs
     assert NodePlan.from_json(node.to_json()) == node
     assert not NodePlan("stack.label", summary.changes).has_changes
+
+
+def test_outputs_known_at_plan_time_are_planned_values_and_never_stored() -> None:
+    plan = {
+        "output_changes": {
+            "name": {"actions": ["create"], "before": None, "after": "vpc-dev", "after_unknown": False},
+            "id": {"actions": ["create"], "before": None, "after": None, "after_unknown": True},
+            "same": {"actions": ["no-op"], "before": "x", "after": "x", "after_unknown": False},
+            "gone": {"actions": ["delete"], "before": "y", "after": None, "after_unknown": False},
+            "password": {
+                "actions": ["update"],
+                "before": "old",
+                "after": CANARY,
+                "after_unknown": False,
+                "before_sensitive": True,
+                "after_sensitive": True,
+            },
+        },
+    }
+    summary = planjson.summarize(plan)
+    known = summary.planned_outputs
+    assert known is not None
+    assert dict(known.values) == {"name": "vpc-dev", "same": "x", "password": CANARY}
+    assert known.sensitive == frozenset({"password"})
+    node = NodePlan(
+        "stack.net",
+        outputs_changing=summary.outputs_changing,
+        output_changes=summary.output_changes,
+        outputs_unknown=summary.outputs_unknown,
+        planned_outputs=known,
+    )
+    # consumers of name/same/password are planned for real; a consumer of id (or of a removed
+    # output) waits for the apply
+    assert unknown_until_apply(node) == {"id", "gone"}
+    assert CANARY not in json.dumps(node.to_json()) and CANARY not in repr(node)
+    assert NodePlan.from_json(node.to_json()) == node  # compared without the in-memory values
+    assert planjson.summarize(plan, refresh_only=True).planned_outputs is None
+
+
+def test_without_planned_values_every_changing_output_waits() -> None:
+    node = NodePlan("layer.app", outputs_changing=("host",), outputs_unknown=("lb",))
+    assert unknown_until_apply(node) == {"host", "lb"}
