@@ -485,6 +485,7 @@ def apply_json(result: ApplyResult) -> str:
             "run": result.run_id,
             "plan_id": result.plan_id,
             "interrupted": result.interrupted,
+            "pending": result.pending,
             "nodes": [
                 {
                     "node": n,
