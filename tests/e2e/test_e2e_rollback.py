@@ -2,7 +2,8 @@
 plane (issue 17 point 3). Commit 2 changes a layer and a stack input and is applied; a rollback
 (by default and with ``--to``) plans commit 1 as a rollback; the hints it prints are run as a user
 copies them (``--rev`` included) and the live world ends as commit 1 left it; the journal and
-``status`` call the run a rollback."""
+``status`` call the run a rollback. A layer and a stack added after the target are deleted by the
+rollback (the planning of nodes removed from Git, issue 17 point 1)."""
 
 from __future__ import annotations
 
@@ -143,3 +144,51 @@ def test_a_plan_made_with_rev_says_how_to_apply_it_and_that_command_works(exampl
     r = run_hint(env, apply_with)
     assert r.returncode == 0, describe(r)
     assert env.configmap("platform-settings") == {"environment": env.name, "log_level": "warn"}
+
+
+def test_a_rollback_removes_the_layer_and_stack_added_after_the_target(example: Env) -> None:
+    env = example
+    first = env.git("rev-parse", "HEAD")
+    converge(env)
+    before_objects = env.object_names()
+    layer_dir = env.env_dir / "layers" / "extra"
+    layer_dir.mkdir()
+    (layer_dir / "layer.yaml").write_text(
+        f"depends_on: [layer.platform]\nnamespace: {env.namespace}\nprune: true\n"
+    )
+    (layer_dir / "extra.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-settings\ndata:\n  added: later\n"
+    )
+    stack_dir = env.env_dir / "stacks" / "cache"
+    stack_dir.mkdir()
+    (stack_dir / "main.tf").write_text(
+        'resource "terraform_data" "cache" {\n  input = "cache"\n}\n\n'
+        'output "id" {\n  value = terraform_data.cache.id\n}\n'
+    )
+    second = env.commit("an extra layer and a cache stack")
+    converge(env)
+    assert "ConfigMap/extra-settings" in env.object_names()
+    assert (env.root / ".envctl" / "state" / env.name / "cache" / "terraform.tfstate").is_file()
+
+    r = env.run("rollback", "-e", env.name, "--format", "json")
+    assert r.returncode == 0, describe(r)
+    data = json.loads(r.stdout)
+    assert data["rollback"] == {"to": first, "from": second}
+    nodes = {n["node"]: n for n in data["nodes"]}
+    assert nodes["layer.extra"]["deletion"] == "removed from Git"
+    assert [c["address"] for c in nodes["layer.extra"]["changes"]] == [
+        f"v1 ConfigMap {env.namespace}/extra-settings"
+    ]
+    assert nodes["stack.cache"]["deletion"] == "removed from Git"
+    assert nodes["stack.cache"]["counts"]["destroy"] == 1
+    assert "stack.cache" in data["needs_approval"]
+
+    r = run_hint(env, data["commands"]["approve_and_apply"])
+    assert r.returncode == 0, describe(r)
+    assert env.object_names() == before_objects
+    state = env.root / ".envctl" / "state" / env.name / "cache" / "terraform.tfstate"
+    assert not state.exists() or json.loads(state.read_text()).get("resources") == []
+    journal = last_journal(env)
+    assert journal["kind"] == "rollback" and journal["rollback"] == {"to": first, "from": second}
+    status = json.loads(env.run("status", "-e", env.name, "--format", "json").stdout)
+    assert status["removed_from_git"] == {}
