@@ -1168,6 +1168,40 @@ def peak_rss(argv: Sequence[str], env: dict[str, str], ok: tuple[int, ...]) -> t
     return time.perf_counter() - t0, usage.ru_maxrss
 
 
+def apiserver_cpu() -> float | None:
+    """CPU seconds used so far by the control plane's kube-apiserver and etcd (None: not found).
+
+    The plane is shared: a delta around one command includes other users' requests meanwhile,
+    so only medians over several rounds mean anything.
+    """
+    total = 0.0
+    for name in ("kube-apiserver", "etcd"):
+        res = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
+        pids = res.stdout.split()
+        if not pids:
+            return None
+        try:
+            with open(f"/proc/{pids[0]}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+SERVER_CPU: dict[str, list[float]] = {}  # label -> API server + etcd CPU seconds during each command
+
+
+def with_server_cpu(label: str, fn: Callable[[], float]) -> float:
+    """``fn()`` (a wall time), recording the API server's CPU during it under ``label``."""
+    before = apiserver_cpu()
+    wall = fn()
+    after = apiserver_cpu()
+    if before is not None and after is not None:
+        SERVER_CPU.setdefault(label, []).append(after - before)
+    return wall
+
+
 def _yaml_docs(objs: list[dict[str, Any]], path: Path) -> int:
     import yaml
 
@@ -1184,6 +1218,9 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
     sizes = (60, 40) if smoke else bundles.CRD_SIZES_KB
     kc = kubeconfig()
     kenv = {"KUBECONFIG": kc}
+    # envctl with its bytecode cached, as an installed envctl runs (see B1): this editable checkout
+    # with PYTHONDONTWRITEBYTECODE=1 would compile envctl's sources in every measured command
+    eenv = {**kenv, "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(tmp / "b8-pycache")}
     kubectl = str(BIN / "kubectl") if (BIN / "kubectl").exists() else "kubectl"
     env = f"b8e{RUN_ID}"
     ns = {"e": f"b8-{RUN_ID}-e", "k": f"b8-{RUN_ID}-k"}
@@ -1235,12 +1272,15 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
     apply_argv = [ENVCTL, "apply", "-e", env, "--auto-approve", "--repo", str(root)]
 
     def env_apply(label: str = "B8 envctl apply (no-op)") -> float:
-        return timed_cpu(label, apply_argv, cwd=root, env=kenv)
+        return with_server_cpu(label, lambda: timed_cpu(label, apply_argv, cwd=root, env=eenv))
 
     def env_create() -> float:
         return env_apply("B8 envctl apply (create)")
 
     def kube_create() -> float:
+        return with_server_cpu("B8 kubectl create", kube_create_)
+
+    def kube_create_(record: bool = True) -> float:
         t0 = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run([kubectl, "apply", "--server-side", manager, "-f", str(kdir / "crds.yaml")], env=kenv)
@@ -1257,32 +1297,36 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         run([kubectl, "apply", "--server-side", manager, "-f", str(kdir / "app.yaml")], env=kenv)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        CPU.setdefault("B8 kubectl create", []).append(
-            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-        )
+        if record:
+            CPU.setdefault("B8 kubectl create", []).append(
+                after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            )
         return wall
 
     kube_apply_argv = [kubectl, "apply", "--server-side", manager, "-f", str(kdir / "crds.yaml"),
                        "-f", str(kdir / "app.yaml")]  # fmt: skip
 
     def kube_apply() -> float:
-        return timed_cpu("B8 kubectl apply (no-op)", kube_apply_argv, env=kenv)
+        label = "B8 kubectl apply (no-op)"
+        return with_server_cpu(label, lambda: timed_cpu(label, kube_apply_argv, env=kenv))
 
     drift_argv = [ENVCTL, "drift", "-e", env, "--format", "json", "--repo", str(root)]
     kdiff_argv = [kubectl, "diff", "--server-side", "--force-conflicts", manager,
                   "-f", str(kdir / "crds.yaml"), "-f", str(kdir / "app.yaml")]  # fmt: skip
 
     def env_drift() -> float:
-        return timed_cpu("B8 envctl drift", drift_argv, cwd=root, env=kenv, ok=(2,))
+        label = "B8 envctl drift"
+        return with_server_cpu(label, lambda: timed_cpu(label, drift_argv, cwd=root, env=eenv, ok=(2,)))
 
     def kdiff() -> float:
-        return timed_cpu("B8 kubectl diff", kdiff_argv, env=kenv, ok=(1,))
+        label = "B8 kubectl diff"
+        return with_server_cpu(label, lambda: timed_cpu(label, kdiff_argv, env=kenv, ok=(1,)))
 
     requests: dict[str, dict[str, int]] = {}
     rss: dict[str, list[int]] = {}
 
     def counted(phase: str, *args: str, ok: tuple[int, ...] = (0,)) -> None:
-        requests[phase] = envctl_requests(*args, "-e", env, cwd=root, ok=ok, env=kenv)
+        requests[phase] = envctl_requests(*args, "-e", env, cwd=root, ok=ok, env=eenv)
 
     try:
         r.line(
@@ -1303,16 +1347,24 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         for i in range(n + 1 if WARMUP else n):
             if i:
                 delete_all()
-            a = env_create()
-            b = kube_create()
+            # Deleting CRDs leaves the API server work to do (its OpenAPI document, caches), and
+            # a create leaves the establishing of its CRDs: whichever create comes next is charged
+            # for it. A pause lets the deletes settle, and the order alternates per round.
+            time.sleep(0 if smoke else 10)
+            if i % 2 == 0:
+                a = env_create()
+                b = kube_create()
+            else:
+                b = kube_create()
+                a = env_create()
             if i or not WARMUP:
                 create.append((a, b))
         delete_all()
         counted("create", "apply", "--auto-approve")
-        kube_create()
+        kube_create_(record=False)  # the state for the no-op pairs, not a measured round
         noop = pairs(env_apply, kube_apply, n, warmup=False)
         counted("no-op apply", "apply", "--auto-approve")
-        _, rss_noop = peak_rss(apply_argv, kenv, (0,))
+        _, rss_noop = peak_rss(apply_argv, eenv, (0,))
         rss["no-op apply"] = [rss_noop]
 
         # drift: another manager changes a ConfigMap, a Deployment's image and one CRD's
@@ -1358,13 +1410,14 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
                          "--progress-bar=false", "--kubeconfig", kc]  # fmt: skip
 
         def flux_diff() -> float:
-            return timed_cpu("B8 flux diff", flux_argv, env=kenv, ok=(1,))
+            label = "B8 flux diff"
+            return with_server_cpu(label, lambda: timed_cpu(label, flux_argv, env=kenv, ok=(1,)))
 
         if WARMUP:
             env_drift(), kdiff(), flux_argv and flux_diff()
         triples = [(env_drift(), kdiff(), flux_diff() if flux_argv else 0.0) for _ in range(n)]
         counted("drift", "drift", "--format", "json", ok=(2,))
-        _, rss_drift = peak_rss(drift_argv, kenv, (2,))
+        _, rss_drift = peak_rss(drift_argv, eenv, (2,))
         rss["drift"] = [rss_drift]
         _, dres = run(drift_argv, cwd=root, env=kenv, ok=(2,))
         found = {
@@ -1400,6 +1453,27 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
             "CPU (user+sys of the command, median): "
             + ", ".join(f"{k[3:]} {v:.2f} s" for k, v in cpu.items())
         )
+        srv = {k: statistics.median(v[-n:]) for k, v in SERVER_CPU.items() if k.startswith("B8 ")}
+        if srv:
+            r.line(
+                "API server + etcd CPU during the command (median; the plane is shared, so other "
+                "users' requests are included): " + ", ".join(f"{k[3:]} {v:.2f} s" for k, v in srv.items())
+            )
+        for label_a, label_b in (
+            ("B8 envctl apply (create)", "B8 kubectl create"),
+            ("B8 envctl apply (no-op)", "B8 kubectl apply (no-op)"),
+            ("B8 envctl drift", "B8 kubectl diff"),
+            ("B8 envctl drift", "B8 flux diff"),
+        ):
+            ca, cb = CPU.get(label_a, [])[-n:], CPU.get(label_b, [])[-n:]
+            sa, sb = SERVER_CPU.get(label_a, [])[-n:], SERVER_CPU.get(label_b, [])[-n:]
+            if ca and cb and len(ca) == len(cb) and all(b > 0 for b in cb):
+                client = ratios(list(zip(ca, cb, strict=True)))
+                line = f"CPU ratio {label_a[3:]} / {label_b[3:]}: client {client}"
+                if len(sa) == len(sb) == len(ca) and all(b + y > 0 for b, y in zip(cb, sb, strict=True)):
+                    both = [(a + x, b + y) for a, b, x, y in zip(ca, cb, sa, sb, strict=True)]
+                    line += f"; client + API server {ratios(both)}"
+                r.line(line)
         for phase, counts in requests.items():
             r.line(f"{phase}: envctl sent {per_object(counts, objects)} (one extra run, counted)")
         r.line(

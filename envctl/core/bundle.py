@@ -113,7 +113,8 @@ class PlanBundle:
         return sha256(canonical(self.body()))
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.body(), "fingerprint": self.fingerprint}
+        body = self.body()  # once: a plan of large CRDs makes each body megabytes of JSON
+        return {**body, "fingerprint": sha256(canonical(body))}
 
     @property
     def has_changes(self) -> bool:

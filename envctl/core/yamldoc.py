@@ -280,6 +280,9 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
     stack: list[_Frame] = []
     doc = YamlDoc(file, None)
     count = 0
+    # Keys repeat (a CRD schema says ``type``, ``description`` and ``properties`` thousands of
+    # times): each distinct key scalar is resolved once per text.
+    known_keys: dict[tuple[str, str | None, bool], str] = {}
 
     def fail(message: str, line: int, hint: str | None = None) -> ConfigError:
         return ConfigError(message, location=Location(file, line), hint=hint)
@@ -327,18 +330,23 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                 if ev.style in ("|", ">"):
                     line += 1  # a block scalar's text starts on the line after its indicator
                 try:
-                    rtag, raw = resolve(ev.value, tag, plain)
                     if wants_key:
                         assert top is not None
                         top.merge = ev.value == "<<" and ((tag is None and plain) or tag == kubescalars.MERGE)
-                        name = "<<" if top.merge else as_key(rtag, raw)
+                        memo = (ev.value, tag, plain)
+                        name = "<<" if top.merge else known_keys.get(memo)
+                        if name is None:
+                            name = known_keys[memo] = as_key(*resolve(ev.value, tag, plain))
                         if not top.merge:
                             if name in top.explicit:
                                 raise fail(f"duplicate key {quoted(name)}", line)
                             top.explicit.add(name)
                         top.key, top.key_line = name, line
                         continue
-                    value = as_value(rtag, raw)
+                    if tag is None and not plain:  # quoted or block: a string as written
+                        value = ev.value
+                    else:
+                        value = as_value(*resolve(ev.value, tag, plain))
                     ref = isinstance(value, str) and "${" in value
                     doc.has_refs = doc.has_refs or ref
                     place(value, line, ref and not plain)

@@ -29,6 +29,8 @@ R = TypeVar("R")
 # Retries of one request: delays from RETRY_DELAY doubling up to RETRY_MAX_DELAY, for at most
 # RETRY_BUDGET seconds in all; FIRST_CONTACT_BUDGET while the cluster has never answered this run.
 RETRY_DELAY = 0.2
+# Accept header asking for an object's metadata alone, or the full object where not supported.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 RETRY_MAX_DELAY = 2.0
 RETRY_BUDGET = 30.0
 FIRST_CONTACT_BUDGET = 1.0
@@ -225,6 +227,7 @@ class KubeContext:
         body: Any = None,
         content_type: str = "application/json",
         status: list[int] | None = None,
+        accept: str = "application/json",
     ) -> dict[str, Any]:
         """One REST call with raw JSON in and out; retries 429/5xx-unavailable and dropped connections.
 
@@ -238,7 +241,7 @@ class KubeContext:
         url = api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        headers: dict[str, str] = {"Accept": "application/json", "Content-Type": content_type}
+        headers: dict[str, str] = {"Accept": accept, "Content-Type": content_type}
         headers.update(api.default_headers)
         api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
         # The REST client JSON-encodes bodies itself for JSON content types; apply patches go as text.
@@ -447,9 +450,20 @@ class KubeContext:
         return self.apply_created(obj, mapping, dry_run=dry_run, force=force)[0]
 
     def apply_created(
-        self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool
+        self,
+        obj: Mapping[str, Any],
+        mapping: Mapping_,
+        *,
+        dry_run: bool,
+        force: bool,
+        metadata_only: bool = False,
     ) -> tuple[dict[str, Any], bool]:
-        """:meth:`apply`, and whether the object is (or, dry-run, would be) created: 201, not 200."""
+        """:meth:`apply`, and whether the object is (or, dry-run, would be) created: 201, not 200.
+
+        ``metadata_only``: the answer is the object's metadata alone (a ``PartialObjectMetadata``;
+        the full object where a server cannot transform it), for a caller that needs only to
+        know the apply is accepted: the server skips encoding, and envctl decoding, a large body.
+        """
         ref = ObjRef.of(obj)
         query = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
         if dry_run:
@@ -462,6 +476,7 @@ class KubeContext:
             body=obj,
             content_type="application/apply-patch+yaml",
             status=status,
+            accept=METADATA_ONLY if metadata_only else "application/json",
         )
         return result, status == [201]
 

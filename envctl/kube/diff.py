@@ -10,6 +10,7 @@ never show as changes. ``object_change`` is the pure half.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -165,6 +166,7 @@ def prepare(
     recreate: bool,
     upstream_pending: bool = False,
     upstream_objects: Sequence[Mapping[str, Any]] = (),
+    learn_conflicts: bool = True,
 ) -> list[Prepared]:
     """Dry-run every object concurrently; raise the first failure (in render order) naming its object.
 
@@ -172,7 +174,7 @@ def prepare(
     coming: objects that need them are planned as "create after", not failed. Requests: a GET per
     namespace, a LIST per kind and namespace (:func:`survey`), then a dry-run only for objects
     that :func:`~envctl.kube.fields.unchanged_by_apply` cannot prove unchanged, and none at all
-    for objects whose namespace does not exist yet.
+    for objects whose namespace does not exist yet. ``learn_conflicts``: see :func:`dry_run_one`.
     """
     crds = crd_kinds([*objects, *upstream_objects])
     namespaces = layer_namespaces([*objects, *upstream_objects])
@@ -191,6 +193,7 @@ def prepare(
             upstream_pending=upstream_pending,
             view=view,
             local_only=local_only,
+            learn_conflicts=learn_conflicts,
         )
 
     # Objects settled without a request (in sync, or waiting for their namespace) are done here;
@@ -298,6 +301,7 @@ def dry_run_one(
     upstream_pending: bool = False,
     view: LiveView | None = None,
     local_only: bool = False,
+    learn_conflicts: bool = True,
 ) -> bool:
     """Fill ``p`` with mapping, live object and dry-run result (or a pending reason); True when done.
 
@@ -305,6 +309,10 @@ def dry_run_one(
     for a listed object provably unchanged (:func:`~envctl.kube.fields.unchanged_by_apply`),
     else one dry-run, plus one GET when an object not listed turns out to exist (200, not 201).
     ``local_only``: return False where a request would be needed (a second call completes it).
+    ``learn_conflicts``: dry-run without force first, so that ``p.conflicts`` lists the fields
+    other managers own (a plan shows each take-over, ``conflicts: refuse`` stops on them); a
+    conflict then costs a second, forced dry-run. Without it the one dry-run is forced: the
+    result an apply would give, in one request (drift names other managers from managedFields).
     """
     secrets = list(secret_values(p.obj))
     is_hook = pre_hook_weight(p.obj) is not None
@@ -350,8 +358,14 @@ def dry_run_one(
         if local_only:
             return False  # everything above is redone, unchanged, by the call that sends the request
         created = False
+        # An object the LISTs do not show is most likely a create, and a create is shown as
+        # rendered: its dry-run only has to validate it. A large one (a CRD's schema) then comes
+        # back as metadata alone, sparing the server the encoding of its whole body.
+        brief = not known and _large(p.obj)
         try:
-            p.dry, created = ctx.apply_created(p.obj, p.mapping, dry_run=True, force=False)
+            p.dry, created = ctx.apply_created(
+                p.obj, p.mapping, dry_run=True, force=not learn_conflicts, metadata_only=brief
+            )
         except ApiError as e:
             if e.status == 409 and conflicts_of(e):
                 p.conflicts = conflicts_of(e)
@@ -377,6 +391,8 @@ def dry_run_one(
                 raise
         if not known and not created:
             p.live = ctx.get(p.ref, p.mapping)  # it exists without this layer's labels: adopt it
+            if brief:  # the diff needs the whole would-be object
+                p.dry = ctx.apply(p.obj, p.mapping, dry_run=True, force=not learn_conflicts)
         elif known and created and p.live is not None:
             p.live = None  # deleted since it was listed
         # A create shows the object as rendered: server-assigned values (a Service's clusterIP)
@@ -390,6 +406,13 @@ def dry_run_one(
         raise translate(e, p.ref, node=node_id, secrets=secrets) from e
     except EnvctlError:
         raise
+
+
+BRIEF_ABOVE = 64 * 1024  # bytes of JSON above which a create's dry-run returns metadata only
+
+
+def _large(obj: Mapping[str, Any]) -> bool:
+    return len(json.dumps(obj, separators=(",", ":"), default=str)) > BRIEF_ABOVE
 
 
 def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:

@@ -4,7 +4,7 @@ Reported per object: envctl-owned fields another manager changed (named from ``m
 with the time of its last write, the live value and the value Git sets), objects missing from
 the cluster, and inventory objects that left Git but are still live. The comparison is the same
 diff as a plan: objects the LISTs show in sync need no request, the others (changed, missing,
-unlabelled) are dry-run.
+unlabelled) are dry-run once, with force-conflicts (what re-converging would make).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def _write_time(live: Mapping[str, Any], manager: str) -> str:
 def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any]]) -> NodePlan:
     """Changes that re-converging would make; ``manager`` names who changed the object when known."""
     spec = node.layer if node.layer is not None else LayerSpec()
-    prepared = prepare(ctx, node.id, objects, recreate=spec.recreate)
+    # One forced dry-run per object not proved in sync: who changed a field comes from
+    # managedFields (managers_of), so the 409 of an unforced dry-run would only cost a request.
+    prepared = prepare(ctx, node.id, objects, recreate=spec.recreate, learn_conflicts=False)
     changes: list[Change] = []
     for p in prepared:
         c = p.change
@@ -46,8 +48,6 @@ def drift_layer(ctx: KubeContext, node: Node, objects: Sequence[Mapping[str, Any
             changes.append(c)
             continue
         owners = managers_of(p.live, c.fields)
-        for conflict in p.conflicts:
-            owners.setdefault(conflict.path, conflict.manager)
         manager = next(iter(owners.values()), None)
         # c.before/c.after are the live object and what Git would make of it (Secrets masked)
         values = {path: (b, a) for path, b, a in diff_values(c.before, c.after)}

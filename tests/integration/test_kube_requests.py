@@ -51,6 +51,8 @@ class Counted(KubeContext):
             what = "other"  # discovery, inventory writes, deletes
         with self._count_lock:  # type: ignore[attr-defined]
             self.counts[what] += 1  # type: ignore[attr-defined]
+            if kw.get("accept", "application/json") != "application/json":
+                self.counts[f"{what} (metadata only)"] += 1  # type: ignore[attr-defined]
         return super().request(method, path, **kw)
 
     def watch_until(self, *args: Any, **kw: Any) -> dict[str, Any] | None:
@@ -227,8 +229,9 @@ def test_drift_dry_runs_only_what_may_differ_and_names_the_other_manager(
     assert drift[f"{name}003"].manager == "intruder" and drift[f"{name}003"].fields == ("data.version",)
     assert drift[f"{name}009"].action is Action.CREATE
     assert drift[f"{name}011"].action is Action.UPDATE
-    # one dry-run each, and cm-003's again with force after its conflict with the intruder
-    assert counts["dry-run"] == 4 and counts["get"] <= 3, counts
+    # one dry-run each, forced: cm-003's conflict with the intruder costs no second dry-run (the
+    # intruder is named from managedFields)
+    assert counts["dry-run"] == 3 and counts["get"] <= 3, counts
     assert sum(counts.values()) <= 12, counts
 
 
@@ -379,3 +382,40 @@ def test_a_crd_its_layer_uses_is_watched_until_established_not_polled(
         assert counts["dry-run"] == 3 and counts["apply"] == 3, counts
     finally:
         client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_a_large_create_is_validated_without_its_body_coming_back_and_a_large_adoption_is_diffed(
+    layer: Layer, kubeconfig: str, api_client: client.ApiClient
+) -> None:
+    layer.write()
+    layer.apply()
+    big = "x" * 100_000  # each object is over the 64 KiB above which a create's dry-run is brief
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name},
+            "data": {"blob": big, "v": "git"},
+        }
+        for name in ("big-new", "big-unlabelled")
+    ]
+    (layer.root / layer.path / "big.yaml").write_text("".join("---\n" + json.dumps(d) + "\n" for d in docs))
+    client.CoreV1Api(api_client).create_namespaced_config_map(
+        layer.ns, {"metadata": {"name": "big-unlabelled"}, "data": {"blob": big, "v": "live"}}
+    )
+    layer.ctx.take()
+    plan = {c.address: c for c in layer.plan().changes if c.action.changes}
+    counts = layer.ctx.take()
+    name = f"v1 ConfigMap {layer.ns}/big-"
+    assert sorted(plan) == [f"{name}new", f"{name}unlabelled"]
+    assert plan[f"{name}new"].action is Action.CREATE
+    assert plan[f"{name}new"].after is not None and plan[f"{name}new"].after["data"]["v"] == "git"
+    # the unlabelled one exists: its diff comes from a second, full dry-run
+    adopted = plan[f"{name}unlabelled"]
+    assert adopted.action is Action.UPDATE and "data.v" in adopted.fields, adopted
+    assert adopted.before is not None and adopted.before["data"]["v"] == "live"
+    assert adopted.after is not None and adopted.after["data"]["v"] == "git"
+    assert counts["dry-run (metadata only)"] == 2 and counts["dry-run"] == 3, counts
+    layer.apply()
+    got = client.CoreV1Api(api_client).read_namespaced_config_map("big-unlabelled", layer.ns)
+    assert got.data["v"] == "git" and got.data["blob"] == big
