@@ -199,3 +199,21 @@ def test_a_held_re_plan_is_shown_with_its_new_values_and_the_bound_is_in_the_jso
     by_node = {n["node"]: n for n in data["nodes"]}
     assert "plan" not in by_node["stack.a"]
     assert by_node["stack.b"]["plan"]["changes"][0]["after"] == {"input": "two"}
+
+
+def test_a_plan_with_pending_nodes_needing_approval_names_the_pending_bound() -> None:
+    pending = NodePlan("stack.db", pending_upstream=("vpc_id",))
+    net = NodePlan("stack.net", (Change("terraform_data.vpc", Action.CREATE, None, {"a": 1}),))
+    b = PlanBundle(
+        "dev-1",
+        "dev",
+        "abc",
+        False,
+        "now",
+        ("stack.net", "stack.db"),
+        {"stack.net": net, "stack.db": pending},
+    )
+    text = pv.plan_text(b, ["stack.net", "stack.db"], "p1")
+    assert "stack.db will be re-planned during apply and asked about again" in text
+    assert "envctl approve p1 --pending creates --by NAME" in text
+    assert "--pending" not in pv.plan_text(b, ["stack.net"], "p1")  # nothing pending needs approval
