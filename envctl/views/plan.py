@@ -401,7 +401,7 @@ def plan_markdown(
         p = bundle.nodes[n]
         k = p.counts
         status = _status(p)
-        status = f"**{status}**" if status == "DESTRUCTIVE" else status
+        status = f"**{status}**" if status in ("DESTRUCTIVE", "REMOVED FROM GIT", "DESTROY") else status
         out.append(f"| `{n}` | {k.add} | {k.change} | {k.destroy} | {k.replace} | {status} |")
     out.append("")
     radius = blast_lines(blast, lambda t: f"`{t}`") if blast is not None else []
