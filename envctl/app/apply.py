@@ -292,7 +292,10 @@ def apply_bundle(
         journal["finished"] = now()
         journal["interrupted"] = stop.is_set()
         s.store.write_journal(s.env.name, run_id, journal)
-        result = ApplyResult(run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors)
+        bound = consent.pending.value if consent.pending else None
+        result = ApplyResult(
+            run_id, bundle.id, {n: results[n] for n in bundle.order}, stop.is_set(), errors, bound
+        )
     if apply_outcome(result)[0] is ExitCode.OK:
         after_destroy(s, bundle, result)  # a whole environment destroyed: its lock goes too
     return result

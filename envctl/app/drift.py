@@ -27,6 +27,7 @@ from envctl.app.inputs import (
 )
 from envctl.app.locking import hold_environment_lock, lock_holder
 from envctl.app.plan import plan_environment
+from envctl.app.removal import plan_removed
 from envctl.app.session import Session
 from envctl.core.approval import Consent, approve_command
 from envctl.core.drift import DriftReport, NodeDrift
@@ -91,9 +92,36 @@ def check_drift(s: Session) -> DriftReport:
             with lock:
                 results[n] = result
                 changed_outputs[n] = outs_changed
+        removed = _removed_drift(s, Path(tmp))
     return DriftReport(
-        s.env.name, s.snapshot.commit, now(), tuple(results[n] for n in s.graph.order()), edges
+        s.env.name, s.snapshot.commit, now(), (*removed, *(results[n] for n in s.graph.order())), edges
     )
+
+
+def _removed_drift(s: Session, tmp: Path) -> list[NodeDrift]:
+    """Nodes removed from Git but still live: drifted, with what ``envctl apply`` deletes; what
+    their deletion keeps is listed (in sync: nothing to converge) until removed or adopted."""
+    order, plans, errors = plan_removed(s, tmp / "removed")
+    out = [
+        NodeDrift(
+            n,
+            "error",
+            error=str(scrub_error(e)),
+            error_exit=ExitCode.UNAVAILABLE if e.exit_code == ExitCode.UNAVAILABLE else ExitCode.ERROR,
+        )
+        for n, e in errors.items()
+    ]
+    for n in order:
+        p = plans.get(n)
+        if p is None:
+            continue
+        kept = tuple(f"kept: {k}" for k in p.kept)
+        if p.has_changes:
+            why = f"removed from Git, still live: envctl apply -e {s.env.name} deletes it"
+            out.append(NodeDrift(n, "drifted", p.changes, notes=(why, *kept, *p.notes)))
+        else:
+            out.append(NodeDrift(n, "in-sync", notes=("removed from Git", *kept, *p.notes)))
+    return out
 
 
 def record_result(s: Session, report: DriftReport) -> None:
@@ -199,12 +227,17 @@ def converge_drifted(s: Session, report: DriftReport, *, auto_approve: bool) -> 
     targets = [
         d.node
         for d in report.nodes
-        if d.status == "drifted" or (d.status == "stale" and d.node not in git_changed)
+        if d.node in s.env.nodes
+        and (d.status == "drifted" or (d.status == "stale" and d.node not in git_changed))
     ]
     notes = tuple(
         f"{n}: not converged: its inputs changed in Git since it last converged (envctl apply "
         f"-e {s.env.name} applies them)"
         for n in git_changed
+    ) + tuple(
+        f"{d.node}: not deleted: removed from Git; envctl apply -e {s.env.name} deletes it (with its plan)"
+        for d in report.nodes
+        if d.status == "drifted" and d.node not in s.env.nodes
     )
     if not targets:
         return Converged(notes)

@@ -204,5 +204,12 @@ def plan_environment(
 
 def blast_of(s: Session, bundle: PlanBundle) -> BlastRadius:
     """Which nodes ``bundle`` changes, how many resources and objects, what apply plans again."""
-    in_cluster = {n for n in bundle.order if n in s.env.nodes and s.adapter(n).traits.in_cluster}
+    in_cluster = {n for n in bundle.order if _in_cluster(s, n)}
     return blast_radius(bundle, {k: e.reasons for k, e in s.graph.edges.items()}, in_cluster)
+
+
+def _in_cluster(s: Session, node: str) -> bool:
+    """Whether ``node``'s changes are Kubernetes objects (also for a node removed from Git)."""
+    if node in s.env.nodes:
+        return s.adapter(node).traits.in_cluster
+    return any(a.traits.in_cluster for (n, _), (_, a) in s.removed_targets.items() if n == node)

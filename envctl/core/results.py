@@ -42,13 +42,15 @@ class NodeResult:
 
 @dataclass
 class ApplyResult:
-    """One apply run: every node's result in plan order, and whether Ctrl-C stopped it."""
+    """One apply run: every node's result in plan order, and whether Ctrl-C stopped it;
+    ``pending``: the bound re-planned nodes went within without asking again (``--pending``)."""
 
     run_id: str
     plan_id: str
     results: dict[str, NodeResult]
     interrupted: bool = False
     errors: dict[str, EnvctlError] = field(default_factory=dict)
+    pending: str | None = None
 
     def of(self, status: Status) -> list[str]:
         return [n for n, r in self.results.items() if r.status is status]

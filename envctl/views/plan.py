@@ -268,6 +268,12 @@ def plan_text(
         out.append(f"Saved plan: {plan_dir}")
         cmds = _next_commands(bundle, needs_approval, plan_dir)
         out.extend(f"{_COMMAND_LABEL[k]}: {cmd}" for k, cmd in cmds.items())
+        pending = [n for n in needs_approval if bundle.nodes[n].pending_upstream]
+        if pending and cmds:
+            out.append(
+                f"{', '.join(pending)} will be re-planned during apply and asked about again; to let "
+                f"re-plans that only create go: envctl approve {plan_dir} --pending creates --by NAME"
+            )
     return "\n".join(out)
 
 
@@ -395,7 +401,7 @@ def plan_markdown(
         p = bundle.nodes[n]
         k = p.counts
         status = _status(p)
-        status = f"**{status}**" if status == "DESTRUCTIVE" else status
+        status = f"**{status}**" if status in ("DESTRUCTIVE", "REMOVED FROM GIT", "DESTROY") else status
         out.append(f"| `{n}` | {k.add} | {k.change} | {k.destroy} | {k.replace} | {status} |")
     out.append("")
     radius = blast_lines(blast, lambda t: f"`{t}`") if blast is not None else []
@@ -485,6 +491,7 @@ def apply_json(result: ApplyResult) -> str:
             "run": result.run_id,
             "plan_id": result.plan_id,
             "interrupted": result.interrupted,
+            "pending": result.pending,
             "nodes": [
                 {
                     "node": n,

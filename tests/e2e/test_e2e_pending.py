@@ -68,9 +68,14 @@ def test_a_fresh_chain_converges_in_one_approval_round(example: Env) -> None:
     r = example.run("approve", str(plan), "--by", "ci", "--pending", "creates", "--format", "json")
     assert r.returncode == 0, describe(r)
     assert json.loads(r.stdout)["pending"] == "creates"
-    r = example.run("apply", str(plan), "-e", example.name, "--approve")
+    r = example.run("apply", str(plan), "-e", example.name, "--approve", "--format", "json")
     assert r.returncode == 0, describe(r)
     assert "needs approval" not in r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    assert result["pending"] == "creates"
+    assert {n["node"]: n["status"] for n in result["nodes"]} == dict.fromkeys(
+        ("stack.a", "stack.b", "stack.c"), "done"
+    )
     assert [state_input(example, s) for s in "abc"] == ["one", "one-b", "one-b-c"]
 
 

@@ -8,6 +8,7 @@ is left: objects, inventories, the Lease, Terraform states and workspaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -53,6 +54,10 @@ def test_a_layer_removed_from_git_is_planned_deleted_and_forgotten(example: Env)
     env.git("rm", "-q", "-r", f"environments/{env.name}/layers/app")
     env.commit("remove the app layer")
 
+    drift = env.run("drift", "-e", env.name, "--format", "json")
+    assert drift.returncode == 2, describe(drift)  # still live although Git no longer has it
+    app_drift = {n["node"]: n for n in json.loads(drift.stdout)["nodes"]}["layer.app"]
+    assert app_drift["status"] == "drifted" and len(app_drift["changes"]) == 3
     text = env.run("plan", "-e", env.name)
     assert text.returncode == 0, describe(text)
     assert "REMOVED FROM GIT" in text.stdout
@@ -153,6 +158,11 @@ def test_a_kept_namespace_is_listed_in_every_later_plan(example: Env) -> None:
         assert text.returncode == 0, describe(text)
         assert f"= v1 Namespace {env.namespace}: kept: the namespace still holds other objects" in text.stdout
         assert "Kept (listed above, until removed or adopted): layer.platform" in text.stdout
+        drift = env.run("drift", "-e", env.name, "--format", "json")
+        assert drift.returncode == 0, describe(drift)  # nothing to converge: kept, listed
+        platform = {n["node"]: n for n in json.loads(drift.stdout)["nodes"]}["layer.platform"]
+        assert platform["notes"][0] == "removed from Git"
+        assert platform["notes"][1].startswith(f"kept: v1 Namespace {env.namespace}: kept"), platform
 
 
 def test_destroy_target_deletes_the_node_and_its_dependents_only(example: Env) -> None:
@@ -200,3 +210,77 @@ def test_a_preview_environment_created_and_destroyed_three_times_leaves_nothing(
             "layer.platform",
             "layer.app",
         }
+
+
+def _crd(group: str) -> str:
+    return f"""apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"""
+
+
+def inventory_entries(env: Env, layer: str) -> str:
+    cm = client.CoreV1Api(env.api).read_namespaced_config_map(f"{env.name}.layer.{layer}", SYSTEM_NAMESPACE)
+    return str((cm.data or {}).get("objects", ""))
+
+
+def test_a_crd_without_the_prune_annotation_is_kept_recorded_and_listed_until_allowed(example: Env) -> None:
+    env = example
+    group = f"{env.name}.e2e.envctl.io"  # cluster-scoped: a group of this test's own
+    crd_name = f"widgets.{group}"
+    ext = client.ApiextensionsV1Api(env.api)
+    (env.env_dir / "layers" / "platform" / "crd.yaml").write_text(_crd(group))
+    env.commit("a CRD in the platform layer")
+    try:
+        converge(env)
+        (env.env_dir / "layers" / "platform" / "crd.yaml").unlink()
+        env.commit("the CRD leaves Git")
+        kept_note = (
+            f"apiextensions.k8s.io/v1 CustomResourceDefinition {crd_name}: kept: a CustomResourceDefinition"
+        )
+        for _ in range(2):  # the apply keeps it recorded, so the next plan lists it again
+            text = env.run("plan", "-e", env.name)
+            assert text.returncode == 0 and kept_note in text.stdout, describe(text)
+            r = env.run("apply", "-e", env.name, "--auto-approve")
+            assert r.returncode == 0, describe(r)
+            assert ext.read_custom_resource_definition(crd_name).metadata.name == crd_name
+            assert crd_name in inventory_entries(env, "platform")
+
+        env.git("rm", "-q", "-r", f"environments/{env.name}/layers")
+        env.commit("remove every layer")
+        r = env.run("apply", "-e", env.name, "--auto-approve")
+        assert r.returncode == 0, describe(r)
+        assert not env.namespace_exists()  # empty once the app's objects went: deleted
+        assert inventory_entries(env, "platform") == json.dumps(
+            [["apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd_name]], separators=(",", ":")
+        )
+        platform = nodes_of(plan_json(env))["layer.platform"]
+        assert platform["status"] == "removed from git: kept" and platform["kept"][0].startswith(
+            f"apiextensions.k8s.io/v1 CustomResourceDefinition {crd_name}: kept"
+        )
+
+        # the user allows it: the next plan deletes it, and nothing is left of the layer
+        ext.patch_custom_resource_definition(
+            crd_name, {"metadata": {"annotations": {"envctl.io/prune": "allow"}}}
+        )
+        assert [c["address"] for c in nodes_of(plan_json(env))["layer.platform"]["changes"]] == [
+            f"apiextensions.k8s.io/v1 CustomResourceDefinition {crd_name}"
+        ]
+        r = env.run("apply", "-e", env.name, "--auto-approve")
+        assert r.returncode == 0, describe(r)
+        assert crd_name not in {c.metadata.name for c in ext.list_custom_resource_definition().items}
+        assert inventories(env) == []
+    finally:
+        with contextlib.suppress(client.ApiException):
+            ext.delete_custom_resource_definition(crd_name)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2ehelpers import Env, describe
+from e2ehelpers import Env, converge, describe
 
 
 def test_the_markdown_plan_is_a_pull_request_comment(example: Env) -> None:
@@ -119,3 +119,17 @@ def test_a_cluster_refusing_envctl_is_named_on_plan_apply_and_drift(
     j = example.run("plan", "-e", example.name, "--format", "json")
     assert j.returncode == 69 and named in j.stderr, describe(j)
     assert not list((example.root / ".envctl" / "state").rglob("*.tfstate"))  # apply wrote nothing
+
+
+def test_the_blast_radius_counts_the_objects_of_a_layer_removed_from_git(example: Env) -> None:
+    converge(example)
+    example.git("rm", "-q", "-r", f"environments/{example.name}/layers/app")
+    example.commit("remove the app layer")
+    r = example.run("plan", "-e", example.name, "--format", "json")
+    assert r.returncode == 0, describe(r)
+    radius = json.loads(r.stdout)["blast_radius"]
+    assert radius["nodes_changing"] == radius["nodes_destructive"] == ["layer.app"]
+    assert radius["objects"] == {"create": 0, "update": 0, "replace": 0, "delete": 3, "pruned": 0}
+    assert radius["resources"] == {"create": 0, "update": 0, "replace": 0, "delete": 0, "pruned": 0}
+    text = example.run("plan", "-e", example.name)
+    assert "Kubernetes: 3 object(s) (3 to delete)" in text.stdout, describe(text)

@@ -442,6 +442,30 @@ def test_a_namespace_holding_other_objects_is_not_pruned(
     client.CoreV1Api(api).delete_namespace(target)
 
 
+def test_a_namespace_the_plan_kept_is_not_pruned_by_the_apply_and_stays_recorded(
+    tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient
+) -> None:
+    layer = Layer(tmp_path, kubeconfig, namespace)
+    target = f"{namespace}-k"
+    core = client.CoreV1Api(api)
+    layer.write({"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {target}}}\n"})
+    layer.apply()
+    core.create_namespaced_config_map(target, {"metadata": {"name": "not-ours"}, "data": {"x": "1"}})
+    layer.write({"other.yaml": cm("z", a="1").replace("name: z", f"name: z\n  namespace: {namespace}")})
+    plan = layer.plan()
+    assert f"v1 Namespace {target}" not in actions(plan)  # kept: it holds not-ours
+    # not-ours goes before the apply: the apply still does what the approved plan said
+    core.delete_namespaced_config_map("not-ours", target)
+    planned = frozenset(c.address for c in plan.changes if c.action.value == "delete")
+    done = layer.apply(planned_deletes=planned)
+    assert f"v1 Namespace {target}" not in actions(done)
+    assert core.read_namespace(target).status.phase == "Active"
+    inventory = read_inventory(layer.ctx, "layer.app")
+    assert any(e.kind == "Namespace" and e.name == target for e in inventory.entries)  # still recorded
+    assert actions(layer.plan())[f"v1 Namespace {target}"] == "delete"  # the next plan lists it again
+    core.delete_namespace(target)
+
+
 def test_inventory_writes_use_optimistic_concurrency(layer: Layer) -> None:
     layer.write({"a.yaml": cm("one", a="1")})
     layer.apply()

@@ -109,3 +109,36 @@ def test_a_known_output_change_shows_the_consumers_real_update(tmp_path: Path) -
     # the vpc is updated in place: its id stays and is known, so its consumer has nothing to do
     assert "id" not in second.bundle.nodes["stack.net"].outputs_unknown
     assert not second.bundle.nodes["stack.unknown"].has_changes
+
+
+SECRET = "s3cret-known-at-plan-7f1c"
+
+
+def test_a_sensitive_output_known_at_plan_time_is_planned_with_and_never_shown(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "environments/dev/environment.yaml": "name: dev\n",
+            "environments/dev/stacks/db/main.tf": """
+                variable "p" {
+                  type      = string
+                  sensitive = true
+                }
+                resource "terraform_data" "db" { input = "db" }
+                output "password" {
+                  value     = "pw-${var.p}"
+                  sensitive = true
+                }
+                """,
+            "environments/dev/stacks/db/stack.yaml": f"inputs:\n  p: {SECRET}\n",
+            "environments/dev/stacks/app/main.tf": CONSUMER,
+            "environments/dev/stacks/app/stack.yaml": "inputs:\n  x: ${stack.db.outputs.password}\n",
+        },
+    )
+    result = plan_environment(session(tmp_path, []))
+    assert not result.errors, result.errors
+    app = result.bundle.nodes["stack.app"]
+    assert not app.pending_upstream, app
+    assert [c.action for c in app.changes if c.action.changes] == [Action.CREATE]
+    stored = (result.plan_dir / "bundle.json").read_text()
+    assert SECRET not in stored and SECRET not in repr(result.bundle), stored

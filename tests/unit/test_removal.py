@@ -68,3 +68,40 @@ def test_a_deletion_keeping_nothing_is_a_change_one_keeping_everything_is_not() 
     assert not kept.has_changes
     assert NodePlan.from_json(kept.to_json()) == kept
     assert "deletion" not in NodePlan("layer.y").to_json()  # converging plans keep their shape
+
+
+def test_views_show_removed_nodes_what_they_delete_and_what_stays_kept() -> None:
+    import json
+
+    from envctl.core.bundle import PlanBundle
+    from envctl.core.changes import Action, Change
+    from envctl.views.plan import plan_json, plan_markdown, plan_text
+
+    nodes = {
+        "layer.app": NodePlan(
+            "layer.app",
+            (Change("apps/v1 Deployment app/web", Action.DELETE, {"a": 1}, None, ("the layer is deleted",)),),
+            deletion=Deletion.REMOVED,
+            depends_on=("layer.platform",),
+        ),
+        "layer.platform": NodePlan(
+            "layer.platform",
+            deletion=Deletion.REMOVED,
+            kept=("v1 Namespace app: kept: the namespace still holds other objects (v1 ConfigMap app/x)",),
+        ),
+        "stack.db": NodePlan("stack.db", deletion=Deletion.DESTROY),
+    }
+    b = PlanBundle("p1", "dev", "abc", False, "now", tuple(nodes), nodes)
+    text = plan_text(b, [], None)
+    assert "REMOVED FROM GIT" in text and "removed from git: kept" in text and "DESTROY" in text
+    assert "- apps/v1 Deployment app/web (delete)" in text
+    assert "= v1 Namespace app: kept: the namespace still holds other objects" in text
+    assert "Kept (listed above, until removed or adopted): layer.platform" in text
+    assert "- nothing left to delete: its records go" in text  # stack.db: nothing live, forgotten
+    md = plan_markdown(b, [], None)
+    assert "**REMOVED FROM GIT**" in md and "= v1 Namespace app: kept" in md
+    js = {n["node"]: n for n in json.loads(plan_json(b, [], None))["nodes"]}
+    assert js["layer.app"]["deletion"] == "removed from Git" and js["layer.app"]["depends_on"] == [
+        "layer.platform"
+    ]
+    assert js["layer.platform"]["kept"] and js["stack.db"]["deletion"] == "destroy"

@@ -171,3 +171,49 @@ def test_markdown_names_the_plan_id_and_fingerprint() -> None:
     b = bundle()
     md = pv.plan_markdown(b, [], "p")
     assert f"**Plan:** `{b.id}` · **Fingerprint:** `{b.fingerprint[:12]}`" in md
+
+
+def test_a_held_re_plan_is_shown_with_its_new_values_and_the_bound_is_in_the_json() -> None:
+    from envctl.core.results import ApplyResult, NodeResult
+    from envctl.core.schedule import Status
+    from envctl.views.plan import apply_json, apply_text
+
+    new = NodePlan(
+        "stack.b",
+        (Change("terraform_data.v", Action.UPDATE, {"input": "one"}, {"input": "two"}, fields=("input",)),),
+    )
+    res = ApplyResult(
+        "run-1",
+        "dev-1",
+        {
+            "stack.a": NodeResult("stack.a", Status.DONE),
+            "stack.b": NodeResult("stack.b", Status.BLOCKED, "needs approval: envctl approve X", new),
+        },
+        pending="creates",
+    )
+    text = apply_text(res)
+    held = text[text.index("stack.b (held) would now:") :]
+    assert '~ input: "one" -> "two"' in held, text
+    data = json.loads(apply_json(res))
+    assert data["pending"] == "creates"
+    by_node = {n["node"]: n for n in data["nodes"]}
+    assert "plan" not in by_node["stack.a"]
+    assert by_node["stack.b"]["plan"]["changes"][0]["after"] == {"input": "two"}
+
+
+def test_a_plan_with_pending_nodes_needing_approval_names_the_pending_bound() -> None:
+    pending = NodePlan("stack.db", pending_upstream=("vpc_id",))
+    net = NodePlan("stack.net", (Change("terraform_data.vpc", Action.CREATE, None, {"a": 1}),))
+    b = PlanBundle(
+        "dev-1",
+        "dev",
+        "abc",
+        False,
+        "now",
+        ("stack.net", "stack.db"),
+        {"stack.net": net, "stack.db": pending},
+    )
+    text = pv.plan_text(b, ["stack.net", "stack.db"], "p1")
+    assert "stack.db will be re-planned during apply and asked about again" in text
+    assert "envctl approve p1 --pending creates --by NAME" in text
+    assert "--pending" not in pv.plan_text(b, ["stack.net"], "p1")  # nothing pending needs approval
