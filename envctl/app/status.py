@@ -33,8 +33,8 @@ def environment_status(s: Session) -> StatusReport:
     removed = {n: e for n, e in last.items() if n not in s.env.nodes}
     try:
         lock = lock_holder(s)
-    except UnavailableError:
-        lock = {"holder": "unknown: the cluster cannot be reached"}
+    except UnavailableError as e:  # unreachable, or refusing envctl (TLS, 401, 403): say which
+        lock = {"holder": f"unknown: {e.message}"}
     drift = store.last_drift(name)
     overdue = overdue_seconds(drift.get("at") if drift else None, s.env.drift_every, now())
     return StatusReport(

@@ -118,6 +118,8 @@ def test_a_cluster_refusing_envctl_is_named_on_plan_apply_and_drift(
         assert "Traceback" not in out
     j = example.run("plan", "-e", example.name, "--format", "json")
     assert j.returncode == 69 and named in j.stderr, describe(j)
+    status = example.run("status", "-e", example.name)  # the lock holder cannot be known: why
+    assert named in status.stdout and context in status.stdout, describe(status)
     assert not list((example.root / ".envctl" / "state").rglob("*.tfstate"))  # apply wrote nothing
 
 
