@@ -12,6 +12,24 @@ from typing import Any
 NodesAt = Callable[[str], "frozenset[str] | None"]  # the environment's nodes at a commit (None: unknown)
 
 
+def _after_each_run(journals: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, tuple[Any, Any]]]]:
+    """Per run with a commit: that commit, and each node's last (status, commit) after the run."""
+    last: dict[str, tuple[Any, Any]] = {}
+    out: list[tuple[str, dict[str, tuple[Any, Any]]]] = []
+    for j in journals:
+        for n, r in dict(j.get("nodes") or {}).items():
+            if isinstance(r, Mapping):
+                last[str(n)] = (r.get("status"), r.get("commit"))
+        c = j.get("commit")
+        if isinstance(c, str) and c:
+            out.append((c, dict(last)))
+    return out
+
+
+def _converged(commit: str, last: Mapping[str, tuple[Any, Any]], nodes: frozenset[str] | None) -> bool:
+    return bool(nodes) and all(last.get(n) == ("done", commit) for n in nodes or ())
+
+
 def fully_converged(journals: Sequence[Mapping[str, Any]], nodes_at: NodesAt) -> list[str]:
     """The commits at which every node of the environment converged, in the order they did.
 
@@ -20,22 +38,7 @@ def fully_converged(journals: Sequence[Mapping[str, Any]], nodes_at: NodesAt) ->
     held or skipped a node, or one with ``--target`` that left a node at another commit, does not
     make its commit converged.
     """
-    last: dict[str, tuple[Any, Any]] = {}
-    cache: dict[str, frozenset[str] | None] = {}
-    out: list[str] = []
-    for j in journals:
-        for n, r in dict(j.get("nodes") or {}).items():
-            if isinstance(r, Mapping):
-                last[str(n)] = (r.get("status"), r.get("commit"))
-        c = j.get("commit")
-        if not isinstance(c, str) or not c:
-            continue
-        if c not in cache:
-            cache[c] = nodes_at(c)
-        nodes = cache[c]
-        if nodes and all(last.get(n) == ("done", c) for n in nodes):
-            out.append(c)
-    return out
+    return [c for c, last in _after_each_run(journals) if _converged(c, last, nodes_at(c))]
 
 
 def rollback_target(journals: Sequence[Mapping[str, Any]], nodes_at: NodesAt) -> str | None:
@@ -43,16 +46,23 @@ def rollback_target(journals: Sequence[Mapping[str, Any]], nodes_at: NodesAt) ->
 
     The newest commit at which every node converged, other than the commit the environment is at
     now (the last run's) and any commit an earlier rollback left: a second rollback goes further
-    back instead of returning to what the first one undid.
+    back instead of returning to what the first one undid. Newest first, so the environment is
+    loaded (``nodes_at``) only at the commits looked at, not at every commit of a long journal.
     """
     if not journals:
         return None
-    left = {journals[-1].get("commit")}
+    marks: list[Any] = [journals[-1].get("commit")]
     for j in journals:
         rb = j.get("rollback")
         if j.get("kind") == "rollback" and isinstance(rb, Mapping):
-            left.add(rb.get("from"))
-    for c in reversed(fully_converged(journals, nodes_at)):
-        if c not in left:
-            return c
+            marks.append(rb.get("from"))
+    left = {m for m in marks if isinstance(m, str)}
+    cache: dict[str, frozenset[str] | None] = {}
+    for commit, last in _after_each_run(journals)[::-1]:
+        if commit in left:
+            continue
+        if commit not in cache:
+            cache[commit] = nodes_at(commit)
+        if _converged(commit, last, cache[commit]):
+            return commit
     return None

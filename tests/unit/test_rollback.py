@@ -172,3 +172,15 @@ def test_choose_target_errors_are_usage_errors(make_repo: MakeRepo) -> None:
     root, _, _ = two_commits(make_repo)
     with pytest.raises(UsageError):
         choose_target(root, "dev", "-x")
+
+
+def test_the_default_loads_the_environment_only_at_the_commits_it_looks_at() -> None:
+    journals = [run(f"c{i}", DONE) for i in range(50)]
+    asked: list[str] = []
+
+    def at(commit: str) -> frozenset[str]:
+        asked.append(commit)
+        return NODES
+
+    assert rollback_target(journals, at) == "c48"
+    assert asked == ["c48"]  # not every commit of a long journal
