@@ -35,11 +35,15 @@ RETRY_MAX_DELAY = 2.0
 RETRY_BUDGET = 30.0
 FIRST_CONTACT_BUDGET = 1.0
 RETRY_AFTER_MAX = 10.0
+# The clock and the pause of the retry loop, by name, so a test replaces them for this module
+# alone (patching ``time.sleep`` itself would also catch other threads' sleeps).
+_monotonic = time.monotonic
+_sleep = time.sleep
 
 
 def _backoff(delay: float, start: float, budget: float) -> float | None:
     """The delay before the next attempt, or None when it would end after the budget."""
-    left = start + budget - time.monotonic()
+    left = start + budget - _monotonic()
     if left <= 0:
         return None
     return min(delay, left)
@@ -254,7 +258,7 @@ class KubeContext:
         # RETRY_BUDGET seconds (an API server restart takes several): apply is idempotent, and
         # callers whose writes are not (POST, PUT with a resourceVersion) check a 409 themselves.
         # Before the cluster ever answered, a refused connection fails fast: it is not there.
-        start = time.monotonic()
+        start = _monotonic()
         delay = RETRY_DELAY
         attempt = 0
         while True:
@@ -281,7 +285,7 @@ class KubeContext:
                     )
                     gone.context = self._state.context_name
                     raise gone from e
-                time.sleep(wait)
+                _sleep(wait)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 continue
             self._state.reached = True
@@ -296,7 +300,7 @@ class KubeContext:
                     max(delay, _retry_after(resp.headers.get("Retry-After"))), start, RETRY_BUDGET
                 )
                 if wait is not None:
-                    time.sleep(wait)
+                    _sleep(wait)
                     delay = min(delay * 2, RETRY_MAX_DELAY)
                     continue
             raise err

@@ -157,7 +157,7 @@ def _ctx(api: _Api, reached: bool = True) -> KubeContext:
 
 def test_dropped_connections_are_retried_with_growing_delays(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr(kclient.time, "sleep", sleeps.append)
+    monkeypatch.setattr(kclient, "_sleep", sleeps.append)
     api = _Api([ConnectionResetError("reset")] * 6 + [_Resp(200, b'{"ok": 1}')])
     assert _ctx(api).request("GET", "/api/v1") == {"ok": 1}
     assert sleeps == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
@@ -165,8 +165,8 @@ def test_dropped_connections_are_retried_with_growing_delays(monkeypatch: pytest
 
 def test_retries_stop_after_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
-    monkeypatch.setattr(kclient.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(kclient.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(kclient, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(kclient, "_sleep", lambda s: clock.__setitem__(0, clock[0] + s))
     api = _Api([ConnectionRefusedError("refused")] * 1000)
     with pytest.raises(ApiError) as e:
         _ctx(api).request("GET", "/api/v1")
@@ -176,8 +176,8 @@ def test_retries_stop_after_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_an_unreached_cluster_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
-    monkeypatch.setattr(kclient.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(kclient.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(kclient, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(kclient, "_sleep", lambda s: clock.__setitem__(0, clock[0] + s))
     with pytest.raises(ApiError):
         _ctx(_Api([ConnectionRefusedError("refused")] * 1000), reached=False).request("GET", "/api/v1")
     assert clock[0] <= kclient.FIRST_CONTACT_BUDGET
@@ -185,7 +185,7 @@ def test_an_unreached_cluster_fails_fast(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_503_and_429_are_retried_respecting_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr(kclient.time, "sleep", sleeps.append)
+    monkeypatch.setattr(kclient, "_sleep", sleeps.append)
     api = _Api([_Resp(429, headers={"Retry-After": "3"}), _Resp(503), _Resp(504), _Resp(200)])
     assert _ctx(api).request("GET", "/api/v1") == {}
     assert sleeps == [3.0, 0.4, 0.8]
