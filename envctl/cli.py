@@ -291,7 +291,7 @@ def apply(
     from envctl.app.apply import apply_bundle, apply_outcome, notify_apply, preflight
     from envctl.app.consent import ApprovalOptions, obtain_consent
     from envctl.app.locking import hold_environment_lock
-    from envctl.app.plan import plan_environment
+    from envctl.app.plan import blast_of, plan_environment
     from envctl.core.approval import PendingBound, nodes_needing_approval
     from envctl.core.errors import UsageError
     from envctl.core.hints import apply_command
@@ -336,7 +336,7 @@ def apply(
         needing,
         ApprovalOptions(auto_approve, approve_, PendingBound(pending) if pending else None),
         Terminal(_progress) if _tty() and not auto_approve else None,
-        lambda b, nodes: pv.plan_text(b, nodes, shown_dir, color=True),
+        lambda b, nodes: pv.plan_text(b, nodes, shown_dir, color=True, blast=blast_of(s, b)),
         show_plan=plan_ref is not None,
     )
     res = apply_bundle(

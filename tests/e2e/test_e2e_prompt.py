@@ -33,6 +33,8 @@ def test_the_prompt_asks_for_the_environment_name_and_applies(example: Env) -> N
         child.expect_exact(f"Type '{example.name}' to approve: ")
         asking = child.before
         assert "module.database.terraform_data.db (create)" in before, before
+        # the re-planned node's plan carries its blast radius, like every plan shown for approval
+        assert "Blast radius:" in before and "1 node(s) change: stack.database" in before, before
         # nothing converging in parallel prints while the question waits for its answer
         assert not PROGRESS.search(asking), asking
         child.sendline(example.name)
