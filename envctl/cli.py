@@ -225,12 +225,13 @@ def rollback(
     out: OutOpt = None,
     parallelism: PlanParallelismOpt = 4,
     fmt: PlanFormatOpt = "text",
+    detailed_exitcode: DetailedExitcodeOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Plan the environment as an earlier commit holds it; approve and apply it like any plan."""
     from envctl.app.rollback import plan_rollback
 
-    _show_plan(plan_rollback(repo, to, env, _progress, parallelism, out), fmt)
+    _show_plan(plan_rollback(repo, to, env, _progress, parallelism, out), fmt, detailed_exitcode)
 
 
 @app.command()

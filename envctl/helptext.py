@@ -184,6 +184,7 @@ Options:
   --out <path>               Directory for the plan bundle.
   --parallelism <int range>  Nodes planned at once.  [default: 4; x>=1]
   --format <str>             text, json or markdown.  [default: text]
+  --detailed-exitcode        Exit 2 when there are changes, 0 when none.
   --debug                    Show internal tracebacks for bug reports.
   -h, --help                 Show this message and exit.
 """,

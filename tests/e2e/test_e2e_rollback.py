@@ -92,6 +92,8 @@ def test_rollback_plans_commit_1_and_its_copied_hints_bring_the_world_back(examp
     assert nodes["layer.app"]["status"] == "pending upstream"
     assert f"--rev {first}" in data["commands"]["apply"]
     assert world(env) == after, "a rollback plan changes nothing"
+    # like plan: --detailed-exitcode says "changes" with exit 2, for a pipeline to branch on
+    assert env.run("rollback", "-e", env.name, "--detailed-exitcode").returncode == 2
 
     # --to names the commit; the text plan says it is a rollback and how to apply it
     r = env.run("rollback", "-e", env.name, "--to", first[:10])
