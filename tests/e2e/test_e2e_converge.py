@@ -34,7 +34,9 @@ def test_plan_shows_creates(example: Env) -> None:
         assert f"+ {resource} (create)" in out, out
     assert f"+ v1 Namespace {example.namespace} (create)" in out, out
     assert f"+ v1 ConfigMap {example.namespace}/platform-settings (create)" in out, out
-    table = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(NODES)}
+    # the table rows (other lines may start with a node id, e.g. the --pending hint)
+    rows = [line.split() for line in out.splitlines() if line.startswith(NODES)]
+    table = {r[0]: r[1:] for r in rows if len(r) > 1 and r[1].isdigit()}
     assert table["stack.network"][:4] == ["3", "0", "0", "0"], out
     assert table["layer.platform"][:4] == ["2", "0", "0", "0"], out
     # what waits for stack.network's vpc_id is pending upstream: never a false "no changes"

@@ -72,7 +72,9 @@ def test_editing_an_output_of_a_stack_with_resources_reaches_its_consumer(exampl
     assert [(c["address"], c["before"], c["after"]) for c in db["output_changes"]] == [
         ("output.endpoint", old, old.replace(":5432", ":6432"))
     ]
-    assert nodes["layer.app"]["pending_upstream"] == ["db_endpoint"]
+    # the new endpoint is known at plan time: the consumer is planned for real with it, not pending
+    assert nodes["layer.app"]["pending_upstream"] == [], nodes["layer.app"]
+    assert nodes["layer.app"]["counts"]["change"] == 1, nodes["layer.app"]
 
     plan = Path(example.root, data["plan_dir"])
     assert example.run("approve", str(plan), "--by", "e2e").returncode == 0

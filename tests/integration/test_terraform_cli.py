@@ -13,7 +13,7 @@ import pytest
 from tfhelpers import build_tool, context, dump, stack, write_tree
 
 from envctl.core.changes import Action, NodePlan
-from envctl.core.errors import EngineError, StalePlanError, UnavailableError
+from envctl.core.errors import ConfigError, StalePlanError, UnavailableError
 from envctl.terraform import apply_stack, plan_stack, read_outputs, validate_stack
 
 pytestmark = pytest.mark.integration
@@ -109,8 +109,10 @@ def test_tofu_diagnostics_carry_file_and_line(tmp_path: Path, tofu: Path) -> Non
     )
     node = stack("app")
     ctx = context(tmp_path, nodes=(node,), engine="cli", binary=str(tofu))
-    with pytest.raises(EngineError) as err:
+    # an undeclared variable is a configuration error found at plan: exit 78 at its file:line
+    with pytest.raises(ConfigError) as err:
         plan_stack(ctx, node, {}, tmp_path / "plans")
+    assert err.value.exit_code == 78
     assert str(err.value.location) == "environments/dev/stacks/app/main.tf:4"
     assert err.value.detail is not None and err.value.detail.startswith("command: tofu -chdir=")
 

@@ -320,9 +320,10 @@ def test_terraform_errors_name_node_file_line_and_command(tmp_path: Path) -> Non
     )
     node = stack("app")
     ctx = context(tmp_path, nodes=(node,))
-    with pytest.raises(EngineError) as err:
+    with pytest.raises(ConfigError) as err:  # found at plan, still a configuration error: exit 78
         plan_stack(ctx, node, {}, tmp_path / "plans")
     e = err.value
+    assert e.exit_code == 78
     assert e.node == "stack.app"
     assert str(e.location) == "environments/dev/stacks/app/main.tf:6"
     assert "Reference to undeclared resource" in e.message
