@@ -19,7 +19,6 @@ from envctl.core.errors import ApprovalRequiredError, UsageError
 from envctl.core.hints import approve_and_apply_command
 from envctl.core.removal import with_dependents
 from envctl.core.results import ApplyResult, PlanResult
-from envctl.store import now
 
 
 def plan_destroy(s: Session, targets: list[str], out: Path | None = None) -> PlanResult:
@@ -38,18 +37,7 @@ def plan_destroy(s: Session, targets: list[str], out: Path | None = None) -> Pla
     plan_dir = (out or default_dir).resolve()
     plan_dir.mkdir(parents=True, exist_ok=True)
     order, plans, errors = plan_deletions(s, selected, deps, plan_dir, {r.id: r.commit for r in removed})
-    bundle = PlanBundle(
-        id=plan_id,
-        environment=s.env.name,
-        commit=s.snapshot.commit,
-        dirty=s.snapshot.dirty,
-        created=now(),
-        order=tuple(n for n in order if n in plans),
-        nodes=plans,
-        inputs_hash={"_source": s.source_hash()},
-        targets=tuple(sorted(targets)),
-        rev=s.planned_rev,
-    )
+    bundle = s.new_bundle(plan_id, order, plans, {}, targets)
     if not errors:
         s.store.write_bundle(plan_dir, bundle)
     needing = nodes_needing_approval(bundle, s.approval_policy())

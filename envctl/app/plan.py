@@ -172,19 +172,7 @@ def plan_environment(
         removals, removed_plans, removed_errors = plan_removed(s, plan_dir)
         plans.update(removed_plans)
         errors.update(removed_errors)
-    bundle = PlanBundle(
-        id=plan_id,
-        environment=s.env.name,
-        commit=s.snapshot.commit,
-        dirty=s.snapshot.dirty,
-        created=now(),
-        order=tuple(n for n in [*removals, *order] if n in plans),
-        nodes=plans,
-        inputs_hash={**hashes, "_source": s.source_hash()},
-        targets=tuple(sorted(targets or ())),
-        rev=s.planned_rev,
-        rollback=rollback,
-    )
+    bundle = s.new_bundle(plan_id, [*removals, *order], plans, hashes, targets or (), rollback)
     # a plan with nothing to do is kept only when --out asked for it
     saved = not errors and (bundle.has_changes or out is not None)
     if saved:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl.core.adapter import NodeAdapter
 from envctl.core.approval import ApprovalPolicy, ChangeClass
+from envctl.core.bundle import PlanBundle, Rollback
+from envctl.core.changes import NodePlan
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, Node, Snapshot
 from envctl.core.removal import RemovedNode
-from envctl.store import Store
+from envctl.store import Store, now
 
 if TYPE_CHECKING:
     from envctl.kube import KubeContext
@@ -224,3 +226,27 @@ class Session:
         if self.snapshot.exists("envctl.yaml"):
             h.update(self.snapshot.read_bytes("envctl.yaml"))
         return h.hexdigest()
+
+    def new_bundle(
+        self,
+        plan_id: str,
+        order: Sequence[str],
+        nodes: dict[str, NodePlan],
+        inputs_hash: dict[str, str],
+        targets: Sequence[str],
+        rollback: Rollback | None = None,
+    ) -> PlanBundle:
+        """A plan bundle of this session's environment, commit and revision (plan, destroy)."""
+        return PlanBundle(
+            id=plan_id,
+            environment=self.env.name,
+            commit=self.snapshot.commit,
+            dirty=self.snapshot.dirty,
+            created=now(),
+            order=tuple(n for n in order if n in nodes),
+            nodes=nodes,
+            inputs_hash={**inputs_hash, "_source": self.source_hash()},
+            targets=tuple(sorted(targets)),
+            rev=self.planned_rev,
+            rollback=rollback,
+        )
