@@ -195,7 +195,7 @@ def load_yaml(data: bytes, file: str) -> YamlDoc:
 class _Frame:
     """A mapping or sequence being built from the event stream."""
 
-    __slots__ = ("explicit", "key", "key_line", "merge", "out", "path")
+    __slots__ = ("explicit", "key", "key_line", "merge", "out", "path", "zero")
 
     def __init__(self, out: dict[str, Any] | list[Any], path: Path_) -> None:
         self.out = out
@@ -204,15 +204,21 @@ class _Frame:
         self.key_line = 0
         self.merge = False  # the waiting key is a merge key (<<)
         self.explicit: set[str] = set()  # keys set so far, written or merged
+        self.zero: str | None = None  # the float key 0 or -0 set so far ("0" or "-0")
 
 
-def _merge_into(target: dict[str, Any], merged: Any, where: Location, seen: set[str]) -> None:
-    """go-yaml v2's merge key: a mapping, or a list of mappings, merged into ``target``.
+def _merge_into(
+    frame: _Frame, merged: Any, where: Location, zeros: dict[int, tuple[dict[str, Any], str]]
+) -> None:
+    """go-yaml v2's merge key: a mapping, or a list of mappings, merged into ``frame``'s mapping.
 
     A key set twice (by a merge and explicitly, or by two merges) is refused like any duplicate:
     kubectl's answer then depends on the order of the keys and, when their YAML types differ
-    (``y`` and ``'true'``), on Go's random map order.
+    (``y`` and ``'true'``), on Go's random map order. ``zeros`` names the float key 0 or -0 of
+    a merged mapping (by ``id``): one Go key with a 0 or -0 of the target.
     """
+    target, seen = frame.out, frame.explicit
+    assert isinstance(target, dict)
     sources = [merged] if isinstance(merged, dict) else merged if isinstance(merged, list) else None
     if sources is None or not all(isinstance(m, dict) for m in sources):
         raise ConfigError(
@@ -228,6 +234,19 @@ def _merge_into(target: dict[str, Any], merged: Any, where: Location, seen: set[
                 )
             seen.add(key)
             target[key] = value
+        zero = zeros.get(id(m))
+        if zero is not None and zero[0] is m:
+            if frame.zero is not None:
+                raise _same_zero(zero[1], frame.zero, where)
+            frame.zero = zero[1]
+
+
+def _same_zero(name: str, earlier: str, where: Location) -> ConfigError:
+    return ConfigError(
+        f"duplicate key {quoted(name)} (the same key as {quoted(earlier)} to kubectl: 0.0 == -0.0)",
+        location=where,
+        hint="set each key of a mapping once",
+    )
 
 
 def load_yaml_documents(
@@ -240,7 +259,10 @@ def load_yaml_documents(
     Built in one pass over libyaml's events, so the limits hold while parsing: an alias is refused,
     nesting is bounded by ``max_depth`` and a document by ``max_nodes`` values, each at the line
     where it is crossed, before anything larger is built. Duplicate keys are refused (kubectl keeps
-    the last one silently). Empty documents are skipped; ``doc.loc()`` is the line where a document
+    the last one silently): keys that become the same JSON key (``yes`` and ``'true'``), and the
+    float keys 0 and -0 (one Go key, written as the later spelling). A NaN or infinite value is
+    refused at the end of its document, so a later equal key is refused as the duplicate it is
+    (kubectl would have replaced the value before refusing it). Empty documents are skipped; ``doc.loc()`` is the line where a document
     starts. The size of ``text`` is the caller's to bound.
     """
     loader: Any = (
@@ -283,6 +305,8 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
     # Keys repeat (a CRD schema says ``type``, ``description`` and ``properties`` thousands of
     # times): each distinct key scalar is resolved once per text.
     known_keys: dict[tuple[str, str | None, bool], str] = {}
+    zeros: dict[int, tuple[dict[str, Any], str]] = {}  # closed mappings holding a float key 0 or -0
+    non_finite: ConfigError | None = None  # the first NaN or infinite value of the document
 
     def fail(message: str, line: int, hint: str | None = None) -> ConfigError:
         return ConfigError(message, location=Location(file, line), hint=hint)
@@ -300,7 +324,7 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                 assert top.key is not None
                 path = (*top.path, top.key)
                 if top.merge:
-                    _merge_into(top.out, value, Location(file, top.key_line), top.explicit)
+                    _merge_into(top, value, Location(file, top.key_line), zeros)
                 else:
                     top.out[top.key] = value
                 top.key = None
@@ -336,7 +360,14 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                         memo = (ev.value, tag, plain)
                         name = "<<" if top.merge else known_keys.get(memo)
                         if name is None:
-                            name = known_keys[memo] = as_key(*resolve(ev.value, tag, plain))
+                            rtag, raw = resolve(ev.value, tag, plain)
+                            name = as_key(rtag, raw)
+                            if not kubescalars.is_float_zero(rtag, raw):
+                                known_keys[memo] = name  # a float 0 or -0 is checked below, each time
+                            elif top.zero is not None and name not in top.explicit:
+                                raise _same_zero(name, top.zero, Location(file, line))
+                            else:
+                                top.zero = name
                         if not top.merge:
                             if name in top.explicit:
                                 raise fail(f"duplicate key {quoted(name)}", line)
@@ -350,6 +381,12 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                     ref = isinstance(value, str) and "${" in value
                     doc.has_refs = doc.has_refs or ref
                     place(value, line, ref and not plain)
+                except kubescalars.NonFinite as e:
+                    if non_finite is None:
+                        non_finite = fail(
+                            f"value {quoted(ev.value, 40)}: {e}", line, "quote the value to keep it a string"
+                        )
+                    place(None, line)
                 except ValueError as e:
                     raise fail(
                         f"{'key' if wants_key else 'value'} {quoted(ev.value, 40)}: {e}",
@@ -374,6 +411,8 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
             stack.append(_Frame({} if cls is yaml.MappingStartEvent else [], path))
         elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
             frame = stack.pop()
+            if frame.zero is not None:
+                zeros[id(frame.out)] = (frame.out, frame.zero)  # kept alive: ids stay unique
             place(frame.out, doc.lines.get(frame.path, 1))
         elif cls is yaml.AliasEvent:
             raise fail(
@@ -382,7 +421,7 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                 "write the value out in full",
             )
         elif cls is yaml.DocumentStartEvent:
-            doc, count = YamlDoc(file, None), 0
+            doc, count, non_finite = YamlDoc(file, None), 0, None
             if ev.explicit and _content_after_separator(loader, ev):
                 raise fail(
                     "content after --- on the same line (kubectl: invalid Yaml document separator)",
@@ -390,6 +429,8 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                     "start the document on the next line",
                 )
         elif cls is yaml.DocumentEndEvent:
+            if non_finite is not None:
+                raise non_finite
             if doc.data is not None:
                 docs.append(doc)
         elif cls is yaml.StreamEndEvent:
