@@ -195,7 +195,7 @@ def load_yaml(data: bytes, file: str) -> YamlDoc:
 class _Frame:
     """A mapping or sequence being built from the event stream."""
 
-    __slots__ = ("explicit", "key", "key_line", "merge", "out", "path", "zero")
+    __slots__ = ("explicit", "key", "key_line", "merge", "out", "path")
 
     def __init__(self, out: dict[str, Any] | list[Any], path: Path_) -> None:
         self.out = out
@@ -204,18 +204,15 @@ class _Frame:
         self.key_line = 0
         self.merge = False  # the waiting key is a merge key (<<)
         self.explicit: set[str] = set()  # keys set so far, written or merged
-        self.zero: str | None = None  # the float key 0 or -0 set so far ("0" or "-0")
 
 
-def _merge_into(
-    frame: _Frame, merged: Any, where: Location, zeros: dict[int, tuple[dict[str, Any], str]]
-) -> None:
+def _merge_into(frame: _Frame, merged: Any, where: Location, zeros: dict[int, tuple[object, str]]) -> None:
     """go-yaml v2's merge key: a mapping, or a list of mappings, merged into ``frame``'s mapping.
 
     A key set twice (by a merge and explicitly, or by two merges) is refused like any duplicate:
     kubectl's answer then depends on the order of the keys and, when their YAML types differ
     (``y`` and ``'true'``), on Go's random map order. ``zeros`` names the float key 0 or -0 of
-    a merged mapping (by ``id``): one Go key with a 0 or -0 of the target.
+    each mapping that has one (by ``id``): one Go key with a 0 or -0 of the target.
     """
     target, seen = frame.out, frame.explicit
     assert isinstance(target, dict)
@@ -236,9 +233,10 @@ def _merge_into(
             target[key] = value
         zero = zeros.get(id(m))
         if zero is not None and zero[0] is m:
-            if frame.zero is not None:
-                raise _same_zero(zero[1], frame.zero, where)
-            frame.zero = zero[1]
+            mine = zeros.get(id(target))
+            if mine is not None and mine[0] is target:
+                raise _same_zero(zero[1], mine[1], where)
+            zeros[id(target)] = (target, zero[1])
 
 
 def _same_zero(name: str, earlier: str, where: Location) -> ConfigError:
@@ -262,8 +260,8 @@ def load_yaml_documents(
     the last one silently): keys that become the same JSON key (``yes`` and ``'true'``), and the
     float keys 0 and -0 (one Go key, written as the later spelling). A NaN or infinite value is
     refused at the end of its document, so a later equal key is refused as the duplicate it is
-    (kubectl would have replaced the value before refusing it). Empty documents are skipped; ``doc.loc()`` is the line where a document
-    starts. The size of ``text`` is the caller's to bound.
+    (kubectl would have replaced the value before refusing it). Empty documents are skipped;
+    ``doc.loc()`` is the line where a document starts. The size of ``text`` is the caller's to bound.
     """
     loader: Any = (
         yaml.CSafeLoader(text) if getattr(yaml, "__with_libyaml__", False) else _loader(text, file, max_depth)
@@ -305,7 +303,8 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
     # Keys repeat (a CRD schema says ``type``, ``description`` and ``properties`` thousands of
     # times): each distinct key scalar is resolved once per text.
     known_keys: dict[tuple[str, str | None, bool], str] = {}
-    zeros: dict[int, tuple[dict[str, Any], str]] = {}  # closed mappings holding a float key 0 or -0
+    # mappings holding a float key 0 or -0, with its name (the mapping kept alive: ids stay unique)
+    zeros: dict[int, tuple[object, str]] = {}
     non_finite: ConfigError | None = None  # the first NaN or infinite value of the document
 
     def fail(message: str, line: int, hint: str | None = None) -> ConfigError:
@@ -363,11 +362,12 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                             rtag, raw = resolve(ev.value, tag, plain)
                             name = as_key(rtag, raw)
                             if not kubescalars.is_float_zero(rtag, raw):
-                                known_keys[memo] = name  # a float 0 or -0 is checked below, each time
-                            elif top.zero is not None and name not in top.explicit:
-                                raise _same_zero(name, top.zero, Location(file, line))
-                            else:
-                                top.zero = name
+                                known_keys[memo] = name  # a float 0 or -0 is checked here, each time
+                            elif name not in top.explicit:
+                                zero = zeros.get(id(top.out))
+                                if zero is not None and zero[0] is top.out:
+                                    raise _same_zero(name, zero[1], Location(file, line))
+                                zeros[id(top.out)] = (top.out, name)
                         if not top.merge:
                             if name in top.explicit:
                                 raise fail(f"duplicate key {quoted(name)}", line)
@@ -411,8 +411,6 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
             stack.append(_Frame({} if cls is yaml.MappingStartEvent else [], path))
         elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
             frame = stack.pop()
-            if frame.zero is not None:
-                zeros[id(frame.out)] = (frame.out, frame.zero)  # kept alive: ids stay unique
             place(frame.out, doc.lines.get(frame.path, 1))
         elif cls is yaml.AliasEvent:
             raise fail(
