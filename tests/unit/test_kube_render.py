@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from envctl.core.bundle import canonical, sha256
 from envctl.core.errors import ConfigError
 from envctl.core.model import Environment, LayerSpec, Node
 from envctl.core.yamlcache import load_yaml_documents_cached
-from envctl.core.bundle import canonical, sha256
 from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER, objects_digest
 from envctl.kube.render import plaintext_secrets, render_layer
 from envctl.repo.snapshot import WorkTreeSnapshot
