@@ -8,7 +8,9 @@ decodes that JSON into an unstructured object (an integral number that fits int6
 every other number a float). This module reproduces those rules, found by experiment against
 ``kubectl create --dry-run=client -o json`` and proved by ``tests/integration/test_kubectl_yaml.py``.
 
-Errors are ``ValueError`` with kubectl's reason; the YAML reader adds the file and line.
+Errors are ``ValueError`` with kubectl's reason; the YAML reader adds the file and line. A NaN or
+infinite value is a :class:`NonFinite` error: kubectl refuses it only if it survives into the JSON
+(a later equal key replaces it first).
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ _TIMESTAMP = re.compile(
     r"(?:(?:[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))"
     r"|(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.\d+)?))?$"
 )
+
+
+class NonFinite(ValueError):
+    """A NaN or infinite value: refused when the JSON is written, so only if nothing replaced it."""
 
 
 def _short(tag: str) -> str:
@@ -155,7 +161,7 @@ def value(rtag: str, raw: Any) -> Any:
     if isinstance(raw, float):
         if math.isnan(raw) or math.isinf(raw):
             shown = "NaN" if math.isnan(raw) else "+Inf" if raw > 0 else "-Inf"
-            raise ValueError(f"json: unsupported value: {shown}")
+            raise NonFinite(f"json: unsupported value: {shown}")
         if raw.is_integer():
             # Go writes a float with its shortest digits (1e3 as 1000, 2^63 as 9223372036854776000);
             # kubectl decodes that text as an integer when it fits int64
@@ -163,6 +169,12 @@ def value(rtag: str, raw: Any) -> Any:
             if _INT64[0] <= whole <= _INT64[1]:
                 return whole
     return raw
+
+
+def is_float_zero(rtag: str, raw: Any) -> bool:
+    """Whether a key is the float 0 or -0: one key to Go's map (0.0 == -0.0, and the later spelling
+    replaces the earlier one), two keys in JSON ("0" and "-0")."""
+    return rtag == FLOAT and raw == 0
 
 
 def key(rtag: str, raw: Any) -> str:

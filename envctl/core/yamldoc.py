@@ -6,9 +6,6 @@ so a hostile repository gets a ``ConfigError`` within milliseconds, never a hang
 
 from __future__ import annotations
 
-import hashlib
-import pickle
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -206,13 +203,16 @@ class _Frame:
         self.explicit: set[str] = set()  # keys set so far, written or merged
 
 
-def _merge_into(target: dict[str, Any], merged: Any, where: Location, seen: set[str]) -> None:
-    """go-yaml v2's merge key: a mapping, or a list of mappings, merged into ``target``.
+def _merge_into(frame: _Frame, merged: Any, where: Location, zeros: dict[int, tuple[object, str]]) -> None:
+    """go-yaml v2's merge key: a mapping, or a list of mappings, merged into ``frame``'s mapping.
 
     A key set twice (by a merge and explicitly, or by two merges) is refused like any duplicate:
     kubectl's answer then depends on the order of the keys and, when their YAML types differ
-    (``y`` and ``'true'``), on Go's random map order.
+    (``y`` and ``'true'``), on Go's random map order. ``zeros`` names the float key 0 or -0 of
+    each mapping that has one (by ``id``): one Go key with a 0 or -0 of the target.
     """
+    target, seen = frame.out, frame.explicit
+    assert isinstance(target, dict)
     sources = [merged] if isinstance(merged, dict) else merged if isinstance(merged, list) else None
     if sources is None or not all(isinstance(m, dict) for m in sources):
         raise ConfigError(
@@ -228,6 +228,20 @@ def _merge_into(target: dict[str, Any], merged: Any, where: Location, seen: set[
                 )
             seen.add(key)
             target[key] = value
+        zero = zeros.get(id(m))
+        if zero is not None and zero[0] is m:
+            mine = zeros.get(id(target))
+            if mine is not None and mine[0] is target:
+                raise _same_zero(zero[1], mine[1], where)
+            zeros[id(target)] = (target, zero[1])
+
+
+def _same_zero(name: str, earlier: str, where: Location) -> ConfigError:
+    return ConfigError(
+        f"duplicate key {quoted(name)} (the same key as {quoted(earlier)} to kubectl: 0.0 == -0.0)",
+        location=where,
+        hint="set each key of a mapping once",
+    )
 
 
 def load_yaml_documents(
@@ -240,8 +254,11 @@ def load_yaml_documents(
     Built in one pass over libyaml's events, so the limits hold while parsing: an alias is refused,
     nesting is bounded by ``max_depth`` and a document by ``max_nodes`` values, each at the line
     where it is crossed, before anything larger is built. Duplicate keys are refused (kubectl keeps
-    the last one silently). Empty documents are skipped; ``doc.loc()`` is the line where a document
-    starts. The size of ``text`` is the caller's to bound.
+    the last one silently): keys that become the same JSON key (``yes`` and ``'true'``), and the
+    float keys 0 and -0 (one Go key, written as the later spelling). A NaN or infinite value is
+    refused at the end of its document, so a later equal key is refused as the duplicate it is
+    (kubectl would have replaced the value before refusing it). Empty documents are skipped;
+    ``doc.loc()`` is the line where a document starts. The size of ``text`` is the caller's to bound.
     """
     loader: Any = (
         yaml.CSafeLoader(text) if getattr(yaml, "__with_libyaml__", False) else _loader(text, file, max_depth)
@@ -283,6 +300,9 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
     # Keys repeat (a CRD schema says ``type``, ``description`` and ``properties`` thousands of
     # times): each distinct key scalar is resolved once per text.
     known_keys: dict[tuple[str, str | None, bool], str] = {}
+    # mappings holding a float key 0 or -0, with its name (the mapping kept alive: ids stay unique)
+    zeros: dict[int, tuple[object, str]] = {}
+    non_finite: ConfigError | None = None  # the first NaN or infinite value of the document
 
     def fail(message: str, line: int, hint: str | None = None) -> ConfigError:
         return ConfigError(message, location=Location(file, line), hint=hint)
@@ -300,7 +320,7 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                 assert top.key is not None
                 path = (*top.path, top.key)
                 if top.merge:
-                    _merge_into(top.out, value, Location(file, top.key_line), top.explicit)
+                    _merge_into(top, value, Location(file, top.key_line), zeros)
                 else:
                     top.out[top.key] = value
                 top.key = None
@@ -336,7 +356,15 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                         memo = (ev.value, tag, plain)
                         name = "<<" if top.merge else known_keys.get(memo)
                         if name is None:
-                            name = known_keys[memo] = as_key(*resolve(ev.value, tag, plain))
+                            rtag, raw = resolve(ev.value, tag, plain)
+                            name = as_key(rtag, raw)
+                            if not kubescalars.is_float_zero(rtag, raw):
+                                known_keys[memo] = name  # a float 0 or -0 is checked here, each time
+                            elif name not in top.explicit:
+                                zero = zeros.get(id(top.out))
+                                if zero is not None and zero[0] is top.out:
+                                    raise _same_zero(name, zero[1], Location(file, line))
+                                zeros[id(top.out)] = (top.out, name)
                         if not top.merge:
                             if name in top.explicit:
                                 raise fail(f"duplicate key {quoted(name)}", line)
@@ -350,6 +378,12 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                     ref = isinstance(value, str) and "${" in value
                     doc.has_refs = doc.has_refs or ref
                     place(value, line, ref and not plain)
+                except kubescalars.NonFinite as e:
+                    if non_finite is None:
+                        non_finite = fail(
+                            f"value {quoted(ev.value, 40)}: {e}", line, "quote the value to keep it a string"
+                        )
+                    place(None, line)
                 except ValueError as e:
                     raise fail(
                         f"{'key' if wants_key else 'value'} {quoted(ev.value, 40)}: {e}",
@@ -382,7 +416,7 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                 "write the value out in full",
             )
         elif cls is yaml.DocumentStartEvent:
-            doc, count = YamlDoc(file, None), 0
+            doc, count, non_finite = YamlDoc(file, None), 0, None
             if ev.explicit and _content_after_separator(loader, ev):
                 raise fail(
                     "content after --- on the same line (kubectl: invalid Yaml document separator)",
@@ -390,33 +424,10 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
                     "start the document on the next line",
                 )
         elif cls is yaml.DocumentEndEvent:
+            if non_finite is not None:
+                raise non_finite
             if doc.data is not None:
                 docs.append(doc)
         elif cls is yaml.StreamEndEvent:
             return
 
-
-_PARSED: dict[tuple[str, str], bytes] = {}
-_PARSED_LOCK = threading.Lock()
-_PARSED_MAX = 64
-
-
-def load_yaml_documents_cached(text: str, file: str) -> list[YamlDoc]:
-    """:func:`load_yaml_documents`, remembered by file name and text hash for this process.
-
-    A command reads a manifest several times (the loader's reference scan, precheck, plan,
-    apply); the parse is most of the cost. Keyed by content, so an edited file is parsed anew;
-    each call gets its own copy (callers substitute values and add labels in place).
-    """
-    key = (file, hashlib.sha256(text.encode()).hexdigest())
-    with _PARSED_LOCK:
-        hit = _PARSED.get(key)
-    if hit is not None:
-        out: list[YamlDoc] = pickle.loads(hit)
-        return out
-    docs = load_yaml_documents(text, file)
-    with _PARSED_LOCK:
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = pickle.dumps(docs, protocol=pickle.HIGHEST_PROTOCOL)
-    return docs

@@ -114,6 +114,45 @@ def test_merge_keys_merge_and_a_key_set_twice_is_refused() -> None:
         assert "duplicate key" in refusal(text).message
 
 
+def test_a_value_replaced_by_an_equal_key_is_refused_as_the_duplicate_not_for_its_value() -> None:
+    # kubectl: `yes` and `YES` are one key (true); the later value replaces +Inf before the JSON is
+    # written, so kubectl reads {"true": -9.2e18}. envctl refuses the duplicate (at its line), never
+    # the value kubectl drops.
+    for text, line in (
+        ("yes: +.inf\nYES: -9223372036854775809\n", 2),
+        ("a: .nan\na: 1\n", 2),
+        ("a: {b: .inf}\na: 1\n", 2),
+        ("a: .inf\n<<: {a: 1}\n", 2),
+        ("<<: {a: .inf}\na: 1\n", 2),
+    ):
+        e = refusal(text)
+        assert "duplicate key" in e.message, text
+        assert e.location is not None and e.location.line == line
+    # a NaN or infinity that nothing replaces is refused at its own line, after the document
+    e = refusal("a: 1\nb: -.inf\nc: 2\n")
+    assert "unsupported value: -Inf" in e.message
+    assert e.location is not None and e.location.line == 2
+    assert load_yaml_documents(".inf: 1\n.nan: [x]\n", "m.yaml")[0].data == {".inf": 1, ".nan": ["x"]}
+
+
+def test_the_float_keys_0_and_minus_0_are_one_key_as_in_go() -> None:
+    # Go's map holds 0.0 and -0.0 as one key and keeps the later spelling: kubectl reads
+    # `1e-400: a` + `<<: {-0.0: c}` as {"-0": c}, where their JSON names ("0", "-0") differ.
+    for text in (
+        "0.0: a\n-0.0: b\n",
+        "1e-400: a\n-1e-400: b\n",
+        "1e-400: a\n'1e-400': b\n<<: {-0.0: c}\n",
+        "<<: [{0.0: a}, {-0.0: b}]\n",
+        "<<: {!!float 0: a}\n-0.0: b\n",
+    ):
+        e = refusal(text)
+        assert "duplicate key" in e.message and "0.0 == -0.0" in e.message, text
+    # an integer 0 is another Go key than the float -0 (kubectl keeps both), and so are keys of
+    # two different mappings
+    [doc] = load_yaml_documents("0: a\n-0.0: b\np: {0.0: 1}\nq: {-0.0: 2}\n<<: {r: {0.0: 3}}\n", "m.yaml")
+    assert doc.data == {"0": "a", "-0": "b", "p": {"0": 1}, "q": {"-0": 2}, "r": {"0": 3}}
+
+
 def test_quoted_and_block_strings_holding_references_are_marked_as_text() -> None:
     [doc] = load_yaml_documents("a: ${x}\nb: '${x}'\nc: |\n  ${x}\nd: !!str ${x}\ne: 'plain'\n", "m.yaml")
     assert doc.texts == {("b",), ("c",), ("d",)}
