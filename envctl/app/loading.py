@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from envctl.app.session import Session, prewarm_plans
+from envctl.core import yamlcache
 from envctl.core.errors import UsageError
 from envctl.core.graph import EnvGraph
 from envctl.core.model import Environment, Snapshot
 from envctl.repo import find_repo_root, list_environments, load_environment, open_snapshot
+from envctl.repo.parsecache import DiskParseStore
 
 
 def repo_root(repo: Path | None) -> Path:
@@ -25,7 +27,15 @@ def repo_root(repo: Path | None) -> Path:
 
 def snapshot_of(repo: Path | None, rev: str | None) -> Snapshot:
     """The repository's files: its working tree, or what Git revision ``rev`` holds."""
-    return open_snapshot(repo_root(repo), rev)
+    root = repo_root(repo)
+    return _with_parse_cache(open_snapshot(root, rev), root)
+
+
+def _with_parse_cache(snapshot: Snapshot, root: Path) -> Snapshot:
+    """``snapshot``, once its repository is known to be one envctl may keep state in (it does not
+    commit ``.envctl/``): YAML parses are kept in its ``.envctl/cache/`` from now on."""
+    yamlcache.use_store(DiskParseStore(root))
+    return snapshot
 
 
 def pick_environment(snapshot: Snapshot, env: str | None) -> str:
@@ -83,7 +93,7 @@ def validate_sessions(
     from envctl.core.errors import ConfigError
 
     root = repo_root(repo)
-    snapshot = open_snapshot(root, rev)
+    snapshot = _with_parse_cache(open_snapshot(root, rev), root)
     names = [env] if env else list_environments(snapshot)
     if not names:
         raise ConfigError(

@@ -6,9 +6,6 @@ so a hostile repository gets a ``ConfigError`` within milliseconds, never a hang
 
 from __future__ import annotations
 
-import hashlib
-import pickle
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -434,28 +431,3 @@ def _build(loader: Any, file: str, max_depth: int, max_nodes: int, docs: list[Ya
         elif cls is yaml.StreamEndEvent:
             return
 
-
-_PARSED: dict[tuple[str, str], bytes] = {}
-_PARSED_LOCK = threading.Lock()
-_PARSED_MAX = 64
-
-
-def load_yaml_documents_cached(text: str, file: str) -> list[YamlDoc]:
-    """:func:`load_yaml_documents`, remembered by file name and text hash for this process.
-
-    A command reads a manifest several times (the loader's reference scan, precheck, plan,
-    apply); the parse is most of the cost. Keyed by content, so an edited file is parsed anew;
-    each call gets its own copy (callers substitute values and add labels in place).
-    """
-    key = (file, hashlib.sha256(text.encode()).hexdigest())
-    with _PARSED_LOCK:
-        hit = _PARSED.get(key)
-    if hit is not None:
-        out: list[YamlDoc] = pickle.loads(hit)
-        return out
-    docs = load_yaml_documents(text, file)
-    with _PARSED_LOCK:
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = pickle.dumps(docs, protocol=pickle.HIGHEST_PROTOCOL)
-    return docs

@@ -24,7 +24,8 @@ from envctl.core.errors import ConfigError, Location, UnavailableError
 from envctl.core.model import Environment, Node, Snapshot
 from envctl.core.paths import repo_path
 from envctl.core.refs import Budget, Resolver, quoted, substitute_values
-from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
+from envctl.core.yamlcache import load_yaml_documents_cached
+from envctl.core.yamldoc import YamlDoc, load_yaml_documents
 from envctl.kube.procio import run_bounded
 from envctl.sops import is_encrypted
 

@@ -27,7 +27,8 @@ from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Environment, Node, Ref, Snapshot
 from envctl.core.refs import HINT, Budget, Resolver, substitute_values
 from envctl.core.secrets import KNOWN, encoded_forms, secret_texts
-from envctl.core.yamldoc import YamlDoc, load_yaml_documents, load_yaml_documents_cached
+from envctl.core.yamlcache import load_yaml_documents_cached
+from envctl.core.yamldoc import YamlDoc, load_yaml_documents
 from envctl.kube.encrypted import is_from_sops, sops_manifests, strip_sops_marker
 from envctl.kube.helm import apply_hook_policy, render_chart, sources_of
 from envctl.kube.kustomize import (

@@ -15,7 +15,8 @@ from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Environment, HelmChart, LayerOutput, LayerSpec, Node, Ref, Snapshot
 from envctl.core.paths import repo_path as _clean
 from envctl.core.refs import find_refs, quoted, substitute_value
-from envctl.core.yamldoc import YamlDoc, load_yaml_documents_cached
+from envctl.core.yamlcache import load_yaml_documents_cached
+from envctl.core.yamldoc import YamlDoc
 from envctl.repo.schema import (
     check_keys,
     duration,

@@ -8,7 +8,7 @@ import pytest
 
 from envctl.core.errors import ConfigError
 from envctl.core.model import Environment, LayerSpec, Node
-from envctl.core.yamldoc import load_yaml_documents_cached
+from envctl.core.yamlcache import load_yaml_documents_cached
 from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER
 from envctl.kube.render import plaintext_secrets, render_layer
 from envctl.repo.snapshot import WorkTreeSnapshot
