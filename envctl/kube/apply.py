@@ -38,6 +38,7 @@ from envctl.kube.objects import (
     mask_object,
     mask_secret_pair,
     normalise,
+    objects_digest,
     owned_by_envctl,
     secret_values,
 )
@@ -165,11 +166,7 @@ def plan_layer(
 
 def _plan_key(node: Node, objects: Sequence[Mapping[str, Any]]) -> tuple[str, str, str]:
     """What a plan's dry-runs are kept under for the apply of the same objects in this run."""
-    import hashlib
-    import json
-
-    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"), default=str)
-    return ("layer-plan", node.id, f"{_spec(node).recreate}:{hashlib.sha256(text.encode()).hexdigest()}")
+    return ("layer-plan", node.id, f"{_spec(node).recreate}:{objects_digest(objects)}")
 
 
 def _as_planned(p: Prepared, view: LiveView) -> bool | None:

@@ -362,12 +362,19 @@ def dry_run_one(
         created = False
         # An object the LISTs do not show is most likely a create, and a create is shown as
         # rendered: its dry-run only has to validate it. A large one (a CRD's schema) then comes
-        # back as metadata alone, sparing the server the encoding of its whole body.
+        # back as metadata alone, sparing the server the encoding of its whole body, and where a
+        # create refuses all an apply would (validated_by_create), it is validated as a create.
         brief = not known and _large(p.obj)
         try:
-            p.dry, created = ctx.apply_created(
-                p.obj, p.mapping, dry_run=True, force=not learn_conflicts, metadata_only=brief
-            )
+            dry = None
+            if brief and validated_by_create(p.obj):
+                dry = _validate_create(ctx, p)
+            if dry is not None:
+                p.dry, created = dry, True
+            else:
+                p.dry, created = ctx.apply_created(
+                    p.obj, p.mapping, dry_run=True, force=not learn_conflicts, metadata_only=brief
+                )
         except ApiError as e:
             if e.status == 409 and conflicts_of(e):
                 p.conflicts = conflicts_of(e)
@@ -415,6 +422,101 @@ BRIEF_ABOVE = 64 * 1024  # bytes of JSON above which a create's dry-run returns 
 
 def _large(obj: Mapping[str, Any]) -> bool:
     return len(json.dumps(obj, separators=(",", ":"), default=str)) > BRIEF_ABOVE
+
+
+def _validate_create(ctx: KubeContext, p: Prepared) -> dict[str, Any] | None:
+    """``p``'s dry-run create, metadata only; None when the object exists after all (409
+    AlreadyExists: created meanwhile, or present without this layer's labels) - then the caller
+    dry-runs the apply, which diffs and adopts it."""
+    assert p.mapping is not None
+    try:
+        return ctx.validate_create(p.obj, p.mapping, metadata_only=True)
+    except ApiError as e:
+        if e.status == 409 and e.reason == "AlreadyExists":
+            return None
+        raise
+
+
+# Kinds for which a dry-run create refuses everything a server-side apply creating the object
+# refuses, once the object has none of the hazards below (measured against the API server:
+# tests/integration/test_create_validation.py). Server-side apply first turns the applied
+# configuration into a typed value, and that alone refuses what validation lets through: the
+# same key twice in an associative list (``listType: map``/``set``) or an item without its key,
+# and ``metadata.managedFields`` in the body. A create validates everything else the same way
+# (strict field validation refuses unknown fields, as apply does). Other kinds - workloads, with
+# their containers, env and ports lists - keep the dry-run apply.
+CREATE_VALIDATED = frozenset(
+    {("apiextensions.k8s.io", "CustomResourceDefinition"), ("", "ConfigMap"), ("", "Secret")}
+)
+# The associative lists of those kinds (apart from x-kubernetes-validations, which a
+# CustomResourceDefinition's schema may hold at any depth), as the server's OpenAPI names them:
+# path -> key fields (empty: listType set, the items themselves are the keys).
+ASSOCIATIVE_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("metadata", "finalizers"): (),
+    ("metadata", "ownerReferences"): ("uid",),
+}
+CRD_ASSOCIATIVE_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {("status", "conditions"): ("type",)}
+SCHEMA_RULES = "x-kubernetes-validations"  # listType map keyed by rule, in every JSONSchemaProps
+
+
+def validated_by_create(obj: Mapping[str, Any]) -> bool:
+    """Whether a dry-run create of ``obj`` refuses all that a server-side apply would refuse (see
+    ``CREATE_VALIDATED``): its kind is one of those, it sets no ``metadata.managedFields``, and
+    each of its associative lists has every item's key fields, each key once. Anything else
+    (False) is dry-run as an apply, whose answer names the problem."""
+    api_version = str(obj.get("apiVersion", ""))
+    group = api_version.rpartition("/")[0]
+    if (group, str(obj.get("kind", ""))) not in CREATE_VALIDATED:
+        return False
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping) or "managedFields" in meta:
+        return False
+    lists = dict(ASSOCIATIVE_LISTS)
+    crd = group == "apiextensions.k8s.io"
+    if crd:
+        lists.update(CRD_ASSOCIATIVE_LISTS)
+    for path, keys in lists.items():
+        value: Any = obj
+        for step in path:
+            value = value.get(step) if isinstance(value, Mapping) else None
+        if value is not None and not _keyed_once(value, keys):
+            return False
+    return not crd or _schema_rules_keyed(obj.get("spec"))
+
+
+def _keyed_once(items: Any, keys: Sequence[str]) -> bool:
+    """Every item carries the key fields and no key repeats (``keys`` empty: scalars, each once)."""
+    if not isinstance(items, list):
+        return False
+    seen: set[str] = set()
+    for item in items:
+        if keys:
+            if not isinstance(item, Mapping) or any(k not in item or item[k] is None for k in keys):
+                return False
+            key = json.dumps([item[k] for k in keys], sort_keys=True, default=str)
+        elif isinstance(item, Mapping | list) or item is None:
+            return False
+        else:
+            key = json.dumps(item, default=str)
+        if key in seen:
+            return False
+        seen.add(key)
+    return True
+
+
+def _schema_rules_keyed(value: Any) -> bool:
+    """No ``x-kubernetes-validations`` list anywhere below ``value`` repeats a rule or lacks one."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Mapping):
+            rules = v.get(SCHEMA_RULES)
+            if rules is not None and not _keyed_once(rules, ("rule",)):
+                return False
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:

@@ -16,7 +16,6 @@ import yaml
 
 from envctl.core.adapter import AdapterTraits, Applied, ApplyRequest, DeleteRequest, Upstream
 from envctl.core.approval import ChangeClass
-from envctl.core.bundle import canonical, sha256
 from envctl.core.changes import Action, Change, NodePlan, Outputs
 from envctl.core.errors import (
     ConfigError,
@@ -33,12 +32,9 @@ from envctl.kube.delete import delete_layer, plan_delete_layer
 from envctl.kube.drift import drift_layer
 from envctl.kube.errors import AccessError
 from envctl.kube.inventory import read_inventory
+from envctl.kube.objects import objects_digest
 from envctl.kube.outputs import read_layer_outputs
 from envctl.kube.render import plaintext_secrets, render_layer
-
-
-def objects_hash(objects: Sequence[Mapping[str, Any]]) -> str:
-    return sha256(canonical(list(objects)))
 
 
 class LayerAdapter:
@@ -114,7 +110,7 @@ class LayerAdapter:
                 raise
             plan = offline_plan_layer(node, objects, upstream.off_cluster[0])
         return dataclasses.replace(
-            plan, artifacts={**plan.artifacts, "objects_sha256": objects_hash(objects)}
+            plan, artifacts={**plan.artifacts, "objects_sha256": objects_digest(objects)}
         )
 
     def state_fingerprint(self, node: Node) -> str | None:
@@ -131,7 +127,7 @@ class LayerAdapter:
         if not request.same_inputs:
             self.progress(f"{node.id}: re-planning with the new upstream outputs")
             plan = plan_layer(kube, node, objects)
-        elif request.planned.artifacts.get("objects_sha256") not in (None, objects_hash(objects)):
+        elif request.planned.artifacts.get("objects_sha256") not in (None, objects_digest(objects)):
             raise StalePlanError(
                 "the rendered objects differ from the plan", node=node.id, hint="run envctl plan again"
             )

@@ -8,10 +8,12 @@ Objects are plain ``dict`` values as the API server returns them in JSON.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from envctl.core.bundle import canonical, sha256
 from envctl.core.changes import SENSITIVE, sensitive_marker
 
 # Labels and annotations envctl puts on every object it applies.
@@ -398,3 +400,34 @@ def owned_by_envctl(live: Mapping[str, Any] | None) -> bool:
         if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply":
             return True
     return False
+
+
+class Rendered(list[dict[str, Any]]):
+    """A layer's rendered objects with ``digest``: the sha256 of their canonical JSON (the
+    ``envctl.core.bundle.canonical`` form of the list), made while render measured each object.
+
+    One serialisation of a layer's objects per render: the plan's ``objects_sha256`` and the
+    key its dry-runs are kept under for the apply are this digest, not a dump of their own.
+    Objects are not edited after render (their hash at plan time is compared with the hash at
+    apply time); a list that is not a ``Rendered`` is hashed when asked.
+    """
+
+    digest: str
+
+    @classmethod
+    def of(cls, objects: Iterable[dict[str, Any]], forms: Iterable[bytes]) -> Rendered:
+        """``objects`` with the digest of ``forms``, their canonical JSON, one per object."""
+        h = hashlib.sha256(b"[")
+        for i, form in enumerate(forms):
+            h.update(b"," + form if i else form)
+        h.update(b"]")
+        out = cls(objects)
+        out.digest = h.hexdigest()
+        return out
+
+
+def objects_digest(objects: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 of the canonical JSON of ``objects`` (a list), computed once per render."""
+    if isinstance(objects, Rendered):
+        return objects.digest
+    return sha256(canonical(list(objects)))

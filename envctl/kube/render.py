@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envctl.core.bundle import canonical
 from envctl.core.changes import UNKNOWN
 from envctl.core.errors import ConfigError, Location
 from envctl.core.model import Environment, Node, Ref, Snapshot
@@ -44,6 +45,7 @@ from envctl.kube.objects import (
     LABEL_ENV,
     LABEL_LAYER,
     ObjRef,
+    Rendered,
     is_secret,
     secret_values,
 )
@@ -151,14 +153,12 @@ def parse_manifests(text: str, file: str) -> list[Manifest]:
     return manifests_of(load_yaml_documents(text, file))
 
 
-def object_size(obj: Mapping[str, Any]) -> int:
-    """Bytes of the object as envctl sends it (compact JSON)."""
-    return len(json.dumps(obj, separators=(",", ":"), default=str).encode())
-
-
-def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> int:
-    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB); its size."""
-    size = object_size(obj)
+def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None) -> bytes:
+    """Refuse an object the API server would refuse: over ``MAX_OBJECT_BYTES`` (1.5 MiB) of compact
+    JSON; the object's canonical JSON (as long as the compact JSON envctl sends: only the key
+    order differs), which the render's digest is made of."""
+    form = canonical(obj)
+    size = len(form)
     if size > MAX_OBJECT_BYTES:
         raise ConfigError(
             f"{ObjRef.of(obj)} is too large: {size} bytes ({size / (1 << 20):.2f} MiB) rendered, "
@@ -167,7 +167,7 @@ def check_size(obj: Mapping[str, Any], where: Location, node: str | None = None)
             location=where,
             hint="split the data over several objects, or keep large data out of the cluster",
         )
-    return size
+    return form
 
 
 def _check_shape(obj: dict[str, Any], where: Location) -> None:
@@ -208,7 +208,7 @@ def render_layer(
     sensitive: Mapping[str, str] | None = None,
     *,
     undecrypted: list[str] | None = None,
-) -> list[dict[str, Any]]:
+) -> Rendered:
     """Render a layer to objects, in file order, labelled for its inventory; offline and deterministic.
 
     Raises ConfigError (file and line) for undeclared inputs, invalid YAML, objects without
@@ -262,7 +262,7 @@ def check_sensitive_flow(
             # SOPS files the probe cannot decrypt are checked as they are: it only traces markers
             probe, probe_where = _render(env, snapshot, node, {**inputs, **markers}, undecrypted=[])
         except ConfigError:
-            probe, probe_where = [], {}
+            probe, probe_where = Rendered.of([], []), {}
         found = sensitive_flows(probe, {sensitive[k]: {m} for k, m in markers.items()}, allowed)
         where = probe_where
     if found:
@@ -331,7 +331,7 @@ def _render(
     node: Node,
     inputs: Mapping[str, Any],
     undecrypted: list[str] | None = None,
-) -> tuple[list[dict[str, Any]], dict[ObjRef, Location]]:
+) -> tuple[Rendered, dict[ObjRef, Location]]:
     """The objects of a layer, and where each is defined (file and line)."""
     spec = node.layer
     resolve = _resolver(inputs, env)
@@ -374,6 +374,7 @@ def _render(
     inv = inventory_id(env.name, node.id)
     seen: dict[ObjRef, Location] = {}
     objects: list[dict[str, Any]] = []
+    forms: list[bytes] = []
     total = 0
     for obj, where in parsed:
         _check_shape(obj, where)
@@ -394,7 +395,9 @@ def _render(
             LABEL_LAYER: label_value(node.name),
         }
         meta["annotations"] = {**(meta.get("annotations") or {}), ANNOTATION_INVENTORY: inv}
-        total += check_size(obj, where, node.id)
+        form = check_size(obj, where, node.id)
+        forms.append(form)
+        total += len(form)
         if total > MAX_LAYER_BYTES:
             raise ConfigError(
                 f"the layer renders more than {MAX_LAYER_BYTES >> 20} MiB of objects",
@@ -403,7 +406,7 @@ def _render(
                 hint="split the layer",
             )
         objects.append(obj)
-    return objects, seen
+    return Rendered.of(objects, forms), seen
 
 
 def plaintext_secrets(objects: list[dict[str, Any]]) -> list[str]:

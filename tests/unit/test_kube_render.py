@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from envctl.core.bundle import canonical, sha256
 from envctl.core.errors import ConfigError
 from envctl.core.model import Environment, LayerSpec, Node
 from envctl.core.yamlcache import load_yaml_documents_cached
-from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER
+from envctl.kube.objects import ANNOTATION_INVENTORY, LABEL_ENV, LABEL_LAYER, objects_digest
 from envctl.kube.render import plaintext_secrets, render_layer
 from envctl.repo.snapshot import WorkTreeSnapshot
 
@@ -298,6 +299,25 @@ def test_parsed_manifests_are_remembered_by_content_and_every_caller_gets_its_ow
     assert edited[0].data["data"] == {"k": "w"}
 
 
+def test_a_render_carries_the_hash_of_its_objects_canonical_json(tmp_path: Path) -> None:
+    snap, node = make(
+        tmp_path,
+        {
+            "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {z: 'caf\u00e9', a: '1'}\n"
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"
+            "spec: {replicas: 2, template: {spec: {containers: [{name: c, image: 'x:1'}]}}}\n",
+            "b.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: '\u2603'}\n",
+        },
+        namespace="app",
+    )
+    objects = render_layer(ENV, snap, node, {})
+    assert len(objects) == 3
+    assert objects_digest(objects) == sha256(canonical(list(objects)))
+    assert objects_digest(render_layer(ENV, snap, node, {})) == objects_digest(objects)
+    (tmp_path / LAYER / "b.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    assert objects_digest(render_layer(ENV, snap, node, {})) != objects_digest(objects)
+
+
 CM_WITH_PW = (
     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: app}\ndata: {pw: '${inputs.pw}'}\n"
 )
@@ -328,9 +348,7 @@ def test_a_sensitive_output_into_a_secret_is_allowed(tmp_path: Path) -> None:
 
 
 def test_a_field_the_layer_names_may_hold_a_sensitive_output(tmp_path: Path) -> None:
-    snap, node = make(
-        tmp_path, {"cm.yaml": CM_WITH_PW}, sensitive_allowed=("v1/ConfigMap/app/c:.data.pw",)
-    )
+    snap, node = make(tmp_path, {"cm.yaml": CM_WITH_PW}, sensitive_allowed=("v1/ConfigMap/app/c:.data.pw",))
     [obj] = render_layer(ENV, snap, node, PW, SENSITIVE_PW)
     assert obj["data"]["pw"] == PW["pw"]
 
@@ -339,8 +357,7 @@ def test_a_sensitive_output_kustomize_moves_into_a_configmap_is_refused(tmp_path
     snap, node = make(
         tmp_path,
         {
-            "kustomization.yaml": "configMapGenerator:\n  - name: gen\n"
-            "    literals: ['pw=${inputs.pw}']\n",
+            "kustomization.yaml": "configMapGenerator:\n  - name: gen\n    literals: ['pw=${inputs.pw}']\n",
         },
         kustomize=True,
     )
