@@ -89,7 +89,7 @@ class Decrypted:
 
 def is_encrypted(text: str) -> bool:
     """Whether ``text`` is a SOPS-encrypted YAML file: a document with a top-level ``sops:`` key."""
-    return _TOP_LEVEL_SOPS.search(text) is not None
+    return "sops:" in text and _TOP_LEVEL_SOPS.search(text) is not None  # `in`: 20x faster, 4 MB
 
 
 def cache_root() -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.app.apply import apply_bundle
+from envctl.app.executor import run_graph
 from envctl.app.inputs import (
     Values,
     input_refs,
@@ -47,7 +48,9 @@ def last_converged(s: Session) -> dict[str, dict[str, Any]]:
 
 
 def check_drift(s: Session) -> DriftReport:
-    """Compare every node with the live world, in graph order."""
+    """Compare every node with the live world: a node after the nodes whose outputs it reads,
+    independent nodes (layers ordered by a bare ``depends_on``) at the same time, in
+    ``s.parallelism`` threads. The report lists them in graph order."""
     edges = tuple(sorted(s.graph.edges))
     try:
         holder = lock_holder(s)
@@ -70,32 +73,44 @@ def check_drift(s: Session) -> DriftReport:
     changed_outputs: dict[str, set[str]] = {}
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="envctl-drift-") as tmp:
-        for n in s.graph.order():
+
+        def work(n: str) -> Status:
             node = s.env.nodes[n]
             try:
                 read_current_outputs(s, node, values)
-                result, outs_changed = _check_node(s, n, values, last.get(n), changed_outputs, Path(tmp))
+                with lock:
+                    outs = dict(changed_outputs)
+                result, outs_changed = _check_node(s, n, values, last.get(n), outs, Path(tmp))
             except EnvctlError as e:
                 exit_code = ExitCode.UNAVAILABLE if e.exit_code == ExitCode.UNAVAILABLE else ExitCode.ERROR
                 error = str(scrub_error(e, values.secrets))  # error texts may echo a secret
                 result, outs_changed = NodeDrift(n, "error", error=error, error_exit=exit_code), set()
-            failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
-            if result.status == "stale" and failed_up:
-                # Its inputs are missing because the upstream check failed, not because upstream
-                # changed: this node was not checked either, and must not read as cascading drift.
-                result = NodeDrift(
-                    n,
-                    "error",
-                    error=f"{n}: not checked: upstream {', '.join(failed_up)} could not be checked",
-                    error_exit=max(results[c].error_exit for c in failed_up),
-                )
             with lock:
+                failed_up = [c for c in result.causes if c in results and results[c].status == "error"]
+                if result.status == "stale" and failed_up:
+                    # Its inputs are missing because the upstream check failed, not because upstream
+                    # changed: this node was not checked either, and must not read as cascading drift.
+                    result = NodeDrift(
+                        n,
+                        "error",
+                        error=f"{n}: not checked: upstream {', '.join(failed_up)} could not be checked",
+                        error_exit=max(results[c].error_exit for c in failed_up),
+                    )
                 results[n] = result
                 changed_outputs[n] = outs_changed
+            return Status.DONE
+
+        # A node waits only for the nodes whose outputs it reads (their values, and whether they
+        # changed); the others - layers ordered by a bare depends_on - are checked at the same time.
+        run_graph(s, s.graph.order(), work, needs=lambda u, d: _reads_outputs_of(s, d, u))
         removed = _removed_drift(s, Path(tmp))
     return DriftReport(
         s.env.name, s.snapshot.commit, now(), (*removed, *(results[n] for n in s.graph.order())), edges
     )
+
+
+def _reads_outputs_of(s: Session, node: str, upstream: str) -> bool:
+    return any(ref.node == upstream for ref in s.env.nodes[node].upstream_refs)
 
 
 def _removed_drift(s: Session, tmp: Path) -> list[NodeDrift]:

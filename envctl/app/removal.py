@@ -49,7 +49,8 @@ def find_removed_nodes(s: Session) -> list[RemovedNode]:
                 raise  # the journal says layers left Git: their cluster must answer
             # a cluster an unapplied stack creates is not there yet: nothing of it can be removed
     states: list[str] = []
-    if s.env.terraform.backend == "local":
+    # no local state directory, no stack to find (and no Terraform adapter to import)
+    if s.env.terraform.backend == "local" and (s.store.base / "state" / s.env.name).is_dir():
         from envctl.terraform.node import stacks_with_state
 
         states = stacks_with_state(s.root, s.env.name)

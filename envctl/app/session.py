@@ -38,13 +38,34 @@ def default_adapters(
     sensitive_inputs: Callable[[Node], Mapping[str, str]],
 ) -> dict[str, NodeAdapter]:
     """One adapter per node kind: the table the app looks a node's kind up in."""
-    from envctl.kube.node import LayerAdapter
-    from envctl.terraform.node import StackAdapter
 
-    return {
-        "stack": StackAdapter(env, snapshot, root, progress),
-        "layer": LayerAdapter(env, snapshot, kube, progress, sensitive_inputs),
-    }
+    def stack() -> NodeAdapter:
+        from envctl.terraform.node import StackAdapter
+
+        return StackAdapter(env, snapshot, root, progress)
+
+    def layer() -> NodeAdapter:
+        from envctl.kube.node import LayerAdapter
+
+        return LayerAdapter(env, snapshot, kube, progress, sensitive_inputs)
+
+    return _Adapters({"stack": stack, "layer": layer})
+
+
+class _Adapters(dict[str, NodeAdapter]):
+    """Adapters by node kind, each made (and its engine imported) on first use: a command on an
+    environment without stacks never imports the Terraform adapter."""
+
+    def __init__(self, make: Mapping[str, Callable[[], NodeAdapter]]) -> None:
+        super().__init__()
+        self._make = make
+        self._lock = threading.Lock()
+
+    def __missing__(self, kind: str) -> NodeAdapter:
+        with self._lock:
+            if kind not in self:
+                self[kind] = self._make[kind]()  # an unknown kind: KeyError, as from a dict
+            return dict.__getitem__(self, kind)
 
 
 def _by_kind(env: Environment, nodes: Iterable[str]) -> dict[str, list[Node]]:

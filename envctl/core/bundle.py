@@ -41,6 +41,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _canonical_body(body: dict[str, Any], forms: dict[str, bytes]) -> bytes:
+    """``canonical(body)``, with each node's canonical JSON (``forms``) spliced in as it is instead
+    of serialising the nodes a second time: the same bytes (keys sorted, compact, ASCII)."""
+    parts = []
+    for key in sorted(body):
+        if key == "nodes":
+            value = b"{" + b",".join(canonical(n) + b":" + forms[n] for n in sorted(forms)) + b"}"
+        else:
+            value = canonical(body[key])
+        parts.append(canonical(key) + b":" + value)
+    return b"{" + b",".join(parts) + b"}"
+
+
 def node_fingerprint(plan: NodePlan) -> str:
     """The fingerprint of one node's plan; an approval binds to these."""
     return sha256(canonical(plan.to_json()))
@@ -88,12 +101,18 @@ class PlanBundle:
     rollback: Rollback | None = None
 
     def body(self) -> dict[str, Any]:
+        return self._body()[0]
+
+    def _body(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """The body, and each node's canonical JSON (its fingerprint's input, made once)."""
         extra: dict[str, Any] = {}
         if self.rev is not None:
             extra["rev"] = self.rev
         if self.rollback is not None:
             extra["rollback"] = self.rollback.to_json()
-        return {
+        nodes = {n: self.nodes[n].to_json() for n in self.order}
+        forms = {n: canonical(nodes[n]) for n in self.order}
+        body = {
             **extra,
             "format_version": BUNDLE_VERSION,
             "id": self.id,
@@ -104,17 +123,18 @@ class PlanBundle:
             "order": list(self.order),
             "targets": list(self.targets),
             "inputs_hash": dict(self.inputs_hash),
-            "nodes": {n: self.nodes[n].to_json() for n in self.order},
-            "node_fingerprints": {n: node_fingerprint(self.nodes[n]) for n in self.order},
+            "nodes": nodes,
+            "node_fingerprints": {n: sha256(forms[n]) for n in self.order},
         }
+        return body, forms
 
     @property
     def fingerprint(self) -> str:
-        return sha256(canonical(self.body()))
+        return sha256(_canonical_body(*self._body()))
 
     def to_json(self) -> dict[str, Any]:
-        body = self.body()  # once: a plan of large CRDs makes each body megabytes of JSON
-        return {**body, "fingerprint": sha256(canonical(body))}
+        body, forms = self._body()  # once: a plan of large CRDs makes each body megabytes of JSON
+        return {**body, "fingerprint": sha256(_canonical_body(body, forms))}
 
     @property
     def has_changes(self) -> bool:
@@ -152,7 +172,8 @@ class PlanBundle:
                 hint="run envctl plan again",
             ) from None
         try:
-            genuine = bundle.fingerprint == claimed and bundle.to_json() == data
+            again = bundle.to_json()
+            genuine = again["fingerprint"] == claimed and again == data
         except RecursionError:
             genuine = False
         if not genuine:

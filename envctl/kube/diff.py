@@ -244,6 +244,8 @@ def survey(ctx: KubeContext, node_id: str, items: Sequence[Prepared]) -> LiveVie
     view = LiveView()
     groups: dict[tuple[str, str], ObjRef] = {}
     wanted_ns: set[str] = set()
+    # discovery, one request per API group version: at the same time, not one after the other
+    ctx.parallel(ctx.resolve, list({p.ref.api_version: p.ref for p in items}.values()))
     for p in items:
         try:
             resolved = ctx.resolve(p.ref)

@@ -20,7 +20,7 @@ from envctl.core.approval import (
     needs_approval,
     nodes_needing_approval,
 )
-from envctl.core.bundle import PlanBundle
+from envctl.core.bundle import PlanBundle, Rollback, canonical, node_fingerprint, sha256
 from envctl.core.changes import Action, Change, NodePlan
 from envctl.core.errors import ApprovalRequiredError, EnvctlError, StalePlanError
 from envctl.store import Store
@@ -41,6 +41,46 @@ def bundle(plan_id: str = "dev-1", action: Action = Action.CREATE) -> PlanBundle
         nodes,
         {"stack.network": "h"},
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=12),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_the_fingerprint_is_the_sha256_of_the_canonical_body(after: dict[str, Any], extra: bool) -> None:
+    # the body's canonical JSON is assembled from each node's (made once for its fingerprint):
+    # byte for byte the canonical form of the whole body, for any node ids and values
+    nodes = {
+        nid: NodePlan(nid, (Change(f"v1 ConfigMap a/{nid}", Action.UPDATE, {"x": 1}, {nid: after}),))
+        for nid in ["layer.z", "layer.\u00e9", "stack.a", *after][:6]
+    }
+    b = PlanBundle(
+        "dev-1",
+        "dev",
+        None,
+        True,
+        "2026-01-01T00:00:00+00:00",
+        tuple(nodes),
+        nodes,
+        {n: "h" for n in nodes},
+        rev="abc" if extra else None,
+        rollback=Rollback("abc", None) if extra else None,
+    )
+    body = b.body()
+    assert b.fingerprint == sha256(canonical(body))
+    assert b.to_json() == {**body, "fingerprint": sha256(canonical(body))}
+    assert body["node_fingerprints"] == {n: node_fingerprint(nodes[n]) for n in nodes}
 
 
 def test_round_trips_through_json() -> None:

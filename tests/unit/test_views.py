@@ -217,3 +217,17 @@ def test_a_plan_with_pending_nodes_needing_approval_names_the_pending_bound() ->
     assert "stack.db will be re-planned during apply and asked about again" in text
     assert "envctl approve p1 --pending creates --by NAME" in text
     assert "--pending" not in pv.plan_text(b, ["stack.net"], "p1")  # nothing pending needs approval
+
+
+def test_drift_json_writes_each_object_on_one_line_with_the_same_values() -> None:
+    crd = {"kind": "CustomResourceDefinition", "spec": {"d": "envctl-object-0", "n": [1, 2.5, None, True]}}
+    changes = (
+        Change("apiextensions.k8s.io/v1 CustomResourceDefinition x", Action.UPDATE, crd, {**crd, "a": ["é"]}),
+        Change("v1 ConfigMap app/gone", Action.CREATE, None, {"data": {}}),
+        Change("local_file.f", Action.UPDATE, "text before", "text after"),
+    )
+    r = DriftReport("dev", "abc", "now", (NodeDrift("layer.crds", "drifted", changes),))
+    text = dv.drift_json(r)
+    assert json.loads(text) == json.loads(json.dumps(r.to_json(), default=str))
+    assert f'"before": {json.dumps(crd)},' in text  # one line, in the indented report
+    assert '\n  "nodes": [\n' in text
