@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -97,6 +97,7 @@ class _State:
         self.memo: dict[Any, Any] = {}  # results one step leaves for a later one (remember/recall)
         self.cancel = threading.Event()  # set on the first Ctrl-C: readiness waits stop at once
         self.watches: set[Any] = set()  # open watch responses, shut down by cancel_waits
+        self.ahead: dict[ObjRef, Future[dict[str, Any] | None]] = {}  # watch_ahead -> take_ahead
 
 
 @dataclass(frozen=True)
@@ -446,6 +447,39 @@ class KubeContext:
             raw.close()  # a watch left mid-stream cannot be reused: drop its connection
             raw.release_conn()
         return latest
+
+    def watch_ahead(
+        self,
+        ref: ObjRef,
+        mapping: Mapping_,
+        last: Mapping[str, Any] | None,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+    ) -> None:
+        """Start :meth:`watch_until` in the background; a later readiness wait takes its result
+        (:meth:`take_ahead`) instead of watching from the start. For objects applied one after the
+        other (CRDs): each one's watch follows the server's work on it while the next is applied,
+        so the wait after the last apply finds the earlier ones ready without replaying their
+        events. A daemon thread: a run that ends first (a failed apply) does not wait for it;
+        :meth:`cancel_waits` shuts it down like any watch."""
+        if last is not None and done(dict(last)):
+            return  # settled already (an update of an established CRD): the wait needs no request
+        future: Future[dict[str, Any] | None] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.watch_until(ref, mapping, last, done, timeout))
+            except BaseException as e:  # handed to whoever takes the result
+                future.set_exception(e)
+
+        with self._state.lock:
+            self._state.ahead[ref] = future
+        threading.Thread(target=run, name=f"watch-ahead {ref.name}", daemon=True).start()
+
+    def take_ahead(self, ref: ObjRef) -> Future[dict[str, Any] | None] | None:
+        """The background watch :meth:`watch_ahead` started for ``ref`` (once), or None."""
+        with self._state.lock:
+            return self._state.ahead.pop(ref, None)
 
     def apply(
         self, obj: Mapping[str, Any], mapping: Mapping_, *, dry_run: bool, force: bool

@@ -263,6 +263,11 @@ def _sealed_secret(conds: Mapping[str, Mapping[str, Any]], generation: Any, obse
 WATCH_SLICE = 5.0  # seconds one watch of a not-ready object lasts before the next round
 
 
+def settled(obj: Mapping[str, Any]) -> bool:
+    """Ready or failed: what a watch of one object waits for."""
+    return readiness(obj).status is not Status.PENDING
+
+
 @dataclass
 class Waitable:
     ref: ObjRef
@@ -293,15 +298,17 @@ def wait_for(
         if not first_look.ready:
             todo.append(w)
 
-    def settled(obj: dict[str, Any]) -> bool:
-        return readiness(obj).status is not Status.PENDING
-
     def poll(w: Waitable) -> Readiness:
         # A few objects (CRDs to be Established, say) are watched from the version last seen, so
-        # the wait ends the moment they are ready; many are read by one GET each per round.
+        # the wait ends the moment they are ready; many are read by one GET each per round. An
+        # object the apply already watches (KubeContext.watch_ahead) takes that watch's answer.
         slice_ = min(WATCH_SLICE, deadline - time.monotonic()) if len(todo) <= ctx.concurrency else 0.0
         try:
-            live = ctx.watch_until(w.ref, w.mapping, w.last, settled, slice_)
+            ahead = ctx.take_ahead(w.ref)
+            if ahead is not None:
+                live = ahead.result()
+            else:
+                live = ctx.watch_until(w.ref, w.mapping, w.last, settled, slice_)
         except ApiError as e:
             raise translate(e, w.ref, node=node_id) from e
         w.last = live

@@ -424,3 +424,53 @@ def test_a_large_create_is_validated_without_its_body_coming_back_and_a_large_ad
     layer.apply()
     got = client.CoreV1Api(api_client).read_namespaced_config_map("big-unlabelled", layer.ns)
     assert got.data["v"] == "git" and got.data["blob"] == big
+
+
+class InFlight(Counted):
+    """Counted, also recording the most CRD applies (writes) ever in flight at once."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        object.__setattr__(self, "flying", 0)
+        object.__setattr__(self, "most", 0)
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        write = (
+            method == "PATCH"
+            and "/customresourcedefinitions/" in path
+            and not (kw.get("query") or {}).get("dryRun")
+        )
+        if write:
+            with self._count_lock:  # type: ignore[attr-defined]
+                object.__setattr__(self, "flying", self.flying + 1)  # type: ignore[attr-defined]
+                object.__setattr__(self, "most", max(self.most, self.flying))  # type: ignore[attr-defined]
+        try:
+            return super().request(method, path, **kw)
+        finally:
+            if write:
+                with self._count_lock:  # type: ignore[attr-defined]
+                    object.__setattr__(self, "flying", self.flying - 1)  # type: ignore[attr-defined]
+
+
+def test_crds_are_applied_one_at_a_time_each_watched_from_its_apply_until_established(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    groups = [f"{layer.ns}.g{i}.envctl.test" for i in range(3)]
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": layer.ns}}
+    write_docs(layer, [namespace, *(crd(g) for g in groups)])
+    layer.ctx = InFlight(env_name=layer.ctx.env_name, kubeconfig=layer.ctx.kubeconfig, concurrency=16)
+    node = dataclasses.replace(layer.node, layer=LayerSpec(namespace=layer.ns, wait=True))
+    api = client.ApiextensionsV1Api(api_client)
+    try:
+        done = apply_layer(layer.ctx, node, layer.objects())
+        assert done.counts.add == 4
+        counts = layer.ctx.take()
+        assert layer.ctx.most == 1, "CRDs were applied concurrently"  # type: ignore[attr-defined]
+        # one watch per CRD, started by its apply; the readiness wait took their answers
+        assert counts["watch"] == 3 and counts["apply"] == 4, counts
+        for g in groups:
+            conditions = api.read_custom_resource_definition(f"widgets.{g}").status.conditions
+            assert any(c.type == "Established" and c.status == "True" for c in conditions), g
+    finally:
+        for g in groups:
+            api.delete_custom_resource_definition(f"widgets.{g}")
