@@ -48,8 +48,14 @@ class _Entry:
     data: bytes
     rest: list[dict[str, Any]]
 
-    def docs(self) -> list[YamlDoc]:
-        data = marshal.loads(self.data)
+    def docs(self) -> list[YamlDoc] | None:
+        """A copy of the documents; None if the data is not one value per document."""
+        try:
+            data: Any = marshal.loads(self.data)
+        except (EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(data, list) or len(data) != len(self.rest):
+            return None
         return [YamlDoc(data=d, **rest) for d, rest in zip(data, self.rest, strict=True)]
 
 
@@ -92,12 +98,11 @@ def decode(blob: bytes, file: str) -> _Entry | None:
     """The entry of ``blob``, or None if it is not one of documents of ``file``."""
     try:
         raw: Any = marshal.loads(blob)
-        if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], bytes)):
-            return None
-        data: Any = marshal.loads(raw[0])
     except (EOFError, ValueError, TypeError):
         return None
-    if not (isinstance(raw[1], list) and isinstance(data, list) and len(data) == len(raw[1])):
+    if not (
+        isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], bytes) and isinstance(raw[1], list)
+    ):
         return None
     rest = []
     for item in raw[1]:
@@ -125,13 +130,18 @@ def load_yaml_documents_cached(text: str, file: str) -> list[YamlDoc]:
     key = cache_key(text, file, store.version if store is not None else "")
     with _LOCK:
         entry = _MEMO.get(key)
-    if entry is None and store is not None:
+    if entry is not None:
+        docs = entry.docs()
+        if docs is not None:
+            return docs
+    elif store is not None:
         blob = store.load(key)
         entry = decode(blob, file) if blob is not None else None
-        if entry is not None:
+        docs = entry.docs() if entry is not None else None
+        if docs is not None:
+            assert entry is not None
             _remember(key, entry)
-    if entry is not None:
-        return entry.docs()
+            return docs
     docs = load_yaml_documents(text, file)
     entry = entry_of(docs)
     if entry is not None:
