@@ -442,9 +442,11 @@ def _validate_create(ctx: KubeContext, p: Prepared) -> dict[str, Any] | None:
 # tests/integration/test_create_validation.py). Server-side apply first turns the applied
 # configuration into a typed value, and that alone refuses what validation lets through: the
 # same key twice in an associative list (``listType: map``/``set``) or an item without its key,
-# and ``metadata.managedFields`` in the body. A create validates everything else the same way
-# (strict field validation refuses unknown fields, as apply does). Other kinds - workloads, with
-# their containers, env and ports lists - keep the dry-run apply.
+# and ``metadata.managedFields`` in the body; and an apply takes a ``metadata.uid`` as a
+# precondition (409 "uid mismatch" for an object that does not exist) where a create replaces it.
+# A create validates everything else the same way (strict field validation refuses unknown
+# fields, as apply does). Other kinds - workloads, with their containers, env and ports lists -
+# keep the dry-run apply.
 CREATE_VALIDATED = frozenset(
     {("apiextensions.k8s.io", "CustomResourceDefinition"), ("", "ConfigMap"), ("", "Secret")}
 )
@@ -461,7 +463,8 @@ SCHEMA_RULES = "x-kubernetes-validations"  # listType map keyed by rule, in ever
 
 def validated_by_create(obj: Mapping[str, Any]) -> bool:
     """Whether a dry-run create of ``obj`` refuses all that a server-side apply would refuse (see
-    ``CREATE_VALIDATED``): its kind is one of those, it sets no ``metadata.managedFields``, and
+    ``CREATE_VALIDATED``): its kind is one of those, it sets no ``metadata.managedFields`` nor
+    ``metadata.uid``, and
     each of its associative lists has every item's key fields, each key once. Anything else
     (False) is dry-run as an apply, whose answer names the problem."""
     api_version = str(obj.get("apiVersion", ""))
@@ -469,7 +472,7 @@ def validated_by_create(obj: Mapping[str, Any]) -> bool:
     if (group, str(obj.get("kind", ""))) not in CREATE_VALIDATED:
         return False
     meta = obj.get("metadata")
-    if not isinstance(meta, Mapping) or "managedFields" in meta:
+    if not isinstance(meta, Mapping) or "managedFields" in meta or "uid" in meta:
         return False
     lists = dict(ASSOCIATIVE_LISTS)
     crd = group == "apiextensions.k8s.io"
