@@ -8,6 +8,7 @@ a ``kind: Secret`` with values in Git is refused unless the layer allows it.
 from __future__ import annotations
 
 import dataclasses
+import marshal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,15 @@ from envctl.kube.outputs import read_layer_outputs
 from envctl.kube.render import plaintext_secrets, render_layer
 
 
+def _inputs_key(inputs: Mapping[str, Any]) -> bytes | None:
+    """Inputs as bytes that are equal only for equal values of equal types; None when a value is
+    not plain data (a placeholder for an upstream output: never the same as a plan's value)."""
+    try:
+        return marshal.dumps(dict(inputs))
+    except ValueError:
+        return None
+
+
 class LayerAdapter:
     """Kubernetes manifest layers: server-side dry-run plans, staged server-side apply, inventory."""
 
@@ -55,6 +65,9 @@ class LayerAdapter:
         self.kube = kube  # the session's one context, made on first use
         self.progress = progress
         self.sensitive_inputs = sensitive_inputs  # inputs carrying a sensitive upstream output
+        # node id -> (its inputs as marshal bytes, the objects its precheck rendered): its plan's
+        # render when the plan's inputs are the same (no upstream output in them), taken once
+        self._prechecked: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
 
     def render(
         self, node: Node, inputs: Mapping[str, Any], undecrypted: list[str] | None = None
@@ -86,7 +99,18 @@ class LayerAdapter:
     def precheck(self, node: Node, inputs: Mapping[str, Any]) -> None:
         # rendered with placeholders for upstream outputs: hostile YAML, oversized objects,
         # plaintext Secrets are refused before any cluster is asked
-        self.render(node, inputs)
+        objects = self.render(node, inputs)
+        key = _inputs_key(inputs)
+        if key is not None:
+            self._prechecked[node.id] = (key, objects)
+
+    def _render_for_plan(self, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The precheck's objects if it rendered the same inputs (nothing edited them since: the
+        precheck only looked), else a new render."""
+        kept = self._prechecked.pop(node.id, None)
+        if kept is not None and kept[0] == _inputs_key(inputs):
+            return kept[1]
+        return self.render(node, inputs)
 
     def validate(self, node: Node, inputs: Mapping[str, Any]) -> list[str]:
         undecrypted: list[str] = []  # SOPS files checked without a key: warnings, not errors
@@ -98,7 +122,7 @@ class LayerAdapter:
         return f"will apply {len(self.render(node, inputs))} objects {what}"
 
     def plan(self, node: Node, inputs: Mapping[str, Any], plan_dir: Path, upstream: Upstream) -> NodePlan:
-        objects = self.render(node, inputs)
+        objects = self._render_for_plan(node, inputs)
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
             plan = plan_layer(self.kube(), node, objects, upstream_pending=bool(upstream.changing))

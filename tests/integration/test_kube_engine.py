@@ -741,6 +741,22 @@ def test_tls_and_authentication_failures_are_named_with_the_context(
     assert "not-a-valid-token" not in f"{e.message} {e.hint} {e.detail}"
 
 
+def test_every_connection_shares_one_tls_context_that_verifies_the_server(kubeconfig: str) -> None:
+    import ssl
+
+    ctx = KubeContext(env_name="tls-shared", kubeconfig=kubeconfig, concurrency=4)
+    kw = ctx.api.rest_client.pool_manager.connection_pool_kw
+    shared = kw["ssl_context"]
+    assert shared.verify_mode is ssl.CERT_REQUIRED
+    assert not {"ca_certs", "ca_cert_data", "cert_file", "key_file"} & set(
+        kw
+    )  # loaded once, not per connection
+    answers = ctx.parallel(lambda _: ctx.request("GET", "/version"), list(range(8)))
+    assert all(isinstance(a, dict) and a.get("gitVersion") for a in answers), answers
+    pool = ctx.api.rest_client.pool_manager.connection_from_url(ctx.api.configuration.host)
+    assert pool.num_connections >= 2  # several connections, each verified with the one context
+
+
 def test_an_immutable_field_change_is_refused_or_replaced_with_recreate(
     layer: Layer, api: client.ApiClient
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -372,3 +373,30 @@ def test_secret_values_of_a_rendered_layer_are_masked_everywhere_after(tmp_path:
     snap, node = make(tmp_path, {"s.yaml": SECRET_WITH_PW})
     render_layer(ENV, snap, node, {"pw": "only-in-a-secret-42"})
     assert "only-in-a-secret-42" not in KNOWN.mask("the API server said: only-in-a-secret-42 is bad")
+
+
+def test_a_plan_takes_the_objects_its_precheck_rendered_from_the_same_inputs_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envctl.core.changes import UNKNOWN
+    from envctl.kube import node as layer_node
+
+    snap, node = make(tmp_path, {"cm.yaml": CM_WITH_PW.replace("pw: '${inputs.pw}'", "v: '${inputs.v}'")})
+    renders: list[dict[str, Any]] = []
+    real = render_layer
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        renders.append(args[3])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(layer_node, "render_layer", counted)
+    adapter = layer_node.LayerAdapter(ENV, snap, lambda: None, lambda _m: None, lambda _n: {})  # type: ignore[arg-type,return-value]
+    adapter.precheck(node, {"v": "1"})
+    first = adapter._render_for_plan(node, {"v": "1"})
+    assert renders == [{"v": "1"}] and first[0]["data"] == {"v": "1"}
+    # taken once: a re-plan renders again
+    assert adapter._render_for_plan(node, {"v": "1"}) is not first and len(renders) == 2
+    # an upstream output unknown at precheck, known at plan: rendered anew with the value
+    adapter.precheck(node, {"v": UNKNOWN})
+    assert adapter._render_for_plan(node, {"v": "2"})[0]["data"] == {"v": "2"}
+    assert renders[-1] == {"v": "2"}
