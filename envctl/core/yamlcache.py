@@ -10,7 +10,8 @@ the documents' data: callers substitute values and add labels in place.
 
 The store (``ParseStore``, set when a command opens its repository: ``envctl.repo.parsecache``)
 does the I/O and vouches for what it returns; an entry that does not decode into documents of the asked
-file is ignored and the text parsed again. A text that fails to parse is never cached.
+file is ignored and the text parsed again. A text that fails to parse is never cached, and a
+Secret's values are never written to the store (``holds_secret_values``).
 """
 
 from __future__ import annotations
@@ -146,10 +147,27 @@ def load_yaml_documents_cached(text: str, file: str) -> list[YamlDoc]:
     entry = entry_of(docs)
     if entry is not None:
         _remember(key, entry)
-        blob = encode(entry) if store is not None else None
+        blob = encode(entry) if store is not None and not holds_secret_values(docs) else None
         if store is not None and blob is not None:
             store.save(key, blob)
     return docs
+
+
+def holds_secret_values(docs: list[YamlDoc]) -> bool:
+    """Whether a document (or an item of a ``kind: List``) is a Secret with values: such a parse
+    stays in memory, never on disk - a plaintext Secret refused by validate, or encrypted since,
+    must not outlive its file in ``.envctl/cache/``. Parsing a Secret costs next to nothing."""
+    stack: list[Any] = [d.data for d in docs]
+    while stack:
+        obj = stack.pop()
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("kind") == "Secret" and (obj.get("data") or obj.get("stringData")):
+            return True
+        items = obj.get("items")
+        if isinstance(items, list):
+            stack.extend(items)
+    return False
 
 
 def _remember(key: str, entry: _Entry) -> None:

@@ -10,8 +10,8 @@ the checkout: whatever the cache holds, a command sees what a fresh parse of Git
 - a committed ``.envctl/`` is refused, also when ``--rev`` names a commit without it;
 - two commands filling the cache at once (plan and drift) both succeed and leave only entries that
   verify;
-- no cache file or directory is open to other users (plaintext Secret documents are parsed
-  and cached like any manifest; the cache is as private as envctl's plans).
+- no cache file or directory is open to other users, and a Secret's values are never written
+  to the cache (a plaintext Secret, even one refused or encrypted since, must not outlive its file).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def test_plan_and_drift_filling_the_cache_at_once(example: Env) -> None:
     assert again.returncode == 0, str(again)
 
 
-def test_no_cache_file_is_open_to_other_users(example: Env) -> None:
+def test_no_cache_file_is_open_to_other_users_nor_holds_a_secret_value(example: Env) -> None:
     value = "cache-canary-value"
     example.write(
         "layers/platform/secret.yaml",
@@ -186,7 +186,10 @@ def test_no_cache_file_is_open_to_other_users(example: Env) -> None:
     run = example.plan()
     assert run.returncode == 0, str(run)
     cache = example.dotdir / "cache"
-    assert entry(example, key_of(example, "layers/platform/secret.yaml")).is_file()
+    assert not entry(example, key_of(example, "layers/platform/secret.yaml")).exists()
+    assert entry(example, key_of(example, "layers/platform/config.yaml")).is_file()
+    for p in cache.rglob("*"):
+        assert not p.is_file() or value.encode() not in p.read_bytes(), f"{p} holds the Secret's value"
     for p in [cache, *cache.rglob("*")]:
         mode = stat.S_IMODE(p.lstat().st_mode)
         if p.name == ".gitignore":
