@@ -853,6 +853,8 @@ def request(self, method, path, **kw):
     q = kw.get("query") or {}
     if method == "PATCH":
         what = "dry-run" if q.get("dryRun") else "apply"
+    elif method == "POST" and q.get("dryRun"):
+        what = "dry-run (create)"
     elif method == "GET":
         what = "list" if "labelSelector" in q or "limit" in q else "get"
     else:

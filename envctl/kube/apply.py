@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from envctl.core.changes import Action, Change, NodePlan
-from envctl.core.errors import ConfigError, EngineError, EnvctlError, UnavailableError
+from envctl.core.errors import ConfigError, EngineError, EnvctlError, InterruptedRun, UnavailableError
 from envctl.core.model import LayerSpec, Node
 from envctl.kube.client import KubeContext
 from envctl.kube.diff import LiveView, Prepared, WaitsFor, conflict_error, dry_run_one, prepare, survey
@@ -447,7 +447,13 @@ def apply_layer(
     """
     spec = _spec(node)
     reused = _reuse_plan(ctx, node, objects, reuse_plan)
-    prepared = reused if reused is not None else prepare(ctx, node.id, objects, recreate=spec.recreate)
+    if reused is None:
+        # upstream_pending: a kind an upstream layer's CRD serves may not be in discovery yet
+        prepared = prepare(ctx, node.id, objects, recreate=spec.recreate, upstream_pending=True)
+        unserved = [p for p in prepared if p.waits_for is WaitsFor.UPSTREAM]
+        _await_upstream_kinds(ctx, node, unserved, _layer_namespaces(objects))
+    else:
+        prepared = reused
     if not spec.take_conflicts:
         err = conflict_error(node.id, prepared)
         if err is not None:
@@ -577,6 +583,43 @@ def apply_layer(
             timeout=spec.wait_timeout,
         )
     return NodePlan(node.id, tuple(changes), notes=tuple(notes))
+
+
+def _await_upstream_kinds(
+    ctx: KubeContext, node: Node, items: Sequence[Prepared], namespaces: set[str]
+) -> None:
+    """Dry-run objects whose kind the cluster did not serve yet, once it does; before any write.
+
+    The API server lists a new CRD's kind in discovery a moment after the CRD is Established
+    (its discovery controller), so the layer after the one that created it may ask too early.
+    Discovery is asked again every ``poll_interval`` for up to CRD_DISCOVERY_TIMEOUT; a kind
+    still not served then is the plan's error: nothing of the layer is written.
+    """
+    deadline = time.monotonic() + CRD_DISCOVERY_TIMEOUT
+    waiting = list(items)
+    while waiting:
+        if not ctx.pause(ctx.poll_interval):
+            raise InterruptedRun(
+                f"interrupted while waiting for the cluster to serve {waiting[0].ref.group_kind}",
+                node=node.id,
+            )
+        if time.monotonic() > deadline:
+            p = waiting[0]
+            raise ConfigError(
+                f"{p.ref}: the cluster does not serve kind {p.ref.kind} in {p.ref.api_version}",
+                node=node.id,
+                hint="is its CustomResourceDefinition applied (by this layer or one it depends on)?",
+            )
+        for version in {p.ref.api_version for p in waiting}:
+            ctx.forget(version)
+        for r in ctx.parallel(lambda p: _retry_upstream(ctx, node, p, namespaces), waiting):
+            if isinstance(r, BaseException):
+                raise r
+        waiting = [p for p in waiting if p.waits_for is WaitsFor.UPSTREAM]
+
+
+def _retry_upstream(ctx: KubeContext, node: Node, p: Prepared, namespaces: set[str]) -> None:
+    dry_run_one(ctx, node.id, p, recreate=_spec(node).recreate, namespaces=namespaces, upstream_pending=True)
 
 
 def wait_layer(

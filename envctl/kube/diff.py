@@ -441,8 +441,9 @@ def _validate_create(ctx: KubeContext, p: Prepared) -> dict[str, Any] | None:
 # refuses, once the object has none of the hazards below (measured against the API server:
 # tests/integration/test_create_validation.py). Server-side apply first turns the applied
 # configuration into a typed value, and that alone refuses what validation lets through: the
-# same key twice in an associative list (``listType: map``/``set``) or an item without its key,
-# and ``metadata.managedFields`` in the body. A create validates everything else the same way
+# same key twice in an associative list (``listType: map``/``set``) or an item without its key;
+# it also refuses ``metadata.managedFields`` in the body, and takes ``metadata.uid`` as a
+# precondition no new object meets (409). A create validates everything else the same way
 # (strict field validation refuses unknown fields, as apply does). Other kinds - workloads, with
 # their containers, env and ports lists - keep the dry-run apply.
 CREATE_VALIDATED = frozenset(
@@ -455,13 +456,14 @@ ASSOCIATIVE_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("metadata", "finalizers"): (),
     ("metadata", "ownerReferences"): ("uid",),
 }
+APPLY_ONLY_METADATA = ("managedFields", "uid")  # metadata an apply refuses where a create does not
 CRD_ASSOCIATIVE_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {("status", "conditions"): ("type",)}
 SCHEMA_RULES = "x-kubernetes-validations"  # listType map keyed by rule, in every JSONSchemaProps
 
 
 def validated_by_create(obj: Mapping[str, Any]) -> bool:
     """Whether a dry-run create of ``obj`` refuses all that a server-side apply would refuse (see
-    ``CREATE_VALIDATED``): its kind is one of those, it sets no ``metadata.managedFields``, and
+    ``CREATE_VALIDATED``): its kind is one of those, it sets no ``APPLY_ONLY_METADATA``, and
     each of its associative lists has every item's key fields, each key once. Anything else
     (False) is dry-run as an apply, whose answer names the problem."""
     api_version = str(obj.get("apiVersion", ""))
@@ -469,7 +471,7 @@ def validated_by_create(obj: Mapping[str, Any]) -> bool:
     if (group, str(obj.get("kind", ""))) not in CREATE_VALIDATED:
         return False
     meta = obj.get("metadata")
-    if not isinstance(meta, Mapping) or "managedFields" in meta:
+    if not isinstance(meta, Mapping) or any(k in meta for k in APPLY_ONLY_METADATA):
         return False
     lists = dict(ASSOCIATIVE_LISTS)
     crd = group == "apiextensions.k8s.io"

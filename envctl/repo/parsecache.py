@@ -11,6 +11,9 @@ it is never committed (a ``.gitignore`` of ``*``; envctl refuses a repository th
   written by another envctl, another user or anyone without the key does not verify and is
   ignored (the text is parsed again and the entry rewritten); a key file that is not private to
   the user turns the disk cache off;
+- nothing is written outside ``.envctl/``: ``.envctl``, ``cache`` and ``yaml`` must be real
+  directories owned by the user (a symlink among them, e.g. out of the repository, turns the disk
+  cache off); the ones envctl creates are private to the user (mode 0700);
 - entries are bounded (``MAX_ENTRY_BYTES`` each; ``MAX_TOTAL_BYTES`` and ``MAX_ENTRIES`` in all,
   the least recently used removed first);
 - any I/O error means "not cached": the cache never fails a command.
@@ -56,6 +59,7 @@ class DiskParseStore:
     """Parses kept under ``<root>/.envctl/cache/yaml``: a ``yamlcache.ParseStore``."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.dir = root / ".envctl" / "cache" / "yaml"
         self.version = parser_version()
         self._secret: bytes | None = None
@@ -66,11 +70,24 @@ class DiskParseStore:
         if self._secret is not None or self._off:
             return self._secret
         try:
+            self._own_dirs()
             self._secret = self._read_key() or self._make_key()
         except OSError:
             self._secret = None
         self._off = self._secret is None
         return self._secret
+
+    def _own_dirs(self) -> None:
+        """Make ``.envctl/cache/yaml`` (mode 0700 where envctl creates it); OSError unless each of
+        its three directories is a real one (no symlink) owned by this user."""
+        path = self.root
+        for part in self.dir.relative_to(self.root).parts:
+            path = path / part
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                raise OSError(f"{path} is not a directory of this user")
 
     def _read_key(self) -> bytes | None:
         try:
@@ -88,7 +105,6 @@ class DiskParseStore:
         return data
 
     def _make_key(self) -> bytes | None:
-        self.dir.mkdir(parents=True, exist_ok=True)
         ignore = self.dir.parent / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# envctl's parse cache: not part of the repository\n*\n")

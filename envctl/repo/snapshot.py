@@ -31,9 +31,12 @@ _MAX_HOPS = 40
 
 
 def _committed_state(root: Path, rev: str | None) -> bool:
-    """Whether ``.envctl/`` is in Git's index (working tree) or in the commit ``rev``."""
-    res = gitcli.ls_files(root, ".envctl") if rev is None else gitcli.ls_tree(root, rev, ".envctl")
-    return bool(res)
+    """Whether ``.envctl/`` is in Git's index, or in the commit ``rev``: with ``--rev`` too, the
+    checkout's ``.envctl/`` (plans, approvals, the parse cache and its key) is the one envctl uses,
+    so a tracked one is refused whatever commit is read."""
+    if gitcli.ls_files(root, ".envctl"):
+        return True
+    return rev is not None and bool(gitcli.ls_tree(root, rev, ".envctl"))
 
 
 def _open_repo(root: Path) -> git.Repo | None:
@@ -248,7 +251,7 @@ def open_snapshot(root: Path, rev: str | None) -> WorkTreeSnapshot | GitSnapshot
     snapshot = GitSnapshot(root, rev) if rev else WorkTreeSnapshot(root)
     if _committed_state(snapshot.root, rev):
         raise ConfigError(
-            ".envctl/ is committed to Git" + (f" at {rev}" if rev else ""),
+            ".envctl/ is committed to Git" + (f" (in the index or at {rev})" if rev else ""),
             location=Location(".envctl"),
             hint="envctl's state, plans and journals never come from Git: "
             "git rm -r --cached .envctl && git commit (envctl keeps .envctl/ ignored itself)",

@@ -4,11 +4,12 @@ that the apply creating it would refuse - against the real API server.
 ``envctl.kube.diff`` validates a large new object (a CRD's schema) with a dry-run POST instead of
 a dry-run server-side apply: the API server spends far less on it (no field-management pass over
 the applied configuration). Server-side apply refuses some objects a create lets through - the
-same key twice in an associative list, an item without its key, ``metadata.managedFields`` in
-the body - so only the kinds whose associative lists envctl checks itself take that path, and
-only without those hazards. These tests hold the server to it: its OpenAPI names no other
-associative list for those kinds, each hazard in a large object is refused before anything of
-the layer is written, and the guarantee of a layer (one bad object: nothing written) holds.
+same key twice in an associative list, an item without its key, ``metadata.managedFields`` or
+``metadata.uid`` in the body - so only the kinds whose associative lists envctl checks itself take
+that path, and only without those hazards. These tests hold the server to it: its OpenAPI names
+no other associative list for those kinds, each hazard in a large object is refused before
+anything of the layer is written, and the guarantee of a layer (one bad object: nothing written)
+holds.
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ def hazards(group: str) -> list[tuple[str, dict[str, Any], bool]]:
          "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}
     ]  # fmt: skip
     out.append(("crd-managed-fields", c, True))
+    c = copy.deepcopy(crd)
+    c["metadata"]["uid"] = OWNER["uid"]  # an apply takes it as a precondition: 409 uid mismatch
+    out.append(("crd-uid", c, True))
     out.append(("crd-rule-twice", _crd_with_rules(group, [{"rule": "true"}, {"rule": "true"}]), False))
     out.append(("crd-rule-without-rule", _crd_with_rules(group, [{"message": "no rule"}]), False))
     c = copy.deepcopy(crd)

@@ -24,6 +24,7 @@ from kubernetes import client
 from envctl.core.changes import Action, NodePlan
 from envctl.core.model import Environment, KubernetesSettings, LayerSpec, Node
 from envctl.kube import ConflictError, KubeContext, apply_layer, drift_layer, plan_layer, render_layer
+from envctl.kube.errors import ApiError
 from envctl.repo.snapshot import WorkTreeSnapshot
 
 pytestmark = pytest.mark.integration
@@ -474,3 +475,41 @@ def test_crds_are_applied_one_at_a_time_each_watched_from_its_apply_until_establ
     finally:
         for g in groups:
             api.delete_custom_resource_definition(f"widgets.{g}")
+
+
+def test_a_kind_an_upstream_crd_serves_is_waited_for_in_discovery_before_anything_is_written(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    """The API server lists a new CRD's kind in discovery a moment after the CRD is Established:
+    the layer after the one that created it asks again, not fail. Here the CRD is created (as an
+    upstream layer would) the moment discovery first says its group-version is not served."""
+    group = f"{layer.ns}.late.envctl.test"
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": layer.ns}}
+    widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    write_docs(layer, [namespace, widget])
+    api = client.ApiextensionsV1Api(api_client)
+    created: list[str] = []
+    real = layer.ctx.request
+
+    def request(method: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            return real(method, path, **kw)
+        except ApiError as e:
+            if path == f"/apis/{group}/v1" and e.status == 404 and not created:
+                created.append(api.create_custom_resource_definition(crd(group)).metadata.name)
+            raise
+
+    object.__setattr__(layer.ctx, "request", request)
+    try:
+        done = apply_layer(layer.ctx, layer.node, layer.objects())
+        assert created, "discovery was never asked before the CRD existed"
+        assert {c.address for c in done.changes if c.action is Action.CREATE} == {
+            f"v1 Namespace {layer.ns}",
+            f"{group}/v1 Widget {layer.ns}/w",
+        }
+        got = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            group, "v1", layer.ns, "widgets", "w"
+        )
+        assert got["spec"] == {"size": 1}
+    finally:
+        api.delete_custom_resource_definition(f"widgets.{group}")
