@@ -179,6 +179,9 @@ def hazards(group: str) -> list[tuple[str, dict[str, Any], bool]]:
     cm = big_configmap()
     cm["metadata"]["ownerReferences"] = [OWNER, {**OWNER, "name": "owner-again"}]
     out.append(("configmap-owner-twice", cm, True))
+    cm = big_configmap()
+    cm["metadata"]["uid"] = OWNER["uid"]  # a create replaces it; an apply takes it as a precondition
+    out.append(("configmap-uid", cm, True))
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"}, "data": {}}
     secret["metadata"]["finalizers"] = ["example.com/keep", "example.com/keep"]
     secret["metadata"]["annotations"] = {"blob": BLOB}
