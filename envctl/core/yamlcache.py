@@ -10,8 +10,8 @@ the documents' data: callers substitute values and add labels in place.
 
 The store (``ParseStore``, set when a command opens its repository: ``envctl.repo.parsecache``)
 does the I/O and vouches for what it returns; an entry that does not decode into documents of the asked
-file is ignored and the text parsed again. A text that fails to parse is never cached, and a
-Secret's values are never written to the store (``holds_secret_values``).
+file is ignored and the text parsed again. A text that fails to parse is never cached, and one
+holding a Secret or a known secret value is kept in memory only (``.envctl/`` stores no secret).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from envctl.core.secrets import KNOWN
 from envctl.core.yamldoc import YamlDoc, load_yaml_documents
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(YamlDoc) if f.name != "data")
@@ -147,27 +148,27 @@ def load_yaml_documents_cached(text: str, file: str) -> list[YamlDoc]:
     entry = entry_of(docs)
     if entry is not None:
         _remember(key, entry)
-        blob = encode(entry) if store is not None and not holds_secret_values(docs) else None
+        blob = encode(entry) if store is not None and not _holds_secrets(docs, text) else None
         if store is not None and blob is not None:
             store.save(key, blob)
     return docs
 
 
-def holds_secret_values(docs: list[YamlDoc]) -> bool:
-    """Whether a document (or an item of a ``kind: List``) is a Secret with values: such a parse
-    stays in memory, never on disk - a plaintext Secret refused by validate, or encrypted since,
-    must not outlive its file in ``.envctl/cache/``. Parsing a Secret costs next to nothing."""
-    stack: list[Any] = [d.data for d in docs]
-    while stack:
-        obj = stack.pop()
-        if not isinstance(obj, dict):
-            continue
-        if obj.get("kind") == "Secret" and (obj.get("data") or obj.get("stringData")):
+_SECRET_KINDS = frozenset({"Secret", "SealedSecret"})
+
+
+def _holds_secrets(docs: list[YamlDoc], text: str) -> bool:
+    """Whether a parse stays out of the store: it has a Secret (``.envctl/`` keeps no secret
+    value, not even one Git holds in the clear) or a text this process knows to be secret."""
+
+    def secret(obj: Any) -> bool:
+        return isinstance(obj, dict) and obj.get("kind") in _SECRET_KINDS
+
+    for doc in docs:
+        items = doc.data.get("items") if isinstance(doc.data, dict) else None
+        if secret(doc.data) or (isinstance(items, list) and any(map(secret, items))):
             return True
-        items = obj.get("items")
-        if isinstance(items, list):
-            stack.extend(items)
-    return False
+    return any(t in text for t in KNOWN.texts)
 
 
 def _remember(key: str, entry: _Entry) -> None:

@@ -261,3 +261,29 @@ def test_git_never_sees_the_cache(tmp_path: Path, store: DiskParseStore) -> None
         check=True,
     )
     assert status.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {pw: CANARY-in-git}\n",
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: Secret, metadata: {name: s}, stringData: {pw: CANARY-in-git}}\n",
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: s}\n"
+        "spec: {template: {data: {a: CANARY-in-git}}}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {copy: CANARY-known-to-envctl}\n",
+    ],
+    ids=["secret", "secret-in-a-list", "sealed-secret", "known-secret-text"],
+)
+def test_a_parse_holding_a_secret_is_never_written_to_disk(
+    tmp_path: Path, store: DiskParseStore, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    from envctl.core.secrets import KNOWN
+
+    monkeypatch.setattr(KNOWN, "_texts", frozenset({"CANARY-known-to-envctl"}))
+    fresh = load_yaml_documents(text, "s.yaml")
+    same(yamlcache.load_yaml_documents_cached(text, "s.yaml"), fresh)
+    same(yamlcache.load_yaml_documents_cached(text, "s.yaml"), fresh)  # in memory still
+    assert not list(store.dir.glob("*.bin"))
+    for f in tmp_path.rglob("*"):
+        assert not f.is_file() or b"CANARY" not in f.read_bytes(), f
