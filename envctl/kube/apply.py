@@ -277,8 +277,8 @@ def _wait_gone(ctx: KubeContext, p: Prepared, timeout: float = 60.0) -> None:
 # 2-3 s of concurrent applies, then 7 s of waiting, against ~5 s one by one with the last
 # established ~1 s after its apply; API server CPU 16.5 -> 13.8 s, median of 3 rounds).
 ONE_AT_A_TIME = frozenset({"CustomResourceDefinition"})
-# Bound of one background watch of an object applied one at a time; the readiness wait takes
-# over from what it saw (the layer's own timeout still applies to the wait).
+# Bound of one background watch of an object applied one at a time (and the layer's wait
+# timeout, if shorter); the readiness wait takes over from what it saw.
 WATCH_AHEAD = 120.0
 
 
@@ -290,12 +290,13 @@ def _apply_stage(
     done: dict[ObjRef, Change],
     *,
     watch_ahead: Collection[ObjRef] = (),
+    watch_timeout: float = WATCH_AHEAD,
 ) -> None:
     """Apply a set of objects kind by kind into ``done``; stop after the first kind with a failure
     (all failures listed). ``done`` holds every object applied before the failure.
     ``watch_ahead``: objects a readiness wait will follow; those of a kind applied one at a time
-    are watched from their apply on while the next is applied (for up to WATCH_AHEAD seconds:
-    :meth:`~envctl.kube.client.KubeContext.watch_ahead`)."""
+    are watched from their apply on while the next is applied (for up to ``watch_timeout``
+    seconds: :meth:`~envctl.kube.client.KubeContext.watch_ahead`)."""
     by_rank: dict[int, list[Prepared]] = {}
     for p in items:
         by_rank.setdefault(kind_rank(p.ref.kind), []).append(p)
@@ -309,7 +310,7 @@ def _apply_stage(
                 results.append(r)
                 changed = isinstance(r, Change) and r.action.changes
                 if changed and p.ref in watch_ahead and p.mapping is not None:
-                    ctx.watch_ahead(p.ref, p.mapping, p.dry, settled, WATCH_AHEAD)
+                    ctx.watch_ahead(p.ref, p.mapping, p.dry, settled, watch_timeout)
         else:
             results = ctx.parallel(one, group)
         failures = [(p, r) for p, r in zip(group, results, strict=True) if isinstance(r, BaseException)]
@@ -496,7 +497,16 @@ def apply_layer(
         waits = wait if wait is not None else spec.wait
         # what a readiness wait will follow: every object (the layer waits), else the CRDs needed
         ahead = {p.ref for p in (first if waits else _needed_first(first, prepared))}
-        _apply_stage(ctx, node, first, spec.take_conflicts, applied, watch_ahead=ahead)
+        # bounded by the layer's timeout: the wait that takes its answer must not outlast it
+        _apply_stage(
+            ctx,
+            node,
+            first,
+            spec.take_conflicts,
+            applied,
+            watch_ahead=ahead,
+            watch_timeout=min(spec.wait_timeout, WATCH_AHEAD),
+        )
         changed_first = [p for p in first if applied[p.ref].action.changes]
         needed = _needed_first(changed_first, prepared)
         if needed:
