@@ -331,6 +331,31 @@ class Env:
                     raise
 
 
+def crd_manifest(group: str, plural: str, kind: str, fields: int = 1) -> dict[str, Any]:
+    """A namespaced ``apiextensions.k8s.io/v1`` CRD whose spec has ``fields`` string properties.
+
+    600 fields make about 100 KB of JSON: over the 64 KiB above which a new CRD is validated by a
+    dry-run create instead of a dry-run apply.
+    """
+    props = {
+        f"field{i}": {"type": "string", "description": f"field {i}, " + "words " * 25} for i in range(fields)
+    }
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": plural[:-1], "listKind": kind + "List"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+
+
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

@@ -14,36 +14,13 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import Env, describe
+from harness import Env, crd_manifest, describe
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.e2e
-
-
-def big_crd(group: str, kind: str) -> dict[str, Any]:
-    """A CRD of about 100 KB of JSON (over the 64 KiB above which a create is validated by POST)."""
-    props = {
-        f"field{i}": {"type": "string", "description": f"field {i}, " + "words " * 25} for i in range(600)
-    }
-    plural = kind.lower() + "s"
-    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": kind + "List"},
-            "versions": [
-                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
-            ],
-        },
-    }
 
 
 @pytest.fixture
@@ -78,7 +55,9 @@ def big_env(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient) -> It
 
 
 def write_crds(env: Env, finalizer_twice: bool) -> None:
-    crds = [big_crd(f"{env.name}.big.envctl.test", f"Gadget{i}") for i in range(3)]
+    crds = [
+        crd_manifest(f"{env.name}.big.envctl.test", f"gadget{i}s", f"Gadget{i}", fields=600) for i in range(3)
+    ]
     if finalizer_twice:  # a create accepts it, server-side apply refuses it
         crds[1]["metadata"]["finalizers"] = ["example.com/keep", "example.com/keep"]
     env.write("layers/crds/crds.yaml", "".join("---\n" + json.dumps(o) + "\n" for o in crds))

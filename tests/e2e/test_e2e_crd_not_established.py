@@ -14,33 +14,13 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import Env, assert_no_traceback, describe
+from harness import Env, assert_no_traceback, crd_manifest, describe
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.e2e
-
-
-def crd(group: str, plural: str, kind: str, big: bool) -> dict[str, Any]:
-    """A namespaced CRD; ``big``: about 100 KB of schema (validated by a dry-run create)."""
-    props = {f"field{i}": {"type": "string", "description": "words " * 25} for i in range(600 if big else 1)}
-    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": plural[:-1], "listKind": kind + "List"},
-            "versions": [
-                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
-            ],
-        },
-    }
 
 
 @pytest.fixture
@@ -51,7 +31,7 @@ def clash(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient) -> Iter
     group = f"{name}.clash.envctl.test"
     env = Env(tmp_path / "repo", name, kubeconfig, api_client)
     ext = client.ApiextensionsV1Api(api_client)
-    ext.create_custom_resource_definition(crd(group, "widgets", "Widget", big=False))
+    ext.create_custom_resource_definition(crd_manifest(group, "widgets", "Widget"))
     env.write("environment.yaml", f"name: {name}\napproval:\n  required_for: [none]\n")
     env.write("layers/crds/layer.yaml", "wait: {timeout: 600s}\n")
     env.write("layers/app/layer.yaml", f"namespace: {env.namespace}\ndepends_on: [layer.crds]\nwait: false\n")
@@ -69,7 +49,8 @@ def clash(tmp_path: Path, kubeconfig: str, api_client: client.ApiClient) -> Iter
 
 def write(env: Env, big: bool) -> str:
     group = f"{env.name}.clash.envctl.test"
-    bad = crd(group, "gizmos", "Widget", big)  # kind Widget: taken by widgets.GROUP
+    # kind Widget: taken by widgets.GROUP
+    bad = crd_manifest(group, "gizmos", "Widget", fields=600 if big else 1)
     env.write("layers/crds/crds.yaml", json.dumps(bad) + "\n")
     app = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.namespace}},
