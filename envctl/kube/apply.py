@@ -26,7 +26,7 @@ from envctl.kube.diff import crd_kinds as _crd_kinds
 from envctl.kube.diff import layer_namespaces as _layer_namespaces
 from envctl.kube.errors import ApiError, translate
 from envctl.kube.helm import pre_hook_weight
-from envctl.kube.inventory import Inventory, read_inventory, write_inventory
+from envctl.kube.inventory import Inventory, delete_inventory, read_inventory, write_inventory
 from envctl.kube.objects import (
     ANNOTATION_INVENTORY,
     INVENTORY_NAMESPACE,
@@ -143,6 +143,7 @@ def plan_layer(
         ctx.remember(_plan_key(node, objects), prepared)
     changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
     notes: list[str] = list(spec.deprecations)
+    notes.extend(_unvalidated(prepared, _layer_namespaces(objects)))
     if not spec.take_conflicts:
         err = conflict_error(node.id, prepared)
         if err is not None:
@@ -162,6 +163,31 @@ def plan_layer(
     return NodePlan(
         node.id, tuple(changes), outputs_unknown=_outputs_unknown(node, changes), notes=tuple(notes)
     )
+
+
+def _unvalidated(prepared: Sequence[Prepared], own: set[str]) -> list[str]:
+    """Plan notes naming the objects no dry-run checked: the API server dry-runs nothing in a
+    namespace that does not exist yet."""
+    by_ns: dict[str, list[ObjRef]] = {}
+    for p in prepared:
+        if p.waits_for is WaitsFor.NAMESPACE:
+            by_ns.setdefault(p.ref.namespace, []).append(p.ref)
+    notes = []
+    for ns, refs in sorted(by_ns.items()):
+        names = ", ".join(map(str, refs))
+        if ns in own:
+            notes.append(
+                f"{len(refs)} object(s) could not be validated yet: their Namespace {ns} is created by "
+                f"this apply, and the API server dry-runs nothing in a missing namespace ({names}); the "
+                "apply creates the Namespace first, dry-runs them, and if one is refused deletes the "
+                "Namespace again: nothing is applied"
+            )
+        else:
+            notes.append(
+                f"{len(refs)} object(s) could not be validated yet: their Namespace {ns} does not exist "
+                f"({names}); the apply dry-runs them once a layer it depends on has created it"
+            )
+    return notes
 
 
 def _plan_key(node: Node, objects: Sequence[Mapping[str, Any]]) -> tuple[str, str, str]:
@@ -239,7 +265,11 @@ def _reuse_plan(
     return planned
 
 
-def _apply_one(ctx: KubeContext, node: Node, p: Prepared, force: bool) -> Change:
+def _apply_one(
+    ctx: KubeContext, node: Node, p: Prepared, force: bool, created: set[ObjRef] | None = None
+) -> Change:
+    """Apply one object (or nothing, when its plan is a no-op); ``created`` collects it when this
+    very request created it (201), not one that existed already (200)."""
     assert p.mapping is not None and p.change is not None
     change = _with_adoption(p)
     assert change is not None
@@ -250,10 +280,12 @@ def _apply_one(ctx: KubeContext, node: Node, p: Prepared, force: bool) -> Change
         if p.replace:
             ctx.delete(p.ref, p.mapping)
             _wait_gone(ctx, p)
-        result = ctx.apply(p.obj, p.mapping, dry_run=False, force=force)
+        result, new = ctx.apply_created(p.obj, p.mapping, dry_run=False, force=force)
     except ApiError as e:
         raise translate(e, p.ref, node=node.id, secrets=list(secret_values(p.obj))) from e
     p.dry = result
+    if new and created is not None:
+        created.add(p.ref)
     before, after = normalise(p.live), normalise(result)
     if p.ref.kind == "Secret":
         before, after = mask_secret_pair(before, after)
@@ -469,7 +501,7 @@ def apply_layer(
             node=node.id,
             hint="create the namespace in this layer or in a layer it depends on (depends_on)",
         )
-    inventory = read_inventory(ctx, node.id)
+    inventory = before = read_inventory(ctx, node.id)
     lost = _lost_inventory(ctx, node, inventory, prepared)
     stale = left_git(inventory, prepared)
     _check_empty(node, objects, stale, allow_empty or spec.allow_empty)
@@ -493,7 +525,22 @@ def apply_layer(
 
     applied: dict[ObjRef, Change] = {}
     try:
-        first = [p for p in prepared if p.ref.kind in STAGE_ONE_KINDS and p.pending is None]
+        early, refused = _open_new_namespaces(ctx, node, prepared, objects, applied)
+    except Exception as e:
+        out = _partial_failure(node, e, prepared, applied)
+        if out is e:
+            raise
+        raise out from e
+    if refused is not None:
+        _restore_inventory(ctx, node, before, inventory, refused)
+        raise refused
+
+    try:
+        first = [
+            p
+            for p in prepared
+            if p.ref.kind in STAGE_ONE_KINDS and p.pending is None and p.ref not in applied
+        ]
         waits = wait if wait is not None else spec.wait
         # what a readiness wait will follow: every object (the layer waits), else the CRDs needed
         ahead = {p.ref for p in (first if waits else _needed_first(first, prepared))}
@@ -507,7 +554,7 @@ def apply_layer(
             watch_ahead=ahead,
             watch_timeout=min(spec.wait_timeout, WATCH_AHEAD),
         )
-        changed_first = [p for p in first if applied[p.ref].action.changes]
+        changed_first = [p for p in [*early, *first] if applied[p.ref].action.changes]
         needed = _needed_first(changed_first, prepared)
         if needed:
             wait_for(
@@ -593,6 +640,135 @@ def apply_layer(
             timeout=spec.wait_timeout,
         )
     return NodePlan(node.id, tuple(changes), notes=tuple(notes))
+
+
+# How long a failed apply waits for a Namespace it created, and deleted again, to be gone (the
+# namespace controller empties it first): a re-apply right after the fix must not find it Terminating.
+NAMESPACE_GONE_TIMEOUT = 60.0
+
+
+def _open_new_namespaces(
+    ctx: KubeContext,
+    node: Node,
+    prepared: Sequence[Prepared],
+    objects: Sequence[Mapping[str, Any]],
+    applied: dict[ObjRef, Change],
+) -> tuple[list[Prepared], EnvctlError | None]:
+    """Apply the layer's Namespaces that objects of the layer wait for, then dry-run those objects,
+    before anything else is written (DESIGN.md: one bad object means nothing is written).
+
+    The API server dry-runs nothing in a namespace that does not exist, so these objects are first
+    validated here. When one is refused, every Namespace this very run created (201, not a 200 for
+    one that appeared meanwhile) is deleted again, only if it is still exactly the object created
+    (uid and resourceVersion preconditions), and waited for until gone; the returned error says
+    nothing was applied. A Namespace that existed, or that another actor created since the plan,
+    is never deleted: the error then goes out as a failure part-way (raised). Returns the
+    Namespaces applied, and the error to raise once the caller restored the inventory.
+    """
+    spec = _spec(node)
+    awaited = {p.ref.namespace for p in prepared if p.waits_for is WaitsFor.NAMESPACE}
+    early = [
+        p
+        for p in prepared
+        if p.ref.kind == "Namespace" and p.ref.group == "" and p.pending is None and p.ref.name in awaited
+    ]
+    if not early:
+        return [], None
+    created: set[ObjRef] = set()
+    results = ctx.parallel(lambda p: _apply_one(ctx, node, p, spec.take_conflicts, created), early)
+    for p, r in zip(early, results, strict=True):
+        if isinstance(r, BaseException):
+            raise r
+        applied[p.ref] = r
+    opened = {p.ref.name for p in early}
+    waiting = [p for p in prepared if p.waits_for is WaitsFor.NAMESPACE and p.ref.namespace in opened]
+    crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
+
+    def check(p: Prepared) -> None:
+        dry_run_one(ctx, node.id, p, recreate=spec.recreate, crds=crds, namespaces=namespaces)
+
+    failures = [r for r in ctx.parallel(check, waiting) if isinstance(r, BaseException)]
+    err: BaseException | None = failures[0] if failures else None
+    if err is None and not spec.take_conflicts:
+        err = conflict_error(node.id, waiting)
+    if err is None:
+        return early, None
+    out = err if isinstance(err, EnvctlError) else EngineError(f"{type(err).__name__}: {err}")
+    out.node = out.node or node.id
+    lines = [f"also refused: {f}" for f in failures[1:]]
+    ours = [p for p in early if p.ref in created]
+    others = [p for p in early if p.ref not in created]
+    if others:  # not ours to delete: report a failure part-way, the Namespaces as applied
+        lines += [f"{p.ref}: existed before this apply (not created by it): kept" for p in others]
+        out.detail = "\n".join([*([out.detail.rstrip()] if out.detail else []), *lines])
+        raise out
+    left = _delete_created(ctx, node, ours)
+    for p in ours:
+        applied.pop(p.ref, None)
+        if p.ref in left:
+            lines.append(f"{p.ref}: created by this apply to dry-run the objects in it; {left[p.ref]}")
+        else:
+            lines.append(f"{p.ref}: created by this apply to dry-run the objects in it, deleted again")
+    if left:
+        out.message = (
+            f"{out.message}; nothing else was applied, but Namespace(s) "
+            f"{', '.join(p.ref.name for p in ours if p.ref in left)} created to validate it remain"
+        )
+    else:
+        out.message = f"{out.message}; nothing was applied"
+    out.detail = "\n".join([*([out.detail.rstrip()] if out.detail else []), *lines])
+    return early, out
+
+
+def _delete_created(ctx: KubeContext, node: Node, created: Sequence[Prepared]) -> dict[ObjRef, str]:
+    """Delete Namespaces this run created, each only while it is exactly the object created, and
+    wait (up to NAMESPACE_GONE_TIMEOUT) until they are gone; what could not be removed, and why."""
+    left: dict[ObjRef, str] = {}
+
+    def delete(p: Prepared) -> None:
+        assert p.mapping is not None
+        meta = (p.dry or {}).get("metadata") or {}
+        pre = {"uid": str(meta.get("uid", "")), "resourceVersion": str(meta.get("resourceVersion", ""))}
+        ctx.delete(p.ref, p.mapping, preconditions=pre)
+
+    for p, r in zip(created, ctx.parallel(delete, created), strict=True):
+        if isinstance(r, ApiError) and r.status == 409:
+            left[p.ref] = "changed by someone else since it was created: kept, delete it by hand"
+        elif isinstance(r, BaseException):
+            left[p.ref] = f"could not be deleted again ({r}): delete it by hand"
+    deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT
+    waiting = [p for p in created if p.ref not in left]
+
+    def still(p: Prepared) -> bool:
+        assert p.mapping is not None
+        now = ctx.get(p.ref, p.mapping)
+        uid = ((p.dry or {}).get("metadata") or {}).get("uid")
+        return now is not None and (now.get("metadata") or {}).get("uid") == uid
+
+    while waiting:
+        waiting = [p for p, r in zip(waiting, ctx.parallel(still, waiting), strict=True) if r is not False]
+        if waiting and (time.monotonic() > deadline or not ctx.pause(ctx.poll_interval)):
+            for p in waiting:
+                left[p.ref] = "deleted again, still terminating: a re-apply may have to wait until it is gone"
+            break
+    return left
+
+
+def _restore_inventory(
+    ctx: KubeContext, node: Node, before: Inventory, now: Inventory, err: EnvctlError
+) -> None:
+    """Put the inventory back as it was before the apply recorded its intent (nothing was applied)."""
+    if now is before:
+        return
+    try:
+        if before.exists:
+            write_inventory(ctx, node.id, now, before.entries)
+        else:
+            delete_inventory(ctx, node.id, now)
+    except EnvctlError as e:
+        err.detail = "\n".join(
+            [*([err.detail.rstrip()] if err.detail else []), f"the inventory could not be restored: {e}"]
+        )
 
 
 def _await_upstream_kinds(

@@ -588,9 +588,26 @@ class KubeContext:
             accept=METADATA_ONLY if metadata_only else "application/json",
         )
 
-    def delete(self, ref: ObjRef, mapping: Mapping_, *, dry_run: bool = False) -> bool:
-        """Delete with background propagation; False if it was already gone."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+    def delete(
+        self,
+        ref: ObjRef,
+        mapping: Mapping_,
+        *,
+        dry_run: bool = False,
+        preconditions: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Delete with background propagation; False if it was already gone.
+
+        ``preconditions`` (``uid``, ``resourceVersion``): delete only that very object, unchanged;
+        the API server answers 409 otherwise (raised as ``ApiError``).
+        """
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if preconditions:
+            body["preconditions"] = dict(preconditions)
         try:
             self.request(
                 "DELETE", self.path(ref, mapping), query={"dryRun": "All" if dry_run else None}, body=body

@@ -344,6 +344,19 @@ def wait_for(
             raise not_ready(
                 f"{len(failed)} object(s) failed: " + "; ".join(lines), node=node_id, detail="\n".join(lines)
             )
+    if todo and ctx.waits_cancelled:
+        # Cut short: one last look (a GET each; a background watch cut short may hold an older
+        # state), so that only objects still not ready are named as such.
+        def look(w: Waitable) -> Readiness:
+            ctx.take_ahead(w.ref)
+            live = ctx.get(w.ref, w.mapping)
+            return readiness(live) if live is not None else _pending("object not found")
+
+        seen = [w for w in todo if w.last is not None]
+        for w, r in zip(seen, ctx.parallel(look, seen), strict=True):
+            if not isinstance(r, BaseException):
+                state[w.ref] = r
+        todo = [w for w in todo if not state[w.ref].ready]
     if not todo:
         return
     lines = listing(todo)

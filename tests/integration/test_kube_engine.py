@@ -35,7 +35,10 @@ from envctl.kube import (
     render_layer,
     wait_layer,
 )
+from envctl.kube.apply import _open_new_namespaces
+from envctl.kube.diff import WaitsFor, prepare
 from envctl.kube.inventory import write_inventory
+from envctl.kube.objects import ObjRef
 from envctl.repo.snapshot import WorkTreeSnapshot
 
 pytestmark = pytest.mark.integration
@@ -803,6 +806,58 @@ def test_objects_in_a_namespace_an_upstream_layer_creates_plan_as_create_after(
         layer.apply()
     assert "nothing was applied" in str(err.value)
     assert read_inventory(layer.ctx, "layer.app").entries == ()
+
+
+BAD_DEPLOYMENT = DEPLOYMENT.replace("${inputs.replicas}", "-1").replace("${inputs.tag}", "1.27")
+
+
+def test_a_refused_object_in_a_namespace_the_layer_creates_writes_nothing(
+    tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient
+) -> None:
+    layer = Layer(tmp_path, kubeconfig, namespace)
+    own = f"{namespace}-own"
+    layer.spec["namespace"] = own
+    layer.write(
+        {"app.yaml": f"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {own}\n" + BAD_DEPLOYMENT}
+    )
+    plan = layer.plan()
+    assert any("could not be validated yet" in n and f"Namespace {own}" in n for n in plan.notes), plan.notes
+    with pytest.raises(ConfigError, match="nothing was applied") as err:
+        layer.apply()
+    assert f"v1 Namespace {own}: created by this apply to dry-run the objects in it, deleted again" in str(
+        err.value.detail
+    )
+    assert "part-way" not in err.value.message
+    assert get(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": own}}) is None
+    assert not read_inventory(layer.ctx, "layer.app").exists
+
+
+def test_a_namespace_another_actor_creates_between_plan_and_apply_is_never_deleted(
+    tmp_path: Path, kubeconfig: str, namespace: str, api: client.ApiClient
+) -> None:
+    """The apply's Namespace request answers 200, not 201: not created by this run, not removed."""
+    layer = Layer(tmp_path, kubeconfig, namespace)
+    own = f"{namespace}-theirs"
+    layer.spec["namespace"] = own
+    layer.write(
+        {"app.yaml": f"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {own}\n" + BAD_DEPLOYMENT}
+    )
+    objects = layer.render()
+    prepared = prepare(layer.ctx, "layer.app", objects, recreate=False)  # the plan: namespace missing
+    assert [p.waits_for for p in prepared if p.ref.kind == "Deployment"] == [WaitsFor.NAMESPACE]
+    core = client.CoreV1Api(api)
+    uid = core.create_namespace({"metadata": {"name": own}}).metadata.uid  # another actor, meanwhile
+    try:
+        applied: dict[ObjRef, Any] = {}
+        with pytest.raises(ConfigError) as err:
+            _open_new_namespaces(layer.ctx, layer.node, prepared, objects, applied)
+        assert f"v1 Namespace {own}: existed before this apply (not created by it): kept" in str(
+            err.value.detail
+        )
+        ns = core.read_namespace(own)
+        assert ns.metadata.uid == uid and ns.metadata.deletion_timestamp is None
+    finally:
+        core.delete_namespace(own)
 
 
 def test_a_custom_resource_whose_crd_an_upstream_layer_renders(layer: Layer) -> None:
