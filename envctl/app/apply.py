@@ -188,7 +188,7 @@ def apply_bundle(
                     "reason": r.reason,
                     "at": now(),
                     "commit": bundle.commit,
-                    "fingerprint": node_fingerprint(bundle.nodes[r.node]),
+                    "fingerprint": bundle.node_fingerprint(r.node),
                     "seconds": round(r.seconds, 3),
                     "inputs_hash": r.inputs_hash,
                     **journal_edges(s, bundle.nodes[r.node], r),
@@ -209,7 +209,7 @@ def apply_bundle(
                 ih_start = ""  # _apply_node raises it again, as the node's failure
             with lock:
                 started[n] = ih_start
-            if done_before.get(n) == node_fingerprint(planned):
+            if n in done_before and done_before[n] == bundle.node_fingerprint(n):
                 read_current_outputs(s, node, values)
                 s.progress(f"{n}: already converged by an earlier run of this plan, skipped")
                 ih = inputs_hash(resolve_inputs(s, node, values, {})[0])
@@ -263,7 +263,7 @@ def apply_bundle(
                         else "the run exited (second Ctrl-C) before it started",
                         "at": now(),
                         "commit": bundle.commit,
-                        "fingerprint": node_fingerprint(bundle.nodes[n]),
+                        "fingerprint": bundle.node_fingerprint(n),
                         "inputs_hash": started.get(n, ""),
                     }
                 journal["finished"] = now()
@@ -287,7 +287,7 @@ def apply_bundle(
                     "reason": queue.reason.get(n, ""),
                     "at": now(),
                     "commit": bundle.commit,
-                    "fingerprint": node_fingerprint(bundle.nodes[n]),
+                    "fingerprint": bundle.node_fingerprint(n),
                 }
         journal["finished"] = now()
         journal["interrupted"] = stop.is_set()
@@ -372,7 +372,7 @@ def delete_work(
 ) -> Status:
     """Delete one node as planned, through the approval gate; journal it like any node."""
     t0 = time.monotonic()
-    if done_before.get(n) == node_fingerprint(planned):
+    if n in done_before and done_before[n] == node_fingerprint(planned):
         s.progress(f"{n}: already deleted by an earlier run of this plan, skipped")
         record(NodeResult(n, Status.DONE, "resumed", planned, 0.0))
         return Status.DONE

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from envctl.core.changes import NodePlan
@@ -101,7 +102,7 @@ class PlanBundle:
     rollback: Rollback | None = None
 
     def body(self) -> dict[str, Any]:
-        return self._body()[0]
+        return dict(self._encoded[0])
 
     def _body(self) -> tuple[dict[str, Any], dict[str, bytes]]:
         """The body, and each node's canonical JSON (its fingerprint's input, made once)."""
@@ -128,13 +129,34 @@ class PlanBundle:
         }
         return body, forms
 
+    @cached_property
+    def _encoded(self) -> tuple[dict[str, Any], dict[str, bytes], str]:
+        """The body, each node's canonical JSON and the fingerprint, made once per bundle: a plan
+        of large CRDs is megabytes of JSON, and a create used to serialise it five times before
+        its first write (the bundle file, its fingerprint for the applied record, each node's
+        fingerprint for the journal). A bundle is not edited after it is made (frozen, and its
+        plans are frozen too), so what was serialised once stands."""
+        body, forms = self._body()
+        return body, forms, sha256(_canonical_body(body, forms))
+
     @property
     def fingerprint(self) -> str:
-        return sha256(_canonical_body(*self._body()))
+        return self._encoded[2]
+
+    def node_fingerprint(self, node: str) -> str:
+        """``node_fingerprint(self.nodes[node])``, from the forms the bundle's fingerprint was made of."""
+        found = self._encoded[0]["node_fingerprints"].get(node)
+        return str(found) if found is not None else node_fingerprint(self.nodes[node])
 
     def to_json(self) -> dict[str, Any]:
-        body, forms = self._body()  # once: a plan of large CRDs makes each body megabytes of JSON
-        return {**body, "fingerprint": sha256(_canonical_body(body, forms))}
+        body, _, fingerprint = self._encoded
+        return {**body, "fingerprint": fingerprint}
+
+    def canonical_json(self) -> bytes:
+        """``canonical(self.to_json())`` - what the store writes as ``bundle.json`` - with each
+        node's canonical JSON spliced in as made for the fingerprint, not serialised again."""
+        body, forms, fingerprint = self._encoded
+        return _canonical_body({**body, "fingerprint": fingerprint}, forms)
 
     @property
     def has_changes(self) -> bool:

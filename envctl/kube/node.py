@@ -68,6 +68,9 @@ class LayerAdapter:
         # node id -> (its inputs as marshal bytes, the objects its precheck rendered): its plan's
         # render when the plan's inputs are the same (no upstream output in them), taken once
         self._prechecked: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
+        # node id -> (its inputs as marshal bytes, the objects its plan dry-ran): the objects of
+        # its apply in this run when the inputs are the same, taken once
+        self._planned: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
 
     def render(
         self, node: Node, inputs: Mapping[str, Any], undecrypted: list[str] | None = None
@@ -112,6 +115,17 @@ class LayerAdapter:
             return kept[1]
         return self.render(node, inputs)
 
+    def _render_for_apply(self, node: Node, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The objects this run's plan of the node dry-ran, if it planned the same inputs, else a
+        new render. The plan's render is what the plan shows and what its kept dry-runs are of;
+        the files it was made from are the ones the bundle's source hash covers, which the apply
+        checked before starting (``app.apply.preflight``). A saved plan, applied by another
+        process, is rendered again and compared with the plan's ``objects_sha256``."""
+        kept = self._planned.pop(node.id, None)
+        if kept is not None and kept[0] == _inputs_key(inputs):
+            return kept[1]
+        return self.render(node, inputs)
+
     def validate(self, node: Node, inputs: Mapping[str, Any]) -> list[str]:
         undecrypted: list[str] = []  # SOPS files checked without a key: warnings, not errors
         self.render(node, inputs, undecrypted)
@@ -123,6 +137,9 @@ class LayerAdapter:
 
     def plan(self, node: Node, inputs: Mapping[str, Any], plan_dir: Path, upstream: Upstream) -> NodePlan:
         objects = self._render_for_plan(node, inputs)
+        key = _inputs_key(inputs)
+        if key is not None:
+            self._planned[node.id] = (key, objects)
         try:
             # an upstream that is not applied yet may create namespaces or CRDs these objects need
             plan = plan_layer(self.kube(), node, objects, upstream_pending=bool(upstream.changing))
@@ -146,7 +163,7 @@ class LayerAdapter:
 
     def apply(self, node: Node, request: ApplyRequest) -> Applied:
         kube = self.kube()
-        objects = self.render(node, request.inputs)
+        objects = self._render_for_apply(node, request.inputs)
         plan = request.planned
         if not request.same_inputs:
             self.progress(f"{node.id}: re-planning with the new upstream outputs")

@@ -81,6 +81,38 @@ def test_the_fingerprint_is_the_sha256_of_the_canonical_body(after: dict[str, An
     assert b.fingerprint == sha256(canonical(body))
     assert b.to_json() == {**body, "fingerprint": sha256(canonical(body))}
     assert body["node_fingerprints"] == {n: node_fingerprint(nodes[n]) for n in nodes}
+    assert {n: b.node_fingerprint(n) for n in nodes} == body["node_fingerprints"]
+    # the bundle file's bytes, spliced from the nodes' forms: what serialising it whole gives
+    whole = json.dumps(b.to_json(), sort_keys=True, separators=(",", ":"), default=str).encode()
+    assert b.canonical_json() == whole == canonical(b.to_json())
+
+
+def test_the_bundle_file_holds_the_bytes_of_the_plan_and_reads_back_to_the_same_fingerprint(
+    tmp_path: Path,
+) -> None:
+    # non-ASCII text and a value JSON has no type for (written as its str) in a change
+    nodes = {
+        "layer.app": NodePlan(
+            "layer.app",
+            (Change("v1 ConfigMap app/caf\u00e9", Action.CREATE, None, {"data": {"k": "\u00e9\u2603"}}),),
+        ),
+        "stack.db": NodePlan(
+            "stack.db", (Change("terraform_data.x", Action.UPDATE, {"v": 1}, {"v": Path("/p")}),)
+        ),
+    }
+    b = PlanBundle(
+        "dev-1", "dev", "abc", True, "t", ("stack.db", "layer.app"), nodes, {"_source": "s"}, rev="abc"
+    )
+    store = Store(tmp_path)
+    approved = Approval.of(b, "ana", "t")
+    path = store.write_bundle(tmp_path / ".envctl" / "plans" / "dev-1", b)
+    old_way = json.dumps(b.to_json(), sort_keys=True, separators=(",", ":"), default=str) + "\n"
+    assert path.read_bytes() == old_way.encode()
+    again, _ = store.read_bundle(str(path.parent))
+    check_approval(approved, again)  # the approval of the plan shown holds for the file written
+    assert again.fingerprint == b.fingerprint == approved.fingerprint
+    store.write_bundle(tmp_path / "copy", again)
+    assert (tmp_path / "copy" / "bundle.json").read_bytes() == path.read_bytes()
 
 
 def test_round_trips_through_json() -> None:

@@ -400,3 +400,53 @@ def test_a_plan_takes_the_objects_its_precheck_rendered_from_the_same_inputs_onc
     adapter.precheck(node, {"v": UNKNOWN})
     assert adapter._render_for_plan(node, {"v": "2"})[0]["data"] == {"v": "2"}
     assert renders[-1] == {"v": "2"}
+
+
+def test_an_apply_takes_the_objects_its_plan_dry_ran_from_the_same_inputs_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envctl.core.adapter import ApplyRequest, Upstream
+    from envctl.core.changes import NodePlan
+    from envctl.core.errors import StalePlanError
+    from envctl.kube import node as layer_node
+
+    snap, node = make(tmp_path, {"cm.yaml": CM_WITH_PW.replace("pw: '${inputs.pw}'", "v: '${inputs.v}'")})
+    renders: list[dict[str, Any]] = []
+    applied: list[Any] = []
+    real = render_layer
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        renders.append(args[3])
+        return real(*args, **kw)
+
+    def planned(_ctx: Any, n: Node, objects: Any, **_kw: Any) -> NodePlan:
+        applied.append(("plan", objects))
+        return NodePlan(n.id)
+
+    def apply(_ctx: Any, n: Node, objects: Any, **_kw: Any) -> NodePlan:
+        applied.append(("apply", objects))
+        return NodePlan(n.id)
+
+    monkeypatch.setattr(layer_node, "render_layer", counted)
+    monkeypatch.setattr(layer_node, "plan_layer", planned)
+    monkeypatch.setattr(layer_node, "apply_layer", apply)
+    adapter = layer_node.LayerAdapter(ENV, snap, lambda: None, lambda _m: None, lambda _n: {})  # type: ignore[arg-type,return-value]
+    plan = adapter.plan(node, {"v": "1"}, tmp_path, Upstream())
+
+    def request(v: str) -> ApplyRequest:
+        return ApplyRequest(plan, {"v": v}, tmp_path, v == "1", False, lambda _p: "")
+
+    adapter.apply(node, request("1"))
+    assert renders == [{"v": "1"}]  # the plan's render, not a second one
+    assert applied[1][1] is applied[0][1]
+    # taken once: a second apply (a resumed run) renders again, and is checked against the plan
+    adapter.apply(node, request("1"))
+    assert len(renders) == 2 and applied[2][1] is not applied[0][1]
+    assert objects_digest(applied[2][1]) == plan.artifacts["objects_sha256"]
+    # files edited since a plan whose render is not kept: stale, nothing applied
+    (tmp_path / LAYER / "cm.yaml").write_text(
+        (tmp_path / LAYER / "cm.yaml").read_text().replace("${inputs.v}", "${inputs.v}-edited")
+    )
+    with pytest.raises(StalePlanError, match="differ from the plan"):
+        adapter.apply(node, request("1"))
+    assert len(applied) == 3
