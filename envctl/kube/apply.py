@@ -6,8 +6,9 @@ written). Git wins: an apply takes back, with force-conflicts, every field Git s
 manager changed (the plan lists each take-over with both values); fields Git does not set are not
 in the applied object, so server-side apply leaves them to their managers; CRDs and
 Namespaces go first and are waited for; then a chart's pre-install/pre-upgrade hooks, waited for;
-the rest follow one kind at a time in a fixed order,
-concurrently within a kind; only objects whose dry-run differs from the live object are applied.
+the rest follow in a few tiers of kinds (``objects.APPLY_TIERS``: what must exist before what is
+admitted or used), concurrently within a tier; only objects whose dry-run differs from the live
+object are applied.
 Both operations return a ``NodePlan``: planned changes, or the changes that happened.
 """
 
@@ -34,7 +35,7 @@ from envctl.kube.objects import (
     LABEL_LAYER,
     STAGE_ONE_KINDS,
     ObjRef,
-    kind_rank,
+    apply_stages,
     mask_object,
     mask_secret_pair,
     normalise,
@@ -324,18 +325,15 @@ def _apply_stage(
     watch_ahead: Collection[ObjRef] = (),
     watch_timeout: float = WATCH_AHEAD,
 ) -> None:
-    """Apply a set of objects kind by kind into ``done``; stop after the first kind with a failure
-    (all failures listed). ``done`` holds every object applied before the failure.
+    """Apply a set of objects into ``done`` tier by tier (``objects.APPLY_TIERS``), each tier one
+    wave of concurrent requests; stop after the first tier with a failure (all its failures
+    listed). ``done`` holds every object applied, including those of the failed tier that were.
     ``watch_ahead``: objects a readiness wait will follow; those of a kind applied one at a time
     are watched from their apply on while the next is applied (for up to ``watch_timeout``
     seconds: :meth:`~envctl.kube.client.KubeContext.watch_ahead`)."""
-    by_rank: dict[int, list[Prepared]] = {}
-    for p in items:
-        by_rank.setdefault(kind_rank(p.ref.kind), []).append(p)
-    for rank in sorted(by_rank):
-        group = by_rank[rank]
-        one = lambda p: _apply_one(ctx, node, p, force)  # noqa: E731
-        if group[0].ref.kind in ONE_AT_A_TIME:
+    one = lambda p: _apply_one(ctx, node, p, force)  # noqa: E731
+    for group in apply_stages(items, lambda p: p.ref.kind):
+        if all(p.ref.kind in ONE_AT_A_TIME for p in group):  # CRDs: a tier of their own
             results: list[Change | BaseException] = []
             for p in group:
                 (r,) = ctx.parallel(one, [p])
@@ -470,7 +468,7 @@ def apply_layer(
     """Converge one layer and return what happened (``changes`` with the applied objects, masked).
 
     Order: dry-run all (nothing written if one fails, or conflicts under ``conflicts: refuse``) -> inventory
-    records the new objects -> CRDs and Namespaces, waited for -> the rest, kind by kind ->
+    records the new objects -> CRDs and Namespaces, waited for -> the rest, tier by tier ->
     prune (reverse kind order) -> inventory -> readiness wait (``wait`` overrides layer.yaml).
     ``reuse_plan``: the dry-runs of this run's :func:`plan_layer` of the same objects stand for
     every object still at the ``resourceVersion`` the plan saw (the caller knows nothing this

@@ -1,7 +1,8 @@
 """Kubernetes object identity, ordering, normalisation, diff and masking: pure helpers of the engine.
 
 Imports only the standard library and ``envctl.core``; no ``kubernetes``, no network, so every
-rule here (the kind order, what counts as a change, how a Secret is masked) is unit-tested offline.
+rule here (the kind order, the apply tiers, what counts as a change, how a Secret is masked) is
+unit-tested offline.
 Objects are plain ``dict`` values as the API server returns them in JSON.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from envctl.core.bundle import canonical, sha256
 from envctl.core.changes import SENSITIVE, sensitive_marker
+
+T = TypeVar("T")
 
 # Labels and annotations envctl puts on every object it applies.
 LABEL_ENV = "envctl.io/environment"
@@ -63,8 +66,9 @@ CLUSTER_SCOPED_KINDS = frozenset(
     }
 )
 
-# Apply order (Helm's install order, as flux's ssa uses). Unknown kinds (custom resources) go
-# after every built-in kind and before webhooks, so a webhook never blocks the objects it serves.
+# Kind order (Helm's install order, as flux's ssa uses): the order objects are listed in, and
+# deletes (prune, destroy) run in reverse, one kind at a time. Unknown kinds (custom resources)
+# rank after every built-in kind and before webhooks.
 KIND_ORDER: tuple[str, ...] = (
     "CustomResourceDefinition",
     "Namespace",
@@ -98,6 +102,87 @@ KIND_ORDER: tuple[str, ...] = (
 )
 LAST_KINDS: tuple[str, ...] = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 STAGE_ONE_KINDS = frozenset({"CustomResourceDefinition", "Namespace"})
+
+# Apply tiers: an apply sends each tier as one wave of concurrent requests, a wave starting when
+# every request of the one before has answered (kube/apply.py::_apply_stage). A tier holds what
+# the tiers after it need to exist before they are admitted or used; kinds share a tier when
+# none of them needs another. Tiers 0 and 1 are stage one (CRDs one at a time, then Namespaces),
+# applied and waited for before the rest is dry-run and applied. The rest:
+#  2. classes, policy, identities, roles: PriorityClass/RuntimeClass (admission rejects a Pod
+#     naming one that does not exist); Storage/IngressClass (a default class is set on a
+#     PVC/Ingress only when it is created); PersistentVolume; ResourceQuota/LimitRange (enforced
+#     and defaulted when an object is created, never afterwards); NetworkPolicy and
+#     PodDisruptionBudget (they protect Pods from their first moment); ServiceAccount (a Pod naming
+#     a missing one is rejected; a token Secret whose account does not exist is deleted by the
+#     token controller); Role/ClusterRole (a binding's escalation check resolves the role it names);
+#  3. what workloads read, mount, run as or are reached by: Secrets, ConfigMaps, PVCs, resource
+#     claims, role bindings (a Pod's account has its rights when it starts), Services (a container
+#     gets the environment variables of the Services that exist when it starts);
+#  4. workloads and their routing: Pods and their controllers, HPAs, Ingresses;
+#  5. OTHER_TIER, every kind not named here: custom resources (their controllers and webhooks may
+#     read any built-in object) and built-in kinds with no such role;
+#  6. ADMISSION_KINDS, last: webhook configurations, admission policies and APIServices, so a
+#     webhook or policy whose backend the layer itself deploys never intercepts the layer's own
+#     objects (flux: webhooks last; Helm: APIService, then webhooks, after every kind it knows).
+# Flux's ssa ApplyAllStaged has three stages (CRDs/Namespaces/ClusterRoles, then kinds named
+# *Class, then the rest sent one after the other in kind order); Helm sends kind by kind in its
+# install order. Unlike flux, a custom kind named *Class stays in tier 5 with the other custom
+# resources: it may reference built-in objects (a GatewayClass its parameters' ConfigMap).
+# Deletes keep the reverse of KIND_ORDER, one kind at a time (kube/prune.py::delete_objects).
+APPLY_TIERS: tuple[tuple[str, ...], ...] = (
+    ("CustomResourceDefinition",),
+    ("Namespace",),
+    (
+        "PriorityClass",
+        "RuntimeClass",
+        "StorageClass",
+        "VolumeAttributesClass",
+        "IngressClass",
+        "DeviceClass",
+        "PersistentVolume",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+    ),
+    (
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "ResourceClaimTemplate",
+        "ResourceClaim",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "Service",
+    ),
+    (
+        "DaemonSet",
+        "Pod",
+        "ReplicationController",
+        "ReplicaSet",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "Ingress",
+    ),
+)
+ADMISSION_KINDS: tuple[str, ...] = (
+    "APIService",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+)
+_TIER = {kind: i for i, kinds in enumerate(APPLY_TIERS) for kind in kinds}
+OTHER_TIER = len(APPLY_TIERS)  # custom resources and built-in kinds not named above
+_TIER.update(dict.fromkeys(ADMISSION_KINDS, OTHER_TIER + 1))
 
 # Metadata the server owns; never part of a diff.
 _SERVER_METADATA = (
@@ -163,7 +248,8 @@ class ObjRef:
 
 
 def kind_rank(kind: str) -> int:
-    """Position of a kind in the apply order; deletes use the reverse."""
+    """Position of a kind in KIND_ORDER (unknown kinds after it, LAST_KINDS last); deletes run
+    in the reverse."""
     if kind in KIND_ORDER:
         return KIND_ORDER.index(kind)
     if kind in LAST_KINDS:
@@ -171,16 +257,19 @@ def kind_rank(kind: str) -> int:
     return len(KIND_ORDER)
 
 
-def apply_stages(objects: Iterable[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Group objects into apply stages: one stage per kind rank, in order; objects keep their order."""
-    by_rank: dict[int, list[dict[str, Any]]] = {}
-    for obj in objects:
-        by_rank.setdefault(kind_rank(str(obj.get("kind", ""))), []).append(dict(obj))
-    return [by_rank[r] for r in sorted(by_rank)]
+def apply_tier(kind: str) -> int:
+    """The tier (``APPLY_TIERS``) a kind is applied in: objects of a lower tier are written first."""
+    return _TIER.get(kind, OTHER_TIER)
 
 
-def sort_for_apply(refs: Iterable[ObjRef]) -> list[ObjRef]:
-    return sorted(refs, key=lambda r: (kind_rank(r.kind), r))
+def apply_stages(items: Iterable[T], kind: Callable[[T], str]) -> list[list[T]]:
+    """``items`` grouped into apply waves, one per tier in tier order; within a wave by kind
+    order, then as given (so the first requests of a wave larger than the request pool follow
+    the kind order). ``kind`` names an item's kind."""
+    by_tier: dict[int, list[T]] = {}
+    for item in items:
+        by_tier.setdefault(apply_tier(kind(item)), []).append(item)
+    return [sorted(by_tier[t], key=lambda i: kind_rank(kind(i))) for t in sorted(by_tier)]
 
 
 def sort_for_delete(refs: Iterable[ObjRef]) -> list[ObjRef]:

@@ -6,17 +6,24 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from envctl.core.changes import Action
 from envctl.core.errors import ConfigError, UnavailableError
 from envctl.kube.diff import object_change
 from envctl.kube.errors import ApiError, ConflictError, conflicts_of, status_error, translate
 from envctl.kube.objects import (
+    ADMISSION_KINDS,
+    APPLY_TIERS,
+    KIND_ORDER,
+    LAST_KINDS,
+    STAGE_ONE_KINDS,
     ObjRef,
     apply_stages,
+    apply_tier,
     diff_paths,
     managers_of,
     normalise,
-    sort_for_apply,
     sort_for_delete,
 )
 
@@ -43,6 +50,10 @@ def test_addresses_read_like_kubectl() -> None:
     assert str(ObjRef("v1", "Namespace", "", "app")) == "v1 Namespace app"
 
 
+def waves(kinds: list[str]) -> list[list[str]]:
+    return apply_stages(kinds, lambda k: k)
+
+
 def test_crds_and_namespaces_first_webhooks_last_deletes_reversed() -> None:
     refs = [
         ObjRef("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "", "w"),
@@ -52,7 +63,8 @@ def test_crds_and_namespaces_first_webhooks_last_deletes_reversed() -> None:
         ObjRef("v1", "Namespace", "", "app"),
         ObjRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "widgets.example.com"),
     ]
-    kinds = [r.kind for r in sort_for_apply(refs)]
+    stages = apply_stages(refs, lambda r: r.kind)
+    kinds = [r.kind for stage in stages for r in stage]
     assert kinds == [
         "CustomResourceDefinition",
         "Namespace",
@@ -61,9 +73,101 @@ def test_crds_and_namespaces_first_webhooks_last_deletes_reversed() -> None:
         "Widget",
         "ValidatingWebhookConfiguration",
     ]
+    assert [len(s) for s in stages] == [1] * 6
     assert [r.kind for r in sort_for_delete(refs)] == list(reversed(kinds))
-    stages = apply_stages([r.to_json() | {"metadata": {"name": r.name}} for r in refs])
-    assert [s[0]["kind"] for s in stages][:2] == ["CustomResourceDefinition", "Namespace"]
+
+
+def test_stage_one_is_crds_alone_then_namespaces() -> None:
+    # CRDs are applied one at a time (kube/apply.py::ONE_AT_A_TIME): no other kind in their wave
+    assert APPLY_TIERS[:2] == (("CustomResourceDefinition",), ("Namespace",))
+    assert {*APPLY_TIERS[0], *APPLY_TIERS[1]} == STAGE_ONE_KINDS
+
+
+# (what must exist, what is admitted or used only once it does)
+NEEDED_BEFORE = [
+    ("Role", "RoleBinding"),  # the binding's escalation check resolves the role
+    ("ClusterRole", "ClusterRoleBinding"),
+    ("ClusterRole", "RoleBinding"),
+    ("ServiceAccount", "Secret"),  # a token Secret of a missing account is deleted
+    ("ServiceAccount", "Pod"),  # a Pod naming a missing account is rejected
+    ("ServiceAccount", "RoleBinding"),
+    ("PriorityClass", "Pod"),
+    ("PriorityClass", "Deployment"),
+    ("RuntimeClass", "Job"),
+    ("StorageClass", "PersistentVolumeClaim"),  # the default class is set on create
+    ("PersistentVolume", "PersistentVolumeClaim"),
+    ("LimitRange", "PersistentVolumeClaim"),
+    ("LimitRange", "Pod"),
+    ("ResourceQuota", "ConfigMap"),
+    ("ResourceQuota", "Service"),
+    ("NetworkPolicy", "Deployment"),
+    ("PodDisruptionBudget", "StatefulSet"),
+    ("ConfigMap", "Deployment"),
+    ("Secret", "StatefulSet"),
+    ("PersistentVolumeClaim", "StatefulSet"),
+    ("RoleBinding", "Deployment"),
+    ("Service", "Deployment"),  # environment variables of the Services that exist
+    ("Service", "Ingress"),
+    ("IngressClass", "Ingress"),
+    ("Deployment", "Widget"),  # custom resources after every built-in they may reference
+    ("Service", "Widget"),
+    ("Widget", "ValidatingWebhookConfiguration"),  # webhooks never intercept the layer's own objects
+    ("Widget", "MutatingWebhookConfiguration"),
+    ("Ingress", "APIService"),
+    ("Deployment", "ValidatingAdmissionPolicyBinding"),
+]
+
+
+@pytest.mark.parametrize(("first", "then"), NEEDED_BEFORE)
+def test_what_an_object_needs_is_applied_in_an_earlier_wave(first: str, then: str) -> None:
+    assert apply_tier(first) < apply_tier(then)
+    assert waves([then, first]) == [[first], [then]]
+
+
+def test_kinds_that_need_none_of_each_other_share_a_wave() -> None:
+    kinds = [
+        "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
+        "Secret", "Service", "Deployment", "StatefulSet", "NetworkPolicy", "PodDisruptionBudget",
+        "HorizontalPodAutoscaler", "CronJob", "Ingress", "Widget0",
+    ]  # fmt: skip
+    # bench B8's install bundle: 18 kinds after its Namespace, once 18 waves, now 5
+    assert waves(kinds) == [
+        ["NetworkPolicy", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "Role"],
+        ["Secret", "ConfigMap", "ClusterRoleBinding", "RoleBinding", "Service"],
+        ["Deployment", "HorizontalPodAutoscaler", "StatefulSet", "CronJob", "Ingress"],
+        ["Widget0"],
+        ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"],
+    ]
+
+
+def test_unknown_kinds_go_after_every_built_in_kind_and_before_admission_kinds() -> None:
+    named = [k for tier in APPLY_TIERS for k in tier]
+    # custom resources, a custom kind named *Class (unlike flux), built-ins with no role here
+    for kind in ("Widget", "GatewayClass", "Certificate", "Endpoints", "Lease", ""):
+        assert all(apply_tier(k) < apply_tier(kind) for k in named), kind
+        assert all(apply_tier(kind) < apply_tier(k) for k in ADMISSION_KINDS), kind
+        assert apply_tier(kind) == apply_tier("Widget")
+    assert len({apply_tier(k) for k in ADMISSION_KINDS}) == 1
+
+
+def test_every_kind_of_the_kind_order_has_a_named_tier() -> None:
+    named = {k for tier in APPLY_TIERS for k in tier} | set(ADMISSION_KINDS)
+    assert set(KIND_ORDER) | set(LAST_KINDS) <= named
+    assert sum(len(t) for t in APPLY_TIERS) + len(ADMISSION_KINDS) == len(named)  # each kind once
+
+
+def test_a_wave_lists_its_objects_by_kind_order_then_as_given() -> None:
+    objs = [("Role", "r1"), ("ServiceAccount", "a"), ("Role", "r0"), ("ServiceAccount", "b")]
+    assert apply_stages(objs, lambda o: o[0]) == [
+        [("ServiceAccount", "a"), ("ServiceAccount", "b"), ("Role", "r1"), ("Role", "r0")]
+    ]
+
+
+def test_deletes_keep_the_reverse_kind_order_one_kind_at_a_time() -> None:
+    kinds = [*KIND_ORDER, "Widget", *LAST_KINDS]
+    refs = [ObjRef("v1", k, "", "x") for k in kinds]
+    assert [r.kind for r in sort_for_delete(refs)] == list(reversed(kinds))
 
 
 def test_normalise_drops_server_fields_and_status() -> None:
