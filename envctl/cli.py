@@ -126,7 +126,7 @@ def graph(
     from envctl.app.loading import load
     from envctl.views.graph import RENDERERS
 
-    _, _, g = load(repo, rev, env)
+    _, _, g = load(repo, rev, env, warn=_progress)
     typer.echo(RENDERERS[fmt](g))
 
 
