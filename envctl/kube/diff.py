@@ -421,6 +421,24 @@ BRIEF_ABOVE = 64 * 1024  # bytes of JSON above which a create's dry-run returns 
 
 
 def _large(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj``'s compact JSON is longer than BRIEF_ABOVE. Its strings alone - keys with
+    their quotes and colon, values with their quotes; escaping only lengthens them - are a lower
+    bound of that length: a large object (a CRD's schema) is known to be large after a walk over
+    part of it, instead of serialising it whole only to measure it; any other is measured."""
+    total = 0
+    stack: list[Any] = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            total += len(v) + 2
+            if total > BRIEF_ABOVE:
+                return True
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+        elif isinstance(v, dict | Mapping):
+            for k, x in v.items():
+                total += len(k) + 3 if isinstance(k, str) else 0
+                stack.append(x)
     return len(json.dumps(obj, separators=(",", ":"), default=str)) > BRIEF_ABOVE
 
 
@@ -511,13 +529,15 @@ def _schema_rules_keyed(value: Any) -> bool:
     stack = [value]
     while stack:
         v = stack.pop()
-        if isinstance(v, Mapping):
+        if isinstance(v, str):
+            continue  # most of a schema; tested before the slower test for any ``Mapping``
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict | Mapping):
             rules = v.get(SCHEMA_RULES)
             if rules is not None and not _keyed_once(rules, ("rule",)):
                 return False
             stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
     return True
 
 
