@@ -144,7 +144,7 @@ def plan_layer(
         ctx.remember(_plan_key(node, objects), prepared)
     changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
     notes: list[str] = list(spec.deprecations)
-    notes.extend(_unvalidated(prepared, _layer_namespaces(objects)))
+    notes.extend(_unvalidated(prepared, _layer_namespaces(objects), _layer_namespaces(upstream_objects)))
     if not spec.take_conflicts:
         err = conflict_error(node.id, prepared)
         if err is not None:
@@ -166,9 +166,10 @@ def plan_layer(
     )
 
 
-def _unvalidated(prepared: Sequence[Prepared], own: set[str]) -> list[str]:
+def _unvalidated(prepared: Sequence[Prepared], own: set[str], upstream: set[str]) -> list[str]:
     """Plan notes naming the objects no dry-run checked: the API server dry-runs nothing in a
-    namespace that does not exist yet."""
+    namespace that does not exist yet (``own``: Namespaces this layer creates; ``upstream``:
+    those its upstream layers create)."""
     by_ns: dict[str, list[ObjRef]] = {}
     for p in prepared:
         if p.waits_for is WaitsFor.NAMESPACE:
@@ -183,10 +184,15 @@ def _unvalidated(prepared: Sequence[Prepared], own: set[str]) -> list[str]:
                 "apply creates the Namespace first, dry-runs them, and if one is refused deletes the "
                 "Namespace again: nothing is applied"
             )
-        else:
+        elif ns in upstream:
             notes.append(
                 f"{len(refs)} object(s) could not be validated yet: their Namespace {ns} does not exist "
-                f"({names}); the apply dry-runs them once a layer it depends on has created it"
+                f"({names}); the apply dry-runs them once the upstream layer that creates it is applied"
+            )
+        else:
+            notes.append(
+                f"{len(refs)} object(s) cannot be applied: their Namespace {ns} does not exist and "
+                f"nothing creates it ({names}); the apply refuses the layer before any write"
             )
     return notes
 

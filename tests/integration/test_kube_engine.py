@@ -799,9 +799,16 @@ def test_objects_in_a_namespace_an_upstream_layer_creates_plan_as_create_after(
     layer = Layer(tmp_path, kubeconfig, namespace)
     layer.spec["namespace"] = f"{namespace}-later"
     layer.write({"cm.yaml": cm("c", a="1")})
-    [change] = layer.plan().changes
+    plan = layer.plan()
+    [change] = plan.changes
     assert change.action is Action.CREATE
     assert change.reasons == (f"create after Namespace {namespace}-later (not in the cluster yet)",)
+    [note] = plan.notes
+    assert f"Namespace {namespace}-later does not exist and nothing creates it" in note
+    upstream = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-later"}}]
+    [note] = layer.plan(upstream_objects=upstream).notes
+    assert "once the upstream layer that creates it is applied" in note
+    assert f"v1 ConfigMap {namespace}-later/c" in note
     with pytest.raises(EngineError, match="do not exist") as err:
         layer.apply()
     assert "nothing was applied" in str(err.value)

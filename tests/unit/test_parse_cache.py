@@ -279,12 +279,24 @@ def fifo(path: Path) -> None:
     os.mkfifo(path, 0o600)
 
 
+def foreign(path: Path, outside: Path) -> None:
+    """A well-formed private key file (the right key, even), owned by another user (nobody)."""
+    path.write_bytes(outside.read_bytes())
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+
+
 @pytest.mark.parametrize(
     "plant",
     [
         pytest.param(lambda key, outside: key.symlink_to(outside), id="symlink"),
         pytest.param(lambda key, outside: key.mkdir(), id="directory"),
         pytest.param(lambda key, outside: fifo(key), id="fifo"),
+        pytest.param(
+            lambda key, outside: foreign(key, outside),
+            id="another-users-file",
+            marks=pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user"),
+        ),
     ],
 )
 def test_a_key_that_is_not_the_users_regular_file_is_left_alone_and_said_once(
@@ -292,11 +304,12 @@ def test_a_key_that_is_not_the_users_regular_file_is_left_alone_and_said_once(
 ) -> None:
     repo, outside = tmp_path / "repo", tmp_path / "outside-key"
     repo.mkdir()
-    outside.write_bytes(os.urandom(32))
-    outside.chmod(0o600)
     s = new_process(repo)
     yamlcache.load_yaml_documents_cached(ODD, "x.yaml")
     key, entry = s.dir / "key", entry_file(s).name.removesuffix(".bin")
+    # the planted file holds the very key the entry is signed with: trusted, the entry would load
+    outside.write_bytes(key.read_bytes())
+    outside.chmod(0o600)
     key.unlink()
     plant(key, outside)
     before = os.lstat(key)
