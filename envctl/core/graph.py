@@ -3,18 +3,14 @@
 Edges point from a dependency to its dependent (``stack.network -> stack.database``): from
 ``depends_on`` and from ``${stack.X.outputs.Y}`` / ``${layer.X.outputs.Y}`` references.
 
-networkx is imported only to name the path of a dependency cycle (~100 ms: its ``__init__``
-imports every algorithm), and for a node the graph does not hold (networkx's error, as ever). The
-orders and selections a command needs on an acyclic graph - networkx's lexicographical
-topological sort and topological generations, ancestors, descendants - are the same few lines
-over the graph's adjacency here, answering what networkx answers (tests/unit/test_graph_lazy.py
-compares them on random graphs): every command on an environment with edges was paying for the
-import before its first request, ~10% of what a create of B8 spends before its first write.
+networkx is imported the first time a graph algorithm runs on a graph that has edges (~100 ms,
+its ``__init__`` imports every algorithm). A graph without edges needs none: it is acyclic, its
+order is its sorted nodes, and nothing is upstream or downstream of anything. That keeps
+``envctl plan`` of an empty or edgeless environment inside its start-up budget (bench B1).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -93,11 +89,6 @@ class EnvGraph:
                         hint=f"add it under vars: in {env.path}/environment.yaml",
                     )
         self.edges = edges
-        self._pred: dict[str, list[str]] = {n: [] for n in env.nodes}
-        self._succ: dict[str, list[str]] = {n: [] for n in env.nodes}
-        for up, down in edges:
-            self._succ[up].append(down)
-            self._pred[down].append(up)
         self._check_acyclic()
 
     def _add(
@@ -120,38 +111,10 @@ class EnvGraph:
         g.add_edges_from(self.edges)
         return g
 
-    @cached_property
-    def _order(self) -> list[str]:
-        """Kahn's algorithm taking the smallest node id whose dependencies are placed: networkx's
-        ``lexicographical_topological_sort``. Shorter than the graph when it has a cycle."""
-        waiting = {n: len(ups) for n, ups in self._pred.items()}
-        ready = [n for n, count in waiting.items() if count == 0]
-        heapq.heapify(ready)
-        out: list[str] = []
-        while ready:
-            n = heapq.heappop(ready)
-            out.append(n)
-            for d in self._succ[n]:
-                waiting[d] -= 1
-                if waiting[d] == 0:
-                    heapq.heappush(ready, d)
-        return out
-
-    def _reach(self, start: str, step: Mapping[str, list[str]]) -> set[str]:
-        """Every node reachable from ``start`` along ``step`` (``start`` itself excluded)."""
-        seen: set[str] = set()
-        todo = list(step[start])
-        while todo:
-            n = todo.pop()
-            if n not in seen:
-                seen.add(n)
-                todo.extend(step[n])
-        return seen
-
     def _check_acyclic(self) -> None:
-        if not self.edges or len(self._order) == len(self.env.nodes):
+        if not self.edges:
             return
-        import networkx as nx  # only to name the cycle, as it always has
+        import networkx as nx
 
         try:
             cycle = nx.find_cycle(self.g)
@@ -173,35 +136,30 @@ class EnvGraph:
     # --- orders and selections ------------------------------------------------------------
 
     def upstream(self, node_id: str) -> list[str]:
-        if node_id in self._pred:
-            return sorted(self._pred[node_id])
-        return sorted(self.g.predecessors(node_id))  # networkx's error for a node not in the graph
+        if not self.edges and node_id in self.env.nodes:
+            return []
+        return sorted(self.g.predecessors(node_id))
 
     def downstream(self, node_id: str) -> list[str]:
-        if node_id in self._succ:
-            return sorted(self._succ[node_id])
+        if not self.edges and node_id in self.env.nodes:
+            return []
         return sorted(self.g.successors(node_id))
 
     def order(self) -> list[str]:
         """A deterministic topological order (ties broken by node id)."""
-        return list(self._order)
+        if not self.edges:
+            return sorted(self.env.nodes)
+        import networkx as nx
+
+        return list(nx.lexicographical_topological_sort(self.g))
 
     def levels(self) -> list[list[str]]:
-        """Nodes grouped by depth: what could run together if everything took the same time
-        (networkx's ``topological_generations``)."""
-        waiting = {n: len(ups) for n, ups in self._pred.items()}
-        level = [n for n, count in waiting.items() if count == 0]
-        out: list[list[str]] = []
-        while level:
-            out.append(sorted(level))
-            following = []
-            for n in level:
-                for d in self._succ[n]:
-                    waiting[d] -= 1
-                    if waiting[d] == 0:
-                        following.append(d)
-            level = following
-        return out
+        """Nodes grouped by depth: what could run together if everything took the same time."""
+        if not self.edges:
+            return [sorted(self.env.nodes)] if self.env.nodes else []
+        import networkx as nx
+
+        return [sorted(gen) for gen in nx.topological_generations(self.g)]
 
     def with_dependencies(self, targets: Iterable[str]) -> set[str]:
         out: set[str] = set()
@@ -212,18 +170,20 @@ class EnvGraph:
                     f"--target {t}: no such node in environment {self.env.name}", hint=_known(self.env, t)
                 )
             out.add(t)
-            out |= self._reach(t, self._pred)
+            if self.edges:
+                import networkx as nx
+
+                out |= nx.ancestors(self.g, t)
         return out
 
     def with_dependents(self, nodes: Iterable[str]) -> set[str]:
         out: set[str] = set()
         for n in nodes:
             out.add(n)
-            if n not in self._succ:
+            if self.edges or n not in self.env.nodes:
                 import networkx as nx
 
-                nx.descendants(self.g, n)  # networkx's error: a bug in the caller, not a user error
-            out |= self._reach(n, self._succ)
+                out |= nx.descendants(self.g, n)
         return out
 
     def affected(
