@@ -563,11 +563,15 @@ def _served_soon(ctx: KubeContext, node_id: str, ref: ObjRef) -> tuple[ObjRef, M
         items = ctx.list_items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     except ApiError as e:
         raise translate(e, ref, node=node_id) from e
+    version = ref.api_version.rpartition("/")[2]
     defining = [
         c
         for c in items
         if (c.get("spec") or {}).get("group") == ref.group
         and ((c.get("spec") or {}).get("names") or {}).get("kind") == ref.kind
+        and any(
+            v.get("name") == version and v.get("served") for v in (c.get("spec") or {}).get("versions") or []
+        )
     ]
     if not defining:
         raise error

@@ -275,6 +275,11 @@ def test_a_kind_whose_crd_is_in_the_cluster_but_not_served_yet_is_waited_for_not
         [change] = layer.plan().changes
         assert change.action is Action.CREATE and change.reasons == (), change
         assert actions(layer.apply()) == {f"{group}/v1 Widget {layer.namespace}/w1": "create"}
+        # a version the CRD does not serve is not waited for: the plain error
+        layer.write({"widget.yaml": widget.replace(f"{group}/v1", f"{group}/v2")})
+        with pytest.raises(ConfigError) as err:
+            layer.plan()
+        assert err.value.message.endswith(f"does not serve kind Widget in {group}/v2"), err.value.message
     finally:
         ext.delete_custom_resource_definition(f"widgets.{group}")
 
