@@ -83,7 +83,10 @@ def test_ctrl_c_while_crds_wait_for_established_exits_130_and_resume_converges(e
     crd_not_established(env, index)
     child.sendintr()
     child.expect_exact("interrupt: no new nodes will start")
-    output = finish(child)  # fails on pexpect's timeout if a thread holds the exit
+    # A background watch of a CRD lasts up to 120 s (WATCH_AHEAD; the layer's timeout is 10 min):
+    # one that held the exit would outlast this bound of pexpect's, and fail the test here.
+    child.timeout = 60
+    output = finish(child)
 
     assert child.exitstatus == 130, output
     assert "Traceback" not in output, output
