@@ -1191,6 +1191,27 @@ def apiserver_cpu() -> float | None:
     return total
 
 
+def await_idle_server(quiet: float = 0.05, window: float = 0.5, bound: float = 30.0) -> float:
+    """Wait until the API server (and etcd) used less than ``quiet`` of a core over ``window``
+    seconds, for at most ``bound`` seconds; the seconds waited."""
+    start = time.monotonic()
+    before = apiserver_cpu()
+    while before is not None and time.monotonic() - start < bound:
+        time.sleep(window)
+        now = apiserver_cpu()
+        if now is None or now - before < quiet * window:
+            break
+        before = now
+    return time.monotonic() - start
+
+
+def settled(fn: Callable[[], float], smoke: bool) -> float:
+    """``fn()`` once the API server is idle (``await_idle_server``; smoke runs do not wait)."""
+    if not smoke:
+        await_idle_server()
+    return fn()
+
+
 SERVER_CPU: dict[str, list[float]] = {}  # label -> API server + etcd CPU seconds during each command
 
 
@@ -1349,16 +1370,16 @@ def b8(r: Result, tmp: Path, n: int, smoke: bool) -> None:
         for i in range(n + 1 if WARMUP else n):
             if i:
                 delete_all()
-            # Deleting CRDs leaves the API server work to do (its OpenAPI document, caches), and
-            # a create leaves the establishing of its CRDs: whichever create comes next is charged
-            # for it. A pause lets the deletes settle, and the order alternates per round.
-            time.sleep(0 if smoke else 10)
+            # Deleting CRDs leaves the API server work to do (its OpenAPI document, caches), and a
+            # create leaves seconds of it at full CPU (status updates, OpenAPI v3 aggregation of
+            # the new CRDs): whichever command came next was charged for it. Each create starts
+            # with the API server idle, and the order alternates per round.
             if i % 2 == 0:
-                a = env_create()
-                b = kube_create()
+                a = settled(env_create, smoke)
+                b = settled(kube_create, smoke)
             else:
-                b = kube_create()
-                a = env_create()
+                b = settled(kube_create, smoke)
+                a = settled(env_create, smoke)
             if i or not WARMUP:
                 create.append((a, b))
         delete_all()

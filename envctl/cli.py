@@ -57,10 +57,10 @@ app = typer.Typer(
 )
 
 
-def _show_error(err: EnvctlError, fmt: str) -> None:
+def _show_error(err: EnvctlError, fmt: str, *, exit_code: bool = True) -> None:
     from envctl.views.errors import error_json, error_text
 
-    typer.echo(error_json(err) if fmt == "json" else error_text(err), err=True)
+    typer.echo(error_json(err) if fmt == "json" else error_text(err, exit_code=exit_code), err=True)
 
 
 def _root(repo: Path | None) -> Path:
@@ -126,7 +126,7 @@ def graph(
     from envctl.app.loading import load
     from envctl.views.graph import RENDERERS
 
-    _, _, g = load(repo, rev, env)
+    _, _, g = load(repo, rev, env, warn=_progress)
     typer.echo(RENDERERS[fmt](g))
 
 
@@ -353,7 +353,7 @@ def apply(
     if approve_:
         s.store.consume_approval(bundle.id)
     for e in res.errors.values():
-        _show_error(e, fmt)
+        _show_error(e, fmt, exit_code=False)  # the apply's exit code is its outcome's (DESIGN §2)
     resume_with = apply_command(
         bundle.environment, _display_path(plan_dir), rev=bundle.rev, approve=approve_, resume=True
     )

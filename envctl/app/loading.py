@@ -25,16 +25,18 @@ def repo_root(repo: Path | None) -> Path:
     return repo.resolve() if repo else find_repo_root(Path.cwd())
 
 
-def snapshot_of(repo: Path | None, rev: str | None) -> Snapshot:
+def snapshot_of(repo: Path | None, rev: str | None, warn: Callable[[str], None] | None = None) -> Snapshot:
     """The repository's files: its working tree, or what Git revision ``rev`` holds."""
     root = repo_root(repo)
-    return _with_parse_cache(open_snapshot(root, rev), root)
+    return _with_parse_cache(open_snapshot(root, rev), root, warn)
 
 
-def _with_parse_cache(snapshot: Snapshot, root: Path) -> Snapshot:
+def _with_parse_cache(snapshot: Snapshot, root: Path, warn: Callable[[str], None] | None) -> Snapshot:
     """``snapshot``, once its repository is known to be one envctl may keep state in (it does not
-    commit ``.envctl/``): YAML parses are kept in its ``.envctl/cache/`` from now on."""
-    yamlcache.use_store(DiskParseStore(root))
+    commit ``.envctl/``): YAML parses are kept in its ``.envctl/cache/`` from now on. ``warn``:
+    where the cache says, once, that it is off (or replaced a damaged key)."""
+    say = None if warn is None else (lambda text: warn(f"warning: {text}"))
+    yamlcache.use_store(DiskParseStore(root, say))
     return snapshot
 
 
@@ -57,9 +59,11 @@ def load(
     rev: str | None,
     env: str | None,
     loaded: Callable[[Snapshot, Environment], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[Snapshot, Environment, EnvGraph]:
-    """The environment and its graph; ``loaded`` runs in between (the graph may import networkx)."""
-    snapshot = snapshot_of(repo, rev)
+    """The environment and its graph; ``loaded`` runs in between (the graph may import networkx);
+    ``warn``: where warnings of the load go (the parse cache's)."""
+    snapshot = snapshot_of(repo, rev, warn)
     environment = load_environment(snapshot, pick_environment(snapshot, env))
     if loaded is not None:
         loaded(snapshot, environment)
@@ -82,7 +86,7 @@ def open_session(
     def start_workers(snapshot: Snapshot, environment: Environment) -> None:
         prewarm_plans(environment, snapshot, root, environment.nodes, parallelism)
 
-    snapshot, environment, g = load(repo, rev, env, start_workers if terraform else None)
+    snapshot, environment, g = load(repo, rev, env, start_workers if terraform else None, progress)
     return Session(root, snapshot, environment, g, parallelism=parallelism, progress=progress, rev=rev)
 
 
@@ -93,7 +97,7 @@ def validate_sessions(
     from envctl.core.errors import ConfigError
 
     root = repo_root(repo)
-    snapshot = _with_parse_cache(open_snapshot(root, rev), root)
+    snapshot = _with_parse_cache(open_snapshot(root, rev), root, progress)
     names = [env] if env else list_environments(snapshot)
     if not names:
         raise ConfigError(

@@ -55,6 +55,31 @@ def _canonical_body(body: dict[str, Any], forms: dict[str, bytes]) -> bytes:
     return b"{" + b",".join(parts) + b"}"
 
 
+def _spliced(data: dict[str, Any], given: dict[str, bytes]) -> bytes:
+    """``canonical(data)`` of a dict with string keys, the values of the keys in ``given`` being
+    their canonical JSON already: spliced in as they are, not serialised again."""
+    parts = (canonical(k) + b":" + (given[k] if k in given else canonical(data[k])) for k in sorted(data))
+    return b"{" + b",".join(parts) + b"}"
+
+
+def _node_form(plan: dict[str, Any], lengths: dict[int, int]) -> bytes:
+    """``canonical(plan)`` of a node plan's JSON, made from each change's ``after`` serialised on
+    its own, whose length goes into ``lengths`` by the value's id: a plan view shows a large
+    created object by its size, which then takes no serialisation of its own."""
+    changes = plan.get("changes")
+    if not isinstance(changes, list):
+        return canonical(plan)
+    forms = []
+    for c in changes:
+        if not isinstance(c, dict) or "after" not in c:
+            forms.append(canonical(c))
+            continue
+        after = canonical(c["after"])
+        lengths[id(c["after"])] = len(after)
+        forms.append(_spliced(c, {"after": after}))
+    return _spliced(plan, {"changes": b"[" + b",".join(forms) + b"]"})
+
+
 def node_fingerprint(plan: NodePlan) -> str:
     """The fingerprint of one node's plan; an approval binds to these."""
     return sha256(canonical(plan.to_json()))
@@ -104,15 +129,17 @@ class PlanBundle:
     def body(self) -> dict[str, Any]:
         return dict(self._encoded[0])
 
-    def _body(self) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """The body, and each node's canonical JSON (its fingerprint's input, made once)."""
+    def _body(self) -> tuple[dict[str, Any], dict[str, bytes], dict[int, int]]:
+        """The body, each node's canonical JSON (its fingerprint's input, made once), and the
+        length of the canonical JSON of each change's ``after`` by the value's id."""
         extra: dict[str, Any] = {}
         if self.rev is not None:
             extra["rev"] = self.rev
         if self.rollback is not None:
             extra["rollback"] = self.rollback.to_json()
         nodes = {n: self.nodes[n].to_json() for n in self.order}
-        forms = {n: canonical(nodes[n]) for n in self.order}
+        lengths: dict[int, int] = {}
+        forms = {n: _node_form(nodes[n], lengths) for n in self.order}
         body = {
             **extra,
             "format_version": BUNDLE_VERSION,
@@ -127,17 +154,17 @@ class PlanBundle:
             "nodes": nodes,
             "node_fingerprints": {n: sha256(forms[n]) for n in self.order},
         }
-        return body, forms
+        return body, forms, lengths
 
     @cached_property
-    def _encoded(self) -> tuple[dict[str, Any], dict[str, bytes], str]:
+    def _encoded(self) -> tuple[dict[str, Any], dict[str, bytes], str, dict[int, int]]:
         """The body, each node's canonical JSON and the fingerprint, made once per bundle: a plan
         of large CRDs is megabytes of JSON, and a create used to serialise it five times before
         its first write (the bundle file, its fingerprint for the applied record, each node's
         fingerprint for the journal). A bundle is not edited after it is made (frozen, and its
         plans are frozen too), so what was serialised once stands."""
-        body, forms = self._body()
-        return body, forms, sha256(_canonical_body(body, forms))
+        body, forms, lengths = self._body()
+        return body, forms, sha256(_canonical_body(body, forms)), lengths
 
     @property
     def fingerprint(self) -> str:
@@ -149,14 +176,19 @@ class PlanBundle:
         return str(found) if found is not None else node_fingerprint(self.nodes[node])
 
     def to_json(self) -> dict[str, Any]:
-        body, _, fingerprint = self._encoded
+        body, _, fingerprint, _ = self._encoded
         return {**body, "fingerprint": fingerprint}
 
     def canonical_json(self) -> bytes:
         """``canonical(self.to_json())`` - what the store writes as ``bundle.json`` - with each
         node's canonical JSON spliced in as made for the fingerprint, not serialised again."""
-        body, forms, fingerprint = self._encoded
+        body, forms, fingerprint, _ = self._encoded
         return _canonical_body({**body, "fingerprint": fingerprint}, forms)
+
+    def json_length(self, value: Any) -> int | None:
+        """``len(canonical(value))`` of the ``after`` of a change of this bundle's plans, known from
+        the forms its fingerprint was made of; None for any other value."""
+        return self._encoded[3].get(id(value))
 
     @property
     def has_changes(self) -> bool:

@@ -144,7 +144,7 @@ def plan_layer(
         ctx.remember(_plan_key(node, objects), prepared)
     changes = [c for p in prepared if (c := _with_adoption(p)) is not None]
     notes: list[str] = list(spec.deprecations)
-    notes.extend(_unvalidated(prepared, _layer_namespaces(objects)))
+    notes.extend(_unvalidated(prepared, _layer_namespaces(objects), _layer_namespaces(upstream_objects)))
     if not spec.take_conflicts:
         err = conflict_error(node.id, prepared)
         if err is not None:
@@ -166,9 +166,10 @@ def plan_layer(
     )
 
 
-def _unvalidated(prepared: Sequence[Prepared], own: set[str]) -> list[str]:
+def _unvalidated(prepared: Sequence[Prepared], own: set[str], upstream: set[str]) -> list[str]:
     """Plan notes naming the objects no dry-run checked: the API server dry-runs nothing in a
-    namespace that does not exist yet."""
+    namespace that does not exist yet (``own``: Namespaces this layer creates; ``upstream``:
+    those its upstream layers create)."""
     by_ns: dict[str, list[ObjRef]] = {}
     for p in prepared:
         if p.waits_for is WaitsFor.NAMESPACE:
@@ -183,10 +184,15 @@ def _unvalidated(prepared: Sequence[Prepared], own: set[str]) -> list[str]:
                 "apply creates the Namespace first, dry-runs them, and if one is refused deletes the "
                 "Namespace again: nothing is applied"
             )
-        else:
+        elif ns in upstream:
             notes.append(
                 f"{len(refs)} object(s) could not be validated yet: their Namespace {ns} does not exist "
-                f"({names}); the apply dry-runs them once a layer it depends on has created it"
+                f"({names}); the apply dry-runs them once the upstream layer that creates it is applied"
+            )
+        else:
+            notes.append(
+                f"{len(refs)} object(s) cannot be applied: their Namespace {ns} does not exist and "
+                f"nothing creates it ({names}); the apply refuses the layer before any write"
             )
     return notes
 
@@ -217,6 +223,18 @@ def _as_planned(p: Prepared, view: LiveView) -> bool | None:
     return now is not None and bool(version) and (now.get("metadata") or {}).get("resourceVersion") == version
 
 
+def _planned_create(p: Prepared) -> bool:
+    """Planned as a create whose dry-run stands while the object is still absent (``_as_planned``)."""
+    return (
+        p.pending is None
+        and p.mapping is not None
+        and p.dry is not None
+        and p.live is None
+        and not p.conflicts
+        and not p.replace
+    )
+
+
 def _plain_noop(p: Prepared) -> bool:
     """Planned as unchanged and already managed by envctl: nothing to apply, nothing to re-check."""
     change = _with_adoption(p)
@@ -233,8 +251,9 @@ def _reuse_plan(
     deleted, or read by GET because it lacked the layer's labels) is dry-run again, so the apply
     acts on the cluster as it is now, never on the plan's memory; objects planned as unchanged
     are not read again (a layer in sync costs no request here). A planned create stands while
-    the object is still absent: the LISTs, or else one GET answering 404, show that (a GET costs
-    the API server far less than dry-running a large CRD again).
+    the object is still absent: one GET answering 404 shows that (a GET costs the API server far
+    less than dry-running a large CRD again); one answering 200 - created since, with or without
+    the layer's labels - has it dry-run again.
     """
     planned: list[Prepared] | None = ctx.recall(_plan_key(node, objects))  # forgotten either way
     if planned is None or not reuse:
@@ -242,10 +261,17 @@ def _reuse_plan(
     # An object planned as unchanged is not read again: the apply would not touch it either way,
     # and a change made since the plan is drift like one made after the apply.
     unchanged = {id(p) for p in planned if _plain_noop(p)}
-    view = survey(ctx, node.id, [p for p in planned if id(p) not in unchanged])
+    # A planned create is settled by one GET, which also finds an object created since without
+    # the layer's labels: the LISTs are only for the objects the plan saw live (a layer of new
+    # CRDs: no LIST, its GETs go out at once)
+    creates = {id(p) for p in planned if id(p) not in unchanged and _planned_create(p)}
+    view = survey(ctx, node.id, [p for p in planned if id(p) not in unchanged | creates])
     crds, namespaces = _crd_kinds(objects), _layer_namespaces(objects)
     recreate = _spec(node).recreate
-    settled = {id(p): True if id(p) in unchanged else _as_planned(p, view) for p in planned}
+    settled = {
+        id(p): True if id(p) in unchanged else None if id(p) in creates else _as_planned(p, view)
+        for p in planned
+    }
     unsure = [p for p in planned if settled[id(p)] is None]
 
     def absent(p: Prepared) -> bool:

@@ -11,6 +11,7 @@ never show as changes. ``object_change`` is the pure half.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -332,13 +333,11 @@ def dry_run_one(
                 p.waits_for = WaitsFor.UPSTREAM
                 p.pending = f"create after the upstream node that serves {p.ref.group_kind}"
             else:
-                raise ConfigError(
-                    f"{p.ref}: the cluster does not serve kind {p.ref.kind} in {p.ref.api_version}",
-                    node=node_id,
-                    hint="is its CustomResourceDefinition applied (by this layer or one it depends on)?",
-                )
-            p.change = Change(str(p.ref), Action.CREATE, None, mask_object(p.obj), (p.pending,))
-            return True
+                resolved = _served_soon(ctx, node_id, p.ref)
+            if resolved is None:
+                assert p.pending is not None
+                p.change = Change(str(p.ref), Action.CREATE, None, mask_object(p.obj), (p.pending,))
+                return True
         p.ref, p.mapping = resolved
         meta = p.obj.setdefault("metadata", {})
         if p.mapping.namespaced:
@@ -421,6 +420,24 @@ BRIEF_ABOVE = 64 * 1024  # bytes of JSON above which a create's dry-run returns 
 
 
 def _large(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj``'s compact JSON is longer than BRIEF_ABOVE. Its strings alone - keys with
+    their quotes and colon, values with their quotes; escaping only lengthens them - are a lower
+    bound of that length: a large object (a CRD's schema) is known to be large after a walk over
+    part of it, instead of serialising it whole only to measure it; any other is measured."""
+    total = 0
+    stack: list[Any] = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            total += len(v) + 2
+            if total > BRIEF_ABOVE:
+                return True
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+        elif isinstance(v, dict | Mapping):
+            for k, x in v.items():
+                total += len(k) + 3 if isinstance(k, str) else 0
+                stack.append(x)
     return len(json.dumps(obj, separators=(",", ":"), default=str)) > BRIEF_ABOVE
 
 
@@ -511,14 +528,68 @@ def _schema_rules_keyed(value: Any) -> bool:
     stack = [value]
     while stack:
         v = stack.pop()
-        if isinstance(v, Mapping):
+        if isinstance(v, str):
+            continue  # most of a schema; tested before the slower test for any ``Mapping``
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict | Mapping):
             rules = v.get(SCHEMA_RULES)
             if rules is not None and not _keyed_once(rules, ("rule",)):
                 return False
             stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
     return True
+
+
+# How long a plan waits for the API server to serve a kind whose CRD is in the cluster already
+# (applied by an earlier run, interrupted before it was Established, say) before it fails.
+CRD_SERVE_TIMEOUT = 30.0
+
+
+def _served_soon(ctx: KubeContext, node_id: str, ref: ObjRef) -> tuple[ObjRef, Mapping_]:
+    """The kind's mapping once the cluster serves it, if a CustomResourceDefinition in the cluster
+    defines it (not Established yet, or not in discovery yet: both take a moment after an apply,
+    so a re-run right after an interrupted one would otherwise fail); else the plan's error.
+
+    Only on this error path: one LIST of the cluster's CRDs, then discovery asked again every
+    ``poll_interval`` for up to CRD_SERVE_TIMEOUT. A CRD whose names the API server did not
+    accept is never served: its reason is the error.
+    """
+    error = ConfigError(
+        f"{ref}: the cluster does not serve kind {ref.kind} in {ref.api_version}",
+        node=node_id,
+        hint="is its CustomResourceDefinition applied (by this layer or one it depends on)?",
+    )
+    try:
+        items = ctx.list_items("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    except ApiError as e:
+        raise translate(e, ref, node=node_id) from e
+    version = ref.api_version.rpartition("/")[2]
+    defining = [
+        c
+        for c in items
+        if (c.get("spec") or {}).get("group") == ref.group
+        and ((c.get("spec") or {}).get("names") or {}).get("kind") == ref.kind
+        and any(
+            v.get("name") == version and v.get("served") for v in (c.get("spec") or {}).get("versions") or []
+        )
+    ]
+    if not defining:
+        raise error
+    name = str((defining[0].get("metadata") or {}).get("name", ""))
+    conditions = {str(c.get("type")): c for c in ((defining[0].get("status") or {}).get("conditions") or [])}
+    names = conditions.get("NamesAccepted") or {}
+    if names.get("status") == "False":
+        error.message += f": its CustomResourceDefinition {name} is not served ({names.get('message', '')})"
+        raise error
+    deadline = time.monotonic() + CRD_SERVE_TIMEOUT
+    while True:
+        ctx.forget(ref.api_version)
+        resolved = ctx.resolve(ref)
+        if resolved is not None:
+            return resolved
+        if time.monotonic() > deadline or not ctx.pause(ctx.poll_interval):
+            error.message += f": its CustomResourceDefinition {name} is not served yet"
+            raise error
 
 
 def _namespace_pending(p: Prepared, namespaces: set[str] | None) -> None:

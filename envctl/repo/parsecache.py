@@ -9,8 +9,11 @@ it is never committed (a ``.gitignore`` of ``*``; envctl refuses a repository th
 - every entry carries an HMAC-SHA256 over its key and bytes under a random key of this checkout
   (``key``, mode 0600, owned by the user running envctl); an entry that is truncated, flipped,
   written by another envctl, another user or anyone without the key does not verify and is
-  ignored (the text is parsed again and the entry rewritten); a key file that is not private to
-  the user turns the disk cache off;
+  ignored (the text is parsed again and the entry rewritten); a damaged key (a regular file of
+  the user that is not 32 bytes, or that others may read) is replaced by a new one, which
+  voids every entry signed with the old; a key that is not the user's regular file (a symlink,
+  another user's file, a directory, a FIFO) is never followed, read, trusted or removed: it
+  turns the disk cache off, and envctl says so once, naming the file to delete;
 - nothing is written outside ``.envctl/``: ``.envctl``, ``cache`` and ``yaml`` must be real
   directories owned by the user (a symlink among them, e.g. out of the repository, turns the disk
   cache off); the ones envctl creates are private to the user (mode 0700);
@@ -30,6 +33,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -55,15 +59,24 @@ def parser_version() -> str:
     return f"envctl {envctl.__version__} {h.hexdigest()} pyyaml {yaml.__version__} {libyaml} {sys.version}"
 
 
-class DiskParseStore:
-    """Parses kept under ``<root>/.envctl/cache/yaml``: a ``yamlcache.ParseStore``."""
+class Untrusted(OSError):
+    """A file of the cache that envctl must neither use nor touch; the message says what to do."""
 
-    def __init__(self, root: Path) -> None:
+
+class DiskParseStore:
+    """Parses kept under ``<root>/.envctl/cache/yaml``: a ``yamlcache.ParseStore``.
+
+    ``warn``: told once, in words for the user, when the disk cache is off for a reason the user
+    can fix, or when a damaged key was replaced.
+    """
+
+    def __init__(self, root: Path, warn: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.dir = root / ".envctl" / "cache" / "yaml"
         self.version = parser_version()
         self._secret: bytes | None = None
         self._off = False
+        self._warn = warn
 
     def _key(self) -> bytes | None:
         """This checkout's HMAC key, made on first use; None: the disk cache is off."""
@@ -72,10 +85,18 @@ class DiskParseStore:
         try:
             self._own_dirs()
             self._secret = self._read_key() or self._make_key()
+        except Untrusted as e:
+            self._secret = None
+            self._say(f"the YAML parse cache is off: {e}")
         except OSError:
             self._secret = None
         self._off = self._secret is None
         return self._secret
+
+    def _say(self, message: str) -> None:
+        if self._warn is not None:
+            with contextlib.suppress(Exception):  # the cache never fails a command
+                self._warn(message)
 
     def _own_dirs(self) -> None:
         """Make ``.envctl/cache/yaml`` (mode 0700 where envctl creates it); OSError unless each of
@@ -87,27 +108,63 @@ class DiskParseStore:
                 os.mkdir(path, 0o700)
             st = os.lstat(path)
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                raise OSError(f"{path} is not a directory of this user")
+                raise Untrusted(
+                    f"{path} is not a directory of this user (a symlink, a file, or another user's); "
+                    "envctl leaves it alone: remove it to turn the cache back on"
+                )
 
     def _read_key(self) -> bytes | None:
+        """This checkout's key; None when there is none yet. A damaged key of the user is replaced
+        (a new key voids every entry); one that is not the user's regular file is Untrusted."""
+        path = self.dir / "key"
         try:
-            fd = os.open(self.dir / "key", os.O_RDONLY | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO planted as the key must not hang the command
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as e:  # ELOOP: a symlink, never followed
+            if os.path.islink(path):
+                raise Untrusted(f"{path} is a symbolic link; envctl does not follow it: remove it") from e
+            raise
         try:
             st = os.fstat(fd)
-            private = st.st_uid == os.getuid() and not st.st_mode & 0o077 and stat.S_ISREG(st.st_mode)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                raise Untrusted(
+                    f"{path} is not a regular file of this user; envctl does not use or remove it: "
+                    "remove it to turn the cache back on"
+                )
             data = os.read(fd, _KEY_BYTES + 1)
         finally:
             os.close(fd)
-        if not private or len(data) != _KEY_BYTES:
-            raise OSError("the parse cache key is not private to this user")
+        if st.st_mode & 0o077 or len(data) != _KEY_BYTES:
+            faults = [f"{len(data)} bytes, not {_KEY_BYTES}"] if len(data) != _KEY_BYTES else []
+            why = ", ".join([*faults, *(["readable by others"] if st.st_mode & 0o077 else [])])
+            secret = self._replace_key()
+            self._say(f"the YAML parse cache key {path} was damaged ({why}): replaced with a new one")
+            return secret
         return data
+
+    def _replace_key(self) -> bytes:
+        """A new key in place of a damaged one: written aside (mode 0600), then renamed over it
+        (a rename replaces the directory entry, whatever it is now; it never follows a link)."""
+        secret = secrets.token_bytes(_KEY_BYTES)
+        fd, tmp = tempfile.mkstemp(prefix=".key.", dir=self.dir)  # mode 0600
+        try:
+            os.write(fd, secret)
+            os.close(fd)
+            os.replace(tmp, self.dir / "key")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return secret
 
     def _make_key(self) -> bytes | None:
         ignore = self.dir.parent / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# envctl's parse cache: not part of the repository\n*\n")
+        with contextlib.suppress(FileExistsError):  # never through a link planted there
+            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("# envctl's parse cache: not part of the repository\n*\n")
         secret = secrets.token_bytes(_KEY_BYTES)
         fd, tmp = tempfile.mkstemp(prefix=".key.", dir=self.dir)  # mode 0600
         try:

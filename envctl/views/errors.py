@@ -7,7 +7,9 @@ import json
 from envctl.core.errors import EnvctlError
 
 
-def error_text(err: EnvctlError) -> str:
+def error_text(err: EnvctlError, *, exit_code: bool = True) -> str:
+    """``exit_code``: name the exit code the error makes (False for the error of one node of an
+    apply, whose exit code is the apply's outcome, printed after it)."""
     head = "Error"
     where = []
     if err.node:
@@ -21,7 +23,7 @@ def error_text(err: EnvctlError) -> str:
         lines.extend(f"  | {line}" for line in err.detail.rstrip().splitlines())
     if err.hint:
         lines.append(f"  hint: {err.hint}")
-    lines.append(f"  ({err.reference}, exit {int(err.exit_code)})")
+    lines.append(f"  ({err.reference}, exit {int(err.exit_code)})" if exit_code else f"  ({err.reference})")
     return "\n".join(lines)
 
 

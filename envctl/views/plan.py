@@ -106,13 +106,21 @@ def _update_line(c: Change, path: str) -> str:
     return f"    ~ {path}: {_dumped(old)} -> {_dumped(new)}"
 
 
-def _created(v: Any) -> str:
-    """A created object as compact JSON, whole up to CREATE_LIMIT; larger: its size, never cut mid-JSON."""
-    text = json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
-    if len(text) <= CREATE_LIMIT:
-        return text
+def _created(v: Any, size: int | None = None) -> str:
+    """A created object as compact JSON, whole up to CREATE_LIMIT; larger: its size, never cut mid-JSON.
+    ``size``: the length of that JSON when known (the plan bundle's), so a large object is not
+    serialised again only to be measured."""
+    if size is None or size <= CREATE_LIMIT:
+        text = json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+        if len(text) <= CREATE_LIMIT:
+            return text
+        size = len(text)
     keys = ", ".join(sorted(v)) if isinstance(v, dict) else type(v).__name__
-    return f"({len(text)} characters of JSON with {keys}; the whole object: --format json)"
+    return f"({size} characters of JSON with {keys}; the whole object: --format json)"
+
+
+def _unknown_size(_v: Any) -> int | None:
+    return None
 
 
 def _sensitive_marker(obj: Any, path: str) -> str | None:
@@ -122,7 +130,7 @@ def _sensitive_marker(obj: Any, path: str) -> str | None:
     return value if found and isinstance(value, str) and value.startswith("(sensitive") else None
 
 
-def _change_lines(c: Change) -> list[str]:
+def _change_lines(c: Change, size: Callable[[Any], int | None] = _unknown_size) -> list[str]:
     head = f"{_SYMBOL[c.action]} {c.address} ({c.action.value})"
     if c.reasons:
         head += f"  because: {'; '.join(c.reasons)}"
@@ -138,18 +146,19 @@ def _change_lines(c: Change) -> list[str]:
         # a replace, like an update, shows what changes (old -> new) next to why it replaces
         lines.extend(_update_line(c, f) for f in c.fields[:30])
     elif c.action in (Action.CREATE, Action.REPLACE) and c.after is not None:
-        lines.append(f"    {_created(c.after)}")
+        lines.append(f"    {_created(c.after, size(c.after))}")
     return lines
 
 
-def _node_details(p: NodePlan) -> list[str]:
-    """The detail lines of one node (pending inputs, changed resources, notes); empty if none."""
+def _node_details(p: NodePlan, size: Callable[[Any], int | None] = _unknown_size) -> list[str]:
+    """The detail lines of one node (pending inputs, changed resources, notes); empty if none.
+    ``size``: the length of a created object's compact JSON, where known (``PlanBundle.json_length``)."""
     lines: list[str] = []
     if p.pending_upstream:
         lines.append(f"? pending upstream: inputs {', '.join(p.pending_upstream)}")
     for c in p.changes:
         if c.action.changes:
-            lines.extend(_change_lines(c))
+            lines.extend(_change_lines(c, size))
     lines.extend(_output_line(c) for c in p.output_changes)
     if p.deletion is not None and not p.changes and not p.kept:
         lines.append("- nothing left to delete: its records go (inventory, state, workspace, journal)")
@@ -255,7 +264,7 @@ def plan_text(
     if radius:
         out += ["Blast radius:", *(f"  {line}" for line in radius), ""]
     for n in bundle.order:
-        body = _node_details(bundle.nodes[n])
+        body = _node_details(bundle.nodes[n], bundle.json_length)
         if body:
             out += [f"{n}:", *(f"  {line}" for line in body), ""]
     out.append(_summary(bundle))
@@ -409,7 +418,7 @@ def plan_markdown(
         out += ["**Blast radius**", "", *(f"- {line}" for line in radius), ""]
     for n in bundle.order:
         p = bundle.nodes[n]
-        body = _node_details(p)
+        body = _node_details(p, bundle.json_length)
         if not body:
             continue
         fence = _fence(body)

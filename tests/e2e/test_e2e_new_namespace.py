@@ -80,6 +80,8 @@ def test_a_refused_object_in_a_namespace_the_layer_creates_leaves_nothing_behind
     r = env.apply()
     assert r.returncode == 1, describe(r)  # DESIGN §2: the only node failed
     assert_no_traceback(r)
+    # the node's error names its kind, not an exit code the command does not exit with
+    assert "(invalid-configuration)" in r.output and "exit 78" not in r.output, describe(r)
     assert f"apps/v1 Deployment {env.namespace}/web" in r.output, describe(r)
     assert "nothing was applied" in r.output, describe(r)
     assert "part-way" not in r.output, describe(r)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import crd_manifest
 from kubehelpers import get, wait_for
 from kubernetes import client
 
@@ -257,6 +258,30 @@ def test_one_invalid_object_fails_the_plan_and_nothing_is_applied(
         )
         is None
     )
+
+
+def test_a_kind_whose_crd_is_in_the_cluster_but_not_served_yet_is_waited_for_not_failed(
+    layer: Layer, api: client.ApiClient
+) -> None:
+    """A re-run right after a run interrupted in its CRD stage: the CRD exists, the kind is not
+    served yet (here: discovery asked before the CRD was created). The plan waits for it."""
+    group = f"{layer.namespace}.served.example.com"
+    widget = f"apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w1}}\nspec: {{field0: a}}\n"
+    layer.write({"widget.yaml": widget})
+    assert layer.ctx.mapping(f"{group}/v1", "Widget") is None  # discovery: not served (cached)
+    ext = client.ApiextensionsV1Api(api)
+    ext.create_custom_resource_definition(crd_manifest(group, "widgets", "Widget"))
+    try:
+        [change] = layer.plan().changes
+        assert change.action is Action.CREATE and change.reasons == (), change
+        assert actions(layer.apply()) == {f"{group}/v1 Widget {layer.namespace}/w1": "create"}
+        # a version the CRD does not serve is not waited for: the plain error
+        layer.write({"widget.yaml": widget.replace(f"{group}/v1", f"{group}/v2")})
+        with pytest.raises(ConfigError) as err:
+            layer.plan()
+        assert err.value.message.endswith(f"does not serve kind Widget in {group}/v2"), err.value.message
+    finally:
+        ext.delete_custom_resource_definition(f"widgets.{group}")
 
 
 def test_unknown_kind_fails_the_plan_unless_an_upstream_is_pending(layer: Layer) -> None:
@@ -799,9 +824,16 @@ def test_objects_in_a_namespace_an_upstream_layer_creates_plan_as_create_after(
     layer = Layer(tmp_path, kubeconfig, namespace)
     layer.spec["namespace"] = f"{namespace}-later"
     layer.write({"cm.yaml": cm("c", a="1")})
-    [change] = layer.plan().changes
+    plan = layer.plan()
+    [change] = plan.changes
     assert change.action is Action.CREATE
     assert change.reasons == (f"create after Namespace {namespace}-later (not in the cluster yet)",)
+    [note] = plan.notes
+    assert f"Namespace {namespace}-later does not exist and nothing creates it" in note
+    upstream = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-later"}}]
+    [note] = layer.plan(upstream_objects=upstream).notes
+    assert "once the upstream layer that creates it is applied" in note
+    assert f"v1 ConfigMap {namespace}-later/c" in note
     with pytest.raises(EngineError, match="do not exist") as err:
         layer.apply()
     assert "nothing was applied" in str(err.value)

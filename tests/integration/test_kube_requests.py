@@ -513,3 +513,31 @@ def test_a_kind_an_upstream_crd_serves_is_waited_for_in_discovery_before_anythin
         assert got["spec"] == {"size": 1}
     finally:
         api.delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_an_object_created_between_the_plan_and_the_apply_is_found_and_dry_run_again(
+    layer: Layer, api_client: client.ApiClient
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": layer.ns}})
+    cms = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}, "data": {"key": n}}
+        for n in ("cm-a", "cm-b", "cm-c")
+    ]
+    write_docs(layer, cms)
+    objects = layer.objects()
+    assert plan_layer(layer.ctx, layer.node, objects).counts.add == 3
+    # another actor creates one of them meanwhile, without the layer's labels
+    core.create_namespaced_config_map(layer.ns, {"metadata": {"name": "cm-b"}, "data": {"other": "theirs"}})
+    layer.ctx.take()
+    done = apply_layer(layer.ctx, layer.node, objects, reuse_plan=True)
+    counts = layer.ctx.take()
+    actions = {c.address: c.action for c in done.changes}
+    assert actions == {
+        f"v1 ConfigMap {layer.ns}/cm-a": Action.CREATE,
+        f"v1 ConfigMap {layer.ns}/cm-b": Action.UPDATE,  # adopted, not "created"
+        f"v1 ConfigMap {layer.ns}/cm-c": Action.CREATE,
+    }
+    # one GET per planned create settles it; only the one found is dry-run again; no LIST
+    assert counts["dry-run"] == 1 and counts["list"] == 0 and counts["apply"] == 3, counts
+    assert core.read_namespaced_config_map("cm-b", layer.ns).data == {"key": "cm-b", "other": "theirs"}

@@ -4,9 +4,10 @@ the checkout: whatever the cache holds, a command sees what a fresh parse of Git
 - an entry replayed under another file's key, or an old entry under an edited file's key, is
   never used: the plan shows the objects Git holds, and a file with a YAML error is reported at
   its file:line even when a valid entry sits under its key;
-- a cache directory or key file that is a symlink, a key others can read, or a cache that cannot
-  be written only turns the cache off: same exit code, no traceback, nothing written outside
-  ``.envctl/``;
+- a cache directory or key file that is a symlink, or a cache that cannot be written, only turns
+  the cache off: same exit code, no traceback, nothing written outside ``.envctl/``, and a
+  warning once per command naming the file to remove; a key others can read is replaced (once,
+  said on stderr) and the cache works again;
 - a committed ``.envctl/`` is refused, also when ``--rev`` names a commit without it;
 - two commands filling the cache at once (plan and drift) both succeed and leave only entries that
   verify;
@@ -138,6 +139,17 @@ def test_a_hostile_cache_directory_only_turns_the_cache_off(
     assert again.returncode == 0, str(again)
     assert_no_traceback(again)
     assert sorted(p.name for p in outside.iterdir()) == before
+    # never silent: said once per command (with the file to remove), or, for a damaged key of
+    # the user's own, replaced once (mode 0600) and the cache works again
+    if spoil is _key_world_readable:
+        assert run.stderr.count("warning: the YAML parse cache key") == 1, str(run)
+        assert "readable by others): replaced with a new one" in run.stderr, str(run)
+        assert "parse cache" not in again.stderr, str(again)
+        assert stat.S_IMODE(os.lstat(example.dotdir / "cache" / "yaml" / "key").st_mode) == 0o600
+    else:
+        for r in (run, again):
+            assert r.stderr.count("warning: the YAML parse cache is off: ") == 1, str(r)
+            assert "remove it" in r.stderr, str(r)
 
 
 def test_a_committed_envctl_dir_is_refused_also_with_rev(example: Env) -> None:

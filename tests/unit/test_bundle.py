@@ -85,6 +85,10 @@ def test_the_fingerprint_is_the_sha256_of_the_canonical_body(after: dict[str, An
     # the bundle file's bytes, spliced from the nodes' forms: what serialising it whole gives
     whole = json.dumps(b.to_json(), sort_keys=True, separators=(",", ":"), default=str).encode()
     assert b.canonical_json() == whole == canonical(b.to_json())
+    for plan in nodes.values():
+        assert [b.json_length(c.after) for c in plan.changes] == [
+            len(canonical(c.after)) for c in plan.changes
+        ]
 
 
 def test_the_bundle_file_holds_the_bytes_of_the_plan_and_reads_back_to_the_same_fingerprint(

@@ -1,10 +1,16 @@
-"""What an apply may take over from its plan, and which stage-one objects it waits for (pure)."""
+"""What an apply may take over from its plan, which stage-one objects it waits for, and how a
+dry-run judges an object large or its schema rules keyed (pure)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from envctl.core.changes import Action, Change
+from envctl.kube import diff
 from envctl.kube.apply import _as_planned, _needed_first, _plain_noop
 from envctl.kube.client import Mapping_
 from envctl.kube.diff import LiveView, Prepared
@@ -77,3 +83,49 @@ def test_normalise_copies_the_top_level_and_metadata_only() -> None:
     assert (
         out["spec"] is spec and obj["metadata"] == {"name": "x", "resourceVersion": "3"} and "status" in obj
     )
+
+
+def _json_length(obj: Any) -> int:
+    return len(json.dumps(obj, separators=(",", ":"), default=str))
+
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.recursive(
+        _SCALARS | st.text(min_size=5000, max_size=20000, alphabet='a\u00e9\u2603\n"\\'),
+        lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=30), inner, max_size=6),
+        max_leaves=40,
+    ),
+)
+def test_an_object_is_large_exactly_when_its_compact_json_is(value: Any) -> None:
+    # the walk over its strings only decides early for what is large for sure
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": value}
+    assert diff._large(obj) is (_json_length(obj) > diff.BRIEF_ABOVE)
+
+
+def test_a_large_crd_and_an_object_just_over_the_bound_are_large() -> None:
+    schema = {
+        "type": "object",
+        "properties": {f"f{i}": {"type": "string", "description": "d" * 50} for i in range(2000)},
+    }
+    big = {**crd("a.example", "Widget"), "spec": {"versions": [{"schema": {"openAPIV3Schema": schema}}]}}
+    assert diff._large(big) and _json_length(big) > diff.BRIEF_ABOVE
+    edge = {"data": {"k": "v" * (diff.BRIEF_ABOVE - 20)}}
+    while _json_length(edge) <= diff.BRIEF_ABOVE:
+        edge["data"]["k"] += "v"
+    assert diff._large(edge)
+    edge["data"]["k"] = edge["data"]["k"][:-1]
+    assert not diff._large(edge) and _json_length(edge) == diff.BRIEF_ABOVE
+
+
+def test_repeated_or_missing_schema_rules_are_found_anywhere_in_a_crd_schema() -> None:
+    rule = {"rule": "self.a > 0"}
+    deep = {"properties": {"a": {"items": [{"properties": {"b": {diff.SCHEMA_RULES: [rule]}}}]}}}
+    assert diff._schema_rules_keyed(deep)
+    deep["properties"]["a"]["items"][0]["properties"]["b"][diff.SCHEMA_RULES] = [rule, dict(rule)]
+    assert not diff._schema_rules_keyed(deep)
+    assert not diff._schema_rules_keyed([{"x": {diff.SCHEMA_RULES: [{"message": "no rule"}]}}])
+    assert diff._schema_rules_keyed({"description": diff.SCHEMA_RULES, "enum": ["x", 1, None]})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -230,14 +231,110 @@ def test_an_entry_forged_without_the_key_is_not_trusted(tmp_path: Path, store: D
     assert "injected" not in docs[0].data["data"]
 
 
-def test_a_key_others_can_read_turns_the_disk_cache_off(
-    tmp_path: Path, store: DiskParseStore, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def no_store() -> Iterator[None]:
+    """A test that installs stores itself: none is left installed after it."""
+    yield
+    yamlcache.use_store(None)
+    yamlcache._MEMO.clear()
+
+
+def warned_process(tmp_path: Path) -> tuple[DiskParseStore, list[str]]:
+    """:func:`new_process`, with the warnings the store gives collected."""
+    told: list[str] = []
+    yamlcache._MEMO.clear()
+    s = DiskParseStore(tmp_path, told.append)
+    yamlcache.use_store(s)
+    return s, told
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda key: key.chmod(0o644), id="readable-by-others"),
+        pytest.param(lambda key: key.write_bytes(key.read_bytes()[:5]), id="truncated"),
+        pytest.param(lambda key: key.write_bytes(b""), id="empty"),
+        pytest.param(lambda key: key.write_bytes(os.urandom(64)), id="too-long"),
+    ],
+)
+def test_a_damaged_key_of_the_user_is_replaced_once_and_the_cache_works_again(
+    tmp_path: Path, store: DiskParseStore, damage: Any
 ) -> None:
     yamlcache.load_yaml_documents_cached(ODD, "x.yaml")
-    (store.dir / "key").chmod(0o644)
-    s = new_process(tmp_path)
-    assert s.load(entry_file(store).name.removesuffix(".bin")) is None
+    key, entry = store.dir / "key", entry_file(store).name.removesuffix(".bin")
+    old = key.read_bytes()
+    damage(key)
+    s, told = warned_process(tmp_path)
+    assert s.load(entry) is None  # signed with the old key: void
+    assert len(told) == 1 and "damaged" in told[0] and "replaced" in told[0], told
+    st = os.lstat(key)
+    assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o600 and st.st_uid == os.getuid()
+    assert len(key.read_bytes()) == 32 and key.read_bytes() != old
     same(yamlcache.load_yaml_documents_cached(ODD, "x.yaml"), load_yaml_documents(ODD, "x.yaml"))
+    s, told = warned_process(tmp_path)  # the next command: a hit, and nothing to say
+    assert s.load(entry) is not None and told == []
+
+
+def fifo(path: Path) -> None:
+    os.mkfifo(path, 0o600)
+
+
+def foreign(path: Path, outside: Path) -> None:
+    """A well-formed private key file (the right key, even), owned by another user (nobody)."""
+    path.write_bytes(outside.read_bytes())
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        pytest.param(lambda key, outside: key.symlink_to(outside), id="symlink"),
+        pytest.param(lambda key, outside: key.mkdir(), id="directory"),
+        pytest.param(lambda key, outside: fifo(key), id="fifo"),
+        pytest.param(
+            lambda key, outside: foreign(key, outside),
+            id="another-users-file",
+            marks=pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user"),
+        ),
+    ],
+)
+def test_a_key_that_is_not_the_users_regular_file_is_left_alone_and_said_once(
+    tmp_path: Path, no_store: None, plant: Any
+) -> None:
+    repo, outside = tmp_path / "repo", tmp_path / "outside-key"
+    repo.mkdir()
+    s = new_process(repo)
+    yamlcache.load_yaml_documents_cached(ODD, "x.yaml")
+    key, entry = s.dir / "key", entry_file(s).name.removesuffix(".bin")
+    # the planted file holds the very key the entry is signed with: trusted, the entry would load
+    outside.write_bytes(key.read_bytes())
+    outside.chmod(0o600)
+    key.unlink()
+    plant(key, outside)
+    before = os.lstat(key)
+    s, told = warned_process(repo)
+    for _ in range(3):  # parses still work (not from the disk), the warning comes once
+        same(yamlcache.load_yaml_documents_cached(ODD, "x.yaml"), load_yaml_documents(ODD, "x.yaml"))
+        yamlcache._MEMO.clear()
+    assert len(told) == 1 and "parse cache is off" in told[0] and str(key) in told[0], told
+    assert s.load(entry) is None  # the entry is there, but without a trusted key it is not read
+    after = os.lstat(key)  # neither replaced nor removed
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert outside.read_bytes() and oct(outside.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_symlink_among_the_cache_directories_is_said_once(tmp_path: Path, no_store: None) -> None:
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    (repo / ".envctl").mkdir(parents=True)
+    elsewhere.mkdir()
+    (repo / ".envctl" / "cache").symlink_to(elsewhere)
+    _, told = warned_process(repo)
+    yamlcache.load_yaml_documents_cached(ODD, "x.yaml")
+    yamlcache._MEMO.clear()
+    yamlcache.load_yaml_documents_cached(ODD, "x.yaml")
+    assert len(told) == 1 and "parse cache is off" in told[0] and "cache" in told[0], told
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
 
 
 def test_the_cache_is_bounded(tmp_path: Path, store: DiskParseStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -167,6 +167,31 @@ def test_a_created_object_is_shown_whole_up_to_the_limit_never_cut_mid_json() ->
     assert "the whole object: --format json" in text
 
 
+def test_a_large_created_object_is_measured_by_the_bundle_with_the_same_words() -> None:
+    # the size of a large created object comes from the bundle's forms (no second serialisation):
+    # the lines are those the object's own serialisation gives, for non-ASCII and odd values too
+    exact = {"metadata": {"name": "x"}, "data": {"k": "v" * (pv.CREATE_LIMIT - 60)}}
+    values = [
+        {"metadata": {"name": "caf\u00e9"}, "data": {"k": "\u2603" * pv.CREATE_LIMIT}},
+        {"spec": {"n": 1.5, "b": None, "t": True, "l": ["x"] * 900}},
+        exact,
+        {"data": {"k": "v" * 10}},
+        ["not", "a", "dict"] * 300,
+    ]
+    assert len(json.dumps(exact, sort_keys=True, separators=(",", ":"))) <= pv.CREATE_LIMIT
+    p = NodePlan(
+        "layer.app",
+        tuple(Change(f"v1 ConfigMap app/c{i}", Action.CREATE, None, v) for i, v in enumerate(values)),
+    )
+    b = PlanBundle("p1", "dev", "abc", False, "now", ("layer.app",), {"layer.app": p})
+    measured = [b.json_length(c.after) for c in p.changes]
+    assert measured == [len(json.dumps(v, sort_keys=True, separators=(",", ":"))) for v in values]
+    assert b.json_length({"data": {"k": "v" * 10}}) is None  # an equal value, not the bundle's
+    assert pv._node_details(p, b.json_length) == pv._node_details(p)
+    text = pv.plan_text(b, [], "p")
+    assert text.count("characters of JSON") == 3 and f"({measured[0]} characters of JSON" in text
+
+
 def test_markdown_names_the_plan_id_and_fingerprint() -> None:
     b = bundle()
     md = pv.plan_markdown(b, [], "p")
