@@ -364,9 +364,11 @@ def _apply_stage(
             for p in group:
                 (r,) = ctx.parallel(one, [p])
                 results.append(r)
-                changed = isinstance(r, Change) and r.action.changes
-                if changed and p.ref in watch_ahead and p.mapping is not None:
+                if isinstance(r, BaseException):
+                    break  # one at a time: nothing after a failure is written
+                if r.action.changes and p.ref in watch_ahead and p.mapping is not None:
                     ctx.watch_ahead(p.ref, p.mapping, p.dry, settled, watch_timeout)
+            group = group[: len(results)]
         else:
             results = ctx.parallel(one, group)
         failures = [(p, r) for p, r in zip(group, results, strict=True) if isinstance(r, BaseException)]

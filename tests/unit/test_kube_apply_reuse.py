@@ -1,19 +1,24 @@
-"""What an apply may take over from its plan, which stage-one objects it waits for, and how a
-dry-run judges an object large or its schema rules keyed (pure)."""
+"""What an apply may take over from its plan, which stage-one objects it waits for, how a
+dry-run judges an object large or its schema rules keyed (pure), and where a stage of CRDs
+applied one at a time stops (against a scripted context: no cluster)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envctl.core.changes import Action, Change
+from envctl.core.errors import EnvctlError
+from envctl.core.model import LayerSpec, Node
 from envctl.kube import diff
-from envctl.kube.apply import _as_planned, _needed_first, _plain_noop
-from envctl.kube.client import Mapping_
+from envctl.kube.apply import _apply_stage, _as_planned, _needed_first, _plain_noop
+from envctl.kube.client import KubeContext, Mapping_
 from envctl.kube.diff import LiveView, Prepared
+from envctl.kube.errors import ApiError
 from envctl.kube.objects import FIELD_MANAGER, ObjRef, normalise
 
 CM = Mapping_("configmaps", True)
@@ -129,3 +134,39 @@ def test_repeated_or_missing_schema_rules_are_found_anywhere_in_a_crd_schema() -
     assert not diff._schema_rules_keyed(deep)
     assert not diff._schema_rules_keyed([{"x": {diff.SCHEMA_RULES: [{"message": "no rule"}]}}])
     assert diff._schema_rules_keyed({"description": diff.SCHEMA_RULES, "enum": ["x", 1, None]})
+
+
+class _Scripted(KubeContext):
+    """A context whose applies answer from a script (no cluster): the names it was asked to
+    apply, in order; the one named ``refuse`` is refused as the API server would."""
+
+    def apply_created(
+        self, obj: Any, mapping: Any, *, dry_run: bool, force: bool, metadata_only: bool = False
+    ) -> tuple[dict[str, Any], bool]:
+        name = obj["metadata"]["name"]
+        self.sent.append(name)  # type: ignore[attr-defined]
+        if name == self.refuse:  # type: ignore[attr-defined]
+            raise ApiError(422, "Invalid", f'CustomResourceDefinition "{name}" is invalid')
+        return {**obj, "metadata": {**obj["metadata"], "resourceVersion": "1"}}, True
+
+
+def test_crds_applied_one_at_a_time_stop_at_the_first_refused_one() -> None:
+    ctx = _Scripted(env_name="t")
+    object.__setattr__(ctx, "sent", [])
+    crds = [prepared(crd(f"g{i}.example", f"Kind{i}")) for i in range(4)]
+    for p in crds:
+        p.change = Change(str(p.ref), Action.CREATE, None, p.obj)
+    object.__setattr__(ctx, "refuse", crds[1].ref.name)
+    node = Node(id="layer.crds", kind="layer", name="crds", path="layers/crds", inputs={}, layer=LayerSpec())
+    done: dict[ObjRef, Change] = {}
+    with pytest.raises(EnvctlError, match="is invalid"):
+        _apply_stage(ctx, node, crds, True, done)
+    # the first was written, the refused one stops the stage: the last two are never sent
+    assert ctx.sent == [crds[0].ref.name, crds[1].ref.name]  # type: ignore[attr-defined]
+    assert list(done) == [crds[0].ref]
+    # without a refusal all four go, in order
+    object.__setattr__(ctx, "sent", [])
+    object.__setattr__(ctx, "refuse", None)
+    done.clear()
+    _apply_stage(ctx, node, crds, True, done)
+    assert ctx.sent == [p.ref.name for p in crds]  # type: ignore[attr-defined]
