@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from harness import crd_manifest
+from kubehelpers import wait_for
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from envctl.kube import KubeContext
@@ -47,41 +49,16 @@ def ctx(kubeconfig: str, namespace: str) -> Iterator[Recorded]:
 
 @pytest.fixture
 def widget_kind(api_client: client.ApiClient) -> Iterator[str]:
-    """The group of a new namespaced CRD ``Widget`` (spec.size: integer), Established."""
+    """The group of a new namespaced CRD ``Widget`` (``spec.field0``: string), Established."""
     group = f"fv{uuid.uuid4().hex[:8]}.example.com"
     ext = client.ApiextensionsV1Api(api_client)
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
-    ext.create_custom_resource_definition(crd)
-    w = watch.Watch()
-    selector = f"metadata.name=widgets.{group}"
-    for ev in w.stream(ext.list_custom_resource_definition, field_selector=selector, timeout_seconds=60):
-        conds = (ev["object"].status.conditions or []) if ev["object"].status else []
-        if any(c.type == "Established" and c.status == "True" for c in conds):
-            w.stop()
+    ext.create_custom_resource_definition(crd_manifest(group, "widgets", "Widget"))
+
+    def established() -> bool:
+        conditions = ext.read_custom_resource_definition(f"widgets.{group}").status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, timeout=60, what="the CRD to be Established")
     yield group
     ext.delete_custom_resource_definition(f"widgets.{group}")
 
@@ -103,7 +80,7 @@ def _unknown_fields(ns: str, group: str) -> list[tuple[ObjRef, dict[str, Any]]]:
         "apiVersion": f"{group}/v1",
         "kind": "Widget",
         "metadata": {"name": "typo", "namespace": ns},
-        "spec": {"size": 3, "sise": 4},
+        "spec": {"field0": "a", "feild0": "b"},
     }
     return [(ObjRef.of(o), o) for o in (cm, deploy, widget)]
 
